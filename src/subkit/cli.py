@@ -1,0 +1,240 @@
+"""The command line. Each command parses its options and calls one library function;
+nothing here imports TensorFlow at import time."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from subkit import __version__
+from subkit.errors import UsageError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _profile(name: str | None):
+    from subkit import profile
+
+    return profile.load(name)
+
+
+def _echo_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+profile_option = click.option(
+    "--profile", "profile_name", metavar="NAME",
+    help="Competition profile (a built-in name or a .toml path); default: the workspace's "
+         "subkit.toml, else an2dl-2024-blood-cells.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="subkit")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def main(debug: bool) -> None:
+    """subkit: build, check, score locally and submit code submissions.
+
+    \b
+    Typical flow:
+      subkit init my-workspace          # template model.py + subkit.toml
+      subkit data split training_set.npz --test-size 0.15 --out-train train.npz \\
+                   --out-test local_test.npz --set-default
+      subkit build --weights weights.keras
+      subkit score-local                # newest zip, workspace's local test set
+      subkit history
+    """
+
+
+# -- profile ----------------------------------------------------------------------------
+@main.group(name="profile")
+def profile_group() -> None:
+    """Competition profiles: list the built-ins, show the effective one."""
+
+
+@profile_group.command(name="list")
+def profile_list() -> None:
+    """List built-in profiles."""
+    from subkit import profile
+
+    for name in profile.builtin_names():
+        data = profile.load_builtin(name)
+        click.echo(f"{name:28s} {data.get('platform', ''):10s} {data.get('title', '')}")
+
+
+@profile_group.command(name="show")
+@profile_option
+@json_option
+def profile_show(profile_name: str | None, as_json: bool) -> None:
+    """Print the effective profile (built-in merged with subkit.toml overrides)."""
+    from subkit import profile
+
+    prof = profile.load(profile_name)
+    if as_json:
+        _echo_json({"source": prof.source, "profile": prof.to_dict(),
+                    "workspace": str(prof.workspace) if prof.workspace else None,
+                    "workspace_settings": prof.workspace_settings})
+        return
+    click.echo(f"# effective profile: {prof.source}")
+    if prof.workspace:
+        click.echo(f"# workspace: {prof.workspace}")
+    click.echo(profile.to_toml(prof.to_dict()), nl=False)
+    if prof.workspace_settings:
+        click.echo("\n[workspace]")
+        for k, v in prof.workspace_settings.items():
+            click.echo(f"{k} = {json.dumps(v)}")
+
+
+# -- init ----------------------------------------------------------------------------------
+@main.command()
+@click.argument("directory", required=False, default=".", type=click.Path(file_okay=False))
+@profile_option
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def init(directory: str, profile_name: str | None, force: bool) -> None:
+    """Lay out a workspace: template model.py, subkit.toml, submissions/."""
+    from subkit.workspace import init_workspace
+
+    written = init_workspace(Path(directory), profile_name, force=force)
+    for p in written:
+        click.echo(f"wrote {p}")
+    click.echo(f"next: train (see {Path(directory) / 'train.py'}), then "
+               "`subkit build --weights weights.keras`")
+
+
+# -- build / check -------------------------------------------------------------------------
+@main.command()
+@click.option("--weights", "weights", multiple=True, required=True, metavar="FILE",
+              help="Trained weights (.keras, .h5, .weights.h5); repeat for ensembles.")
+@click.option("--model", "model_py", default=None, metavar="FILE",
+              help="The submission's model.py (default: ./model.py, else the template).")
+@click.option("--include", "includes", multiple=True, metavar="FILE",
+              help="Another file to put at the zip root (repeatable).")
+@click.option("--tag", default="submission", show_default=True, help="Name prefix of the zip.")
+@click.option("--out-dir", default=None, metavar="DIR",
+              help="Where to write the zip (default: the workspace's submissions/).")
+@click.option("--keep-optimizer", is_flag=True, help="Keep the optimizer state in .keras files.")
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke test in a child process.")
+@profile_option
+@json_option
+def build(weights, model_py, includes, tag, out_dir, keep_optimizer, no_smoke, profile_name,
+          as_json) -> None:
+    """Package weights and model.py into the competition zip, after checking it."""
+    from subkit.build import build_submission
+
+    prof = _profile(profile_name)
+    manifest = build_submission(
+        weights=[Path(w) for w in weights], model_py=Path(model_py) if model_py else None,
+        includes=[Path(i) for i in includes], tag=tag,
+        out_dir=Path(out_dir) if out_dir else None, profile=prof,
+        keep_optimizer=keep_optimizer, smoke=not no_smoke, echo=None if as_json else click.echo)
+    if as_json:
+        _echo_json(manifest)
+
+
+@main.command()
+@click.argument("zip_path", metavar="ZIP", type=click.Path(dir_okay=False))
+@click.option("--no-smoke", is_flag=True, help="Only the static checks (no child process).")
+@profile_option
+@json_option
+def check(zip_path, no_smoke, profile_name, as_json) -> None:
+    """Check an existing zip the way the grader will use it: PASSED / FAILED."""
+    from subkit.build import check_zip
+
+    prof = _profile(profile_name)
+    report = check_zip(Path(zip_path), prof, smoke=not no_smoke,
+                       echo=None if as_json else click.echo)
+    if as_json:
+        _echo_json(report.to_dict())
+    if report.status == "FAILED":
+        sys.exit(1)
+
+
+# -- score-local / predict -------------------------------------------------------------------
+def _zip_default(prof, zip_path: str | None) -> Path:
+    from subkit.workspace import newest_zip
+
+    return Path(zip_path) if zip_path else newest_zip(prof)
+
+
+@main.command(name="score-local")
+@click.argument("zip_path", metavar="[ZIP]", required=False)
+@click.option("--data", "data_path", default=None, metavar="FILE",
+              help="Labelled test set (.npz or class folders); default: subkit.toml's local_test.")
+@click.option("--time-limit", type=float, default=None, metavar="S",
+              help="Seconds before the child is killed (default: the profile's).")
+@click.option("--no-network-isolation", is_flag=True,
+              help="Do not cut the child's network even where the machine allows it.")
+@profile_option
+@json_option
+def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_name, as_json):
+    """Run a zip the way the hidden evaluation runs it, and score it."""
+    from subkit.grader.run import score_local as run_score
+    from subkit.report.terminal import print_score
+
+    prof = _profile(profile_name)
+    zp = _zip_default(prof, zip_path)
+    data = _data_default(prof, data_path)
+    result = run_score(zp, data, prof, time_limit=time_limit,
+                       isolate_network=not no_network_isolation,
+                       progress=not as_json)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        print_score(result, prof)
+    if not result.ok:
+        sys.exit(1)
+
+
+def _data_default(prof, data_path: str | None) -> Path:
+    if data_path:
+        return Path(data_path)
+    p = prof.workspace_path("local_test")
+    if p is None:
+        raise UsageError("no test data given and subkit.toml names no local test set",
+                         hint="pass --data FILE, or run `subkit data split ... --set-default`")
+    return p
+
+
+@main.command()
+@click.argument("zip_path", metavar="[ZIP]", required=False)
+@click.option("--data", "data_path", required=True, metavar="FILE", help="Images to predict (.npz or folder).")
+@click.option("--out", "out_path", required=True, metavar="FILE.csv", help="Kaggle-style CSV to write.")
+@click.option("--force", is_flag=True, help="Overwrite --out.")
+@click.option("--time-limit", type=float, default=None, metavar="S")
+@profile_option
+@json_option
+def predict(zip_path, data_path, out_path, force, time_limit, profile_name, as_json):
+    """Run a zip on unlabelled data (isolated, like score-local) and write a CSV."""
+    from subkit.grader.run import predict_csv
+
+    prof = _profile(profile_name)
+    zp = _zip_default(prof, zip_path)
+    info = predict_csv(zp, Path(data_path), Path(out_path), prof, force=force,
+                       time_limit=time_limit, progress=not as_json)
+    if as_json:
+        _echo_json(info)
+    else:
+        click.echo(f"wrote {info['rows']} predictions to {info['out']}")
+
+
+# -- demo ------------------------------------------------------------------------------------
+@main.command()
+@click.argument("directory", required=False, default="subkit-demo", type=click.Path(file_okay=False))
+@click.option("--n", "n_images", default=2400, show_default=True, help="Synthetic images to generate.")
+@click.option("--epochs", default=None, type=int, help="Training epochs (default: train.py --quick's).")
+@click.option("--force", is_flag=True, help="Reuse a non-empty DIRECTORY.")
+def demo(directory, n_images, epochs, force) -> None:
+    """End to end on built-in synthetic data: data, train, build, score-local."""
+    from subkit.demo import run_demo
+
+    run_demo(Path(directory), n_images=n_images, epochs=epochs, force=force)
+
+
+from subkit.cli_data import data as _data_group  # noqa: E402
+from subkit.cli_ledger import history as _history_group  # noqa: E402
+
+main.add_command(_data_group)
+main.add_command(_history_group)
