@@ -1,13 +1,346 @@
-"""`subkit history ...` and `subkit submit` (issue 8)."""
+"""`subkit history ...` and `subkit submit` (issue 8).
+
+Thin click commands over ``subkit.ledger`` and ``subkit.remote``; nothing here imports
+TensorFlow (the check before an upload imports it lazily, inside ``subkit.build``).
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
 import click
+
+from subkit.errors import SubkitError, UsageError
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _load_profile(name: str | None):
+    from subkit import profile
+
+    return profile.load(name)
+
+
+def _ledger(prof):
+    from subkit.ledger import Ledger
+
+    return Ledger(prof.submissions_dir, on_warning=lambda m: _err(f"warning: {m}"))
+
+
+profile_option = click.option(
+    "--profile", "profile_name", metavar="NAME",
+    help="Competition profile (built-in name or .toml path); default: the workspace's "
+         "subkit.toml.")
+
+
+# -- the history table --------------------------------------------------------------------------
+def _fmt_score(v: Any) -> str:
+    if v is None:
+        return "-"
+    try:
+        return f"{float(v):.4f}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _fmt_lb(row: dict) -> str:
+    lb = row.get("leaderboard") or {}
+    if not lb:
+        return "-"
+    return " / ".join(f"{phase} {_fmt_score(score)}" for phase, score in lb.items())
+
+
+def _fmt_runtime(v: Any) -> str:
+    try:
+        return f"{float(v):.1f}s"
+    except (TypeError, ValueError):
+        return "-"
+
+
+def _cut(text: Any, n: int) -> str:
+    s = "-" if text in (None, "") else str(text)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+# column -> (header, cell text, sort key, numeric score?)
+COLUMNS: dict[str, tuple[str, Callable[[dict], str], Callable[[dict], Any], bool]] = {
+    "zip": ("zip", lambda r: _cut(r.get("zip_name") or r["zip_sha256"][:12], 44),
+            lambda r: r.get("zip_name") or "", False),
+    "tag": ("tag", lambda r: _cut(r.get("tag"), 16), lambda r: r.get("tag"), False),
+    "note": ("note", lambda r: _cut(r.get("note"), 32), lambda r: r.get("note"), False),
+    "weights": ("weights", lambda r: _cut(r.get("weights_sha256"), 26),
+                lambda r: r.get("weights_sha256"), False),
+    "keras": ("keras", lambda r: _cut(r.get("keras_version"), 12),
+              lambda r: r.get("keras_version"), False),
+    "clean": ("clean", lambda r: _fmt_score(r.get("clean_score")),
+              lambda r: r.get("clean_score"), True),
+    "shifted": ("shifted", lambda r: _fmt_score(r.get("shifted_score")),
+                lambda r: r.get("shifted_score"), True),
+    "runtime": ("runtime", lambda r: _fmt_runtime(r.get("runtime_s")),
+                lambda r: r.get("runtime_s"), False),
+    "leaderboard": ("leaderboard", _fmt_lb, lambda r: r.get("leaderboard_score"), True),
+    "submission": ("submission", lambda r: _cut(r.get("submission_id"), 12),
+                   lambda r: None if r.get("submission_id") is None
+                   else str(r.get("submission_id")), False),
+    "built": ("built", lambda r: _cut((r.get("built") or "")[:16].replace("T", " ") or None, 16),
+              lambda r: r.get("built") or r.get("first_seen"), False),
+}
+
+
+def sort_rows(rows: list[dict], column: str, reverse: bool = False,
+              higher_is_better: bool = True) -> list[dict]:
+    """Sort by a history column; scores best first, everything else ascending; rows
+    without a value last whatever the direction. ``leaderboard:PHASE`` sorts by one
+    phase's score."""
+    if column.startswith("leaderboard:"):
+        phase = column.split(":", 1)[1]
+
+        def key_fn(r: dict) -> Any:
+            return (r.get("leaderboard") or {}).get(phase)
+        numeric = True
+    elif column in COLUMNS:
+        _, _, key_fn, numeric = COLUMNS[column]
+    else:
+        raise UsageError(f"--sort: unknown column {column!r}",
+                         hint="valid columns: " + ", ".join(COLUMNS)
+                              + ", leaderboard:PHASE")
+    descending = numeric and higher_is_better
+    if reverse:
+        descending = not descending
+    present = [r for r in rows if key_fn(r) is not None]
+    missing = [r for r in rows if key_fn(r) is None]
+
+    def safe(r: dict) -> Any:
+        v = key_fn(r)
+        if isinstance(v, (int, float)):
+            return (0, float(v), "")
+        try:
+            return (0, float(v), "")
+        except (TypeError, ValueError):
+            return (1, 0.0, str(v))
+
+    return sorted(present, key=safe, reverse=descending) + missing
+
+
+def render_table(rows: list[dict]) -> str:
+    headers = [spec[0] for spec in COLUMNS.values()]
+    cells = [[spec[1](r) for spec in COLUMNS.values()] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    for c in cells:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
+    return "\n".join(lines)
+
+
+CSV_FIELDS = ["zip_name", "zip_sha256", "tag", "note", "weights_sha256", "keras_version",
+              "metric", "clean_score", "shifted_score", "runtime_s", "local_ok",
+              "leaderboard_score", "leaderboard_phase", "platform", "competition",
+              "submission_id", "status", "built", "updated", "zip"]
+
+
+def render_csv(rows: list[dict]) -> str:
+    phases: list[str] = []
+    for r in rows:
+        for p in (r.get("leaderboard") or {}):
+            if p not in phases:
+                phases.append(p)
+    fields = CSV_FIELDS[:11] + [f"leaderboard_{p}" for p in phases] + CSV_FIELDS[11:]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        out = {k: r.get(k) for k in CSV_FIELDS}
+        for p in phases:
+            out[f"leaderboard_{p}"] = (r.get("leaderboard") or {}).get(p)
+        w.writerow({k: ("" if v is None else v) for k, v in out.items()})
+    return buf.getvalue()
 
 
 @click.group(name="history", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the rows as CSV (for a spreadsheet).")
+@click.option("--sort", "sort_col", metavar="COLUMN",
+              help="Sort by a column: " + ", ".join(COLUMNS) + ", leaderboard:PHASE "
+                   "(scores best first).")
+@click.option("--reverse", is_flag=True, help="Reverse the sort order.")
+@profile_option
 @click.pass_context
-def history(ctx: click.Context) -> None:
-    """Every build, local score and leaderboard score, one row per zip."""
-    if ctx.invoked_subcommand is None:
-        click.echo("no history yet")
+def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | None,
+            reverse: bool, profile_name: str | None) -> None:
+    """Every build, local score and leaderboard score, one row per zip.
+
+    \b
+    subkit history                       # the table, oldest zip first
+    subkit history --sort leaderboard    # best leaderboard score first
+    subkit history note ZIP --text "V2M + AdamW + TTA"
+    subkit history score ZIP --leaderboard 0.76 --phase final
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["profile_name"] = profile_name
+    if ctx.invoked_subcommand is not None:
+        return
+    if as_json and as_csv:
+        raise UsageError("--json and --csv exclude each other", hint="pick one")
+    prof = _load_profile(profile_name)
+    ledger = _ledger(prof)
+    rows = ledger.table()
+    if sort_col:
+        better = bool(prof.data.get("evaluation", {}).get("higher_is_better", True))
+        rows = sort_rows(rows, sort_col, reverse=reverse, higher_is_better=better)
+    elif reverse:
+        rows = list(reversed(rows))
+    if as_json:
+        _echo_json(rows)
+        return
+    if as_csv:
+        click.echo(render_csv(rows), nl=False)
+        return
+    if not rows:
+        click.echo(f"no history yet in {ledger.path}: `subkit build`, `subkit score-local` "
+                   "and `subkit submit` add to it")
+        return
+    click.echo(render_table(rows))
+
+
+def _zip_ref(ctx: click.Context, profile_name: str | None, ref: str):
+    from subkit.ledger import resolve_zip
+
+    prof = _load_profile(profile_name or (ctx.obj or {}).get("profile_name"))
+    ledger = _ledger(prof)
+    sha, path = resolve_zip(ledger, ref)
+    return prof, ledger, sha, path
+
+
+@history.command(name="note")
+@click.argument("zip_ref", metavar="ZIP")
+@click.option("--text", required=True, help="The note, e.g. \"V2M + AdamW + TTA\".")
+@profile_option
+@click.option("--json", "as_json", is_flag=True, help="Print the stored record as JSON.")
+@click.pass_context
+def history_note(ctx, zip_ref: str, text: str, profile_name, as_json: bool) -> None:
+    """Attach a note to a zip (a path, its name, or a sha256 prefix)."""
+    _, ledger, sha, path = _zip_ref(ctx, profile_name, zip_ref)
+    rec = ledger.append({"kind": "note", "zip_sha256": sha, "zip": path, "text": text})
+    if as_json:
+        _echo_json(rec)
+    else:
+        click.echo(f"noted {Path(path).name if path else sha[:12]}: {text}")
+
+
+@history.command(name="score")
+@click.argument("zip_ref", metavar="ZIP")
+@click.option("--leaderboard", "score", type=float, required=True, metavar="SCORE",
+              help="The leaderboard score the platform showed.")
+@click.option("--phase", default=None, metavar="PHASE",
+              help="Leaderboard phase (default: the profile's first phase).")
+@profile_option
+@click.option("--json", "as_json", is_flag=True, help="Print the stored record as JSON.")
+@click.pass_context
+def history_score(ctx, zip_ref: str, score: float, phase: str | None, profile_name,
+                  as_json: bool) -> None:
+    """Record a leaderboard score entered by hand."""
+    if not math.isfinite(score):
+        raise UsageError(f"--leaderboard must be a number, got {score}", hint="e.g. 0.76")
+    prof, ledger, sha, path = _zip_ref(ctx, profile_name, zip_ref)
+    if phase is None:
+        phases = prof.data.get("evaluation", {}).get("phases") or []
+        phase = str(phases[0]) if phases else "default"
+    rec = ledger.append({"kind": "leaderboard", "zip_sha256": sha, "zip": path,
+                         "leaderboard_score": score, "phase": phase, "source": "manual"})
+    if as_json:
+        _echo_json(rec)
+    else:
+        click.echo(f"recorded {Path(path).name if path else sha[:12]}: {phase} {score}")
+
+
+# -- submit ---------------------------------------------------------------------------------------
+@click.command(name="submit")
+@click.argument("file", metavar="ZIP|FILE.csv", type=click.Path(dir_okay=False))
+@click.option("--codabench", "codabench", metavar="COMPETITION",
+              help="Codabench competition number or URL.")
+@click.option("--kaggle", "kaggle", metavar="COMPETITION", help="Kaggle competition slug.")
+@click.option("--phase", metavar="ID|NAME",
+              help="Codabench phase (default: the one open now).")
+@click.option("-m", "--message", metavar="TEXT",
+              help="Submission description (required for Kaggle).")
+@click.option("--wait", is_flag=True,
+              help="Wait until the submission is scored and record the score.")
+@click.option("--force", is_flag=True, help="Upload even if `subkit check` fails.")
+@click.option("--no-smoke", is_flag=True,
+              help="Check without the smoke test in a child process (faster).")
+@click.option("--server", metavar="URL",
+              help="Codabench server (default: $CODABENCH_URL, else https://www.codabench.org).")
+@click.option("--wait-timeout", type=float, default=7200.0, show_default=True, metavar="S",
+              help="Give up waiting after S seconds (the submission stays on the server).")
+@profile_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def submit(file: str, codabench: str | None, kaggle: str | None, phase: str | None,
+           message: str | None, wait: bool, force: bool, no_smoke: bool, server: str | None,
+           wait_timeout: float, profile_name: str | None, as_json: bool) -> None:
+    """Submit a zip to Codabench (after `subkit check`) or a CSV to Kaggle.
+
+    \b
+    subkit submit submissions/v2m.zip --codabench 1234 --wait
+    subkit submit preds.csv --kaggle an2dl-mars -m "UNet + TTA"
+
+    Codabench credentials: CODABENCH_TOKEN, else a login asked once on a terminal (the
+    token is saved in ~/.config/subkit, owner-only). Kaggle: ~/.kaggle/kaggle.json or
+    KAGGLE_USERNAME/KAGGLE_KEY. Every submission and score goes into the ledger
+    (`subkit history`).
+    """
+    if bool(codabench) == bool(kaggle):
+        raise UsageError("say where to submit: --codabench COMPETITION or --kaggle COMPETITION",
+                         hint="e.g. subkit submit sub.zip --codabench 1234")
+    prof = _load_profile(profile_name)
+    ledger = _ledger(prof)
+    if codabench:
+        from subkit.remote import codabench as cb
+
+        result = cb.submit(Path(file), codabench, profile=prof, ledger=ledger, phase=phase,
+                           wait=wait, force=force, smoke=not no_smoke, server=server,
+                           message=message, echo=_err,
+                           check_echo=None if as_json else _err,
+                           wait_timeout=wait_timeout)
+    else:
+        if phase:
+            raise UsageError("--phase is for Codabench", hint="Kaggle has one public leaderboard")
+        from subkit.remote import kaggle as kg
+
+        result = kg.submit(Path(file), kaggle, message or "", ledger=ledger, wait=wait,
+                           echo=_err, wait_timeout=wait_timeout)
+    if as_json:
+        _echo_json(result)
+    else:
+        _print_result(result)
+    status = str(result.get("status") or "").lower()
+    if wait and status in ("failed", "cancelled", "error"):
+        detail = result.get("status_details") or result.get("error") or ""
+        raise SubkitError(f"submission {result.get('submission_id')} {status} on "
+                          f"{result['platform']}" + (f": {detail}" if detail else ""),
+                          hint=f"read its logs on {result.get('url')}")
+
+
+def _print_result(r: dict) -> None:
+    where = (f"{r.get('competition_title') or r.get('competition')} phase {r.get('phase')!r}"
+             if r["platform"] == "codabench" else f"{r.get('competition')}")
+    click.echo(f"{r['platform']}: submission {r.get('submission_id')} to {where}: "
+               f"{r.get('status')}")
+    if r.get("leaderboard_score") is not None:
+        extra = ""
+        if r.get("scores") and len(r["scores"]) > 1:
+            extra = " (" + ", ".join(f"{k} {v:.4f}" for k, v in r["scores"].items()) + ")"
+        click.echo(f"leaderboard score: {r['leaderboard_score']:.4f}{extra}")
+    click.echo(f"recorded in the ledger; see `subkit history` ({r.get('url')})")
