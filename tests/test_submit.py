@@ -271,7 +271,7 @@ def test_non_participant_is_told_to_register(codabench, workspace, zip_file, cap
                              capsys, monkeypatch)
     assert code == 1
     assert "User not approved to participate in this competition" in err
-    assert "hint: register on" in err
+    assert "hint: register for the competition on" in err
     assert not any(c["path"] == "/api/datasets/" for c in codabench.state.log)
 
 
@@ -577,3 +577,24 @@ def test_scrub_hides_secrets_and_signed_queries():
     text = h.scrub("token supersecret at https://blob.example/a/b.zip?sv=1&sig=abc def")
     assert "supersecret" not in text and "sig=abc" not in text
     assert "https://blob.example/a/b.zip?…" in text
+
+
+def test_wait_timeout_leaves_the_submission_in_the_ledger(codabench, workspace, zip_file,
+                                                          capsys, monkeypatch):
+    monkeypatch.setenv("CODABENCH_TOKEN", codabench.state.token)
+    codabench.state.status_steps = ["Submitted"] * 50
+    code, out, err = run_cli(["submit", str(zip_file), "--codabench", "1234", "--wait",
+                              "--wait-timeout", "0"], capsys, monkeypatch)
+    assert code == 1
+    assert "stopped waiting after 0 s" in err and "still Submitted" in err
+    assert "subkit history score" in err
+    assert [r["kind"] for r in ledger_of(workspace).records()] == ["submit"]
+
+
+def test_upload_progress_bar_only_when_asked_for_a_terminal(codabench, zip_file, capsys):
+    url = codabench.storage.url + "/plain/x.zip"
+    http_mod.Http(progress=True).upload("PUT", url, zip_file, what="upload")
+    assert "upload" in capsys.readouterr().err  # tqdm drew on stderr
+    http_mod.Http(progress=False).upload("PUT", url, zip_file, what="upload")
+    assert capsys.readouterr().err == ""
+    assert codabench.blobs.blobs["/plain/x.zip"] == zip_file.read_bytes()

@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any, Callable
 

@@ -397,8 +397,8 @@ def submit(zip_path: Path, competition: str | int, *, profile: Any, ledger: Any,
         reason = str(can.get("reason") or "no reason given")
         low = reason.lower()
         if "not approved" in low or "participate" in low:
-            hint = (f"register on {server}/competitions/{comp_id}/ (My Submissions tab) and "
-                    "wait for the organisers' approval")
+            hint = (f"register for the competition on {server}/competitions/{comp_id}/ "
+                    "and, if it needs approval, wait for the organisers'")
         elif "maximum" in low or "today" in low:
             hint = "the phase's submission limit is reached; try again tomorrow"
         else:
@@ -436,7 +436,13 @@ def submit(zip_path: Path, competition: str | int, *, profile: Any, ledger: Any,
         return result
 
     # 4. wait for the score and put it in the ledger
-    final = wait_for(client, sub_id, poll=poll, timeout=wait_timeout, sleep=sleep, echo=echo)
+    try:
+        final = wait_for(client, sub_id, poll=poll, timeout=wait_timeout, sleep=sleep,
+                         echo=echo)
+    except KeyboardInterrupt:
+        echo(f"\nstopped waiting: submission {sub_id} goes on on Codabench and is in the "
+             "ledger; enter its score later with `subkit history score`")
+        raise
     metric = getattr(profile, "metric", None) if profile is not None else None
     column, score = primary_score(final, metric)
     scores = scores_of(final)

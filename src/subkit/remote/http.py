@@ -270,13 +270,13 @@ class Http:
         return HttpError(message, hint=h, status=status, server_text=text)
 
     def _reason(self, exc: Exception) -> str:
-        inner = exc
-        # the innermost cause says what happened (refused, reset, timed out)
-        for _ in range(6):
-            nxt = getattr(inner, "reason", None) or (inner.args[0] if getattr(inner, "args", None)
-                                                     and isinstance(inner.args[0], Exception)
-                                                     else None)
-            if not isinstance(nxt, Exception) or nxt is inner:
+        # the innermost cause says what happened (refused, reset, timed out, no DNS)
+        inner: BaseException = exc
+        for _ in range(8):
+            nested = [getattr(inner, "reason", None), *getattr(inner, "args", ())]
+            nxt = next((e for e in nested if isinstance(e, BaseException) and e is not inner),
+                       None)
+            if nxt is None:
                 break
             inner = nxt
         text = str(inner) or type(inner).__name__

@@ -145,6 +145,29 @@ def _float(value: Any) -> float | None:
         return None
 
 
+def _wait(client: KaggleClient, ref: int, *, poll: float, timeout: float,
+          sleep: Callable[[float], None], clock: Callable[[], float],
+          echo: Callable[[str], None]) -> tuple[dict, str]:
+    begin = clock()
+    interval = poll
+    last = None
+    while True:
+        sub = client.get_submission(ref)
+        state = _state(sub.get("status"))
+        if state != last:
+            echo(f"submission {ref}: {sub.get('status')}")
+            last = state
+        if state != "pending":
+            return sub, state
+        if clock() - begin > timeout:
+            raise SubkitError(f"stopped waiting after {timeout:.0f} s: submission {ref} "
+                              "is still pending on Kaggle",
+                              hint="enter its score later with `subkit history score FILE "
+                                   "--leaderboard SCORE --phase public`")
+        sleep(interval)
+        interval = min(interval * 1.5, 60.0)
+
+
 def submit(path: Path, competition: str, message: str, *, ledger: Any, wait: bool = False,
            http: Http | None = None, base_url: str | None = None,
            echo: Callable[[str], None] = lambda m: None, poll: float = 10.0,
@@ -192,24 +215,13 @@ def submit(path: Path, competition: str, message: str, *, ledger: Any, wait: boo
     if not ref:
         raise SubkitError("Kaggle gave no submission ref to wait for",
                           hint=f"see the score on {result['url']}")
-    begin = clock()
-    interval = poll
-    last = None
-    while True:
-        sub = client.get_submission(int(ref))
-        state = _state(sub.get("status"))
-        if state != last:
-            echo(f"submission {ref}: {sub.get('status')}")
-            last = state
-        if state != "pending":
-            break
-        if clock() - begin > wait_timeout:
-            raise SubkitError(f"stopped waiting after {wait_timeout:.0f} s: submission {ref} "
-                              "is still pending on Kaggle",
-                              hint="enter its score later with `subkit history score FILE "
-                                   "--leaderboard SCORE --phase public`")
-        sleep(interval)
-        interval = min(interval * 1.5, 60.0)
+    try:
+        sub, state = _wait(client, int(ref), poll=poll, timeout=wait_timeout, sleep=sleep,
+                           clock=clock, echo=echo)
+    except KeyboardInterrupt:
+        echo(f"\nstopped waiting: submission {ref} goes on on Kaggle and is in the "
+             "ledger; enter its score later with `subkit history score`")
+        raise
     public = _float(sub.get("publicScore"))
     lb = ledger.append({
         "kind": "leaderboard", "zip": str(path), "zip_sha256": sha,
