@@ -374,3 +374,96 @@ def find(images: np.ndarray, near: int | None = DEFAULT_NEAR,
                          min_similarity=min_similarity, same=same)
     return Duplicates(exact=exact, near=groups, max_distance=int(near),
                       min_similarity=float(min_similarity), hashes=hashes)
+
+
+# -- dedupe: what to drop ----------------------------------------------------------------------
+POLICIES = ("keep-one", "conflicting", "all-copies")
+
+
+def removal_plan(groups: list[np.ndarray], labels: np.ndarray | None, policy: str
+                 ) -> tuple[np.ndarray, list[dict]]:
+    """Indices to remove, and one record per removed image (index, reason, group).
+
+    ``keep-one``: keep the first member of each group whose labels agree; drop every
+    member of a group whose labels disagree (no copy can be trusted). ``conflicting``:
+    drop every member of groups whose labels disagree, keep agreeing groups whole.
+    ``all-copies``: drop every member of every group.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}")
+    removed: list[dict] = []
+    for gid, members in enumerate(groups):
+        conflict = label_conflict(labels, members)
+        if policy == "all-copies":
+            drop = members
+            reason = "member of a duplicate group" + (" with conflicting labels" if conflict else "")
+        elif conflict:
+            drop, reason = members, "member of a group with conflicting labels"
+        elif policy == "keep-one":
+            drop, reason = members[1:], f"duplicate of #{int(members[0])}, which is kept"
+        else:
+            continue
+        for i in drop.tolist():
+            removed.append({"index": int(i), "reason": reason, "group": gid,
+                            "label": int(labels[i]) if labels is not None else None})
+    removed.sort(key=lambda r: r["index"])
+    return np.array([r["index"] for r in removed], np.int64), removed
+
+
+def dedupe_file(path, profile, *, out, drop: str = "keep-one", near: int | None = None,
+                min_similarity: float = DEFAULT_SIMILARITY, force: bool = False,
+                record=None) -> dict:
+    """Write a copy of the data set without duplicates, and the record of what was removed.
+
+    The input is never changed; ``out`` and the record (default ``<out>.removed.json``) are
+    written atomically together, and neither overwrites a file without ``force``.
+    Returns the record's summary (JSON-ready).
+    """
+    from pathlib import Path
+
+    from subkit import __version__
+    from subkit.data import io
+    from subkit.data.split import check_classification, check_outputs, read_arrays, subset, write_all
+
+    check_classification(profile)
+    path, out = Path(path), Path(out)
+    record = Path(record) if record else out.with_name(out.name + ".removed.json")
+    if drop not in POLICIES:
+        from subkit.errors import UsageError
+
+        raise UsageError(f"--drop {drop!r} is not a policy", hint=f"one of: {', '.join(POLICIES)}")
+    ds = io.load(path, profile)
+    check_outputs(path, [out, record], force, ["--out", "--record"])
+    dups = find(ds.images, near=near, min_similarity=min_similarity)
+    groups = dups.groups()
+    remove, removed = removal_plan(groups, ds.labels, drop)
+    n = len(ds)
+    keep = np.setdiff1d(np.arange(n), remove)
+    if len(keep) == 0:
+        from subkit.errors import InputError
+
+        raise InputError(f"--drop {drop} would remove all {n} images of {path}",
+                         hint="try --drop keep-one, or a smaller --near")
+    names = profile.class_names
+    arrays, skipped = read_arrays(ds, profile)
+    summary = {
+        "input": str(path), "output": str(out), "record": str(record),
+        "subkit_version": __version__,
+        "match": ("exact bytes" if near is None else
+                  f"pHash distance <= {near}, similarity >= {min_similarity}"),
+        "near": near, "min_similarity": None if near is None else min_similarity,
+        "drop": drop, "n_input": n, "n_output": int(len(keep)), "n_removed": int(len(remove)),
+        "n_groups": len(groups),
+        "n_conflicting_groups": int(sum(label_conflict(ds.labels, g) for g in groups)),
+        "removed_per_class": {names[c]: int(k) for c, k in enumerate(
+            np.bincount(ds.labels[remove], minlength=profile.n_classes))},
+        "skipped_arrays": skipped,
+    }
+    full = dict(summary)
+    full["groups"] = [
+        {"group": gid, "size": int(len(g)), "members": g.tolist(),
+         "labels": ds.labels[g].tolist(), "conflicting": label_conflict(ds.labels, g)}
+        for gid, g in enumerate(groups)]
+    full["removed"] = [dict(r, label_name=names[r["label"]]) for r in removed]
+    write_all({out: subset(arrays, keep, n)}, {record: full})
+    return summary
