@@ -215,8 +215,10 @@ class CodabenchClient:
                           what=f"asking whether phase {phase_id} accepts a submission")
 
     def create_dataset(self, file_name: str, size: int) -> dict:
+        # retrying this POST after a dropped connection is harmless: at worst an empty
+        # placeholder dataset is left on the server
         data = self._call("POST", "datasets/", what="creating the upload slot",
-                          json={"type": "submission", "request_sassy_file_name": file_name,
+                          idempotent=True, json={"type": "submission", "request_sassy_file_name": file_name,
                                 "file_name": file_name, "file_size": size},
                           hint=lambda s, t: ("free space under Resources on the website, "
                                              "then retry" if "space" in t.lower() else None))
