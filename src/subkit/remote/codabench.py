@@ -218,7 +218,8 @@ class CodabenchClient:
         # retrying this POST after a dropped connection is harmless: at worst an empty
         # placeholder dataset is left on the server
         data = self._call("POST", "datasets/", what="creating the upload slot",
-                          idempotent=True, json={"type": "submission", "request_sassy_file_name": file_name,
+                          idempotent=True,
+                          json={"type": "submission", "request_sassy_file_name": file_name,
                                 "file_name": file_name, "file_size": size},
                           hint=lambda s, t: ("free space under Resources on the website, "
                                              "then retry" if "space" in t.lower() else None))
