@@ -91,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
         raise NotImplementedError
 
 
-# -- blob storage ----------------------------------------------------------------------------------
+# -- blob storage ------------------------------------------------------------------------------
 @dataclass
 class StorageState:
     blobs: dict[str, bytes] = field(default_factory=dict)
@@ -140,7 +140,7 @@ class _StorageHandler(_Handler):
         return self._send(200, {"kind": "storage#object", "size": str(len(body))})
 
 
-# -- Codabench -------------------------------------------------------------------------------------
+# -- Codabench ---------------------------------------------------------------------------------
 @dataclass
 class CodabenchState:
     storage: StorageState
@@ -308,7 +308,7 @@ class _CodabenchHandler(_Handler):
         return self._send(404, {"detail": "Not found."})
 
 
-# -- Kaggle ----------------------------------------------------------------------------------------
+# -- Kaggle ------------------------------------------------------------------------------------
 @dataclass
 class KaggleState:
     storage: StorageState
@@ -388,7 +388,7 @@ class _KaggleHandler(_Handler):
         return self._send(404, {"code": 404, "message": "NotFound"})
 
 
-# -- running them ------------------------------------------------------------------------------------
+# -- running them ------------------------------------------------------------------------------
 class Running:
     def __init__(self, handler: type, state: Any):
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)

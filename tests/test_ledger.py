@@ -235,7 +235,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert len(Ledger(tmp_path).table()) == N_PROCS
 
 
-# -- the history command ------------------------------------------------------------------------
+# -- the history command -----------------------------------------------------------------------
 def _history(args, **kw):
     from subkit.cli_ledger import history
 

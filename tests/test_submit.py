@@ -123,7 +123,7 @@ def ledger_of(workspace) -> Ledger:
     return Ledger(workspace / "submissions")
 
 
-# -- Codabench: the happy path -------------------------------------------------------------------
+# -- Codabench: the happy path -----------------------------------------------------------------
 def test_codabench_submit_uploads_and_records(codabench, workspace, zip_file, capsys,
                                               monkeypatch):
     monkeypatch.setenv("CODABENCH_TOKEN", codabench.state.token)
@@ -262,7 +262,7 @@ def test_the_check_hook_calls_subkit_build_check_zip_lazily(monkeypatch, tmp_pat
     assert seen == [(tmp_path / "x.zip", "PROFILE", False)]
 
 
-# -- Codabench: refusals and server errors ---------------------------------------------------------
+# -- Codabench: refusals and server errors -----------------------------------------------------
 def test_non_participant_is_told_to_register(codabench, workspace, zip_file, capsys,
                                              monkeypatch):
     monkeypatch.setenv("CODABENCH_TOKEN", codabench.state.token)
@@ -373,7 +373,7 @@ def test_server_down_is_a_clear_error(workspace, zip_file, capsys, monkeypatch, 
     assert "t" * 40 not in err
 
 
-# -- Codabench: credentials -------------------------------------------------------------------------
+# -- Codabench: credentials --------------------------------------------------------------------
 def test_bad_env_token_is_refused_without_printing_it(codabench, workspace, zip_file, capsys,
                                                       monkeypatch):
     monkeypatch.setenv("CODABENCH_TOKEN", "wrong-token-123456")
@@ -460,7 +460,7 @@ def test_usage_errors(workspace, zip_file, capsys, monkeypatch, tmp_path):
     assert code == 1 and "is not a zip file" in err
 
 
-# -- Kaggle ---------------------------------------------------------------------------------------
+# -- Kaggle ------------------------------------------------------------------------------------
 @pytest.fixture
 def csv_file(tmp_path) -> Path:
     p = tmp_path / "preds.csv"
@@ -549,7 +549,7 @@ def test_kaggle_dropped_upload_is_retried(kaggle, workspace, csv_file, capsys, m
     assert kaggle.blobs.attempts == 2 and len(kaggle.state.submissions) == 1
 
 
-# -- the HTTP helpers --------------------------------------------------------------------------------
+# -- the HTTP helpers --------------------------------------------------------------------------
 def test_server_text_shapes():
     import requests
 
