@@ -615,3 +615,26 @@ def test_help_never_imports_tensorflow():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "keep-one: keep the first image of each group whose labels agree" in " ".join(res.stdout.split())
+
+
+def test_dedupe_all_copies_at_the_reference_scale(capsys, traps, tmp_path):
+    """The reference layout: 13,759 images, 1,800 byte-identical copies of joke images with
+    conflicting labels; removing every copy leaves 11,959 (FACTS.md section 1)."""
+    rng = np.random.default_rng(0)
+    clean_src = np.flatnonzero((~traps["is_duplicate"]) & (traps["near_of"] < 0) & (traps["copy_of"] < 0))
+    pick = rng.choice(clean_src, 11_959)
+    clean = np.clip(traps["images"][pick].astype(np.int16) + rng.integers(-2, 3, (11_959, 96, 96, 3),
+                                                                        dtype=np.int16), 0, 255)
+    jokes = traps["images"][np.flatnonzero(traps["is_duplicate"])[:3]]
+    images = np.concatenate([clean.astype(np.uint8), jokes[rng.integers(0, 3, 1_800)]])
+    labels = np.concatenate([traps["labels"][pick], rng.integers(0, 8, (1_800, 1)).astype(np.uint8)])
+    order = rng.permutation(13_759)
+    f = save(tmp_path / "training_set.npz", images=images[order], labels=labels[order])
+    del clean, images
+    code, out, err = cli(capsys, "data", "dedupe", f, "--out", tmp_path / "clean.npz",
+                         "--drop", "all-copies")
+    assert code == 0, err
+    assert "13,759 -> 11,959 images: removed 1,800 (all-copies)" in out
+    rec = json.loads((tmp_path / "clean.npz.removed.json").read_text())
+    assert [r["index"] for r in rec["removed"]] == np.flatnonzero(order >= 11_959).tolist()
+    assert np.load(tmp_path / "clean.npz")["labels"].shape == (11_959, 1)
