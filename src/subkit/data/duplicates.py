@@ -442,8 +442,13 @@ def dedupe_file(path, profile, *, out, drop: str = "keep-one", near: int | None 
     if len(keep) == 0:
         from subkit.errors import InputError
 
-        raise InputError(f"--drop {drop} would remove all {n} images of {path}",
-                         hint="try --drop keep-one, or a smaller --near")
+        hint = ("try --drop keep-one, which keeps one image of each group whose labels agree"
+                if drop == "all-copies" else
+                "every image is in a duplicate group whose labels disagree: check that this "
+                "is the right file, and its labels")
+        if near is not None:
+            hint += "; a smaller --near or a higher --similarity matches fewer images"
+        raise InputError(f"--drop {drop} would remove all {n} images of {path}", hint=hint)
     names = profile.class_names
     arrays, skipped = read_arrays(ds, profile)
     summary = {

@@ -130,7 +130,8 @@ def inspect(ds, profile, *, near: int = duplicates.DEFAULT_NEAR,
         "labels": None,
     }
     if labels is not None:
-        report["labels"] = {"stored_shape": list(ds.labels_stored_shape or labels.shape),
+        stored = ds.labels_stored_shape  # None: labels come from class folders
+        report["labels"] = {"stored_shape": list(stored) if stored else None,
                             "dtype": labels_dtype or str(labels.dtype)}
         counts = np.bincount(labels, minlength=k)[:k]
         present = counts[counts > 0]
@@ -191,6 +192,10 @@ def _members_text(members: list[int], limit: int = 6) -> str:
     return shown + (f", ... (+{len(members) - limit})" if len(members) > limit else "")
 
 
+def _n(k: int, word: str) -> str:
+    return f"{k:,} {word}" + ("" if k == 1 else "s")
+
+
 def to_text(report: dict[str, Any], max_items: int = 10) -> str:
     L: list[str] = []
     im = report["images"]
@@ -198,8 +203,10 @@ def to_text(report: dict[str, Any], max_items: int = 10) -> str:
              f"{im['dtype']}, values {im['min']}..{im['max']} (mean {im['mean']})")
     if report["labels"]:
         lab = report["labels"]
-        L.append(f"labels: stored as {tuple(lab['stored_shape'])} {lab['dtype']}; "
-                 f"profile {report['profile']}, {len(report['classes'])} classes")
+        stored = (f"stored as {tuple(lab['stored_shape'])} {lab['dtype']}" if lab["stored_shape"]
+                  else "from the class folders")
+        L.append(f"labels: {stored}; profile {report['profile']}, "
+                 f"{len(report['classes'])} classes")
         L.append("")
         w = {c["id"]: c["weight"] for c in report["class_weights"]["classes"]}
         width = max(len(c["name"]) for c in report["classes"])
@@ -216,10 +223,11 @@ def to_text(report: dict[str, Any], max_items: int = 10) -> str:
         L.append("labels: none in this file")
     L.append("")
     ex = report["exact_duplicates"]
-    L.append(f"exact duplicates (same bytes): {ex['n_groups']:,} groups, {ex['n_images']:,} "
-             f"images ({ex['n_extra_copies']:,} extra copies); "
-             f"{ex['n_conflicting_groups']:,} groups with conflicting labels "
-             f"({ex['n_images_in_conflicting_groups']:,} images)")
+    L.append(f"exact duplicates (same bytes): {_n(ex['n_groups'], 'group')}, "
+             f"{_n(ex['n_images'], 'image')} ({ex['n_extra_copies']:,} extra "
+             f"cop{'y' if ex['n_extra_copies'] == 1 else 'ies'}); "
+             f"{_n(ex['n_conflicting_groups'], 'group')} with conflicting labels "
+             f"({_n(ex['n_images_in_conflicting_groups'], 'image')})")
     for e in ex["groups"][:max_items]:
         L.append(f"  group {e['group']}: {e['size']} copies: {_members_text(e['members'])}; "
                  f"{_labels_text(e)}")
@@ -227,9 +235,9 @@ def to_text(report: dict[str, Any], max_items: int = 10) -> str:
         L.append(f"  ... {ex['n_groups'] - max_items} more groups (--json or --html lists all)")
     nd = report["near_duplicates"]
     L.append(f"near duplicates (pHash distance <= {nd['max_distance']}, similarity >= "
-             f"{nd['min_similarity']}): {nd['n_groups']:,} groups, {nd['n_images']:,} images; "
-             f"{nd['n_conflicting_groups']:,} with conflicting labels; "
-             f"{len(nd['beyond_exact']):,} groups are not just exact copies")
+             f"{nd['min_similarity']}): {_n(nd['n_groups'], 'group')}, "
+             f"{_n(nd['n_images'], 'image')}; {nd['n_conflicting_groups']:,} with conflicting "
+             f"labels; {_n(len(nd['beyond_exact']), 'group')} not just exact copies")
     beyond = [nd["groups"][i] for i in nd["beyond_exact"]]
     for e in beyond[:max_items]:
         L.append(f"  group {e['group']}: {e['size']} images: {_members_text(e['members'])}; "
@@ -238,8 +246,8 @@ def to_text(report: dict[str, Any], max_items: int = 10) -> str:
         L.append(f"  ... {len(beyond) - max_items} more groups (--json or --html lists all)")
     ol = report["outliers"]
     L.append(f"colour outliers (robust z > {ol['z_threshold']} on a channel mean or std): "
-             f"{ol['n_images']:,} images, {ol['n_in_exact_groups']:,} of them in exact-duplicate "
-             "groups")
+             f"{_n(ol['n_images'], 'image')}, {ol['n_in_exact_groups']:,} of them in "
+             "exact-duplicate groups")
     shown, seen = 0, set()
     for e in ol["images"]:
         if shown >= max_items:
