@@ -585,6 +585,35 @@ def test_test_size_that_empties_a_class_is_refused(capsys, tmp_path, traps):
     assert code == 2 and "--test-size" in err and "hint:" in err
 
 
+def test_dedupe_that_would_leave_nothing_is_refused(capsys, tmp_path, traps):
+    joke = traps["images"][np.flatnonzero(traps["is_duplicate"])[:1]]
+    f = save(tmp_path / "jokes_only.npz", images=np.repeat(joke, 4, axis=0),
+             labels=np.array([[0], [1], [0], [2]], np.uint8))
+    for drop, needle in (("all-copies", "keep-one"), ("keep-one", "labels disagree")):
+        code, _, err = cli(capsys, "data", "dedupe", f, "--out", tmp_path / "o.npz", "--drop", drop)
+        assert_error(code, err, "would remove all 4 images", needle)
+        assert not (tmp_path / "o.npz").exists()
+
+
+def test_inspect_a_folder_of_class_folders(capsys, tmp_path, traps):
+    from PIL import Image
+
+    clean = np.flatnonzero(~traps["is_duplicate"] & (traps["near_of"] < 0) & (traps["copy_of"] < 0))
+    for k, i in enumerate(clean[:6]):
+        cls = NAMES[k % 2]
+        (tmp_path / "imgs" / cls).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(traps["images"][i]).save(tmp_path / "imgs" / cls / f"{k}.png")
+    Image.fromarray(traps["images"][clean[0]]).save(tmp_path / "imgs" / NAMES[1] / "copy.png")
+    code, out, err = cli(capsys, "data", "inspect", tmp_path / "imgs", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["labels"]["stored_shape"] is None
+    assert [c["count"] for c in rep["classes"]][:2] == [3, 4]
+    ex = rep["exact_duplicates"]
+    assert ex["n_groups"] == 1 and ex["groups"][0]["conflicting"]
+    assert ex["groups"][0]["labels"] == {NAMES[0]: 1, NAMES[1]: 1}
+
+
 def test_near_out_of_range_is_a_usage_error(capsys, jokes_file):
     code, _, err = cli(capsys, "data", "inspect", jokes_file, "--near", "40")
     assert code == 2 and "--near" in err and "hint:" in err
