@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     base = synthetic.generate(args.base, seed=7, duplicates=0)["images"]
     # a few distinct joke images (generate() draws the copies at random: keep the distinct)
-    jokes = np.unique(synthetic.generate(0, seed=8, duplicates=64, n_joke_images=4)["images"], axis=0)
+    jokes = synthetic.generate(0, seed=8, duplicates=64, n_joke_images=4)["images"]
+    jokes = np.unique(jokes, axis=0)
     gen = time.perf_counter() - t
     x14 = make_set(base, jokes, 1)
     x56 = make_set(base, jokes, 4, seed=1)
@@ -189,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     say()
     say(f"Found {r14['n_exact']} exact-duplicate groups holding {r14['n_in_exact']:,} images "
         f"(the {REFERENCE_DUPS:,} injected copies of {len(jokes)} joke images) and "
-        f"{r14['n_groups']} near-duplicate groups holding {r14['n_in_groups']:,} images. Agreement with imagehash on the same images: mean Hamming "
+        f"{r14['n_groups']} near-duplicate groups holding {r14['n_in_groups']:,} images. "
+        f"Agreement with imagehash on the same images: mean Hamming "
         f"distance {agree.mean():.2f} bits (median {np.median(agree):.0f}, 99th percentile "
         f"{np.percentile(agree, 99):.0f}; same bit order, a different resize filter).")
     say()

@@ -27,7 +27,8 @@ def make_set(n_clean: int = 240, duplicates: int = 40, seed: int = 11, n_near: i
     clean = np.flatnonzero(~d["is_duplicate"])
     near_src = rng.choice(clean, n_near, replace=False) if n_near else np.zeros(0, int)
     rest = np.setdiff1d(clean, near_src)
-    copy_src = rng.choice(rest, consistent_copies, replace=False) if consistent_copies else np.zeros(0, int)
+    copy_src = (rng.choice(rest, consistent_copies, replace=False) if consistent_copies
+                else np.zeros(0, int))
     extra_img = [np.clip(images[near_src].astype(np.int16) + brightness, 0, 255).astype(np.uint8),
                  images[copy_src]]
     extra_lab = [labels[near_src], labels[copy_src]]
@@ -38,7 +39,8 @@ def make_set(n_clean: int = 240, duplicates: int = 40, seed: int = 11, n_near: i
     return {
         "images": np.concatenate([images, *extra_img]),
         "labels": np.concatenate([labels, *extra_lab]),
-        "is_duplicate": np.concatenate([d["is_duplicate"], np.zeros(n_near + consistent_copies, bool)]),
+        "is_duplicate": np.concatenate([d["is_duplicate"],
+                                        np.zeros(n_near + consistent_copies, bool)]),
         "near_of": near_of,
         "copy_of": copy_of,
     }

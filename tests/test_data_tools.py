@@ -108,7 +108,8 @@ def test_phash_is_robust_to_brightness_and_separates_distinct_images(traps):
         shifted = np.clip(clean.astype(np.int16) + delta, 0, 255).astype(np.uint8)
         hs, fs = D.perceptual(shifted)
         dist = D.hamming(h, hs)
-        assert np.percentile(dist, 99) <= 3 and dist.max() <= D.DEFAULT_NEAR + 1, (delta, dist.max())
+        assert np.percentile(dist, 99) <= 3, delta
+        assert dist.max() <= D.DEFAULT_NEAR + 1, (delta, dist.max())
         sim = np.einsum("ij,ij->i", f, fs)
         assert sim.min() >= D.DEFAULT_SIMILARITY
     # contrast scaling leaves the hash (median threshold) nearly unchanged
@@ -323,7 +324,8 @@ def test_dedupe_all_copies_removes_exactly_the_injected_copies(capsys, jokes_fil
     src = np.load(jokes_file)
     before = digest(jokes_file)
     out = tmp_path / "clean.npz"
-    code, stdout, err = cli(capsys, "data", "dedupe", jokes_file, "--out", out, "--drop", "all-copies")
+    code, stdout, err = cli(capsys, "data", "dedupe", jokes_file, "--out", out,
+                            "--drop", "all-copies")
     assert code == 0, err
     n = len(src["images"])
     assert f"{n:,} -> {n - 40:,} images: removed 40 (all-copies)" in stdout
@@ -427,7 +429,8 @@ def test_split_is_stratified_group_aware_and_deterministic(capsys, traps_file, t
     assert tr["labels"].shape[1:] == (1,) and te["labels"].dtype == traps["labels"].dtype
     # every image exactly once
     both = np.concatenate([tr["images"], te["images"]])
-    assert sorted(D.exact_hashes(both)[:, 0].tolist()) == sorted(D.exact_hashes(traps["images"])[:, 0].tolist())
+    hashes_in = sorted(D.exact_hashes(traps["images"])[:, 0].tolist())
+    assert sorted(D.exact_hashes(both)[:, 0].tolist()) == hashes_in
     # stratified: each class within one image of its quota, up to the duplicate groups
     counts = np.bincount(traps["labels"][:, 0], minlength=8)
     te_counts = np.bincount(te["labels"][:, 0], minlength=8)
@@ -442,7 +445,8 @@ def test_split_is_stratified_group_aware_and_deterministic(capsys, traps_file, t
         assert side[g].all() or not side[g].any()
     assert rep["groups_kept_together"] == 21 and rep["groups_across_sides"] == 0
     # same seed: byte-identical outputs; another seed: another split
-    code, _, _ = cli(capsys, *args, "--out-train", tmp_path / "b_tr.npz", "--out-test", tmp_path / "b_te.npz")
+    code, _, _ = cli(capsys, *args, "--out-train", tmp_path / "b_tr.npz",
+                     "--out-test", tmp_path / "b_te.npz")
     assert np.array_equal(np.load(tmp_path / "b_te.npz")["images"], te["images"])
     assert np.array_equal(np.load(tmp_path / "b_tr.npz")["labels"], tr["labels"])
     code, _, _ = cli(capsys, "data", "split", traps_file, "--test-size", "0.2", "--seed", "8",
@@ -529,10 +533,12 @@ def test_split_set_default_without_workspace_writes_nothing(capsys, jokes_file, 
 
 
 def test_split_refuses_same_output_twice_and_existing_files(capsys, jokes_file, tmp_path):
-    code, _, err = cli(capsys, "data", "split", jokes_file, "--out-train", "x.npz", "--out-test", "x.npz")
+    code, _, err = cli(capsys, "data", "split", jokes_file, "--out-train", "x.npz",
+                       "--out-test", "x.npz")
     assert_error(code, err, "same file")
     (tmp_path / "te.npz").write_bytes(b"keep")
-    code, _, err = cli(capsys, "data", "split", jokes_file, "--out-train", "tr.npz", "--out-test", "te.npz")
+    code, _, err = cli(capsys, "data", "split", jokes_file, "--out-train", "tr.npz",
+                       "--out-test", "te.npz")
     assert_error(code, err, "refusing to overwrite")
     assert (tmp_path / "te.npz").read_bytes() == b"keep" and not (tmp_path / "tr.npz").exists()
 
@@ -542,12 +548,16 @@ def _bad_files(folder: Path, good: dict) -> dict[str, tuple[Path, str]]:
     imgs, labs = good["images"][:40], good["labels"][:40]
     (folder / "text.npz").write_text("not a zip")
     out = {"not an npz": (folder / "text.npz", "not an .npz")}
-    out["missing images key"] = (save(folder / "nokey.npz", pictures=imgs, labels=labs), "no 'images' array")
-    out["different lengths"] = (save(folder / "len.npz", images=imgs, labels=labs[:39]), "40 images but 39 labels")
+    out["missing images key"] = (save(folder / "nokey.npz", pictures=imgs, labels=labs),
+                                 "no 'images' array")
+    out["different lengths"] = (save(folder / "len.npz", images=imgs, labels=labs[:39]),
+                                "40 images but 39 labels")
     bad = labs.copy()
     bad[3] = 8
-    out["label outside classes"] = (save(folder / "range.npz", images=imgs, labels=bad), "outside the profile's classes")
-    out["wrong image shape"] = (save(folder / "shape.npz", images=imgs[:, :32, :32], labels=labs), "(32, 32, 3)")
+    out["label outside classes"] = (save(folder / "range.npz", images=imgs, labels=bad),
+                                    "outside the profile's classes")
+    out["wrong image shape"] = (save(folder / "shape.npz", images=imgs[:, :32, :32], labels=labs),
+                                "(32, 32, 3)")
     out["empty set"] = (save(folder / "empty.npz", images=imgs[:0], labels=labs[:0]), "empty")
     return out
 
@@ -558,7 +568,8 @@ def test_bad_inputs_give_one_error_with_a_hint_and_write_nothing(capsys, tmp_pat
     src.mkdir()
     bad = _bad_files(src, traps)
     if command != "inspect":  # inspect accepts unlabelled sets
-        bad["missing labels key"] = (save(src / "nolab.npz", images=traps["images"][:10]), "no 'labels' array")
+        bad["missing labels key"] = (save(src / "nolab.npz", images=traps["images"][:10]),
+                                     "no 'labels' array")
     outdir = tmp_path / "out"
     outdir.mkdir()
     extra = {"inspect": ["--html", outdir / "r.html"], "dedupe": ["--out", outdir / "o.npz"],
@@ -620,7 +631,8 @@ def test_near_out_of_range_is_a_usage_error(capsys, jokes_file):
 
 
 def test_segmentation_profile_is_refused_clearly(capsys, jokes_file):
-    code, _, err = cli(capsys, "data", "weights", jokes_file, "--profile", "an2dl-2024-mars-terrain")
+    code, _, err = cli(capsys, "data", "weights", jokes_file,
+                       "--profile", "an2dl-2024-mars-terrain")
     assert_error(code, err, "classification")
 
 
@@ -639,24 +651,27 @@ def test_help_never_imports_tensorflow():
             "['data','split','--help'],['data','weights','--help']):\n"
             "    try:\n        run(a)\n    except SystemExit:\n        pass\n"
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
-            "import subkit.data.duplicates, subkit.data.inspect, subkit.data.split, subkit.data.html\n"
+            "import subkit.data.duplicates, subkit.data.inspect, subkit.data.split\n"
+            "import subkit.data.html, subkit.data.weights\n"
             "assert 'tensorflow' not in sys.modules and 'PIL' not in sys.modules\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert "keep-one: keep the first image of each group whose labels agree" in " ".join(res.stdout.split())
+    help_text = " ".join(res.stdout.split())
+    assert "keep-one: keep the first image of each group whose labels agree" in help_text
 
 
 def test_dedupe_all_copies_at_the_reference_scale(capsys, traps, tmp_path):
     """The reference layout: 13,759 images, 1,800 byte-identical copies of joke images with
     conflicting labels; removing every copy leaves 11,959 (FACTS.md section 1)."""
     rng = np.random.default_rng(0)
-    clean_src = np.flatnonzero((~traps["is_duplicate"]) & (traps["near_of"] < 0) & (traps["copy_of"] < 0))
-    pick = rng.choice(clean_src, 11_959)
-    clean = np.clip(traps["images"][pick].astype(np.int16) + rng.integers(-2, 3, (11_959, 96, 96, 3),
-                                                                        dtype=np.int16), 0, 255)
+    plain = (~traps["is_duplicate"]) & (traps["near_of"] < 0) & (traps["copy_of"] < 0)
+    pick = rng.choice(np.flatnonzero(plain), 11_959)
+    noise = rng.integers(-2, 3, (11_959, 96, 96, 3), dtype=np.int16)  # distinct bytes
+    clean = np.clip(traps["images"][pick].astype(np.int16) + noise, 0, 255)
     jokes = traps["images"][np.flatnonzero(traps["is_duplicate"])[:3]]
     images = np.concatenate([clean.astype(np.uint8), jokes[rng.integers(0, 3, 1_800)]])
-    labels = np.concatenate([traps["labels"][pick], rng.integers(0, 8, (1_800, 1)).astype(np.uint8)])
+    joke_labels = rng.integers(0, 8, (1_800, 1)).astype(np.uint8)
+    labels = np.concatenate([traps["labels"][pick], joke_labels])
     order = rng.permutation(13_759)
     f = save(tmp_path / "training_set.npz", images=images[order], labels=labels[order])
     del clean, images

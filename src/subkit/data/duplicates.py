@@ -85,7 +85,8 @@ def exact_hashes(images: np.ndarray, chunk: int = 512) -> np.ndarray:
     row_bytes = int(np.prod(images.shape[1:], dtype=np.int64)) * images.dtype.itemsize
     n_words = max(1, -(-row_bytes // 8))
     rng = np.random.default_rng(_SEED)
-    keys = (rng.integers(0, 2**63, size=(n_words, 2), dtype=np.uint64) << np.uint64(1)) | np.uint64(1)
+    keys = rng.integers(0, 2**63, size=(n_words, 2), dtype=np.uint64)
+    keys = (keys << np.uint64(1)) | np.uint64(1)  # random odd multipliers
     out = np.empty((n, 2), np.uint64)
     for s, e in _chunks(n, chunk):
         block = np.ascontiguousarray(images[s:e]).reshape(e - s, -1).view(np.uint8)
@@ -396,7 +397,9 @@ def removal_plan(groups: list[np.ndarray], labels: np.ndarray | None, policy: st
         conflict = label_conflict(labels, members)
         if policy == "all-copies":
             drop = members
-            reason = "member of a duplicate group" + (" with conflicting labels" if conflict else "")
+            reason = "member of a duplicate group"
+            if conflict:
+                reason += " with conflicting labels"
         elif conflict:
             drop, reason = members, "member of a group with conflicting labels"
         elif policy == "keep-one":
@@ -423,7 +426,8 @@ def dedupe_file(path, profile, *, out, drop: str = "keep-one", near: int | None 
 
     from subkit import __version__
     from subkit.data import io
-    from subkit.data.split import check_classification, check_outputs, read_arrays, subset, write_all
+    from subkit.data.split import (check_classification, check_outputs, read_arrays, subset,
+                                   write_all)
 
     check_classification(profile)
     path, out = Path(path), Path(out)
