@@ -469,6 +469,15 @@ def test_split_indices_unit_quota_and_groups():
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
+def test_split_refuses_a_class_whose_images_are_all_one_group():
+    labels = np.repeat(np.arange(3), [20, 20, 4])
+    groups = [np.array([40, 41, 42, 43])]  # all of class 2: one side only
+    with pytest.raises(S.InputError) as exc:
+        S.split_indices(labels, groups, 3, 0.25, 0, ["a", "b", "c"])
+    assert "class 'c'" in exc.value.message and "cannot be split" in exc.value.message
+    assert "--near" in exc.value.hint and "dedupe" in exc.value.hint
+
+
 def test_split_text_output(capsys, jokes_file, tmp_path):
     code, out, err = cli(capsys, "data", "split", jokes_file, "--out-train", tmp_path / "tr.npz",
                          "--out-test", tmp_path / "te.npz")
