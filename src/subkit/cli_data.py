@@ -67,7 +67,7 @@ def data() -> None:
 
 
 # -- inspect -------------------------------------------------------------------------------------
-@data.command()
+@data.command(short_help="Classes, duplicates and their labels, outliers, class weights.")
 @click.argument("file", metavar="FILE")
 @_near_option(DEFAULT_NEAR, "Near duplicates: perceptual hashes at most DIST bits apart (0-12).")
 @similarity_option
@@ -114,7 +114,7 @@ def inspect(file, near, similarity, z_threshold, html_path, no_open, profile_nam
 
 
 # -- dedupe --------------------------------------------------------------------------------------
-@data.command()
+@data.command(short_help="Write a copy without duplicates, and a record of the removed.")
 @click.argument("file", metavar="FILE")
 @click.option("--out", "out", required=True, metavar="FILE",
               help="The cleaned .npz to write (same keys, label layout and dtypes as FILE).")
@@ -158,7 +158,7 @@ def dedupe(file, out, drop, near, similarity, record, force, profile_name, as_js
 
 
 # -- split ---------------------------------------------------------------------------------------
-@data.command()
+@data.command(short_help="Stratified train/test split; near duplicates on one side.")
 @click.argument("file", metavar="FILE")
 @click.option("--test-size", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.15, show_default=True, help="Share of each class for the test set.")
@@ -209,7 +209,7 @@ def split(file, test_size, out_train, out_test, seed, near, similarity, set_defa
 
 
 # -- weights -------------------------------------------------------------------------------------
-@data.command()
+@data.command(short_help="Class weights for Keras: class_weight dict, focal alpha list.")
 @click.argument("file", metavar="FILE")
 @profile_option
 @json_option
