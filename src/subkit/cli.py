@@ -235,6 +235,8 @@ def demo(directory, n_images, epochs, force) -> None:
 
 from subkit.cli_data import data as _data_group  # noqa: E402
 from subkit.cli_ledger import history as _history_group  # noqa: E402
+from subkit.cli_ledger import submit as _submit_command  # noqa: E402
 
 main.add_command(_data_group)
 main.add_command(_history_group)
+main.add_command(_submit_command)

@@ -1,0 +1,172 @@
+"""The child side of a local evaluation: what the grader's ingestion program does.
+
+Standalone on purpose: it imports only the standard library and numpy (and whatever the
+submission imports), so that it runs in any environment, including the grader-version
+environment that has no subkit installed, and inside an exported Codabench bundle.
+
+    python ingestion.py --submission DIR --input X.npy --output DIR
+        [--entry model.py] [--class-name Model] [--method predict] [--init-arg A ...]
+
+It does exactly what the grader does: puts the submission first on sys.path, changes the
+working directory to it, ``from model import Model``, ``Model()``, one ``predict(X)``, and
+saves what predict returned. Progress and failures go to ``OUTPUT/ingestion.json`` at every
+stage (written atomically), so a parent that sees the process die knows where it died.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+
+STAGES = ("start", "load_input", "import", "init", "predict", "save", "done")
+
+
+def _peak_rss_mb():
+    try:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return kb / 1024.0 if sys.platform != "darwin" else kb / 1024.0 / 1024.0
+    except Exception:  # pragma: no cover - not on Linux
+        return None
+
+
+class Status:
+    def __init__(self, path):
+        self.path = path
+        self.data = {"stage": "start", "ok": False, "timings": {}, "python": sys.version.split()[0],
+                     "executable": sys.executable, "pid": os.getpid()}
+        self.write()
+
+    def write(self):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(self.data, fh, indent=1, default=str)
+        os.replace(tmp, self.path)
+
+    def stage(self, name):
+        self.data["stage"] = name
+        self.data["stage_started"] = time.time()
+        self.write()
+
+    def fail(self, stage, exc, tb):
+        self.data.update(stage=stage, ok=False, error_type=type(exc).__name__,
+                         error=str(exc)[:2000], traceback=tb[-8000:])
+        self.data["peak_rss_mb"] = _peak_rss_mb()
+        self.write()
+
+
+def _versions():
+    out = {}
+    for mod in ("numpy", "tensorflow", "keras", "torch"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = getattr(m, "__version__", "?")
+    return out
+
+
+def describe_output(y, np):
+    """What predict returned, in words the parent can turn into a hint."""
+    info = {"python_type": type(y).__module__ + "." + type(y).__name__}
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:
+        info["convertible"] = False
+        info["error"] = str(exc)[:500]
+        return info, None
+    info.update(convertible=True, dtype=str(arr.dtype), shape=list(arr.shape))
+    return info, arr
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--submission", required=True)
+    p.add_argument("--input", required=True, help=".npy of the images")
+    p.add_argument("--output", required=True)
+    p.add_argument("--entry", default="model.py")
+    p.add_argument("--class-name", default="Model")
+    p.add_argument("--method", default="predict")
+    p.add_argument("--init-arg", action="append", default=[])
+    a = p.parse_args(argv)
+
+    os.makedirs(a.output, exist_ok=True)
+    status = Status(os.path.join(a.output, "ingestion.json"))
+    t_all = time.time()
+    stage = "load_input"
+    try:
+        status.stage(stage)
+        import numpy as np
+
+        t = time.time()
+        X = np.load(a.input, allow_pickle=False)
+        status.data["input"] = {"shape": list(X.shape), "dtype": str(X.dtype)}
+        status.data["timings"]["load_input_s"] = time.time() - t
+
+        stage = "import"
+        status.stage(stage)
+        sub = os.path.abspath(a.submission)
+        os.chdir(sub)
+        sys.path.insert(0, sub)
+        module_name = os.path.splitext(os.path.basename(a.entry))[0]
+        if not os.path.exists(os.path.join(sub, a.entry)):
+            raise FileNotFoundError(
+                f"{a.entry} is not at the root of the submission (files there: "
+                f"{sorted(os.listdir(sub))[:20]})")
+        t = time.time()
+        import importlib
+
+        module = importlib.import_module(module_name)
+        status.data["timings"]["import_s"] = time.time() - t
+        if not hasattr(module, a.class_name):
+            raise AttributeError(f"{a.entry} defines no {a.class_name!r}")
+        cls = getattr(module, a.class_name)
+
+        stage = "init"
+        status.stage(stage)
+        t = time.time()
+        model = cls(*a.init_arg)
+        status.data["timings"]["init_s"] = time.time() - t
+        if not hasattr(model, a.method):
+            raise AttributeError(f"{a.class_name} has no method {a.method!r}")
+
+        stage = "predict"
+        status.stage(stage)
+        t = time.time()
+        y = getattr(model, a.method)(X)
+        status.data["timings"]["predict_s"] = time.time() - t
+
+        stage = "save"
+        status.stage(stage)
+        info, arr = describe_output(y, np)
+        status.data["output"] = info
+        if arr is not None and arr.dtype != object:
+            np.save(os.path.join(a.output, "predictions.npy"), arr, allow_pickle=False)
+        elif arr is not None:
+            status.data["output"]["object_dtype"] = True
+        status.data["versions"] = _versions()
+        status.data["timings"]["total_s"] = time.time() - t_all
+        status.data["peak_rss_mb"] = _peak_rss_mb()
+        status.data["ok"] = True
+        status.stage("done")
+    except SystemExit as exc:
+        status.data["versions"] = _versions()
+        status.fail(stage, exc, traceback.format_exc())
+        status.data["error_type"] = "SystemExit"
+        status.data["error"] = f"the submission called sys.exit({exc.code!r}) during {stage}"
+        status.write()
+        os._exit(3)
+    except BaseException as exc:  # the submission's failure, reported to the parent
+        status.data["versions"] = _versions()
+        status.fail(stage, exc, traceback.format_exc())
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(2)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip interpreter teardown: TF's can take seconds and is not ours to time
+
+
+if __name__ == "__main__":
+    main()

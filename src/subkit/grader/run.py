@@ -1,0 +1,451 @@
+"""Running a submission zip the way the hidden evaluation runs it, and scoring it.
+
+The run folder (``submissions/runs/<zip stem>-<yymmdd_hhmmss>/``) is laid out like the
+grader's::
+
+    submission/     the zip, unzipped safely; the child's working directory
+    input_data/     X.npy: exactly what predict receives (removed after the run)
+    output/         predictions.npy and ingestion.json, written by the child
+    logs/           the child's stdout.txt and stderr.txt
+    scores.json     Codabench's format: {"accuracy": ...}
+    run.json        the run record: zip, data, environment, times, memory, outcome
+
+The child is ``python grader/ingestion.py`` in its own process group, working directory the
+unzipped submission, environment without credentials, no network where the machine
+allows it, killed at the time limit. Scoring happens here, in subkit's own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal as _signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from subkit.errors import InputError, SubkitError
+from subkit.grader import sandbox, scoring
+
+INGESTION = Path(__file__).with_name("ingestion.py")
+
+
+@dataclass
+class Failure:
+    stage: str
+    message: str
+    hint: str
+    tail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ChildRun:
+    """One execution of the submission: what came back and what went wrong."""
+
+    ok: bool
+    predictions: np.ndarray | None
+    status: dict
+    child: sandbox.ChildResult
+    failure: Failure | None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    ok: bool
+    run_dir: Path
+    zip: Path
+    data: Path
+    n: int
+    metric: str
+    scores: dict
+    per_class: list
+    confusion_matrix: list
+    timings: dict
+    peak_rss_mb: float | None
+    time_limit_s: float
+    env: dict
+    network_isolated: bool
+    failure: Failure | None
+    warnings: list[str]
+    class_names: list[str]
+    zip_sha256: str = ""
+    shift: dict | None = None
+
+    @property
+    def score(self) -> float | None:
+        return self.scores.get(self.metric) if self.ok else None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["run_dir"], d["zip"], d["data"] = str(self.run_dir), str(self.zip), str(self.data)
+        d["score"] = self.score
+        d["failure"] = self.failure.to_dict() if self.failure else None
+        return d
+
+
+# -- the run folder ------------------------------------------------------------------------
+def new_run_dir(runs_root: Path, stem: str) -> Path:
+    try:
+        runs_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create {runs_root}: {exc.strerror}",
+                         hint="run from a folder you can write to, or set [workspace] submissions") from None
+    base = f"{stem}-{datetime.now().strftime('%y%m%d_%H%M%S')}"
+    for i in range(1000):
+        d = runs_root / (base if i == 0 else f"{base}-{i}")
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+    raise SubkitError(f"cannot create a run folder in {runs_root}", hint="clean up old runs")
+
+
+def prepare_input(X: np.ndarray, prof) -> tuple[np.ndarray, list[str]]:
+    """X exactly as the profile says the grader passes it."""
+    warns = []
+    want = np.dtype(prof.input_dtype)
+    if X.dtype != want:
+        lo, hi = prof.input_range
+        if want.kind in "ui":
+            if X.dtype.kind == "f" and not np.all(X == np.round(X)):
+                raise InputError(f"the test images are {X.dtype} with fractional values; the grader passes {want}",
+                                 hint="store the test set as the competition gives it (e.g. uint8 0..255)")
+            if X.size and (X.min() < lo or X.max() > hi):
+                raise InputError(f"the test images' values {X.min()}..{X.max()} fall outside {lo:g}..{hi:g}",
+                                 hint="store the test set as the competition gives it")
+        warns.append(f"test images converted from {X.dtype} to {want}, as the grader passes them")
+        X = X.astype(want)
+    return np.ascontiguousarray(X), warns
+
+
+# -- running the child -----------------------------------------------------------------------
+def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
+                   time_limit: float, python: str | None = None, isolate_network: bool = True,
+                   progress: bool = False, extra_env: dict | None = None,
+                   label: str = "running the submission") -> ChildRun:
+    input_dir, output_dir, log_dir = run_dir / "input_data", run_dir / "output", run_dir / "logs"
+    for d in (input_dir, output_dir, log_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    x_path = input_dir / "X.npy"
+    np.save(x_path, X, allow_pickle=False)
+    cmd = [python or sys.executable, str(INGESTION), "--submission", str(submission_dir),
+           "--input", str(x_path), "--output", str(output_dir), "--entry", prof.entry_file,
+           "--class-name", prof.class_name, "--method", prof.predict_method]
+    for a in prof.init_args:
+        cmd += ["--init-arg", str(a)]
+    status_path = output_dir / "ingestion.json"
+    bar = _Progress(label, time_limit, status_path, enabled=progress)
+    try:
+        child = sandbox.run_child(cmd, cwd=submission_dir, log_dir=log_dir, time_limit=time_limit,
+                                  env=sandbox.clean_env(extra_env), isolate_network=isolate_network,
+                                  on_tick=bar.tick)
+    finally:
+        bar.close()
+        try:
+            x_path.unlink()
+        except OSError:
+            pass
+    status = _read_json(status_path)
+    preds = None
+    pred_path = output_dir / "predictions.npy"
+    if status.get("ok") and pred_path.exists():
+        try:
+            preds = np.load(pred_path, allow_pickle=False)
+        except Exception:
+            preds = None
+    failure = diagnose(child, status, prof, time_limit)
+    if failure is None and preds is None:
+        out = status.get("output", {})
+        failure = Failure("save", f"predict returned {out.get('python_type', 'something')} that is not an array "
+                                  f"of labels ({out.get('error', 'object dtype')})",
+                          "return a numpy int array of shape (n,)")
+    return ChildRun(ok=failure is None, predictions=preds, status=status, child=child, failure=failure)
+
+
+def _read_json(p: Path) -> dict:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class _Progress:
+    """A tqdm bar of seconds against the time limit, with the child's stage; tty only."""
+
+    def __init__(self, label: str, limit: float, status_path: Path, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.status_path = status_path
+        self.last = 0.0
+        self.stage = ""
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=round(limit), desc=label, unit="s", leave=False,
+                            bar_format="{desc}: {n:.0f}/{total:.0f} s of the time limit |{bar}|")
+
+    def tick(self, elapsed: float) -> None:
+        if not self.enabled or elapsed - self.last < 0.5:
+            return
+        stage = _read_json(self.status_path).get("stage", "")
+        if stage and stage != self.stage:
+            self.stage = stage
+            self.bar.set_description(f"child: {stage}")
+        self.bar.n = min(elapsed, self.bar.total)
+        self.bar.refresh()
+        self.last = elapsed
+
+    def close(self) -> None:
+        if self.enabled:
+            self.bar.close()
+
+
+_STAGE_WORDS = {"start": "starting", "load_input": "loading the input", "import": "importing model.py",
+                "init": "Model()", "predict": "predict(X)", "save": "saving the predictions",
+                "done": "finishing"}
+
+
+def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) -> Failure | None:
+    """Turn what the child did into the message and hint a participant needs."""
+    stage = status.get("stage", "start")
+    where = _STAGE_WORDS.get(stage, stage)
+    tail = child.tail("stderr", 30)
+    entry, cls = prof.entry_file, prof.class_name
+    if child.timed_out:
+        return Failure(stage, f"the submission exceeded the time limit of {time_limit:g} s during {where} "
+                              "(the grader kills it: 'Execution Time Limit exceeded')",
+                       "predict in batches (the template does), use fewer TTA views or a smaller model; "
+                       "an endless loop or input() hangs too", tail)
+    if status.get("ok") and child.returncode == 0:
+        return None
+    etype, err = status.get("error_type"), status.get("error", "")
+    tb = status.get("traceback", "") or tail
+    tb_tail = "\n".join(tb.strip().splitlines()[-12:])
+    if etype == "SystemExit":
+        return Failure(stage, err or "the submission called sys.exit()",
+                       "never exit from model.py: raise an exception or return normally", tb_tail)
+    if etype:
+        return _diagnose_exception(stage, etype, err, tb_tail, entry, cls)
+    if child.signal is not None:
+        name = _signal.Signals(child.signal).name if child.signal in set(_signal.Signals) else str(child.signal)
+        oom = child.signal == _signal.SIGKILL
+        return Failure(stage, f"the submission's process was killed by {name} during {where}"
+                              + (" (out of memory?)" if oom else ""),
+                       "reduce memory: predict in batches, free what you do not need; a crash in a "
+                       "native library (SIGSEGV) can come from mismatched TensorFlow/numpy versions"
+                       if oom or child.signal == _signal.SIGSEGV else "see the log tail", tail)
+    return Failure(stage, f"the submission's process ended with exit code {child.returncode} during {where} "
+                          "without raising an error (os._exit or a hard exit in a library?)",
+                   "never call os._exit/sys.exit in model.py; see the log tail for what ran last", tail)
+
+
+def _diagnose_exception(stage, etype, err, tb, entry, cls) -> Failure:
+    low = err.lower()
+    if stage == "import":
+        if etype in ("SyntaxError", "IndentationError", "TabError"):
+            return Failure(stage, f"{entry} has a syntax error: {err}",
+                           f"run `python -m py_compile {entry}` and fix the line it names", tb)
+        if etype in ("ModuleNotFoundError", "ImportError"):
+            return Failure(stage, f"importing {entry} failed: {etype}: {err}",
+                           "use only packages the grader has (numpy, tensorflow/keras); put helper "
+                           "modules at the zip root next to model.py", tb)
+        if etype == "FileNotFoundError" and entry in err:
+            return Failure(stage, err, f"put {entry} at the root of the zip, not inside a folder", tb)
+        if etype == "AttributeError" and cls in err:
+            return Failure(stage, f"{entry} defines no class {cls!r}",
+                           f"the grader runs `from {entry[:-3]} import {cls}`: define `class {cls}:`", tb)
+        return Failure(stage, f"importing {entry} raised {etype}: {err}",
+                       f"code at the top level of {entry} runs on import: move work into __init__", tb)
+    if stage == "init":
+        if etype == "TypeError" and ("positional argument" in low or "required" in low):
+            return Failure(stage, f"{cls}() needs arguments: {err}",
+                           f"the grader calls {cls}() with no argument: def __init__(self): and load "
+                           "the weights from a path next to model.py", tb)
+        if etype in ("FileNotFoundError", "OSError", "IOError") or "no such file" in low or "not found" in low \
+                or "file not found" in low or "unable to open" in low:
+            return Failure(stage, f"{cls}() could not find its weights from the grader's working "
+                                  f"directory: {etype}: {err}",
+                           "load them with os.path.join(os.path.dirname(os.path.abspath(__file__)), "
+                           "'weights.keras') and check the name matches the file in the zip", tb)
+        if "unknown layer" in low or "could not locate" in low or "custom_objects" in low:
+            return Failure(stage, f"the weights need a custom class that model.py does not provide: {err}",
+                           "define the class in model.py (decorated with "
+                           "@keras.saving.register_keras_serializable()) or pass custom_objects", tb)
+        if "unrecognized keyword" in low or "keyword argument" in low or "deserializ" in low:
+            return Failure(stage, f"{cls}() could not load the weights: {etype}: {err}",
+                           "the weights were probably saved by a newer Keras than the grader's: "
+                           "rebuild with `subkit build --target-keras` or save with the grader's version", tb)
+        return Failure(stage, f"{cls}() raised {etype}: {err}", "see the traceback tail", tb)
+    if stage == "predict":
+        if etype == "TypeError" and ("positional argument" in low or "takes" in low):
+            return Failure(stage, f"predict could not be called as predict(X): {err}",
+                           "define def predict(self, X): taking exactly one array", tb)
+        return Failure(stage, f"predict(X) raised {etype}: {err}",
+                       "X is a numpy array shaped and typed as the profile says (e.g. uint8 "
+                       "(n, 96, 96, 3)); run `subkit check` to reproduce on a small batch", tb)
+    if stage == "load_input":
+        return Failure(stage, f"the child could not read the input: {etype}: {err}",
+                       "this is subkit's side; rerun with --debug and report it", tb)
+    return Failure(stage, f"{etype}: {err}", "see the traceback tail", tb)
+
+
+# -- score-local -------------------------------------------------------------------------------
+def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | None = None,
+                isolate_network: bool = True, progress: bool = False, env: str = "current",
+                record: bool = True, keep_input: bool = False) -> RunResult:
+    from subkit.data import io as data_io
+
+    zip_path = Path(zip_path)
+    if not zip_path.is_file():
+        raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
+    if prof.task != "classification":
+        raise SubkitError(f"score-local supports classification profiles; {prof.name} is {prof.task}",
+                          hint="segmentation scoring is not implemented yet")
+    ds = data_io.load(data_path, prof, require_labels=True)
+    X, warns = prepare_input(ds.images, prof)
+    python, env_desc = _python_for(prof, env)
+    limit = float(time_limit if time_limit else prof.time_limit_s)
+    run_dir = new_run_dir(prof.submissions_dir / "runs", zip_path.stem)
+    sub_dir = run_dir / "submission"
+    sandbox.safe_extract(zip_path, sub_dir)
+    t0 = time.monotonic()
+    cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
+                        isolate_network=isolate_network, progress=progress)
+    wall = time.monotonic() - t0
+    result = _finish(cr, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns)
+    if record:
+        _record(result, prof)
+    return result
+
+
+def _python_for(prof, env: str) -> tuple[str, dict]:
+    if env == "current":
+        import platform
+
+        return sys.executable, {"name": "current", "python": platform.python_version(),
+                                "path": sys.executable}
+    try:
+        from subkit.grader.environment import resolve_python
+    except ImportError:  # pragma: no cover
+        raise SubkitError("the grader environment is not available in this version",
+                          hint="run without --env") from None
+    return resolve_python(prof, env)
+
+
+def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns) -> RunResult:
+    from subkit.ledger import sha256_file
+
+    scores: dict = {}
+    per_class: list = []
+    cm: list = []
+    failure = cr.failure
+    warns = warns + cr.warnings
+    if failure is None:
+        try:
+            labels, w = scoring.validate_predictions(cr.predictions, len(ds), prof.n_classes)
+            warns += w
+            m = scoring.metrics(ds.labels, labels, prof.class_names)
+            per_class, cm = m.pop("per_class"), m.pop("confusion_matrix")
+            scores = m
+            scoring.write_scores_json(run_dir / "scores.json", scores)
+            np.save(run_dir / "output" / "labels.npy", labels)
+        except scoring.PredictionError as exc:
+            failure = Failure("scoring", exc.message, exc.hint)
+    timings = dict(cr.status.get("timings", {}))
+    timings["wall_s"] = wall
+    timings["child_s"] = cr.child.elapsed_s
+    env_desc = dict(env_desc)
+    if cr.status.get("versions"):
+        env_desc["versions"] = cr.status["versions"]
+    res = RunResult(ok=failure is None, run_dir=run_dir, zip=zip_path, data=Path(data_path), n=len(ds),
+                    metric=prof.metric, scores=scores, per_class=per_class, confusion_matrix=cm,
+                    timings=timings, peak_rss_mb=cr.child.peak_rss_mb, time_limit_s=limit,
+                    env=env_desc, network_isolated=cr.child.network_isolated, failure=failure,
+                    warnings=warns, class_names=prof.class_names, zip_sha256=sha256_file(zip_path))
+    if cr.child.stdout_bytes > sandbox.LOG_CAP_BYTES or cr.child.stderr_bytes > sandbox.LOG_CAP_BYTES:
+        res.warnings.append(f"the submission printed {max(cr.child.stdout_bytes, cr.child.stderr_bytes) / 1e6:.0f} MB; "
+                            "the logs keep the first 16 MiB and the last 64 KiB")
+    _write_json(run_dir / "run.json", res.to_dict())
+    return res
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _record(result: RunResult, prof) -> None:
+    from subkit.ledger import Ledger
+
+    try:
+        Ledger(prof.submissions_dir).append({
+            "kind": "score-local", "zip": result.zip.name, "zip_sha256": result.zip_sha256,
+            "run_dir": str(result.run_dir), "metric": result.metric, "clean_score": result.score,
+            "shifted_score": (result.shift or {}).get("shifted_score"),
+            "runtime_s": result.timings.get("child_s"), "env": result.env.get("name"),
+            "ok": result.ok, "data": str(result.data), "n": result.n,
+        })
+    except SubkitError:
+        result.warnings.append("could not append to the ledger")
+
+
+# -- predict -----------------------------------------------------------------------------------
+def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool = False,
+                time_limit: float | None = None, progress: bool = False, env: str = "current",
+                isolate_network: bool = True) -> dict:
+    from subkit.data import io as data_io
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise InputError(f"{out} exists; refusing to overwrite", hint="pass --force or choose another --out")
+    if not out.parent.is_dir() if str(out.parent) else False:
+        raise InputError(f"folder {out.parent} does not exist", hint="create it first")
+    if not Path(zip_path).is_file():
+        raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
+    ds = data_io.load(data_path, prof, require_labels=False)
+    X, warns = prepare_input(ds.images, prof)
+    python, env_desc = _python_for(prof, env)
+    limit = float(time_limit if time_limit else prof.time_limit_s)
+    run_dir = new_run_dir(prof.submissions_dir / "runs", Path(zip_path).stem + "-predict")
+    sub_dir = run_dir / "submission"
+    sandbox.safe_extract(Path(zip_path), sub_dir)
+    cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
+                        isolate_network=isolate_network, progress=progress)
+    if cr.failure:
+        raise _run_error(cr.failure, run_dir)
+    try:
+        labels, w = scoring.validate_predictions(cr.predictions, len(ds), prof.n_classes)
+    except scoring.PredictionError as exc:
+        raise SubkitError(exc.message, hint=exc.hint) from None
+    kag = prof.data.get("kaggle", {})
+    id_col, label_col = kag.get("id_column", "id"), kag.get("label_column", "label")
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(f"{id_col},{label_col}\n")
+        for i, lab in enumerate(labels.tolist()):
+            fh.write(f"{i},{lab}\n")
+    os.replace(tmp, out)
+    return {"out": str(out), "rows": int(len(labels)), "run_dir": str(run_dir),
+            "warnings": warns + w, "predict_s": cr.status.get("timings", {}).get("predict_s")}
+
+
+def _run_error(f: Failure, run_dir: Path) -> SubkitError:
+    import click
+
+    from subkit.errors import RunFailed
+
+    if f.tail:  # the child's own words first, then our one error line
+        click.echo("--- the submission's traceback/log tail ---", err=True)
+        click.echo("\n".join("    " + line for line in f.tail.splitlines()[-12:]), err=True)
+    return RunFailed(f.message, hint=f"{f.hint} (logs: {run_dir / 'logs'})")
