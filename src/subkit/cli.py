@@ -117,10 +117,15 @@ def init(directory: str, profile_name: str | None, force: bool) -> None:
               help="Where to write the zip (default: the workspace's submissions/).")
 @click.option("--keep-optimizer", is_flag=True, help="Keep the optimizer state in .keras files.")
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke test in a child process.")
+@click.option("--target-keras", default=None, metavar="VERSION",
+              help="Rewrite .keras files so this Keras loads them (default: the profile's grader "
+                   "version when the weights were saved by a newer one).")
+@click.option("--env", "env_name", type=click.Choice(["current", "grader"]), default="current",
+              show_default=True, help="Environment that runs the smoke test.")
 @profile_option
 @json_option
-def build(weights, model_py, includes, tag, out_dir, keep_optimizer, no_smoke, profile_name,
-          as_json) -> None:
+def build(weights, model_py, includes, tag, out_dir, keep_optimizer, no_smoke, target_keras,
+          env_name, profile_name, as_json) -> None:
     """Package weights and model.py into the competition zip, after checking it."""
     from subkit.build import build_submission
 
@@ -129,7 +134,8 @@ def build(weights, model_py, includes, tag, out_dir, keep_optimizer, no_smoke, p
         weights=[Path(w) for w in weights], model_py=Path(model_py) if model_py else None,
         includes=[Path(i) for i in includes], tag=tag,
         out_dir=Path(out_dir) if out_dir else None, profile=prof,
-        keep_optimizer=keep_optimizer, smoke=not no_smoke, echo=None if as_json else click.echo)
+        keep_optimizer=keep_optimizer, smoke=not no_smoke, echo=None if as_json else click.echo,
+        env=env_name, target_keras=target_keras)
     if as_json:
         _echo_json(manifest)
 
@@ -137,14 +143,16 @@ def build(weights, model_py, includes, tag, out_dir, keep_optimizer, no_smoke, p
 @main.command()
 @click.argument("zip_path", metavar="ZIP", type=click.Path(dir_okay=False))
 @click.option("--no-smoke", is_flag=True, help="Only the static checks (no child process).")
+@click.option("--env", "env_name", type=click.Choice(["current", "grader"]), default="current",
+              show_default=True, help="Environment that runs the smoke test.")
 @profile_option
 @json_option
-def check(zip_path, no_smoke, profile_name, as_json) -> None:
+def check(zip_path, no_smoke, env_name, profile_name, as_json) -> None:
     """Check an existing zip the way the grader will use it: PASSED / FAILED."""
     from subkit.build import check_zip
 
     prof = _profile(profile_name)
-    report = check_zip(Path(zip_path), prof, smoke=not no_smoke,
+    report = check_zip(Path(zip_path), prof, smoke=not no_smoke, env=env_name,
                        echo=None if as_json else click.echo)
     if as_json:
         _echo_json(report.to_dict())

@@ -1,0 +1,170 @@
+"""Static checks of a submission's model.py: what the grader's import and calls need.
+
+Reads the source with ``ast`` (never imports it): the profile's class exists at the top
+level, ``__init__`` takes no required argument, ``predict(self, X)`` takes one, the weights
+file names it mentions exist in the submission, nothing points at an absolute path that
+exists only on the author's machine, and its imports are ones the grader has.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from dataclasses import dataclass, field
+
+from subkit.weights import is_weights_name
+
+GRADER_PACKAGES = {"numpy", "tensorflow", "keras", "tf_keras", "h5py", "google", "absl"}
+
+
+@dataclass
+class Finding:
+    level: str  # "error" | "warning"
+    message: str
+    hint: str = ""
+
+
+@dataclass
+class ModelPyReport:
+    findings: list[Finding] = field(default_factory=list)
+    weights_names: list[str] = field(default_factory=list)
+    lists_directory: bool = False
+    defined_names: set[str] = field(default_factory=set)
+
+    def error(self, message: str, hint: str = "") -> None:
+        self.findings.append(Finding("error", message, hint))
+
+    def warn(self, message: str, hint: str = "") -> None:
+        self.findings.append(Finding("warning", message, hint))
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+
+def check_source(source: str, prof, *, files: list[str], extra_modules: set[str] | None = None,
+                 filename: str = "model.py") -> ModelPyReport:
+    """``files``: the names at the submission's root (to check weights names against)."""
+    rep = ModelPyReport()
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError as exc:
+        rep.error(f"{filename} has a syntax error at line {exc.lineno}: {exc.msg}",
+                  f"run `python -m py_compile {filename}` and fix that line")
+        return rep
+    cls_name = prof.class_name
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    rep.defined_names = {n.name for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    rep.defined_names |= {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                          for t in n.targets if isinstance(t, ast.Name)}
+    if cls_name not in classes:
+        other = [c for c in classes if c.lower() == cls_name.lower()]
+        rep.error(f"{filename} defines no top-level class {cls_name!r}"
+                  + (f" (it has {other[0]!r}: names are case-sensitive)" if other else ""),
+                  f"the grader runs `from {filename[:-3]} import {cls_name}`; define `class {cls_name}:`")
+    else:
+        _check_class(classes[cls_name], prof, rep, filename)
+    _check_strings(tree, rep, files, filename)
+    _check_imports(tree, rep, files, extra_modules or set(), filename)
+    return rep
+
+
+def _method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | None:
+    found = None
+    for node in cls.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            found = node  # the last definition wins, as in Python
+    return found
+
+
+def _required_positional(fn: ast.FunctionDef) -> list[str]:
+    args = fn.args.posonlyargs + fn.args.args
+    n_defaults = len(fn.args.defaults)
+    required = args[: len(args) - n_defaults] if n_defaults else args
+    return [a.arg for a in required]
+
+
+def _check_class(cls: ast.ClassDef, prof, rep: ModelPyReport, filename: str) -> None:
+    name = cls.name
+    init = _method(cls, "__init__")
+    n_init = len(prof.init_args)
+    if init is None:
+        if not cls.bases:
+            rep.warn(f"{name} has no __init__: nothing loads the weights when the grader calls {name}()",
+                     "define def __init__(self): that loads the model (is it commented out?)")
+    else:
+        req = _required_positional(init)[1:]  # drop self
+        kwonly_req = [a.arg for a, d in zip(init.args.kwonlyargs, init.args.kw_defaults) if d is None]
+        if len(req) > n_init or kwonly_req:
+            rep.error(f"{name}.__init__ requires argument(s) {', '.join(req[n_init:] + kwonly_req)}, "
+                      f"but the grader calls {name}({', '.join(map(repr, prof.init_args))})",
+                      "take no argument: def __init__(self): and load the weights by a path "
+                      "relative to model.py")
+    meth = prof.predict_method
+    pred = _method(cls, meth)
+    if pred is None:
+        if not cls.bases:
+            rep.error(f"{name} has no method {meth}(self, X)", f"define def {meth}(self, X): returning labels")
+    else:
+        args = pred.args.posonlyargs + pred.args.args
+        is_static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in pred.decorator_list)
+        positional = len(args) - (0 if is_static else 1)
+        required = len(_required_positional(pred)) - (0 if is_static else 1)
+        if required > 1:
+            rep.error(f"{name}.{meth} requires {required} arguments, but the grader calls {meth}(X)",
+                      f"define def {meth}(self, X): with any other parameter given a default")
+        elif positional < 1 and pred.args.vararg is None:
+            rep.error(f"{name}.{meth} takes no input, but the grader calls {meth}(X)",
+                      f"define def {meth}(self, X):")
+
+
+def _check_strings(tree: ast.AST, rep: ModelPyReport, files: list[str], filename: str) -> None:
+    root = {f.split("/")[-1] for f in files}
+    all_files = set(files)
+    mentioned: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            fn = node.func
+            fname = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
+            if fname in ("listdir", "glob", "iglob", "scandir", "walk", "rglob", "iterdir"):
+                rep.lists_directory = True
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+            continue
+        s = node.value.strip()
+        if not s or "\n" in s or len(s) > 400:
+            continue
+        if s.startswith(("/content/", "/kaggle/", "/home/", "/Users/", "/mnt/", "/gdrive", "/drive/")) \
+                or (len(s) > 2 and s[1] == ":" and s[2] in "\\/"):
+            rep.error(f"{filename} uses the absolute path {s!r}, which exists only on your machine",
+                      "load files relative to model.py: os.path.join(os.path.dirname(os.path.abspath(__file__)), NAME)")
+            continue
+        if is_weights_name(s) and "*" not in s and "{" not in s and "%" not in s:
+            mentioned.append(s)
+    seen = []
+    for s in mentioned:
+        rel = s[2:] if s.startswith("./") else s
+        if rel in all_files or rel.split("/")[-1] in root:
+            seen.append(rel)
+            continue
+        rep.error(f"{filename} loads {s!r}, which is not in the submission (it has: "
+                  f"{', '.join(sorted(f for f in files if is_weights_name(f))) or 'no weights file'})",
+                  "make the name in model.py match the weights file you zip (a placeholder name?), "
+                  "or pass that file with --weights")
+    rep.weights_names = sorted(set(seen))
+
+
+def _check_imports(tree: ast.AST, rep: ModelPyReport, files: list[str], extra: set[str], filename: str) -> None:
+    local = {f.split("/")[0].removesuffix(".py") for f in files}
+    stdlib = set(getattr(sys, "stdlib_module_names", ()))
+    allowed = GRADER_PACKAGES | extra | local | stdlib
+    for node in ast.walk(tree):
+        mods = []
+        if isinstance(node, ast.Import):
+            mods = [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            mods = [node.module.split(".")[0]]
+        for m in mods:
+            if m not in allowed:
+                rep.warn(f"{filename} imports {m!r}, which the grader may not have installed",
+                         "use numpy/tensorflow/keras only, or list the package in the profile's "
+                         "[grader] extras if the competition provides it")
