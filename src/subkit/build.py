@@ -132,7 +132,7 @@ def version_check(infos: list[WeightsInfo], prof, rep: CheckReport) -> None:
                     f"{info.path.name} was saved by Keras {info.keras_version}, NEWER than the grader's "
                     f"{grader}: the grader will likely fail to load it (new config keys it does not know)",
                     f"rebuild with `subkit build --target-keras {grader}`, check with "
-                    "`subkit check --env grader`, f"or save it from keras=={grader}")
+                    f"`subkit check --env grader`, or save it from keras=={grader}")
         else:
             rep.add("keras version", "ok", f"{info.path.name}: saved by Keras {info.keras_version} "
                                            f"(grader {grader})")
