@@ -276,3 +276,80 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+# -- bubblewrap: the compute worker's literal /app/... paths, without touching the host -----------
+# (issue 7; FACTS.md section 6). A tmpfs is the new root; every top-level folder of the host is
+# bound back read-only (links recreated), /tmp read-write, a fresh /dev and /proc, then a tmpfs
+# on /app and the run folders bound onto /app/program, /app/output, ... Binding the host root
+# itself and mounting on /app would create /app on the host: never done here.
+_BWRAP_STATE: tuple[bool, str] | None = None
+_BWRAP_SKIP = {"proc", "dev", "app"}
+
+
+def bwrap_executable() -> str | None:
+    return shutil.which("bwrap")
+
+
+def _host_root_args() -> list[str]:
+    args: list[str] = []
+    try:
+        entries = sorted(os.listdir("/"))
+    except OSError:  # pragma: no cover
+        entries = []
+    for name in entries:
+        if name in _BWRAP_SKIP:
+            continue
+        p = "/" + name
+        try:
+            if os.path.islink(p):
+                args += ["--symlink", os.readlink(p), p]
+            elif os.path.isdir(p):
+                args += ["--bind" if name == "tmp" else "--ro-bind", p, p]
+            elif os.path.isfile(p):
+                args += ["--ro-bind", p, p]
+        except OSError:
+            continue
+    return args
+
+
+def bwrap_prefix(mounts: dict[str, Path | str], *, chdir: str = "/app/program",
+                 isolate_network: bool = True) -> list[str]:
+    """The command prefix that runs a program with ``mounts`` ({"/app/x": real folder})."""
+    exe = bwrap_executable()
+    if not exe:
+        raise RuntimeError("bwrap is not installed")
+    args = [exe, "--die-with-parent", "--unshare-pid"]
+    if isolate_network:
+        args.append("--unshare-net")
+    args += ["--tmpfs", "/"]
+    args += _host_root_args()
+    args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/app"]
+    for target in sorted(mounts, key=lambda t: (t.count("/"), t)):  # parents before children
+        args += ["--bind", str(Path(mounts[target]).resolve()), target]
+    args += ["--chdir", chdir, "--"]
+    return args
+
+
+def bwrap_available() -> tuple[bool, str]:
+    """(True, "") where a bubblewrap sandbox with the /app layout starts here, else
+    (False, why). Measured once per process."""
+    global _BWRAP_STATE
+    if _BWRAP_STATE is None:
+        exe = bwrap_executable()
+        if not exe:
+            _BWRAP_STATE = (False, "bubblewrap (bwrap) is not installed")
+        else:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="subkit-bwrap-") as d:
+                try:
+                    r = subprocess.run(bwrap_prefix({"/app/program": d}) + ["true"],
+                                       capture_output=True, timeout=20)
+                    ok = r.returncode == 0
+                    why = "" if ok else (r.stderr.decode("utf-8", "replace").strip()
+                                         or f"bwrap exited with {r.returncode}")
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    ok, why = False, f"bwrap could not start: {exc}"
+            _BWRAP_STATE = (ok, why if ok else f"this machine refuses the sandbox ({why})")
+    return _BWRAP_STATE
