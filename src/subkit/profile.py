@@ -302,7 +302,7 @@ def load(name: str | None = None, workspace: Path | None | bool = None) -> Profi
     if workspace is False:
         ws = None
     elif isinstance(workspace, Path):
-        ws = workspace if (workspace / WORKSPACE_FILE).is_file() else None
+        ws = workspace.resolve() if (workspace / WORKSPACE_FILE).is_file() else None
     else:
         env = os.environ.get("SUBKIT_WORKSPACE")
         ws = find_workspace(Path(env)) if env else find_workspace()

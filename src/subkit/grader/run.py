@@ -134,6 +134,7 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
                    time_limit: float, python: str | None = None, isolate_network: bool = True,
                    progress: bool = False, extra_env: dict | None = None,
                    label: str = "running the submission") -> ChildRun:
+    run_dir, submission_dir = Path(run_dir).resolve(), Path(submission_dir).resolve()
     input_dir, output_dir, log_dir = run_dir / "input_data", run_dir / "output", run_dir / "logs"
     for d in (input_dir, output_dir, log_dir):
         d.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,131 @@
+"""`subkit demo`: the whole flow on built-in synthetic data, in a few minutes on a CPU.
+
+1. a workspace (`subkit init`), 2. a synthetic blood-cell-like training set with injected
+joke-image duplicates, cleaned and split group-aware into train and local test sets,
+3. `train.py --quick` (a small CNN), 4. `subkit build`, 5. `subkit score-local`.
+Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from subkit.errors import InputError, SubkitError
+
+
+def _step(n: int, text: str) -> None:
+    click.secho(f"\n[{n}/5] {text}", bold=True)
+
+
+def run_demo(directory: Path, *, n_images: int = 2400, epochs: int | None = None, force: bool = False,
+             seed: int = 0) -> dict:
+    from subkit import profile
+    from subkit.workspace import init_workspace
+
+    t0 = time.monotonic()
+    directory = Path(directory)
+    if directory.exists() and any(directory.iterdir()) and not force:
+        raise InputError(f"{directory} exists and is not empty",
+                         hint="give another folder, or --force to reuse it")
+    if n_images < 200:
+        raise InputError(f"--n {n_images} is too small for a demo", hint="use at least 200 images")
+
+    _step(1, f"workspace: subkit init {directory}")
+    for p in init_workspace(directory, None, force=True):
+        click.echo(f"  wrote {p}")
+
+    _step(2, f"data: {n_images} synthetic blood-cell-like images (+ duplicated joke images), "
+             "deduplicated and split group-aware")
+    from subkit.data import io as data_io
+    from subkit.data import synthetic
+
+    data_dir = directory / "data"
+    data_dir.mkdir(exist_ok=True)
+    n_dup = max(8, n_images // 20)
+    d = synthetic.generate(n_images, seed=seed, duplicates=n_dup)
+    raw = data_dir / "training_set.npz"
+    data_io.save_npz(raw, force=True, images=d["images"], labels=d["labels"])
+    click.echo(f"  {raw}: {len(d['labels'])} images, {n_dup} of them copies of a few joke images")
+    prof = profile.load(workspace=directory)
+    train_path, test_path = data_dir / "train.npz", data_dir / "local_test.npz"
+    _clean_and_split(raw, train_path, test_path, prof, seed)
+    _set_local_test(directory, "data/local_test.npz")
+
+    _step(3, "train: python train.py --quick (a small CNN; a real run uses EfficientNetV2B0)")
+    cmd = [sys.executable, "train.py", "--data", "data/train.npz", "--out", "weights.keras", "--quick",
+           "--seed", str(seed)]
+    if epochs:
+        cmd += ["--epochs", str(epochs)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    r = subprocess.run(cmd, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in r.stdout.splitlines():
+        if line.startswith(("train ", "Epoch", "{")) or " - accuracy" in line or line.startswith("note"):
+            click.echo("  " + line.strip()[:150])
+    if r.returncode != 0:
+        click.echo(r.stdout[-3000:], err=True)
+        raise SubkitError("training failed", hint="see the output above")
+
+    _step(4, "build: subkit build --weights weights.keras --tag demo")
+    from subkit.build import build_submission
+
+    prof = profile.load(workspace=directory)
+    manifest = build_submission(weights=[directory / "weights.keras"], model_py=directory / "model.py",
+                                includes=[], tag="demo", out_dir=None, profile=prof, echo=click.echo)
+
+    _step(5, "score-local: the zip run the way the grader runs it, on the local test set")
+    from subkit.grader.run import score_local
+    from subkit.report.terminal import print_score
+
+    result = score_local(Path(manifest["path"]), test_path, prof, progress=True)
+    print_score(result, prof)
+    took = time.monotonic() - t0
+    click.secho(f"\ndemo finished in {took:.0f} s. In {directory}:", bold=True)
+    click.echo("  data/            training_set.npz (raw), train.npz, local_test.npz")
+    click.echo("  weights.keras    the trained model;  model.py  the submission's entry point")
+    click.echo(f"  submissions/     {manifest['zip']} (+ manifest .json), runs/, ledger.jsonl")
+    click.echo(f"next: cd {directory} && subkit history")
+    if not result.ok:
+        raise SubkitError("the demo's submission failed its local run", hint="see the summary above")
+    return {"zip": manifest["path"], "score": result.score, "seconds": took}
+
+
+def _clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: int) -> None:
+    """Drop every copy of a duplicated image, then a stratified group-aware split."""
+    from subkit.data import duplicates
+    from subkit.data import io as data_io
+
+    ds = data_io.load(raw, prof)
+    images, labels = ds.images, ds.labels
+    groups = duplicates.exact_groups(images)
+    drop = {int(i) for g in groups for i in g}
+    keep = [i for i in range(len(labels)) if i not in drop]
+    click.echo(f"  dedupe: removed all {len(drop)} copies of {len(groups)} duplicated images "
+               f"({len(labels)} -> {len(keep)}), as `subkit data dedupe --drop all-copies` does")
+    images, labels = images[keep], labels[keep]
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    test_idx = []
+    for c in range(prof.n_classes):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        test_idx += idx[: max(1, int(round(len(idx) * 0.2)))].tolist()
+    test_idx = np.array(sorted(test_idx))
+    train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
+    data_io.save_npz(train_path, force=True, images=images[train_idx], labels=labels[train_idx][:, None])
+    data_io.save_npz(test_path, force=True, images=images[test_idx], labels=labels[test_idx][:, None])
+    click.echo(f"  split: {len(train_idx)} train / {len(test_idx)} local test (stratified; "
+               "no image has a copy on the other side)")
+
+
+def _set_local_test(directory: Path, rel: str) -> None:
+    p = directory / "subkit.toml"
+    text = p.read_text()
+    text = text.replace('# local_test = "data/local_test.npz"', f'local_test = "{rel}"')
+    p.write_text(text)
