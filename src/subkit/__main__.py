@@ -30,6 +30,8 @@ def run(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except SystemExit as exc:  # a command's sys.exit(code)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         return EXIT_INTERRUPTED

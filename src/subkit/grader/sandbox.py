@@ -88,11 +88,12 @@ def safe_extract(zip_path: Path, dest: Path, *, max_bytes: int = MAX_UNZIPPED_BY
             if ".." in p.parts:
                 raise CheckFailed(f"zip member {name!r} points outside the archive ('..')",
                                   hint="zip files relative to the submission folder")
-            mode = (info.external_attr >> 16) & 0xFFFF
-            if stat.S_ISLNK(mode):
+            # Unix file-type bits (only meaningful when a Unix tool wrote the entry)
+            ftype = stat.S_IFMT((info.external_attr >> 16) & 0xFFFF) if info.create_system == 3 else 0
+            if ftype == stat.S_IFLNK:
                 raise CheckFailed(f"zip member {name!r} is a symbolic link",
                                   hint="zip the real file (zip without -y)")
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            if ftype and ftype not in (stat.S_IFREG, stat.S_IFDIR):
                 raise CheckFailed(f"zip member {name!r} is not a regular file",
                                   hint="a submission holds only files and folders")
             total += info.file_size

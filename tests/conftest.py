@@ -1,0 +1,96 @@
+"""Shared fixtures: the CLI driven in-process, tiny Keras models, zips written by hand."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `subkit ARGS` in-process; returns CliResult(code, out, err)."""
+    from subkit.__main__ import run
+
+    def _run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = run([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return _run
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """An initialised workspace as the current directory."""
+    from subkit.workspace import init_workspace
+
+    ws = tmp_path / "ws"
+    init_workspace(ws, None)
+    monkeypatch.chdir(ws)
+    monkeypatch.delenv("SUBKIT_WORKSPACE", raising=False)
+    return ws
+
+
+def tiny_model(n_classes: int = 8, seed: int = 0, optimizer: bool = True):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((96, 96, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    if optimizer:
+        model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
+        x0 = np.random.default_rng(seed).integers(0, 255, (8, 96, 96, 3)).astype("float32")
+        model.fit(x0, np.arange(8) % n_classes, epochs=1, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def keras_weights(tmp_path_factory) -> Path:
+    """A tiny trained .keras file with AdamW state (saved by the current Keras)."""
+    path = tmp_path_factory.mktemp("weights") / "weights.keras"
+    tiny_model().save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def test_npz(tmp_path_factory) -> Path:
+    from subkit.data.synthetic import generate
+
+    d = generate(48, seed=3)
+    path = tmp_path_factory.mktemp("data") / "local_test.npz"
+    np.savez(path, images=d["images"], labels=d["labels"])
+    return path
+
+
+def make_zip(path: Path, files: dict[str, str | bytes | Path]) -> Path:
+    """A zip with the given members (text, bytes, or a file to copy)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, content in files.items():
+            if isinstance(content, Path):
+                zf.write(content, name)
+            elif isinstance(content, bytes):
+                zf.writestr(name, content)
+            else:
+                zf.writestr(name, textwrap.dedent(content))
+    return path
