@@ -175,14 +175,27 @@ def _zip_default(prof, zip_path: str | None) -> Path:
               help="Seconds before the child is killed (default: the profile's).")
 @click.option("--no-network-isolation", is_flag=True,
               help="Do not cut the child's network even where the machine allows it.")
+@click.option("--bundle", "bundle_path", default=None, metavar="BUNDLE",
+              help="A Codabench competition bundle (folder or zip with competition.yaml): run "
+                   "its own ingestion and scoring programs, as the compute worker does.")
+@click.option("--phase", "phase_name", default=None, metavar="NAME",
+              help="With --bundle: the phase (name or index; default: the first).")
+@click.option("--task", "task_index", type=int, default=None, metavar="N",
+              help="With --bundle: the task index (default: the phase's first).")
 @profile_option
 @json_option
-def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_name, as_json):
-    """Run a zip the way the hidden evaluation runs it, and score it."""
+def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_name, as_json,
+                bundle_path=None, phase_name=None, task_index=None):
+    """Run a zip the way the hidden evaluation runs it, and score it.
+
+    With --bundle, the competition's own programs run instead of subkit's grader."""
     from subkit.grader.run import score_local as run_score
     from subkit.report.terminal import print_score
 
     prof = _profile(profile_name)
+    if bundle_path or phase_name is not None or task_index is not None:
+        return _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_index,
+                                  time_limit, no_network_isolation, as_json)
     zp = _zip_default(prof, zip_path)
     data = _data_default(prof, data_path)
     result = run_score(zp, data, prof, time_limit=time_limit,
@@ -192,6 +205,31 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
         _echo_json(result.to_dict())
     else:
         print_score(result, prof)
+    if not result.ok:
+        sys.exit(1)
+
+
+def _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_index,
+                       time_limit, no_network_isolation, as_json):
+    """score-local --bundle: the bundle's programs (issue 7)."""
+    from subkit.grader.codabench import score_with_bundle, summary_lines
+
+    if not bundle_path:
+        raise UsageError("--phase and --task choose a phase and task of a bundle",
+                         hint="pass --bundle BUNDLE too")
+    if data_path:
+        raise UsageError("--data and --bundle together: the bundle brings its own test data",
+                         hint="drop --data (or drop --bundle to score on your own data)")
+    zp = _zip_default(prof, zip_path)
+    result = score_with_bundle(zp, Path(bundle_path), prof, phase_name, task_index,
+                               time_limit=time_limit, isolate_network=not no_network_isolation,
+                               progress=not as_json)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        for text, style in summary_lines(result):
+            err = style.pop("err", False)
+            click.secho(text, err=err, **style)
     if not result.ok:
         sys.exit(1)
 

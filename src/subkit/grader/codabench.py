@@ -1,0 +1,1275 @@
+"""Codabench competition bundles: run any bundle's own programs locally, export one of ours.
+
+Running a bundle (``subkit score-local ZIP --bundle BUNDLE``) reproduces what Codabench's
+compute worker does with a code submission, from its source (codalab/codabench
+``compute_worker/compute_worker.py``: ``replace_legacy_metadata_command``,
+``Run._run_program_directory``, ``Run.start``, ``Run.push_scores``, ``Run.push_output``;
+the site side in ``src/apps/competitions/tasks.py::_send_to_compute_worker``; the bundle
+format in ``src/apps/competitions/unpackers/v2.py`` and the version switch in
+``unpack_competition``; leaderboard computations in ``leaderboards/models.py::Column``):
+
+- Two runs, each under the phase's ``execution_time_limit`` (default 600 s):
+  the *prediction* run (the submission as ``/app/program`` of its own container and as
+  ``/app/ingested_program`` of the ingestion program's, input data at ``/app/input_data``,
+  output at ``/app/output``) and the *scoring* run (the scoring program at ``/app/program``,
+  reference data at ``/app/input/ref``, the prediction output at ``/app/input/res``,
+  ``/app/shared``, output at ``/app/output``). A task with ``ingestion_only_during_scoring``
+  runs its ingestion program in the scoring run instead, next to the scoring program, with
+  the submission (the prediction output) as ``/app/ingested_program``.
+- In each run the two programs run concurrently. A program folder's ``metadata.yaml`` (or
+  ``metadata``) gives ``command:``; a submission without one is copied into the output; a
+  submission whose metadata has no command runs nothing.
+- The command's placeholders are replaced in the worker's order, by plain string
+  replacement: ``$input`` (``/app/input_data`` for ingestion, ``/app/input`` otherwise),
+  ``$output``, ``$program`` (``/app/ingestion_program`` in the scoring run of an
+  ingestion-during-scoring task, a folder the worker does not mount, else ``/app/program``),
+  ``$ingestion_program`` (``/app/program``), ``$hidden``, ``$shared``,
+  ``$submission_program``, ``$tmp``, ``$predictions``. The string goes to the container
+  engine, which splits it like a shell (docker-py's ``split_command`` is ``shlex.split``)
+  and runs it without a shell, working directory ``/app/program``.
+- After each run the worker writes ``metadata`` into the output: YAML of ``exitCode``,
+  ``elapsedTime``, ``ingestionExitCode``, ``ingestionElapsedTime``; an output that already
+  holds ``metadata`` fails the submission. Exit codes are not checked otherwise.
+- Scores: ``scores.json``, else ``scores.txt`` read as YAML; no file fails the submission.
+  The site keeps the leaderboard columns' keys and computes ``computation`` columns (avg,
+  sum, min, max over ``computation_indexes``). ``detailed_results.html`` (else the first
+  ``.html``) of the scoring output is the detailed result.
+- Logs: ``prediction_stdout``, ``prediction_stderr``, ``prediction_ingestion_stdout``,
+  ``prediction_ingestion_stderr`` and the same four with ``scoring_``.
+
+Locally the ``/app/...`` paths are real folders of the run folder. Where bubblewrap works
+(``sandbox.bwrap_available``) each program runs in a sandbox in which those paths exist,
+so programs that hard-code ``/app/input_data`` (codalab/competition-examples
+``codabench/wheat_seeds`` does) run unchanged, without network. Elsewhere the ``/app/...``
+paths in the command are rewritten to the run folder's, which runs placeholder-style
+bundles (``codabench/iris``'s ``$input $output``) but not code that hard-codes ``/app``:
+that is refused with a message. A command that starts with ``python``/``python3`` runs
+with this machine's interpreter (the worker runs the competition's docker image).
+
+Exporting (``subkit bundle export``) writes a v2 bundle whose ingestion program is
+``grader/ingestion.py`` and whose scoring program is ``grader/scoring.py`` (copied, byte
+for byte, plus a small ``score.py``), so that Codabench and ``score-local`` score with the
+same code.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from subkit.errors import InputError, SubkitError, UsageError
+from subkit.grader import sandbox
+from subkit.grader.run import Failure
+
+DEFAULT_TIME_LIMIT = 600  # Codabench's default execution_time_limit (seconds)
+DEFAULT_QUEUE_CAP = 600  # MAX_EXECUTION_TIME_LIMIT of the public default queue
+DEFAULT_IMAGE = "codalab/codalab-legacy:py3"  # the v2 unpacker's default docker_image
+LOG_NAMES = ("prediction_stdout", "prediction_stderr", "prediction_ingestion_stdout",
+             "prediction_ingestion_stderr", "scoring_stdout", "scoring_stderr",
+             "scoring_ingestion_stdout", "scoring_ingestion_stderr")
+METADATA_EXISTS = ("Error, the output directory already contains a metadata file. This file is "
+                   "used to store exitCode and other data, do not write to this file manually.")
+_PYTHON = re.compile(r"^python(\d+(\.\d+)*)?$")
+_APP_NAMES = ("ingested_program", "ingestion_program", "input_data", "program", "output",
+              "shared", "input", "data")
+_LITERAL_APP = re.compile(r"/app/(?:%s)(?![A-Za-z0-9_])" % "|".join(_APP_NAMES))
+_SCAN_SUFFIXES = {".py", ".sh", ".bash", ".r", ".jl", ".m", ".pl", ".rb", ".js", ".ipynb",
+                  ".cfg", ".ini", ".json", ".yaml", ".yml", ".toml", ""}
+
+
+# -- the worker's rules, as functions ----------------------------------------------------------
+def replace_placeholders(command: str, kind: str, is_scoring: bool,
+                         ingestion_only_during_scoring: bool = False) -> str:
+    """The worker's ``replace_legacy_metadata_command``: same pairs, same order."""
+    pairs = [
+        ("$input", "/app/input_data" if kind == "ingestion" else "/app/input"),
+        ("$output", "/app/output"),
+        ("$program", "/app/ingestion_program"
+         if ingestion_only_during_scoring and is_scoring else "/app/program"),
+        ("$ingestion_program", "/app/program"),
+        ("$hidden", "/app/input/ref"),
+        ("$shared", "/app/shared"),
+        ("$submission_program", "/app/ingested_program"),
+        ("$tmp", "/app/output"),
+        ("$predictions", "/app/input/res" if is_scoring else "/app/output"),
+    ]
+    for old, new in pairs:
+        command = command.replace(old, new)
+    return command
+
+
+def split_command(command: str, where: str) -> list[str]:
+    """Split like a shell, without a shell (the container engine's shlex.split)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise InputError(f"{where}: the command cannot be split into words ({exc}): {command!r}",
+                         hint="balance the quotes of command: in metadata.yaml") from None
+    if not argv:
+        raise InputError(f"{where}: the command is empty", hint="write command: python3 ...")
+    return argv
+
+
+def write_worker_metadata(output_dir: Path, status: dict) -> None:
+    """The worker's ``push_output``: refuse an existing ``metadata``, else write the YAML."""
+    import yaml
+
+    path = output_dir / "metadata"
+    if path.exists():
+        raise _RunFailure(Failure("metadata", METADATA_EXISTS,
+                                  "a program wrote a file called `metadata` into /app/output; "
+                                  "name it something else (the worker owns that name)"))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.dump(status, default_flow_style=False))
+
+
+def container_mounts(kind: str, is_scoring: bool, iods: bool, root: Path,
+                     has_input_data: bool) -> dict[str, Path]:
+    """What the worker binds into one container (``_run_program_directory``)."""
+    own = root / ("ingestion_program" if kind == "ingestion" else "program")
+    mounts = {"/app/program": own, "/app/output": root / "output"}
+    if kind == "ingestion":
+        mounts["/app/ingested_program"] = (root / "input" / "res") if (iods and is_scoring) \
+            else root / "program"
+    if is_scoring:
+        mounts["/app/shared"] = root / "shared"
+        mounts["/app/input"] = root / "input"
+    if has_input_data:
+        mounts["/app/input_data"] = root / "input_data"
+    return mounts
+
+
+def map_app_paths(token: str, mounts: dict[str, Path]) -> str:
+    """Without a sandbox: the /app/... paths of one argument, as the run folder's paths."""
+    names = sorted((m[len("/app/"):] for m in mounts), key=len, reverse=True)
+    if not names:
+        return token
+    pat = re.compile(r"/app/(%s)(?![A-Za-z0-9_])" % "|".join(re.escape(n) for n in names))
+    return pat.sub(lambda m: str(mounts["/app/" + m.group(1)]), token)
+
+
+# -- the bundle ----------------------------------------------------------------------------------
+@dataclass
+class Program:
+    role: str  # "ingestion program" | "scoring program"
+    path: Path  # folder (or zip) inside the bundle
+    command: str
+
+
+@dataclass
+class Task:
+    index: Any
+    name: str
+    scoring_program: Path
+    ingestion_program: Path | None
+    input_data: Path | None
+    reference_data: Path | None
+    iods: bool
+
+
+@dataclass
+class Bundle:
+    source: Path
+    root: Path
+    data: dict
+    extracted: bool
+
+    @property
+    def title(self) -> str:
+        return str(self.data.get("title") or self.source.name)
+
+    def phases(self) -> list[dict]:
+        phases = self.data.get("phases")
+        if not isinstance(phases, list) or not phases:
+            raise InputError(f"{self.source}: competition.yaml lists no phases",
+                             hint="add phases: with at least one phase and its tasks")
+        bad = [p for p in phases if not isinstance(p, dict)]
+        if bad:
+            raise InputError(f"{self.source}: a phase of competition.yaml is not a mapping",
+                             hint="each phase is `- index: 0\\n  name: ...\\n  tasks: [0]`")
+        return sorted(phases, key=lambda p: p.get("index", 0) if isinstance(p.get("index", 0), int) else 0)
+
+    def tasks(self) -> dict:
+        tasks = self.data.get("tasks")
+        if not isinstance(tasks, list) or not tasks:
+            raise InputError(f"{self.source}: competition.yaml lists no tasks",
+                             hint="add tasks: with a scoring_program each")
+        out = {}
+        for t in tasks:
+            if not isinstance(t, dict) or "index" not in t:
+                raise InputError(f"{self.source}: a task of competition.yaml has no index",
+                                 hint="each task needs `index:` (the phases refer to it)")
+            out[t["index"]] = t
+        return out
+
+    def leaderboards(self) -> list[dict]:
+        lbs = self.data.get("leaderboards", self.data.get("leaderboard"))
+        if isinstance(lbs, dict):
+            lbs = [lbs]
+        return [lb for lb in (lbs or []) if isinstance(lb, dict)]
+
+
+def open_bundle(path: Path, workdir: Path) -> Bundle:
+    """A folder or zip holding ``competition.yaml`` (version 2) at its root."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"bundle not found: {path}",
+                         hint="give the competition's bundle: a folder or zip with competition.yaml")
+    extracted = False
+    if path.is_file() and path.name in ("competition.yaml", "competition.yml"):
+        path = path.parent
+    if path.is_file():
+        if not zipfile.is_zipfile(path):
+            raise InputError(f"{path} is neither a folder nor a zip",
+                             hint="give the bundle's folder or its .zip")
+        root = workdir / "bundle"
+        sandbox.safe_extract(path, root)
+        extracted = True
+    else:
+        root = path
+    yml = root / "competition.yaml"
+    if not yml.is_file():
+        nested = sorted(p.relative_to(root) for p in root.glob("*/competition.yaml"))
+        where = "zip" if extracted else "folder"
+        hint = (f"it is in {nested[0].parent}/: competition.yaml must be at the root of the "
+                f"{where} (zip the folder's contents, not the folder)" if nested else
+                "a Codabench bundle has competition.yaml at its root")
+        raise InputError(f"{path} has no competition.yaml at its root", hint=hint)
+    try:
+        data = yaml.safe_load(yml.read_text("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"{yml.name} of {path} is not valid YAML: {exc}",
+                         hint="fix the line it names") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{yml.name} of {path} is not a YAML mapping",
+                         hint="competition.yaml holds keys like version: 2, tasks:, phases:")
+    version = str(data.get("version", "1"))
+    if version in ("1", "1.0", "1.5"):
+        raise InputError(f"{path} is a v1 (CodaLab) bundle (competition.yaml version {version}"
+                         f"{'' if 'version' in data else ', the default when none is given'})",
+                         hint="subkit runs Codabench v2 bundles (version: 2, tasks with "
+                              "scoring_program/ingestion_program, metadata.yaml command:); "
+                              "convert it as Codabench's docs describe")
+    if version not in ("2", "2.0"):
+        raise InputError(f"{path}: competition.yaml has version {version!r}",
+                         hint="Codabench knows versions 1, 1.5 and 2; subkit runs version 2")
+    return Bundle(source=path, root=root, data=data, extracted=extracted)
+
+
+def _describe_phases(phases: list[dict]) -> str:
+    return ", ".join(f"{p.get('index', i)} {p.get('name', '')!r}".strip() for i, p in enumerate(phases))
+
+
+def select(bundle: Bundle, phase: str | None, task: int | None) -> tuple[dict, Task, list[str]]:
+    """The phase (by name, case-insensitive, or index) and task to run; notes for the user."""
+    phases = bundle.phases()
+    tasks = bundle.tasks()
+    notes: list[str] = []
+    chosen = None
+    if phase is not None:
+        want = str(phase).strip().lower()
+        for i, p in enumerate(phases):
+            if str(p.get("name", "")).strip().lower() == want:
+                chosen = p
+                break
+        if chosen is None:
+            for i, p in enumerate(phases):
+                if str(p.get("index", i)) == want:
+                    chosen = p
+                    break
+        if chosen is None:
+            raise UsageError(f"{bundle.source} has no phase {phase!r}",
+                             hint=f"its phases: {_describe_phases(phases)} (--phase NAME or index)")
+    if task is not None:
+        if task not in tasks:
+            raise UsageError(f"{bundle.source} has no task {task}",
+                             hint=f"its tasks: {_describe_tasks(tasks)}")
+        if chosen is None:
+            chosen = next((p for p in phases if task in (p.get("tasks") or [])), phases[0])
+        elif task not in (chosen.get("tasks") or []):
+            raise UsageError(f"phase {chosen.get('name')!r} has no task {task}",
+                             hint=f"its tasks: {_describe_tasks(tasks, chosen.get('tasks') or [])}")
+    if chosen is None:
+        chosen = phases[0]
+    ptasks = chosen.get("tasks") or []
+    if not isinstance(ptasks, list) or not ptasks:
+        raise InputError(f"phase {chosen.get('name')!r} of {bundle.source} lists no tasks",
+                         hint="a phase needs tasks: [index, ...]")
+    if task is None:
+        task = ptasks[0]
+        if len(ptasks) > 1:
+            notes.append(f"phase {chosen.get('name')!r} has tasks {', '.join(map(str, ptasks))}; "
+                         f"ran task {task} (--task N for another)")
+    if task not in tasks:
+        raise InputError(f"phase {chosen.get('name')!r} refers to task {task}, which "
+                         "competition.yaml does not define",
+                         hint=f"its tasks: {_describe_tasks(tasks)}")
+    return chosen, _resolve_task(bundle, tasks[task]), notes
+
+
+def _describe_tasks(tasks: dict, only: list | None = None) -> str:
+    keys = [k for k in tasks if only is None or k in only]
+    return ", ".join(f"{k} {tasks[k].get('name', '')!r}".strip() for k in keys) or "none"
+
+
+def _resolve_task(bundle: Bundle, t: dict) -> Task:
+    label = f"task {t['index']} ({t.get('name', 'unnamed')})"
+    if "key" in t:
+        raise InputError(f"{label} of {bundle.source} refers to a task on the server (key: "
+                         f"{t['key']}), not to files in the bundle",
+                         hint="run a bundle whose task lists its scoring_program and data")
+    if not t.get("scoring_program"):
+        raise InputError(f"{label} of {bundle.source} has no scoring program",
+                         hint="Codabench refuses such a bundle too: add scoring_program: FOLDER")
+
+    def part(name: str) -> Path | None:
+        value = t.get(name)
+        if not value:
+            return None
+        p = (bundle.root / str(value)).resolve()
+        root = bundle.root.resolve()
+        if p != root and root not in p.parents:
+            raise InputError(f"{label}: {name} {value!r} points outside the bundle",
+                             hint="paths in competition.yaml are relative to the bundle's root")
+        if not p.exists():
+            raise InputError(f"{label}: {name} {value!r} is not in the bundle",
+                             hint=f"files at the bundle's root: "
+                                  f"{', '.join(sorted(x.name for x in bundle.root.iterdir())[:15])}")
+        return p
+
+    return Task(index=t["index"], name=str(t.get("name", "")), scoring_program=part("scoring_program"),
+                ingestion_program=part("ingestion_program"), input_data=part("input_data"),
+                reference_data=part("reference_data"),
+                iods=bool(t.get("ingestion_only_during_scoring", False)))
+
+
+def read_command(program_dir: Path, role: str) -> str | None:
+    """``command:`` of a program folder's metadata.yaml (or metadata); None when the folder
+    has no metadata file. A program (not a submission) without a command is bad input."""
+    import yaml
+
+    for name in ("metadata.yaml", "metadata"):
+        p = program_dir / name
+        if p.is_file():
+            break
+    else:
+        if role == "submission":
+            return None
+        raise InputError(f"the {role} has no metadata.yaml (or metadata) file",
+                         hint=f"put metadata.yaml with `command: python3 $program/...` in the {role}'s "
+                              "folder (Codabench needs it too)")
+    try:
+        meta = yaml.safe_load(p.read_text("utf-8", errors="replace"))
+    except yaml.YAMLError:
+        meta = None
+    command = meta.get("command") if isinstance(meta, dict) else None
+    if role == "submission":
+        return command if isinstance(command, str) and command.strip() else ""
+    if not command:
+        raise InputError(f"the {role}'s {name} has no command:",
+                         hint="write `command: python3 $program/score.py $input $output` "
+                              "(the worker runs nothing else)")
+    if not isinstance(command, str):
+        raise InputError(f"the {role}'s command: is not one line of text ({type(command).__name__})",
+                         hint="write it as one string: command: python3 $program/x.py $input $output")
+    return command
+
+
+def literal_app_uses(folder: Path, limit: int = 5) -> list[str]:
+    """Where the code of a program folder names /app/... itself (``file:line: text``)."""
+    hits: list[str] = []
+    if not folder.is_dir():
+        return hits
+    for i, p in enumerate(sorted(folder.rglob("*"))):
+        if i > 2000 or len(hits) >= limit:
+            break
+        if not p.is_file() or p.name in ("metadata", "metadata.yaml"):
+            continue
+        if p.suffix.lower() not in _SCAN_SUFFIXES:
+            continue
+        try:
+            if p.stat().st_size > 2 * 1024**2:
+                continue
+            text = p.read_text("utf-8", errors="replace")
+        except OSError:
+            continue
+        if "/app/" not in text:
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if _LITERAL_APP.search(line):
+                hits.append(f"{p.relative_to(folder)}:{n}: {line.strip()[:100]}")
+                if len(hits) >= limit:
+                    break
+    return hits
+
+
+# -- running ------------------------------------------------------------------------------------
+class _RunFailure(Exception):
+    def __init__(self, failure: Failure):
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+@dataclass
+class Container:
+    kind: str  # "program" | "ingestion"
+    run: str  # "prediction" | "scoring"
+    command: str  # as written in metadata.yaml
+    worker_command: str  # after the worker's placeholder replacement
+    argv: list[str]  # what ran here
+    returncode: int | None = None
+    signal: int | None = None
+    elapsed_s: float | None = None
+    timed_out: bool = False
+    stdout: str = ""
+    stderr: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class BundleRunResult:
+    ok: bool
+    run_dir: Path
+    zip: Path
+    bundle: Path
+    competition: str
+    phase: dict
+    task: dict
+    time_limit_s: float
+    sandbox: str  # "bubblewrap" | "none"
+    sandbox_note: str
+    network_isolated: bool
+    docker_image: str
+    interpreter: str
+    columns: list = field(default_factory=list)
+    scores: dict = field(default_factory=dict)
+    raw_scores: dict = field(default_factory=dict)
+    detailed_results: Path | None = None
+    detailed_results_enabled: bool = False
+    logs: dict = field(default_factory=dict)
+    prediction: dict = field(default_factory=dict)
+    scoring: dict = field(default_factory=dict)
+    containers: list = field(default_factory=list)
+    failure: Failure | None = None
+    warnings: list = field(default_factory=list)
+    zip_sha256: str = ""
+    elapsed_s: float = 0.0
+
+    @property
+    def score(self) -> float | None:
+        """The first leaderboard column's value (the leaderboard's main score)."""
+        for c in self.columns:
+            if not c.get("hidden"):
+                return c.get("value")
+        return None
+
+    @property
+    def metric(self) -> str | None:
+        for c in self.columns:
+            if not c.get("hidden"):
+                return c.get("key")
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("run_dir", "zip", "bundle", "detailed_results"):
+            d[k] = str(d[k]) if d[k] is not None else None
+        d["logs"] = {k: str(v) for k, v in self.logs.items()}
+        d["failure"] = self.failure.to_dict() if self.failure else None
+        d["score"], d["metric"] = self.score, self.metric
+        return d
+
+
+class _Runner:
+    def __init__(self, run_dir: Path, *, time_limit: float, mode: str, isolate_network: bool,
+                 python: str, progress: bool):
+        self.run_dir, self.time_limit, self.mode = run_dir, time_limit, mode
+        self.isolate_network, self.python, self.progress = isolate_network, python, progress
+        self.log_dir = run_dir / "logs"
+        self.containers: list[Container] = []
+
+    def _argv(self, worker_command: str, mounts: dict[str, Path], where: str) -> list[str]:
+        argv = split_command(worker_command, where)
+        if _PYTHON.match(os.path.basename(argv[0])):
+            argv[0] = self.python
+        if self.mode == "none":
+            argv = [map_app_paths(a, mounts) for a in argv]
+        return argv
+
+    def container(self, kind: str, run: str, command: str, root: Path, *, is_scoring: bool,
+                  iods: bool, has_input_data: bool) -> Container:
+        worker_cmd = replace_placeholders(command, kind, is_scoring, iods)
+        mounts = container_mounts(kind, is_scoring, iods, root, has_input_data)
+        for m in mounts.values():
+            m.mkdir(parents=True, exist_ok=True)
+        role = "ingestion program" if kind == "ingestion" else \
+            ("scoring program" if is_scoring else "submission")
+        argv = self._argv(worker_cmd, mounts, f"the {role}'s command")
+        c = Container(kind=kind, run=run, command=command, worker_command=worker_cmd, argv=argv)
+        self.containers.append(c)
+        return c
+
+    def _execute(self, c: Container, cwd: Path, mounts: dict[str, Path]) -> None:
+        prefix = "" if c.kind == "program" else "ingestion_"
+        log_prefix = f"{c.run}_{prefix}"
+        env = sandbox.clean_env({"PYTHONUNBUFFERED": "1"})
+        if self.mode == "bubblewrap":
+            cmd = sandbox.bwrap_prefix(mounts, isolate_network=self.isolate_network) + c.argv
+            isolate = False
+        else:
+            cmd, isolate = c.argv, self.isolate_network
+        try:
+            child = sandbox.run_child(cmd, cwd=cwd, log_dir=self.log_dir,
+                                      time_limit=self.time_limit, env=env,
+                                      isolate_network=isolate, log_prefix=log_prefix)
+        except OSError as exc:  # the command's program does not exist here
+            out, err = self.log_dir / f"{log_prefix}stdout.txt", self.log_dir / f"{log_prefix}stderr.txt"
+            out.write_text("")
+            err.write_text(f"subkit: cannot run {c.argv[0]!r}: {exc.strerror or exc}\n")
+            c.returncode, c.elapsed_s = 127, 0.0
+            c.stdout, c.stderr = str(out), str(err)
+            return
+        c.returncode, c.signal, c.timed_out = child.returncode, child.signal, child.timed_out
+        c.elapsed_s = child.elapsed_s
+        c.stdout, c.stderr = str(child.stdout_path), str(child.stderr_path)
+        if child.signal is not None and c.returncode is None and not child.timed_out:
+            c.returncode = -child.signal  # what a container engine reports for a killed process
+
+    def run_pair(self, jobs: list[tuple[Container, Path, dict]], label: str) -> None:
+        """Run the run's programs concurrently, as the worker's asyncio.gather does."""
+        if not jobs:
+            return
+        bar = _Bar(label, self.time_limit, self.progress)
+        stop = threading.Event()
+        ticker = threading.Thread(target=bar.follow, args=(stop,), daemon=True)
+        ticker.start()
+        try:
+            with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+                futures = [pool.submit(self._execute, c, cwd, mounts) for c, cwd, mounts in jobs]
+                for f in futures:
+                    f.result()
+        finally:
+            stop.set()
+            ticker.join(timeout=2)
+            bar.close()
+
+
+class _Bar:
+    def __init__(self, label: str, limit: float, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.limit = limit
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=round(limit), desc=label, unit="s", leave=False,
+                            bar_format="{desc}: {n:.0f}/{total:.0f} s of the time limit |{bar}|")
+
+    def follow(self, stop: threading.Event) -> None:
+        t0 = time.monotonic()
+        while not stop.wait(0.5):
+            if self.enabled:
+                self.bar.n = min(time.monotonic() - t0, self.bar.total)
+                self.bar.refresh()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.bar.close()
+
+
+def _place(src: Path, dest: Path, *, link: bool) -> None:
+    """A bundle part (folder or zip) into ``dest``, as the worker unpacks it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if src.is_file():
+        if zipfile.is_zipfile(src):
+            sandbox.safe_extract(src, dest)
+        else:  # a single data file: the worker would fail to unzip it; keep it usable
+            shutil.copy2(src, dest / src.name)
+        return
+
+    def copy(s, d):
+        if link:
+            try:
+                os.link(s, d)
+                return d
+            except OSError:
+                pass
+        return shutil.copy2(s, d)
+
+    shutil.copytree(src, dest, dirs_exist_ok=True, copy_function=copy, symlinks=False)
+
+
+def _float(v) -> float | None:
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        return float(str(v).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def leaderboard_columns(bundle: Bundle, raw: dict) -> tuple[list[dict], dict, list[str]]:
+    """The columns the leaderboard shows for these raw scores: (columns, scores, warnings)."""
+    warnings: list[str] = []
+    columns: list[dict] = []
+    scores: dict = {}
+    keys: set[str] = set()
+    for li, lb in enumerate(bundle.leaderboards()):
+        cols = [c for c in (lb.get("columns") or []) if isinstance(c, dict) and "key" in c]
+        cols.sort(key=lambda c: c.get("index", 0) if isinstance(c.get("index", 0), int) else 0)
+        by_index = {}
+        for c in cols:
+            key = str(c["key"])
+            keys.add(key)
+            row = {"leaderboard": lb.get("title") or lb.get("key") or str(li), "key": key,
+                   "title": c.get("title") or key, "index": c.get("index"),
+                   "sorting": c.get("sorting") or "desc", "precision": c.get("precision", 2),
+                   "computation": c.get("computation"), "hidden": bool(c.get("hidden", False)),
+                   "value": None}
+            if not row["computation"]:
+                if key in raw:
+                    row["value"] = _float(raw[key])
+                    if row["value"] is None:
+                        warnings.append(f"score {key!r} = {raw[key]!r} is not a number")
+                else:
+                    warnings.append(f"the scoring program wrote no {key!r}, a column of the leaderboard")
+            by_index[c.get("index")] = row
+            columns.append(row)
+        for c in cols:
+            comp = c.get("computation")
+            if not comp:
+                continue
+            row = by_index[c.get("index")]
+            idx = c.get("computation_indexes") or []
+            if isinstance(idx, str):
+                idx = [x.strip() for x in idx.split(",") if x.strip()]
+            vals = []
+            for i in idx:
+                src = by_index.get(int(i)) if str(i).lstrip("-").isdigit() else None
+                vals.append(src["value"] if src else None)
+            fn = {"avg": statistics.mean, "sum": sum, "min": min, "max": max}.get(str(comp).lower())
+            if fn is None:
+                warnings.append(f"column {row['key']!r}: unknown computation {comp!r}")
+            elif vals and all(v is not None for v in vals):
+                row["value"] = float(fn(vals))
+            else:
+                warnings.append(f"column {row['key']!r} ({comp}) misses some of its columns' scores")
+    for row in columns:
+        scores[row["key"]] = row["value"]
+    dropped = sorted(k for k in raw if k not in keys)
+    if dropped and columns:
+        warnings.append(f"scores not in the leaderboard, ignored as Codabench ignores them: "
+                        f"{', '.join(dropped)}")
+    if not columns:
+        warnings.append("competition.yaml defines no leaderboard columns: no score is kept")
+    return columns, scores, warnings
+
+
+def _read_scores(output: Path) -> dict:
+    import yaml
+
+    sj, st = output / "scores.json", output / "scores.txt"
+    if sj.exists():
+        try:
+            data = json.loads(sj.read_text("utf-8", errors="replace"))
+        except json.JSONDecodeError as exc:
+            raise _RunFailure(Failure("scores", "Could not decode scores json properly, it contains "
+                                      f"an error.\n{exc.msg}", "write scores.json with json.dump"))
+    elif st.exists():
+        try:
+            data = yaml.safe_load(st.read_text("utf-8", errors="replace"))
+        except yaml.YAMLError as exc:
+            raise _RunFailure(Failure("scores", f"scores.txt is not valid YAML: {exc}",
+                                      "write one `key: value` a line"))
+    else:
+        raise _RunFailure(Failure("scores", "Could not find scores file, did the scoring program "
+                                  "output it?", "see the scoring program's log tail"))
+    if not isinstance(data, dict):
+        raise _RunFailure(Failure("scores", f"{'scores.json' if sj.exists() else 'scores.txt'} "
+                                  "does not hold a mapping of keys to scores",
+                                  'write {"accuracy": 0.91, ...}'))
+    return data
+
+
+def _tail(path: str | Path, lines: int = 15) -> str:
+    try:
+        text = Path(path).read_bytes()[-16384:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _status(program: Container | None, ingestion: Container | None) -> dict:
+    """The worker's prog_status (v1.5 compatibility)."""
+    p_code = program.returncode if program else None
+    p_time = program.elapsed_s if program else None
+    i_code = ingestion.returncode if ingestion else None
+    i_time = ingestion.elapsed_s if ingestion else None
+    return {"exitCode": p_code, "elapsedTime": p_time or i_time,
+            "ingestionExitCode": i_code, "ingestionElapsedTime": i_time}
+
+
+def choose_sandbox(mode: str) -> tuple[str, str, str]:
+    """("bubblewrap"|"none", note for the user, why there is no sandbox)."""
+    if mode not in ("auto", "bwrap", "bubblewrap", "none"):
+        raise UsageError(f"unknown sandbox mode {mode!r}", hint="auto, bwrap or none")
+    if mode == "none":
+        why = "the sandbox was turned off"
+        return "none", f"no sandbox ({why}): /app/... paths in commands mapped to the run folder", why
+    ok, why = sandbox.bwrap_available()
+    if ok:
+        return "bubblewrap", "bubblewrap sandbox: the programs saw the worker's /app/... paths", ""
+    if mode in ("bwrap", "bubblewrap"):
+        raise SubkitError(f"the bubblewrap sandbox is not available: {why}",
+                          hint="install it (apt-get install bubblewrap) and run where namespaces "
+                               "are allowed, or run without it (placeholder-style bundles only)")
+    return "none", (f"no sandbox ({why}): /app/... paths in commands mapped to the run folder; "
+                    "only placeholder-style bundles run this way"), why
+
+
+def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None = None,
+                      task: int | None = None, *, time_limit: float | None = None,
+                      isolate_network: bool = True, sandbox_mode: str = "auto",
+                      python: str | None = None, progress: bool = False,
+                      record: bool = True) -> BundleRunResult:
+    """Run ``zip_path`` through the bundle's own ingestion and scoring programs."""
+    from subkit.grader.run import new_run_dir
+    from subkit.ledger import sha256_file
+
+    zip_path = Path(zip_path)
+    if not zip_path.is_file():
+        raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
+    mode, note, why_none = choose_sandbox(sandbox_mode)
+    run_dir = new_run_dir(prof.submissions_dir / "runs", zip_path.stem + "-bundle")
+    t_start = time.monotonic()
+    try:
+        bundle = open_bundle(Path(bundle_path), run_dir)
+        ph, tk, notes = select(bundle, phase, task)
+        scoring_cmd = read_command(_program_folder(tk.scoring_program, run_dir), "scoring program")
+        ingestion_cmd = (read_command(_program_folder(tk.ingestion_program, run_dir), "ingestion program")
+                         if tk.ingestion_program else None)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    warnings = list(notes)
+    limit_raw = ph.get("execution_time_limit", ph.get("execution_time_limit_ms"))
+    limit = float(_float(limit_raw) or DEFAULT_TIME_LIMIT)
+    if time_limit:
+        warnings.append(f"time limit {time_limit:g} s from the command line, not the phase's {limit:g} s")
+        limit = float(time_limit)
+    elif limit > DEFAULT_QUEUE_CAP:
+        warnings.append(f"the phase asks for {limit:g} s; Codabench's default queue caps runs at "
+                        f"{DEFAULT_QUEUE_CAP} s (a competition with its own queue gets the full limit)")
+    if mode == "none":
+        for label, folder in (("ingestion program", tk.ingestion_program),
+                              ("scoring program", tk.scoring_program)):
+            hits = literal_app_uses(_program_folder(folder, run_dir)) if folder else []
+            if hits:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                raise SubkitError(
+                    f"the bundle's {label} uses the worker's literal /app/... paths ({hits[0]}): "
+                    f"it runs only in a sandbox where they exist, and {why_none}; only "
+                    "placeholder-style bundles ($input, $output, $program, ...) run without it",
+                    hint="install bubblewrap (apt-get install bubblewrap) on a machine that allows "
+                         "namespaces (as root, or unprivileged user namespaces enabled)")
+    res = BundleRunResult(
+        ok=False, run_dir=run_dir, zip=zip_path, bundle=Path(bundle_path), competition=bundle.title,
+        phase={"index": ph.get("index"), "name": ph.get("name")},
+        task={"index": tk.index, "name": tk.name, "ingestion_only_during_scoring": tk.iods},
+        time_limit_s=limit, sandbox=mode, sandbox_note=note,
+        network_isolated=isolate_network and (mode == "bubblewrap" or bool(sandbox.network_isolation_prefix())),
+        docker_image=str(bundle.data.get("docker_image") or DEFAULT_IMAGE),
+        interpreter=python or sys.executable,
+        detailed_results_enabled=bool(bundle.data.get("enable_detailed_results", False)),
+        warnings=warnings, zip_sha256=sha256_file(zip_path))
+    runner = _Runner(run_dir, time_limit=limit, mode=mode, isolate_network=isolate_network,
+                     python=python or sys.executable, progress=progress)
+    try:
+        _prediction_run(runner, bundle, tk, zip_path, ingestion_cmd, res)
+        _scoring_run(runner, bundle, tk, scoring_cmd, ingestion_cmd, res)
+        res.ok = res.failure is None
+    except _RunFailure as exc:
+        res.failure = exc.failure
+    finally:
+        for name in LOG_NAMES:
+            p = runner.log_dir / f"{name}.txt"
+            if not p.exists():
+                runner.log_dir.mkdir(parents=True, exist_ok=True)
+                p.write_text("")
+            res.logs[name] = p
+        res.containers = [c.to_dict() for c in runner.containers]
+        res.elapsed_s = time.monotonic() - t_start
+        if bundle.extracted:
+            shutil.rmtree(bundle.root, ignore_errors=True)
+            shutil.rmtree(run_dir / "parts", ignore_errors=True)
+        _write_json(run_dir / "run.json", res.to_dict())
+    if res.ok and not any(c.get("value") is not None for c in res.columns):
+        res.warnings.append("no leaderboard column got a score")
+    if record:
+        _record(res, prof)
+    return res
+
+
+def _program_folder(p: Path, run_dir: Path) -> Path:
+    """A program given as a zip inside the bundle, unpacked once to read its metadata."""
+    if p.is_dir():
+        return p
+    dest = run_dir / "parts" / p.name
+    if not dest.exists():
+        _place(p, dest, link=False)
+    return dest
+
+
+def _prediction_run(runner: _Runner, bundle: Bundle, tk: Task, zip_path: Path,
+                    ingestion_cmd: str | None, res: BundleRunResult) -> None:
+    root = runner.run_dir / "prediction"
+    for d in ("program", "output"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    sandbox.safe_extract(zip_path, root / "program")
+    has_input = tk.input_data is not None
+    if has_input:
+        _place(tk.input_data, root / "input_data", link=bundle.extracted)
+    run_ingestion = tk.ingestion_program is not None and not tk.iods
+    if run_ingestion:
+        _place(tk.ingestion_program, root / "ingestion_program", link=bundle.extracted)
+    jobs = []
+    program = ingestion = None
+    sub_cmd = read_command(root / "program", "submission")
+    if sub_cmd is None:
+        # the worker: "Program directory missing metadata, assuming it's going to be
+        # handled by ingestion" -> the submission is copied into the output
+        shutil.copytree(root / "program", root / "output", dirs_exist_ok=True)
+        res.prediction["submission"] = "no metadata: copied into the output (as the worker does)"
+    elif not sub_cmd:
+        res.prediction["submission"] = "metadata without command: nothing run (as the worker does)"
+    else:
+        program = runner.container("program", "prediction", sub_cmd, root, is_scoring=False,
+                                   iods=tk.iods, has_input_data=has_input)
+        jobs.append((program, root / "program",
+                     container_mounts("program", False, tk.iods, root, has_input)))
+        res.prediction["submission"] = "ran its own command"
+    if run_ingestion:
+        ingestion = runner.container("ingestion", "prediction", ingestion_cmd, root, is_scoring=False,
+                                     iods=tk.iods, has_input_data=has_input)
+        jobs.append((ingestion, root / "ingestion_program",
+                     container_mounts("ingestion", False, tk.iods, root, has_input)))
+    runner.run_pair(jobs, "prediction run")
+    status = _status(program, ingestion)
+    res.prediction.update(output=str(root / "output"), metadata=status)
+    _check_timeout(runner, [c for c, _, _ in jobs], "prediction", res)
+    write_worker_metadata(root / "output", status)
+
+
+def _check_timeout(runner: _Runner, containers: list[Container], run: str,
+                   res: BundleRunResult) -> None:
+    late = [c for c in containers if c.timed_out]
+    if late:
+        who = " and ".join("the ingestion program" if c.kind == "ingestion" else
+                           ("the submission" if run == "prediction" else "the scoring program")
+                           for c in late)
+        raise _RunFailure(Failure(
+            run, f"Execution Time Limit exceeded. Limit was {runner.time_limit:g} seconds "
+                 f"({who} of the {run} run still running; the worker kills both)",
+            "the limit is the phase's execution_time_limit; predict in batches, use a smaller "
+            "model or fewer TTA views", _tail(late[0].stderr)))
+
+
+def _scoring_run(runner: _Runner, bundle: Bundle, tk: Task, scoring_cmd: str,
+                 ingestion_cmd: str | None, res: BundleRunResult) -> None:
+    pred = runner.run_dir / "prediction"
+    root = runner.run_dir / "scoring"
+    for d in ("program", "output", "shared", "input/ref", "input/res"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    _place(tk.scoring_program, root / "program", link=bundle.extracted)
+    if tk.reference_data is not None:
+        _place(tk.reference_data, root / "input" / "ref", link=bundle.extracted)
+    shutil.copytree(pred / "output", root / "input" / "res", dirs_exist_ok=True)
+    has_input = tk.iods and tk.input_data is not None
+    if has_input:
+        _place(tk.input_data, root / "input_data", link=bundle.extracted)
+    jobs = []
+    program = runner.container("program", "scoring", scoring_cmd, root, is_scoring=True,
+                               iods=tk.iods, has_input_data=has_input)
+    jobs.append((program, root / "program", container_mounts("program", True, tk.iods, root, has_input)))
+    ingestion = None
+    if tk.iods and tk.ingestion_program is not None:
+        _place(tk.ingestion_program, root / "ingestion_program", link=bundle.extracted)
+        ingestion = runner.container("ingestion", "scoring", ingestion_cmd, root, is_scoring=True,
+                                     iods=True, has_input_data=has_input)
+        jobs.append((ingestion, root / "ingestion_program",
+                     container_mounts("ingestion", True, True, root, has_input)))
+    if tk.iods and any("$program" in c.command for c, _, _ in jobs):
+        res.warnings.append("in an ingestion-during-scoring task the worker replaces $program by "
+                            "/app/ingestion_program, a folder its containers do not have: use "
+                            "$ingestion_program or /app/program in command:")
+    runner.run_pair(jobs, "scoring run")
+    status = _status(program, ingestion)
+    res.scoring.update(output=str(root / "output"), metadata=status)
+    _check_timeout(runner, [c for c, _, _ in jobs], "scoring", res)
+    out = root / "output"
+    try:
+        raw = _read_scores(out)
+    except _RunFailure as exc:
+        exc.failure.stage = "scoring"
+        exc.failure.tail = _failure_tail(runner, program, res)
+        if exc.failure.hint == "see the scoring program's log tail":
+            exc.failure.hint = _no_scores_hint(res, program)
+        raise
+    res.raw_scores = {str(k): v for k, v in raw.items()}
+    res.columns, res.scores, w = leaderboard_columns(bundle, raw)
+    res.warnings.extend(w)
+    html = out / "detailed_results.html"
+    if not html.exists():
+        others = sorted(glob.glob(str(out / "*.html")))
+        html = Path(others[0]) if others else None
+    res.detailed_results = html
+    write_worker_metadata(out, status)
+
+
+def _failure_tail(runner: _Runner, program: Container, res: BundleRunResult) -> str:
+    parts = []
+    meta = res.prediction.get("metadata", {})
+    for name in ("prediction_ingestion_stderr", "prediction_stderr"):
+        t = _tail(runner.log_dir / f"{name}.txt", 10)
+        code = meta.get("ingestionExitCode" if "ingestion" in name else "exitCode")
+        if t and code not in (0, None):
+            parts.append(f"[{name}]\n{t}")
+    t = _tail(program.stderr, 12)
+    if t:
+        parts.append(f"[scoring_stderr]\n{t}")
+    return "\n".join(parts)
+
+
+def _no_scores_hint(res: BundleRunResult, program: Container) -> str:
+    meta = res.prediction.get("metadata", {})
+    if meta.get("ingestionExitCode") not in (0, None):
+        return (f"the ingestion program exited with {meta['ingestionExitCode']} in the prediction "
+                "run, so there was nothing to score: see prediction_ingestion_stderr.txt")
+    if meta.get("exitCode") not in (0, None):
+        return (f"the submission's own command exited with {meta['exitCode']}: see "
+                "prediction_stderr.txt")
+    return (f"the scoring program exited with {program.returncode} without writing scores.json "
+            "to its output: see scoring_stderr.txt")
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _record(res: BundleRunResult, prof) -> None:
+    from subkit.ledger import Ledger
+
+    try:
+        Ledger(prof.submissions_dir).append({
+            "kind": "score-local", "zip": res.zip.name, "zip_sha256": res.zip_sha256,
+            "run_dir": str(res.run_dir), "metric": res.metric, "clean_score": res.score,
+            "runtime_s": res.elapsed_s, "env": "bundle", "ok": res.ok,
+            "bundle": str(res.bundle), "phase": res.phase.get("name"),
+            "task": res.task.get("index"), "scores": res.scores,
+        })
+    except (SubkitError, OSError, ValueError):
+        res.warnings.append("could not append to the ledger")
+
+
+def summary_lines(res: BundleRunResult) -> list[tuple[str, dict]]:
+    """The terminal summary: (text, click.style kwargs) lines."""
+    out: list[tuple[str, dict]] = []
+    where = (f"{res.competition}: phase {res.phase.get('name')!r}, task {res.task.get('index')}"
+             + (" (ingestion during scoring)" if res.task.get("ingestion_only_during_scoring") else ""))
+    if res.ok:
+        out.append((f"PASSED  {res.zip.name} through the bundle's own programs", {"fg": "green", "bold": True}))
+    else:
+        out.append((f"FAILED  {res.zip.name}: Codabench would fail it the same way",
+                    {"fg": "red", "bold": True}))
+    out.append((f"  {where}; time limit {res.time_limit_s:g} s", {}))
+    if res.columns:
+        width = max(len(str(c["title"])) for c in res.columns) + 2
+        board = None
+        for c in res.columns:
+            if c["leaderboard"] != board:
+                board = c["leaderboard"]
+                out.append((f"  leaderboard {board!r}:", {}))
+            v = c["value"]
+            prec = c["precision"] if isinstance(c["precision"], int) else 2
+            shown = "-" if v is None else f"{v:.{max(prec, 4)}f}"
+            extra = f"  ({c['computation']})" if c["computation"] else ""
+            extra += "  hidden" if c["hidden"] else ""
+            out.append((f"    {str(c['title']):<{width}} {shown:>10}  [{c['key']}, {c['sorting']}]{extra}", {}))
+    if res.failure:
+        f = res.failure
+        if f.tail:
+            out.append(("  --- log tail ---", {}))
+            out.extend(("    " + ln, {}) for ln in f.tail.splitlines()[-20:])
+        out.append((f"error: {f.message}", {"fg": "red", "err": True}))
+        out.append((f"hint: {f.hint}", {"err": True}))
+    for w in res.warnings:
+        out.append((f"  note: {w}", {"fg": "yellow"}))
+    out.append((f"  {res.sandbox_note}", {}))
+    if res.detailed_results:
+        state = "" if res.detailed_results_enabled else " (the competition does not show it to participants)"
+        out.append((f"  detailed results: {res.detailed_results}{state}", {}))
+    out.append((f"  logs: {res.run_dir / 'logs'} (prediction_*, scoring_*: the worker's eight logs)", {}))
+    out.append((f"  run folder: {res.run_dir}", {}))
+    return out
+
+
+# -- export ----------------------------------------------------------------------------------------
+_LOGO = (  # a 1x1 PNG: the v2 unpacker requires `image:`
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
+    b"\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef"
+    b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+_SCORE_PY = '''"""Scoring program of a bundle exported by subkit: scores predictions with scoring.py,
+the very code `subkit score-local` scores with. Standalone: standard library and numpy.
+
+    python3 score.py INPUT OUTPUT      (Codabench: $input $output)
+
+INPUT/ref/y.npy holds the labels, INPUT/res/ the prediction run's output (predictions.npy
+and ingestion.json, written by ingestion.py). Writes OUTPUT/scores.json and
+OUTPUT/detailed_results.html. Invalid or missing predictions: a message on stderr, exit 1,
+no scores (Codabench then marks the submission Failed).
+"""
+
+import html
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+
+import scoring  # noqa: E402
+
+
+def _fail(message, hint):
+    sys.stderr.write("error: %s\\nhint: %s\\n" % (message, hint))
+    return 1
+
+
+def main(argv):
+    if len(argv) != 3:
+        return _fail("usage: score.py INPUT OUTPUT", "Codabench passes $input $output")
+    input_dir, output_dir = argv[1], argv[2]
+    with open(os.path.join(HERE, "settings.json")) as fh:
+        settings = json.load(fh)
+    names = settings["class_names"]
+    y_true = np.load(os.path.join(input_dir, "ref", "y.npy"), allow_pickle=False)
+    res = os.path.join(input_dir, "res")
+    status = {}
+    try:
+        with open(os.path.join(res, "ingestion.json")) as fh:
+            status = json.load(fh)
+    except (OSError, ValueError):
+        pass
+    pred_path = os.path.join(res, "predictions.npy")
+    if not (status.get("ok") and os.path.exists(pred_path)):
+        if status.get("error_type"):
+            sys.stderr.write(status.get("traceback", "")[-4000:] + "\\n")
+            return _fail("the submission failed during %s: %s: %s" % (
+                status.get("stage"), status["error_type"], status.get("error", "")),
+                "see the ingestion log (prediction_ingestion_stderr)")
+        return _fail("the prediction run left no predictions (stage reached: %s)" % status.get("stage"),
+                     "see the ingestion log (prediction_ingestion_stderr)")
+    pred = np.load(pred_path, allow_pickle=False)
+    try:
+        labels, warnings = scoring.validate_predictions(pred, len(y_true), len(names))
+    except scoring.PredictionError as exc:
+        return _fail(exc.message, exc.hint)
+    for w in warnings:
+        sys.stderr.write("warning: %s\\n" % w)
+    m = scoring.metrics(y_true, labels, names)
+    os.makedirs(output_dir, exist_ok=True)
+    scoring.write_scores_json(os.path.join(output_dir, "scores.json"),
+                              {k: m[k] for k in settings["columns"]})
+    rows = "".join("<tr><td>%s</td><td>%.4f</td><td>%.4f</td><td>%.4f</td><td>%d</td></tr>" % (
+        html.escape(r["name"]), r["precision"], r["recall"], r["f1"], r["support"])
+        for r in m["per_class"])
+    cm = "".join("<tr><th>%s</th>%s</tr>" % (html.escape(names[i]), "".join(
+        "<td>%d</td>" % v for v in row)) for i, row in enumerate(m["confusion_matrix"]))
+    head = "".join("<th>%d</th>" % i for i in range(len(names)))
+    page = ("<!doctype html><meta charset=utf-8><title>Detailed results</title>"
+            "<style>td,th{padding:2px 8px;text-align:right}</style>"
+            "<h2>%s %.4f</h2><p>%s</p><table><tr><th>class</th><th>precision</th><th>recall</th>"
+            "<th>f1</th><th>support</th></tr>%s</table><h3>Confusion matrix (rows: truth)</h3>"
+            "<table><tr><th></th>%s</tr>%s</table>") % (
+        html.escape(settings["metric"]), m[settings["metric"]],
+        " &middot; ".join("%s %.4f" % (k, m[k]) for k in settings["columns"]), rows, head, cm)
+    with open(os.path.join(output_dir, "detailed_results.html"), "w") as fh:
+        fh.write(page)
+    print(json.dumps({k: m[k] for k in settings["columns"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
+'''
+
+_METRIC_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy",
+                  "macro_f1": "Macro F1"}
+
+
+def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
+                  docker_image: str | None = None) -> dict:
+    """Write a Codabench v2 bundle for ``prof`` with ``reference`` as the test set."""
+    import numpy as np
+    import yaml
+
+    from subkit.data import io as data_io
+    from subkit.grader.run import prepare_input
+    from subkit.workspace import template_text
+
+    out = Path(out)
+    if prof.task != "classification":
+        raise SubkitError(f"bundle export supports classification profiles; {prof.name} is {prof.task}",
+                          hint="segmentation scoring is not implemented yet")
+    if out.suffix.lower() != ".zip":
+        raise UsageError(f"--out {out} should end in .zip", hint="e.g. --out bundle.zip")
+    if out.exists() and not force:
+        raise InputError(f"{out} exists; refusing to overwrite", hint="pass --force or choose another --out")
+    if not out.parent.is_dir() if str(out.parent) else False:
+        raise InputError(f"folder {out.parent} does not exist", hint="create it first")
+    ds = data_io.load(reference, prof, require_labels=True)
+    X, warns = prepare_input(ds.images, prof)
+    y = np.asarray(ds.labels, dtype=np.int64)
+    here = Path(__file__).parent
+    ingestion_src = (here / "ingestion.py").read_bytes()
+    scoring_src = (here / "scoring.py").read_bytes()
+    metric = prof.metric
+    columns = [metric] + [k for k in ("accuracy", "balanced_accuracy", "macro_f1") if k != metric]
+    higher = prof.data["evaluation"].get("higher_is_better", True)
+    limit = int(round(prof.time_limit_s))
+    ev = prof.data["evaluation"]
+    phase_names = list(ev.get("phases") or ["development"])
+    image = docker_image or DEFAULT_IMAGE
+    init = "".join(f" --init-arg {shlex.quote(str(a))}" for a in prof.init_args)
+    ingestion_cmd = (f"python3 $ingestion_program/ingestion.py --submission $submission_program "
+                     f"--input $input/X.npy --output $output --entry {shlex.quote(prof.entry_file)} "
+                     f"--class-name {shlex.quote(prof.class_name)} "
+                     f"--method {shlex.quote(prof.predict_method)}{init}")
+    scoring_cmd = "python3 $program/score.py $input $output"
+    today = date.today()
+    phases = []
+    for i, name in enumerate(phase_names):
+        p = {"index": i, "name": str(name).capitalize(),
+             "description": f"{name} phase: the submission's predictions on the test set of task {i}.",
+             "start": today + timedelta(days=60 * i),
+             "execution_time_limit": limit,
+             "max_submissions_per_day": int(ev.get("max_submissions_per_day", 5)),
+             "tasks": [i]}
+        if i < len(phase_names) - 1:
+            p["end"] = today + timedelta(days=60 * (i + 1))
+        if i == 0:
+            p["starting_kit"] = "starting_kit"
+        phases.append(p)
+    tasks = [{"index": i, "name": f"{prof.title if 'title' in prof.data else prof.name} ({name})",
+              "description": f"{len(X)} test images; the ingestion program is subkit's grader",
+              "input_data": "input_data", "reference_data": "reference_data",
+              "ingestion_program": "ingestion_program", "scoring_program": "scoring_program"}
+             for i, name in enumerate(phase_names)]
+    comp = {
+        "version": 2,
+        "title": prof.data.get("title", prof.name),
+        "description": f"Exported by subkit from profile {prof.name}.",
+        "image": "logo.png",
+        "registration_auto_approve": False,
+        "docker_image": image,
+        "enable_detailed_results": True,
+        "terms": "pages/terms.md",
+        "pages": [{"title": "Overview", "file": "pages/overview.md"},
+                  {"title": "Evaluation", "file": "pages/evaluation.md"}],
+        "tasks": tasks,
+        "phases": phases,
+        "leaderboards": [{"index": 0, "title": "Results", "key": "main", "columns": [
+            {"title": _METRIC_TITLES.get(k, k), "key": k, "index": i,
+             "sorting": "desc" if higher else "asc", "precision": 4}
+            for i, k in enumerate(columns)]}],
+    }
+    header = (f"# Codabench v2 bundle exported by subkit from profile {prof.name}.\n"
+              f"# The ingestion program is subkit's grader/ingestion.py and the scoring program its\n"
+              f"# grader/scoring.py: `subkit score-local ZIP --bundle THIS.zip` runs the same code.\n"
+              f"# Every task uses the same test set; give the later phases' tasks their own\n"
+              f"# input_data/reference_data folders before publishing. docker_image must hold the\n"
+              f"# grader's versions (python {prof.grader.get('python')}, tensorflow "
+              f"{prof.grader.get('tensorflow')}, keras {prof.grader.get('keras')}, numpy "
+              f"{prof.grader.get('numpy')}).\n")
+    settings = {"class_names": prof.class_names, "metric": metric, "columns": columns,
+                "profile": prof.name}
+    overview = (f"# {comp['title']}\n\nSubmit a zip with `{prof.entry_file}` and its weights at the zip "
+                f"root. The grader runs `from {prof.entry_file[:-3]} import {prof.class_name}`, "
+                f"`{prof.class_name}()` and one `{prof.predict_method}(X)` on all test images, X "
+                f"of shape (n, {', '.join(map(str, prof.input_shape))}) and dtype {prof.input_dtype}; "
+                f"it must return n integer labels 0..{prof.n_classes - 1}.\n\nClasses: "
+                + ", ".join(f"{i} {n}" for i, n in enumerate(prof.class_names)) + ".\n")
+    evaluation = (f"# Evaluation\n\nLeaderboard: {', '.join(columns)} (first: {metric}). Time limit "
+                  f"{limit} s per run. The scoring program is the one `subkit score-local` uses.\n")
+    kit_readme = (f"# Starting kit\n\n`model.py` is subkit's template for {prof.name}. Train, save "
+                  f"the weights next to it, zip both at the zip root:\n\n    zip submission.zip "
+                  f"model.py weights.keras\n\nor `subkit build --weights weights.keras`. Check it "
+                  f"locally with `subkit score-local submission.zip --bundle <this bundle>`.\n")
+    files: dict[str, bytes] = {
+        "competition.yaml": (header + yaml.safe_dump(comp, sort_keys=False)).encode(),
+        "logo.png": _LOGO,
+        "pages/overview.md": overview.encode(),
+        "pages/evaluation.md": evaluation.encode(),
+        "pages/terms.md": b"# Terms\n\nThe organizers' terms go here.\n",
+        "ingestion_program/metadata.yaml": yaml.safe_dump({"command": ingestion_cmd}).encode(),
+        "ingestion_program/ingestion.py": ingestion_src,
+        "scoring_program/metadata.yaml": yaml.safe_dump({"command": scoring_cmd}).encode(),
+        "scoring_program/score.py": _SCORE_PY.encode(),
+        "scoring_program/scoring.py": scoring_src,
+        "scoring_program/settings.json": json.dumps(settings, indent=2).encode(),
+        "starting_kit/model.py": template_text("model.py").encode(),
+        "starting_kit/README.md": kit_readme.encode(),
+    }
+    import io
+
+    def npy(a) -> bytes:
+        buf = io.BytesIO()
+        np.save(buf, a, allow_pickle=False)
+        return buf.getvalue()
+
+    files["input_data/X.npy"] = npy(X)
+    files["reference_data/y.npy"] = npy(y)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp_name, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, data in files.items():
+                info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+                info.compress_type = zipfile.ZIP_STORED if name.endswith(".npy") else zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, data)
+        os.replace(tmp_name, out)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        raise
+    return {"out": str(out), "profile": prof.name, "n": int(len(X)), "phases": phase_names,
+            "time_limit_s": limit, "metric": metric, "columns": columns, "docker_image": image,
+            "files": sorted(files), "warnings": warns}
