@@ -63,12 +63,15 @@ def run_demo(directory: Path, *, n_images: int = 2400, epochs: int | None = None
     if epochs:
         cmd += ["--epochs", str(epochs)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    r = subprocess.run(cmd, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in r.stdout.splitlines():
+    proc = subprocess.Popen(cmd, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    tail: list[str] = []
+    for line in proc.stdout:  # stream the epochs as they finish
+        tail = (tail + [line])[-60:]
         if line.startswith(("train ", "Epoch", "{")) or " - accuracy" in line or line.startswith("note"):
             click.echo("  " + line.strip()[:150])
-    if r.returncode != 0:
-        click.echo(r.stdout[-3000:], err=True)
+    if proc.wait() != 0:
+        click.echo("".join(tail), err=True)
         raise SubkitError("training failed", hint="see the output above")
 
     _step(4, "build: subkit build --weights weights.keras --tag demo")
