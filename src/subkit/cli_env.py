@@ -1,0 +1,130 @@
+"""`subkit env create|show|remove`: the grader's pinned environment (issue 6).
+
+Thin click commands over ``subkit.grader.environment``; nothing here imports TensorFlow.
+Progress of an install goes to stderr (one line per pip step on a terminal); ``--json``
+output goes to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+profile_option = click.option(
+    "--profile", "profile_name", metavar="NAME",
+    help="Competition profile (a built-in name or a .toml path); default: the workspace's "
+         "subkit.toml, else an2dl-2024-blood-cells.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _load(profile_name: str | None):
+    from subkit import profile
+
+    return profile.load(profile_name)
+
+
+def _pins_text(pins: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in pins.items())
+
+
+def _print_status(st: dict) -> None:
+    click.echo(f"profile      {st['profile']}")
+    click.echo(f"pins         {_pins_text(st['pins'])}")
+    interp = st["interpreter"]
+    click.echo(f"interpreter  Python {interp['version']} ({interp['path']})"
+               + ("" if interp["exact"] else "  [not the profile's Python]"))
+    click.echo(f"state        {st['state']}")
+    click.echo(f"folder       {st['path']}")
+    if st["state"] == "ready":
+        v = st["versions"] or {}
+        click.echo(f"python       {st['python']}")
+        click.echo(f"installed    python {v.get('python_version')}, tensorflow "
+                   f"{v.get('tensorflow')}, keras {v.get('keras')}, numpy {v.get('numpy')}")
+        click.echo(f"created      {st['created']} in {st['install_seconds']:.0f} s, "
+                   f"{st['size_mb']:.0f} MB")
+    elif st["state"] == "broken":
+        click.echo("             an install that did not finish: `subkit env create` removes "
+                   "and rebuilds it")
+    else:
+        click.echo("             not created yet: `subkit env create` (about 600 MB once)")
+    if st.get("note"):
+        click.echo(f"note         {st['note']}")
+
+
+@click.group(name="env")
+def env() -> None:
+    """The grader's library versions, as an environment to run submissions in.
+
+    \b
+    The profile's [grader] pins (python, tensorflow, keras, numpy, extras) become a venv
+    under ~/.cache/subkit/envs/ ($SUBKIT_CACHE), created once and reused by
+    `score-local --env grader`, `check --env grader` and `build` (which loads the
+    rebuilt weights there to prove the grader can).
+    """
+
+
+@env.command("create")
+@profile_option
+@click.option("--force", is_flag=True, help="Rebuild the environment even if it is ready.")
+@json_option
+def create(profile_name: str | None, force: bool, as_json: bool) -> None:
+    """Create the grader environment (downloads about 600 MB once)."""
+    from subkit.grader import environment
+
+    prof = _load(profile_name)
+    before = environment.env_status(prof)
+    if before["state"] == "ready" and not force:
+        if as_json:
+            _echo_json({**before, "created_now": False})
+        else:
+            click.echo(f"the grader environment of {prof.name} is ready: {before['python']}")
+            click.echo("(--force rebuilds it)")
+        return
+    environment.ensure_env(prof, create=True, echo=_err, force=force)
+    after = environment.env_status(prof)
+    if as_json:
+        _echo_json({**after, "created_now": True})
+    else:
+        _print_status(after)
+
+
+@env.command("show")
+@profile_option
+@json_option
+def show(profile_name: str | None, as_json: bool) -> None:
+    """Show the grader environment's pins, folder and state."""
+    from subkit.grader import environment
+
+    st = environment.env_status(_load(profile_name))
+    if as_json:
+        _echo_json(st)
+    else:
+        _print_status(st)
+
+
+@env.command("remove")
+@profile_option
+@json_option
+def remove(profile_name: str | None, as_json: bool) -> None:
+    """Remove the grader environment (the next use creates it again)."""
+    from subkit.grader import environment
+
+    prof = _load(profile_name)
+    removed = environment.remove_env(prof, echo=_err)
+    if as_json:
+        _echo_json({"profile": prof.name, "removed": str(removed) if removed else None})
+    elif removed:
+        click.echo(f"removed {removed}")
+    else:
+        click.echo(f"nothing to remove: the grader environment of {prof.name} does not exist "
+                   f"({environment.env_dir(prof)})")
