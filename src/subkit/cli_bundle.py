@@ -2,9 +2,55 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
 
 
 @click.group(name="bundle")
 def bundle() -> None:
-    """Codabench bundles: export one from a profile."""
+    """Codabench bundles: export one from a profile.
+
+    \b
+    To run a competition's own bundle on a submission:
+      subkit score-local ZIP --bundle BUNDLE [--phase NAME] [--task N]
+    """
+
+
+@bundle.command(name="export")
+@click.option("--profile", "profile_name", metavar="NAME",
+              help="Competition profile (a built-in name or a .toml path); default: the "
+                   "workspace's subkit.toml, else an2dl-2024-blood-cells.")
+@click.option("--reference", "reference", required=True, metavar="FILE",
+              help="Labelled test set (.npz with the profile's keys, or class folders).")
+@click.option("--out", "out", required=True, metavar="bundle.zip", help="The bundle zip to write.")
+@click.option("--docker-image", default=None, metavar="IMAGE",
+              help="competition.yaml's docker_image (default: codalab/codalab-legacy:py3); it "
+                   "must hold the profile's grader versions.")
+@click.option("--force", is_flag=True, help="Overwrite --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def export(profile_name, reference, out, docker_image, force, as_json) -> None:
+    """Write a Codabench v2 bundle whose grader is subkit's own code.
+
+    The ingestion program is subkit's grader/ingestion.py and the scoring program its
+    grader/scoring.py, so `subkit score-local ZIP --bundle bundle.zip` and Codabench score
+    with the same code as plain `subkit score-local`.
+    """
+    from subkit import profile
+    from subkit.grader.codabench import export_bundle
+
+    prof = profile.load(profile_name)
+    info = export_bundle(prof, Path(reference), Path(out), force=force, docker_image=docker_image)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.secho(f"wrote {info['out']}", bold=True)
+    click.echo(f"  profile {info['profile']}: {info['n']} test images, phases "
+               f"{', '.join(info['phases'])}, time limit {info['time_limit_s']} s")
+    click.echo(f"  leaderboard: {', '.join(info['columns'])} (first: {info['metric']})")
+    click.echo(f"  docker_image: {info['docker_image']}")
+    for w in info["warnings"]:
+        click.secho(f"  note: {w}", fg="yellow")
+    click.echo(f"next: subkit score-local ZIP --bundle {info['out']}   "
+               "(then upload it to Codabench)")

@@ -165,13 +165,6 @@ def map_app_paths(token: str, mounts: dict[str, Path]) -> str:
 
 # -- the bundle ----------------------------------------------------------------------------------
 @dataclass
-class Program:
-    role: str  # "ingestion program" | "scoring program"
-    path: Path  # folder (or zip) inside the bundle
-    command: str
-
-
-@dataclass
 class Task:
     index: Any
     name: str
@@ -202,7 +195,8 @@ class Bundle:
         if bad:
             raise InputError(f"{self.source}: a phase of competition.yaml is not a mapping",
                              hint="each phase is `- index: 0\\n  name: ...\\n  tasks: [0]`")
-        return sorted(phases, key=lambda p: p.get("index", 0) if isinstance(p.get("index", 0), int) else 0)
+        return sorted(phases, key=lambda p: p.get("index", 0)
+                      if isinstance(p.get("index", 0), int) else 0)
 
     def tasks(self) -> dict:
         tasks = self.data.get("tasks")
@@ -231,7 +225,8 @@ def open_bundle(path: Path, workdir: Path) -> Bundle:
     path = Path(path)
     if not path.exists():
         raise InputError(f"bundle not found: {path}",
-                         hint="give the competition's bundle: a folder or zip with competition.yaml")
+                         hint="give the competition's bundle: a folder or zip with "
+                              "competition.yaml")
     extracted = False
     if path.is_file() and path.name in ("competition.yaml", "competition.yml"):
         path = path.parent
@@ -274,7 +269,8 @@ def open_bundle(path: Path, workdir: Path) -> Bundle:
 
 
 def _describe_phases(phases: list[dict]) -> str:
-    return ", ".join(f"{p.get('index', i)} {p.get('name', '')!r}".strip() for i, p in enumerate(phases))
+    return ", ".join(f"{p.get('index', i)} {p.get('name', '')!r}".strip()
+                     for i, p in enumerate(phases))
 
 
 def select(bundle: Bundle, phase: str | None, task: int | None) -> tuple[dict, Task, list[str]]:
@@ -349,12 +345,13 @@ def _resolve_task(bundle: Bundle, t: dict) -> Task:
             raise InputError(f"{label}: {name} {value!r} points outside the bundle",
                              hint="paths in competition.yaml are relative to the bundle's root")
         if not p.exists():
+            here = ", ".join(sorted(x.name for x in bundle.root.iterdir())[:15])
             raise InputError(f"{label}: {name} {value!r} is not in the bundle",
-                             hint=f"files at the bundle's root: "
-                                  f"{', '.join(sorted(x.name for x in bundle.root.iterdir())[:15])}")
+                             hint=f"files at the bundle's root: {here}")
         return p
 
-    return Task(index=t["index"], name=str(t.get("name", "")), scoring_program=part("scoring_program"),
+    return Task(index=t["index"], name=str(t.get("name", "")),
+                scoring_program=part("scoring_program"),
                 ingestion_program=part("ingestion_program"), input_data=part("input_data"),
                 reference_data=part("reference_data"),
                 iods=bool(t.get("ingestion_only_during_scoring", False)))
@@ -373,8 +370,8 @@ def read_command(program_dir: Path, role: str) -> str | None:
         if role == "submission":
             return None
         raise InputError(f"the {role} has no metadata.yaml (or metadata) file",
-                         hint=f"put metadata.yaml with `command: python3 $program/...` in the {role}'s "
-                              "folder (Codabench needs it too)")
+                         hint="put metadata.yaml with `command: python3 $program/...` in the "
+                              f"{role}'s folder (Codabench needs it too)")
     try:
         meta = yaml.safe_load(p.read_text("utf-8", errors="replace"))
     except yaml.YAMLError:
@@ -387,8 +384,10 @@ def read_command(program_dir: Path, role: str) -> str | None:
                          hint="write `command: python3 $program/score.py $input $output` "
                               "(the worker runs nothing else)")
     if not isinstance(command, str):
-        raise InputError(f"the {role}'s command: is not one line of text ({type(command).__name__})",
-                         hint="write it as one string: command: python3 $program/x.py $input $output")
+        raise InputError(f"the {role}'s command: is not one line of text "
+                         f"({type(command).__name__})",
+                         hint="write it as one string: command: python3 $program/x.py $input "
+                              "$output")
     return command
 
 
@@ -542,7 +541,8 @@ class _Runner:
                                       time_limit=self.time_limit, env=env,
                                       isolate_network=isolate, log_prefix=log_prefix)
         except OSError as exc:  # the command's program does not exist here
-            out, err = self.log_dir / f"{log_prefix}stdout.txt", self.log_dir / f"{log_prefix}stderr.txt"
+            out = self.log_dir / f"{log_prefix}stdout.txt"
+            err = self.log_dir / f"{log_prefix}stderr.txt"
             out.write_text("")
             err.write_text(f"subkit: cannot run {c.argv[0]!r}: {exc.strerror or exc}\n")
             c.returncode, c.elapsed_s = 127, 0.0
@@ -652,7 +652,8 @@ def leaderboard_columns(bundle: Bundle, raw: dict) -> tuple[list[dict], dict, li
                     if row["value"] is None:
                         warnings.append(f"score {key!r} = {raw[key]!r} is not a number")
                 else:
-                    warnings.append(f"the scoring program wrote no {key!r}, a column of the leaderboard")
+                    warnings.append(f"the scoring program wrote no {key!r}, a column of the "
+                                    "leaderboard")
             by_index[c.get("index")] = row
             columns.append(row)
         for c in cols:
@@ -673,7 +674,8 @@ def leaderboard_columns(bundle: Bundle, raw: dict) -> tuple[list[dict], dict, li
             elif vals and all(v is not None for v in vals):
                 row["value"] = float(fn(vals))
             else:
-                warnings.append(f"column {row['key']!r} ({comp}) misses some of its columns' scores")
+                warnings.append(f"column {row['key']!r} ({comp}) misses some of its columns' "
+                                "scores")
     for row in columns:
         scores[row["key"]] = row["value"]
     dropped = sorted(k for k in raw if k not in keys)
@@ -693,8 +695,9 @@ def _read_scores(output: Path) -> dict:
         try:
             data = json.loads(sj.read_text("utf-8", errors="replace"))
         except json.JSONDecodeError as exc:
-            raise _RunFailure(Failure("scores", "Could not decode scores json properly, it contains "
-                                      f"an error.\n{exc.msg}", "write scores.json with json.dump"))
+            raise _RunFailure(Failure("scores", "Could not decode scores json properly, it "
+                                      f"contains an error.\n{exc.msg}",
+                                      "write scores.json with json.dump"))
     elif st.exists():
         try:
             data = yaml.safe_load(st.read_text("utf-8", errors="replace"))
@@ -735,7 +738,8 @@ def choose_sandbox(mode: str) -> tuple[str, str, str]:
         raise UsageError(f"unknown sandbox mode {mode!r}", hint="auto, bwrap or none")
     if mode == "none":
         why = "the sandbox was turned off"
-        return "none", f"no sandbox ({why}): /app/... paths in commands mapped to the run folder", why
+        return ("none", f"no sandbox ({why}): /app/... paths in commands mapped to the run "
+                "folder", why)
     ok, why = sandbox.bwrap_available()
     if ok:
         return "bubblewrap", "bubblewrap sandbox: the programs saw the worker's /app/... paths", ""
@@ -758,7 +762,8 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
 
     zip_path = Path(zip_path)
     if not zip_path.is_file():
-        raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
+        raise InputError(f"zip not found: {zip_path}",
+                         hint="give the path of a built zip (subkit build)")
     mode, note, why_none = choose_sandbox(sandbox_mode)
     run_dir = new_run_dir(prof.submissions_dir / "runs", zip_path.stem + "-bundle")
     t_start = time.monotonic()
@@ -766,8 +771,8 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
         bundle = open_bundle(Path(bundle_path), run_dir)
         ph, tk, notes = select(bundle, phase, task)
         scoring_cmd = read_command(_program_folder(tk.scoring_program, run_dir), "scoring program")
-        ingestion_cmd = (read_command(_program_folder(tk.ingestion_program, run_dir), "ingestion program")
-                         if tk.ingestion_program else None)
+        ingestion_cmd = (read_command(_program_folder(tk.ingestion_program, run_dir),
+                                      "ingestion program") if tk.ingestion_program else None)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -775,11 +780,13 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
     limit_raw = ph.get("execution_time_limit", ph.get("execution_time_limit_ms"))
     limit = float(_float(limit_raw) or DEFAULT_TIME_LIMIT)
     if time_limit:
-        warnings.append(f"time limit {time_limit:g} s from the command line, not the phase's {limit:g} s")
+        warnings.append(f"time limit {time_limit:g} s from the command line, not the phase's "
+                        f"{limit:g} s")
         limit = float(time_limit)
     elif limit > DEFAULT_QUEUE_CAP:
         warnings.append(f"the phase asks for {limit:g} s; Codabench's default queue caps runs at "
-                        f"{DEFAULT_QUEUE_CAP} s (a competition with its own queue gets the full limit)")
+                        f"{DEFAULT_QUEUE_CAP} s (a competition with its own queue gets the full "
+                        "limit)")
     if mode == "none":
         for label, folder in (("ingestion program", tk.ingestion_program),
                               ("scoring program", tk.scoring_program)):
@@ -797,7 +804,8 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
         phase={"index": ph.get("index"), "name": ph.get("name")},
         task={"index": tk.index, "name": tk.name, "ingestion_only_during_scoring": tk.iods},
         time_limit_s=limit, sandbox=mode, sandbox_note=note,
-        network_isolated=isolate_network and (mode == "bubblewrap" or bool(sandbox.network_isolation_prefix())),
+        network_isolated=isolate_network and (mode == "bubblewrap"
+                                              or bool(sandbox.network_isolation_prefix())),
         docker_image=str(bundle.data.get("docker_image") or DEFAULT_IMAGE),
         interpreter=python or sys.executable,
         detailed_results_enabled=bool(bundle.data.get("enable_detailed_results", False)),
@@ -869,8 +877,8 @@ def _prediction_run(runner: _Runner, bundle: Bundle, tk: Task, zip_path: Path,
                      container_mounts("program", False, tk.iods, root, has_input)))
         res.prediction["submission"] = "ran its own command"
     if run_ingestion:
-        ingestion = runner.container("ingestion", "prediction", ingestion_cmd, root, is_scoring=False,
-                                     iods=tk.iods, has_input_data=has_input)
+        ingestion = runner.container("ingestion", "prediction", ingestion_cmd, root,
+                                     is_scoring=False, iods=tk.iods, has_input_data=has_input)
         jobs.append((ingestion, root / "ingestion_program",
                      container_mounts("ingestion", False, tk.iods, root, has_input)))
     runner.run_pair(jobs, "prediction run")
@@ -910,7 +918,8 @@ def _scoring_run(runner: _Runner, bundle: Bundle, tk: Task, scoring_cmd: str,
     jobs = []
     program = runner.container("program", "scoring", scoring_cmd, root, is_scoring=True,
                                iods=tk.iods, has_input_data=has_input)
-    jobs.append((program, root / "program", container_mounts("program", True, tk.iods, root, has_input)))
+    jobs.append((program, root / "program",
+                 container_mounts("program", True, tk.iods, root, has_input)))
     ingestion = None
     if tk.iods and tk.ingestion_program is not None:
         _place(tk.ingestion_program, root / "ingestion_program", link=bundle.extracted)
@@ -996,10 +1005,12 @@ def _record(res: BundleRunResult, prof) -> None:
 def summary_lines(res: BundleRunResult) -> list[tuple[str, dict]]:
     """The terminal summary: (text, click.style kwargs) lines."""
     out: list[tuple[str, dict]] = []
-    where = (f"{res.competition}: phase {res.phase.get('name')!r}, task {res.task.get('index')}"
-             + (" (ingestion during scoring)" if res.task.get("ingestion_only_during_scoring") else ""))
+    iods = " (ingestion during scoring)" if res.task.get("ingestion_only_during_scoring") else ""
+    where = (f"{res.competition}: phase {res.phase.get('name')!r}, "
+             f"task {res.task.get('index')}{iods}")
     if res.ok:
-        out.append((f"PASSED  {res.zip.name} through the bundle's own programs", {"fg": "green", "bold": True}))
+        out.append((f"PASSED  {res.zip.name} through the bundle's own programs",
+                    {"fg": "green", "bold": True}))
     else:
         out.append((f"FAILED  {res.zip.name}: Codabench would fail it the same way",
                     {"fg": "red", "bold": True}))
@@ -1016,7 +1027,9 @@ def summary_lines(res: BundleRunResult) -> list[tuple[str, dict]]:
             shown = "-" if v is None else f"{v:.{max(prec, 4)}f}"
             extra = f"  ({c['computation']})" if c["computation"] else ""
             extra += "  hidden" if c["hidden"] else ""
-            out.append((f"    {str(c['title']):<{width}} {shown:>10}  [{c['key']}, {c['sorting']}]{extra}", {}))
+            title = str(c["title"])
+            out.append((f"    {title:<{width}} {shown:>10}  [{c['key']}, {c['sorting']}]{extra}",
+                        {}))
     if res.failure:
         f = res.failure
         if f.tail:
@@ -1028,9 +1041,11 @@ def summary_lines(res: BundleRunResult) -> list[tuple[str, dict]]:
         out.append((f"  note: {w}", {"fg": "yellow"}))
     out.append((f"  {res.sandbox_note}", {}))
     if res.detailed_results:
-        state = "" if res.detailed_results_enabled else " (the competition does not show it to participants)"
+        state = "" if res.detailed_results_enabled else \
+            " (the competition does not show it to participants)"
         out.append((f"  detailed results: {res.detailed_results}{state}", {}))
-    out.append((f"  logs: {res.run_dir / 'logs'} (prediction_*, scoring_*: the worker's eight logs)", {}))
+    out.append((f"  logs: {res.run_dir / 'logs'} (prediction_*, scoring_*: the worker's eight "
+                "logs)", {}))
     out.append((f"  run folder: {res.run_dir}", {}))
     return out
 
@@ -1041,8 +1056,8 @@ _LOGO = (  # a 1x1 PNG: the v2 unpacker requires `image:`
     b"\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef"
     b"\x00\x00\x00\x00IEND\xaeB`\x82")
 
-_SCORE_PY = '''"""Scoring program of a bundle exported by subkit: scores predictions with scoring.py,
-the very code `subkit score-local` scores with. Standalone: standard library and numpy.
+_SCORE_PY = '''"""Scoring program of a bundle exported by subkit: scores predictions with
+scoring.py, the very code `subkit score-local` scores with. Standalone: stdlib and numpy.
 
     python3 score.py INPUT OUTPUT      (Codabench: $input $output)
 
@@ -1092,8 +1107,8 @@ def main(argv):
             return _fail("the submission failed during %s: %s: %s" % (
                 status.get("stage"), status["error_type"], status.get("error", "")),
                 "see the ingestion log (prediction_ingestion_stderr)")
-        return _fail("the prediction run left no predictions (stage reached: %s)" % status.get("stage"),
-                     "see the ingestion log (prediction_ingestion_stderr)")
+        return _fail("the prediction run left no predictions (stage reached: %s)"
+                     % status.get("stage"), "see the ingestion log (prediction_ingestion_stderr)")
     pred = np.load(pred_path, allow_pickle=False)
     try:
         labels, warnings = scoring.validate_predictions(pred, len(y_true), len(names))
@@ -1144,12 +1159,14 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
 
     out = Path(out)
     if prof.task != "classification":
-        raise SubkitError(f"bundle export supports classification profiles; {prof.name} is {prof.task}",
+        raise SubkitError(f"bundle export supports classification profiles; {prof.name} is "
+                          f"{prof.task}",
                           hint="segmentation scoring is not implemented yet")
     if out.suffix.lower() != ".zip":
         raise UsageError(f"--out {out} should end in .zip", hint="e.g. --out bundle.zip")
     if out.exists() and not force:
-        raise InputError(f"{out} exists; refusing to overwrite", hint="pass --force or choose another --out")
+        raise InputError(f"{out} exists; refusing to overwrite",
+                         hint="pass --force or choose another --out")
     if not out.parent.is_dir() if str(out.parent) else False:
         raise InputError(f"folder {out.parent} does not exist", hint="create it first")
     ds = data_io.load(reference, prof, require_labels=True)
@@ -1167,7 +1184,8 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
     image = docker_image or DEFAULT_IMAGE
     init = "".join(f" --init-arg {shlex.quote(str(a))}" for a in prof.init_args)
     ingestion_cmd = (f"python3 $ingestion_program/ingestion.py --submission $submission_program "
-                     f"--input $input/X.npy --output $output --entry {shlex.quote(prof.entry_file)} "
+                     f"--input $input/X.npy --output $output "
+                     f"--entry {shlex.quote(prof.entry_file)} "
                      f"--class-name {shlex.quote(prof.class_name)} "
                      f"--method {shlex.quote(prof.predict_method)}{init}")
     scoring_cmd = "python3 $program/score.py $input $output"
@@ -1175,7 +1193,8 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
     phases = []
     for i, name in enumerate(phase_names):
         p = {"index": i, "name": str(name).capitalize(),
-             "description": f"{name} phase: the submission's predictions on the test set of task {i}.",
+             "description": f"{name} phase: the submission's predictions on the test set of "
+                            f"task {i}.",
              "start": today + timedelta(days=60 * i),
              "execution_time_limit": limit,
              "max_submissions_per_day": int(ev.get("max_submissions_per_day", 5)),
@@ -1185,7 +1204,7 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
         if i == 0:
             p["starting_kit"] = "starting_kit"
         phases.append(p)
-    tasks = [{"index": i, "name": f"{prof.title if 'title' in prof.data else prof.name} ({name})",
+    tasks = [{"index": i, "name": f"{prof.data.get('title', prof.name)} ({name})",
               "description": f"{len(X)} test images; the ingestion program is subkit's grader",
               "input_data": "input_data", "reference_data": "reference_data",
               "ingestion_program": "ingestion_program", "scoring_program": "scoring_program"}
@@ -1209,8 +1228,9 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
             for i, k in enumerate(columns)]}],
     }
     header = (f"# Codabench v2 bundle exported by subkit from profile {prof.name}.\n"
-              f"# The ingestion program is subkit's grader/ingestion.py and the scoring program its\n"
-              f"# grader/scoring.py: `subkit score-local ZIP --bundle THIS.zip` runs the same code.\n"
+              "# The ingestion program is subkit's grader/ingestion.py and the scoring\n"
+              "# program its grader/scoring.py: `subkit score-local ZIP --bundle THIS.zip`\n"
+              "# runs the same code.\n"
               f"# Every task uses the same test set; give the later phases' tasks their own\n"
               f"# input_data/reference_data folders before publishing. docker_image must hold the\n"
               f"# grader's versions (python {prof.grader.get('python')}, tensorflow "
@@ -1218,14 +1238,17 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
               f"{prof.grader.get('numpy')}).\n")
     settings = {"class_names": prof.class_names, "metric": metric, "columns": columns,
                 "profile": prof.name}
-    overview = (f"# {comp['title']}\n\nSubmit a zip with `{prof.entry_file}` and its weights at the zip "
-                f"root. The grader runs `from {prof.entry_file[:-3]} import {prof.class_name}`, "
+    overview = (f"# {comp['title']}\n\nSubmit a zip with `{prof.entry_file}` and its weights at "
+                f"the zip root. The grader runs "
+                f"`from {prof.entry_file[:-3]} import {prof.class_name}`, "
                 f"`{prof.class_name}()` and one `{prof.predict_method}(X)` on all test images, X "
-                f"of shape (n, {', '.join(map(str, prof.input_shape))}) and dtype {prof.input_dtype}; "
+                f"of shape (n, {', '.join(map(str, prof.input_shape))}) and dtype "
+                f"{prof.input_dtype}; "
                 f"it must return n integer labels 0..{prof.n_classes - 1}.\n\nClasses: "
                 + ", ".join(f"{i} {n}" for i, n in enumerate(prof.class_names)) + ".\n")
-    evaluation = (f"# Evaluation\n\nLeaderboard: {', '.join(columns)} (first: {metric}). Time limit "
-                  f"{limit} s per run. The scoring program is the one `subkit score-local` uses.\n")
+    evaluation = (f"# Evaluation\n\nLeaderboard: {', '.join(columns)} (first: {metric}). Time "
+                  f"limit {limit} s per run. The scoring program is the one `subkit "
+                  "score-local` uses.\n")
     kit_readme = (f"# Starting kit\n\n`model.py` is subkit's template for {prof.name}. Train, save "
                   f"the weights next to it, zip both at the zip root:\n\n    zip submission.zip "
                   f"model.py weights.keras\n\nor `subkit build --weights weights.keras`. Check it "
@@ -1236,9 +1259,11 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
         "pages/overview.md": overview.encode(),
         "pages/evaluation.md": evaluation.encode(),
         "pages/terms.md": b"# Terms\n\nThe organizers' terms go here.\n",
-        "ingestion_program/metadata.yaml": yaml.safe_dump({"command": ingestion_cmd}).encode(),
+        "ingestion_program/metadata.yaml":
+            yaml.safe_dump({"command": ingestion_cmd}, width=10000).encode(),
         "ingestion_program/ingestion.py": ingestion_src,
-        "scoring_program/metadata.yaml": yaml.safe_dump({"command": scoring_cmd}).encode(),
+        "scoring_program/metadata.yaml":
+            yaml.safe_dump({"command": scoring_cmd}, width=10000).encode(),
         "scoring_program/score.py": _SCORE_PY.encode(),
         "scoring_program/scoring.py": scoring_src,
         "scoring_program/settings.json": json.dumps(settings, indent=2).encode(),
@@ -1260,7 +1285,8 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
         with zipfile.ZipFile(tmp_name, "w", zipfile.ZIP_DEFLATED) as zf:
             for name, data in files.items():
                 info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
-                info.compress_type = zipfile.ZIP_STORED if name.endswith(".npy") else zipfile.ZIP_DEFLATED
+                info.compress_type = (zipfile.ZIP_STORED if name.endswith(".npy")
+                                      else zipfile.ZIP_DEFLATED)
                 info.external_attr = 0o644 << 16
                 zf.writestr(info, data)
         os.replace(tmp_name, out)
