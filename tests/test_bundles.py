@@ -263,6 +263,50 @@ def test_a_zipped_bundle_runs_the_same(tmp_path, prof):
     assert not (res.run_dir / "bundle").exists()  # the extracted bundle is cleaned up
 
 
+def test_bundle_parts_given_as_zips(tmp_path, prof):
+    """Codabench's own competition dumps store every program and data set as a zip."""
+    src = BUNDLES / "placeholder"
+    b = tmp_path / "dump"
+    b.mkdir()
+    comp = yaml.safe_load((src / "competition.yaml").read_text())
+    for t in comp["tasks"]:
+        for part in ("input_data", "reference_data", "scoring_program", "ingestion_program"):
+            name = t[part].replace("/", "_") + ".zip"
+            if not (b / name).exists():
+                zip_folder(src / t[part], b / name)
+            t[part] = name
+    (b / "competition.yaml").write_text(yaml.safe_dump(comp))
+    z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
+    res = cb.score_with_bundle(z, zip_folder(b, tmp_path / "dump.zip"), prof, record=False)
+    assert res.ok, res.failure
+    assert res.scores["accuracy"] == 0.8
+    assert not (res.run_dir / "parts").exists()
+
+
+def test_results_only_task_scores_the_submission_itself(tmp_path, prof):
+    """No ingestion program (wheat_seeds' results bundle): the zip is copied to the output."""
+    b = shutil.copytree(BUNDLES / "placeholder", tmp_path / "b")
+    comp = yaml.safe_load((b / "competition.yaml").read_text())
+    for t in comp["tasks"]:
+        del t["ingestion_program"]
+    (b / "competition.yaml").write_text(yaml.safe_dump(comp))
+    z = make_zip(tmp_path / "results.zip", {"prediction.txt": "0\n1\n2\n0\n1\n2\n0\n1\n2\n0\n"})
+    res = cb.score_with_bundle(z, b, prof, record=False)
+    assert res.ok, res.failure
+    assert res.scores["accuracy"] == 0.8 and res.containers[0]["run"] == "scoring"
+    meta = read_meta(res.run_dir / "prediction" / "output" / "metadata")
+    assert meta == {"exitCode": None, "elapsedTime": None, "ingestionExitCode": None,
+                    "ingestionElapsedTime": None}
+
+
+def test_a_submission_command_that_cannot_be_split_is_refused_up_front(tmp_path, prof):
+    z = make_zip(tmp_path / "q.zip", {"model.py": ROUND_MODEL,
+                                      "metadata.yaml": "command: python3 'unbalanced\n"})
+    with pytest.raises(InputError, match="submission's command"):
+        cb.score_with_bundle(z, BUNDLES / "placeholder", prof)
+    assert not list((tmp_path / "submissions" / "runs").iterdir())
+
+
 @needs_bwrap
 def test_literal_path_bundle_runs_in_the_sandbox(tmp_path, prof):
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
@@ -386,6 +430,11 @@ def test_cli_summary_and_json(tmp_path, capsys):
     d = json.loads(out)
     assert code == 0 and d["ok"] and d["phase"]["name"] == "Final" and d["score"] == 0.6
     assert d["metric"] == "accuracy" and d["detailed_results"].endswith("detailed_results.html")
+    from subkit.ledger import Ledger
+
+    rows = [r for r in Ledger(tmp_path / "submissions").records() if r.get("bundle")]
+    assert [r["phase"] for r in rows] == ["Development", "Final"]
+    assert rows[-1]["kind"] == "score-local" and rows[-1]["clean_score"] == 0.6
 
 
 # -- bad input ------------------------------------------------------------------------------------

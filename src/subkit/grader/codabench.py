@@ -767,12 +767,23 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
     mode, note, why_none = choose_sandbox(sandbox_mode)
     run_dir = new_run_dir(prof.submissions_dir / "runs", zip_path.stem + "-bundle")
     t_start = time.monotonic()
-    try:
+    try:  # everything a user can get wrong, before anything runs
         bundle = open_bundle(Path(bundle_path), run_dir)
         ph, tk, notes = select(bundle, phase, task)
         scoring_cmd = read_command(_program_folder(tk.scoring_program, run_dir), "scoring program")
-        ingestion_cmd = (read_command(_program_folder(tk.ingestion_program, run_dir),
-                                      "ingestion program") if tk.ingestion_program else None)
+        split_command(scoring_cmd, "the scoring program's command")
+        ingestion_cmd = None
+        if tk.ingestion_program:
+            ingestion_cmd = read_command(_program_folder(tk.ingestion_program, run_dir),
+                                         "ingestion program")
+            split_command(ingestion_cmd, "the ingestion program's command")
+        sub_dir = run_dir / "prediction" / "program"
+        sandbox.safe_extract(zip_path, sub_dir)
+        sub_cmd = read_command(sub_dir, "submission")
+        if sub_cmd:
+            split_command(sub_cmd, "the submission's command (metadata.yaml in the zip)")
+        if mode == "none":
+            _refuse_literal_paths(tk, run_dir, why_none)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -787,18 +798,6 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
         warnings.append(f"the phase asks for {limit:g} s; Codabench's default queue caps runs at "
                         f"{DEFAULT_QUEUE_CAP} s (a competition with its own queue gets the full "
                         "limit)")
-    if mode == "none":
-        for label, folder in (("ingestion program", tk.ingestion_program),
-                              ("scoring program", tk.scoring_program)):
-            hits = literal_app_uses(_program_folder(folder, run_dir)) if folder else []
-            if hits:
-                shutil.rmtree(run_dir, ignore_errors=True)
-                raise SubkitError(
-                    f"the bundle's {label} uses the worker's literal /app/... paths ({hits[0]}): "
-                    f"it runs only in a sandbox where they exist, and {why_none}; only "
-                    "placeholder-style bundles ($input, $output, $program, ...) run without it",
-                    hint="install bubblewrap (apt-get install bubblewrap) on a machine that allows "
-                         "namespaces (as root, or unprivileged user namespaces enabled)")
     res = BundleRunResult(
         ok=False, run_dir=run_dir, zip=zip_path, bundle=Path(bundle_path), competition=bundle.title,
         phase={"index": ph.get("index"), "name": ph.get("name")},
@@ -813,7 +812,7 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
     runner = _Runner(run_dir, time_limit=limit, mode=mode, isolate_network=isolate_network,
                      python=python or sys.executable, progress=progress)
     try:
-        _prediction_run(runner, bundle, tk, zip_path, ingestion_cmd, res)
+        _prediction_run(runner, bundle, tk, ingestion_cmd, res)
         _scoring_run(runner, bundle, tk, scoring_cmd, ingestion_cmd, res)
         res.ok = res.failure is None
     except _RunFailure as exc:
@@ -829,13 +828,26 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
         res.elapsed_s = time.monotonic() - t_start
         if bundle.extracted:
             shutil.rmtree(bundle.root, ignore_errors=True)
-            shutil.rmtree(run_dir / "parts", ignore_errors=True)
+        shutil.rmtree(run_dir / "parts", ignore_errors=True)
         _write_json(run_dir / "run.json", res.to_dict())
     if res.ok and not any(c.get("value") is not None for c in res.columns):
         res.warnings.append("no leaderboard column got a score")
     if record:
         _record(res, prof)
     return res
+
+
+def _refuse_literal_paths(tk: Task, run_dir: Path, why_none: str) -> None:
+    for label, folder in (("ingestion program", tk.ingestion_program),
+                          ("scoring program", tk.scoring_program)):
+        hits = literal_app_uses(_program_folder(folder, run_dir)) if folder else []
+        if hits:
+            raise SubkitError(
+                f"the bundle's {label} uses the worker's literal /app/... paths ({hits[0]}): "
+                f"it runs only in a sandbox where they exist, and {why_none}; only "
+                "placeholder-style bundles ($input, $output, $program, ...) run without it",
+                hint="install bubblewrap (apt-get install bubblewrap) on a machine that allows "
+                     "namespaces (as root, or unprivileged user namespaces enabled)")
 
 
 def _program_folder(p: Path, run_dir: Path) -> Path:
@@ -848,12 +860,11 @@ def _program_folder(p: Path, run_dir: Path) -> Path:
     return dest
 
 
-def _prediction_run(runner: _Runner, bundle: Bundle, tk: Task, zip_path: Path,
-                    ingestion_cmd: str | None, res: BundleRunResult) -> None:
+def _prediction_run(runner: _Runner, bundle: Bundle, tk: Task, ingestion_cmd: str | None,
+                    res: BundleRunResult) -> None:
     root = runner.run_dir / "prediction"
-    for d in ("program", "output"):
+    for d in ("program", "output"):  # the submission is unzipped in program/ already
         (root / d).mkdir(parents=True, exist_ok=True)
-    sandbox.safe_extract(zip_path, root / "program")
     has_input = tk.input_data is not None
     if has_input:
         _place(tk.input_data, root / "input_data", link=bundle.extracted)
