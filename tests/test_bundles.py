@@ -333,6 +333,23 @@ def test_literal_path_bundle_is_refused_without_the_sandbox(tmp_path, prof):
     assert not list((tmp_path / "submissions" / "runs").glob("*"))  # nothing half-written
 
 
+def test_a_machine_that_refuses_the_sandbox_runs_placeholder_bundles_only(tmp_path, prof,
+                                                                          monkeypatch, capsys):
+    why = "this machine refuses the sandbox (bwrap: setting up uid map: Permission denied)"
+    monkeypatch.setattr(sandbox, "_BWRAP_STATE", (False, why))
+    z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
+    code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "placeholder",
+                          "--profile", "an2dl-2024-blood-cells")
+    assert code == 0 and "0.8000" in out
+    assert f"no sandbox ({why})" in out and "only placeholder-style bundles run" in out
+    code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "literal",
+                          "--profile", "an2dl-2024-blood-cells")
+    assert_error(code, err, "literal /app/... paths", "Permission denied",
+                 "only placeholder-style bundles", "install bubblewrap")
+    with pytest.raises(SubkitError, match="not available"):
+        cb.score_with_bundle(z, BUNDLES / "placeholder", prof, sandbox_mode="bwrap")
+
+
 @pytest.mark.parametrize("mode", ["none", "auto"])
 def test_ingestion_during_scoring(tmp_path, prof, mode):
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
