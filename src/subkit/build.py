@@ -338,6 +338,8 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
                 entry["retarget"] = retarget
                 if retarget.get("status") == "rewritten" and retarget.get("path"):
                     staged[w.name] = Path(retarget.pop("path"))
+                    entry["size"] = staged[w.name].stat().st_size
+                _say(echo, f"  {w.name}: " + _retarget_line(retarget))
             weights_manifest.append(entry)
         (stage / prof.entry_file).write_text(source, "utf-8")
         staged_files = [prof.entry_file] + list(staged) + [i.name for i in includes]
@@ -442,6 +444,21 @@ def _maybe_retarget(path: Path, stage: Path, info: WeightsInfo, prof, target: st
         shutil.move(str(dst), final)
         rep["path"] = str(final)
     return rep
+
+
+def _retarget_line(rt: dict) -> str:
+    st = rt.get("status")
+    src, tgt = rt.get("source_version"), rt.get("target_version")
+    if st == "rewritten":
+        n = len(rt.get("changed_keys") or [])
+        ver = rt.get("verified")
+        how = ("verified in the grader environment, max |diff| "
+               f"{rt.get('max_abs_diff'):.1e}" if ver else
+               f"NOT verified: {rt.get('skipped_reason') or 'no grader environment'} (subkit env create)")
+        return f"rewritten for Keras {tgt} (saved by {src}; {n} config keys adapted; {how})"
+    if st == "unchanged":
+        return f"loads in Keras {tgt} as it is (saved by {src})"
+    return f"no rewrite needed for Keras {tgt} (saved by {src})"
 
 
 def _free_name(folder: Path, base: str) -> str:

@@ -1,0 +1,251 @@
+"""subkit build and subkit check: the zip, the manifest, and every bad input refused
+with one error line, a hint, and nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import make_zip
+
+GOOD_NUMPY = """
+import os
+import numpy as np
+class Model:
+    def __init__(self):
+        self.w = np.load(os.path.join(os.path.dirname(__file__), 'w.npy'))
+    def predict(self, X):
+        return np.zeros(len(X), dtype=np.int64)
+"""
+
+
+def _zips(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.zip")) if folder.exists() else []
+
+
+def _nothing_written(ws: Path) -> bool:
+    sub = ws / "submissions"
+    leftovers = [p for p in sub.iterdir() if p.name not in (".gitignore",)] if sub.exists() else []
+    return not leftovers
+
+
+def test_build_with_the_template(cli, workspace, keras_weights):
+    r = cli("build", "--weights", keras_weights, "--tag", "v1", "--json")
+    assert r.code == 0, r.text
+    man = json.loads(r.out)
+    (zp,) = _zips(workspace / "submissions")
+    assert zp.name == man["zip"] and zp.name.startswith("v1-")
+    assert (workspace / "submissions" / (zp.stem + ".json")).exists()
+    with zipfile.ZipFile(zp) as zf:
+        infos = {i.filename: i for i in zf.infolist()}
+        assert set(infos) == {"model.py", "weights.keras"}  # at the root, nothing else
+        assert infos["weights.keras"].compress_type == zipfile.ZIP_STORED
+        inner = zf.read("weights.keras")
+    w = man["weights"][0]
+    assert w["stripped_optimizer"] is True and w["size"] < w["size_before"]
+    assert w["keras_version"]
+    assert len(inner) == w["size"]
+    assert {m["name"] for m in man["members"]} == {"model.py", "weights.keras"}
+    assert all(len(m["sha256"]) == 64 for m in man["members"])
+    assert man["smoke"]["ok"] is True and man["profile"] == "an2dl-2024-blood-cells"
+    ledger = [json.loads(x) for x in (workspace / "submissions" / "ledger.jsonl").read_text().splitlines()]
+    assert ledger[-1]["kind"] == "build" and ledger[-1]["zip_sha256"] == man["sha256"]
+
+
+def test_stripped_weights_load_and_predict_the_same(tmp_path, keras_weights):
+    import keras
+    import numpy as np
+
+    from subkit.weights import inspect, strip_optimizer
+
+    out = tmp_path / "s.keras"
+    strip_optimizer(keras_weights, out)
+    assert inspect(keras_weights).has_optimizer and not inspect(out).has_optimizer
+    x = np.random.default_rng(0).integers(0, 255, (4, 96, 96, 3)).astype("float32")
+    a = keras.models.load_model(keras_weights, compile=False).predict(x, verbose=0)
+    b = keras.models.load_model(out).predict(x, verbose=0)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_keep_optimizer_and_no_smoke(cli, workspace, keras_weights):
+    r = cli("build", "--weights", keras_weights, "--keep-optimizer", "--no-smoke", "--json")
+    assert r.code == 0, r.text
+    man = json.loads(r.out)
+    assert man["weights"][0]["stripped_optimizer"] is False
+    assert man["status"] == "PASSED with warnings"  # the smoke test was skipped, and says so
+
+
+def test_the_template_follows_the_weights_name(cli, workspace, keras_weights, tmp_path):
+    (workspace / "model.py").unlink()
+    other = tmp_path / "best_model.keras"
+    other.write_bytes(keras_weights.read_bytes())
+    r = cli("build", "--weights", other, "--no-smoke", "--json")
+    assert r.code == 0, r.text
+    with zipfile.ZipFile(_zips(workspace / "submissions")[0]) as zf:
+        assert 'WEIGHTS = ["best_model.keras"]' in zf.read("model.py").decode()
+
+
+def test_placeholder_weights_name_is_caught(cli, workspace, keras_weights, tmp_path):
+    other = tmp_path / "best_model.keras"
+    other.write_bytes(keras_weights.read_bytes())
+    r = cli("build", "--weights", other)  # the workspace's model.py loads weights.keras
+    assert r.code == 1
+    assert "error:" in r.err and "'weights.keras'" in r.err and "hint:" in r.err
+    assert _nothing_written(workspace)
+
+
+def _model_py(ws: Path, text: str) -> Path:
+    p = ws / "model.py"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("source,needle", [
+    ("class Model:\n    def predict(self, X)\n        return X\n", "syntax error"),
+    ("class Other:\n    pass\n", "no top-level class 'Model'"),
+    ("class Model:\n    def __init__(self, path):\n        pass\n    def predict(self, X):\n        return X\n"
+     "W = 'weights.keras'\n", "requires argument(s) path"),
+    ("class Model:\n    def __init__(self):\n        self.p = '/content/drive/MyDrive/weights.keras'\n"
+     "    def predict(self, X):\n        return X\n", "absolute path"),
+])
+def test_bad_model_py_is_refused(cli, workspace, keras_weights, source, needle):
+    _model_py(workspace, source)
+    r = cli("build", "--weights", keras_weights)
+    assert r.code == 1, r.text
+    assert needle in r.err and "hint:" in r.err
+    assert _nothing_written(workspace)
+
+
+def test_bad_weights_are_refused(cli, workspace, tmp_path):
+    r = cli("build", "--weights", tmp_path / "missing.keras")
+    assert r.code == 1 and "weights not found" in r.err and "hint:" in r.err
+    sm = tmp_path / "saved"
+    sm.mkdir()
+    (sm / "saved_model.pb").write_bytes(b"x")
+    r = cli("build", "--weights", sm)
+    assert r.code == 1 and "SavedModel" in r.err
+    bad = tmp_path / "weights.keras"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    r = cli("build", "--weights", bad)
+    assert r.code == 1 and "not a valid .keras" in r.err
+    partial = tmp_path / "partial.keras"
+    with zipfile.ZipFile(partial, "w") as zf:
+        zf.writestr("metadata.json", "{}")
+    r = cli("build", "--weights", partial)
+    assert r.code == 1 and "missing config.json" in r.err
+    assert _nothing_written(workspace)
+
+
+def test_custom_objects_must_be_defined(cli, workspace, tmp_path):
+    import keras
+
+    @keras.saving.register_keras_serializable(package="mine")
+    class Doubler(keras.layers.Layer):
+        def call(self, x):
+            return x * 2
+
+    inp = keras.Input((96, 96, 3))
+    x = keras.layers.GlobalAveragePooling2D()(Doubler()(inp))
+    path = tmp_path / "weights.keras"
+    keras.Model(inp, keras.layers.Dense(8, activation="softmax")(x)).save(path)
+    r = cli("build", "--weights", path)
+    assert r.code == 1 and "Doubler" in r.err and "custom" in r.err
+    assert _nothing_written(workspace)
+
+
+def test_include_collision_and_missing(cli, workspace, keras_weights, tmp_path):
+    other = tmp_path / "x" / "weights.keras"
+    other.parent.mkdir()
+    other.write_bytes(b"x")
+    r = cli("build", "--weights", keras_weights, "--include", other)
+    assert r.code == 2 and "same name" in r.err
+    r = cli("build", "--weights", keras_weights, "--include", tmp_path / "nope.txt")
+    assert r.code == 1 and "not found" in r.err
+    assert _nothing_written(workspace)
+
+
+def test_size_limit_from_the_workspace_profile(cli, workspace, keras_weights):
+    toml = workspace / "subkit.toml"
+    toml.write_text(toml.read_text() + "\n[submission]\nzip_size_limit_mb = 0.01\n")
+    r = cli("build", "--weights", keras_weights)
+    assert r.code == 1 and "limit" in r.err
+    assert _nothing_written(workspace)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere; see the chattr-free variant below")
+def test_unwritable_output_folder(cli, workspace, keras_weights, tmp_path):  # pragma: no cover
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    r = cli("build", "--weights", keras_weights, "--out-dir", ro)
+    assert r.code == 1 and "not writable" in r.err
+
+
+def test_output_folder_that_is_a_file(cli, workspace, keras_weights, tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    r = cli("build", "--weights", keras_weights, "--out-dir", f / "sub")
+    assert r.code == 1 and "cannot create the output folder" in r.err
+
+
+def test_bad_tag(cli, workspace, keras_weights):
+    r = cli("build", "--weights", keras_weights, "--tag", "../../evil")
+    assert r.code == 2 and "tag" in r.err
+
+
+def test_smoke_failure_is_reported_with_the_hint(cli, workspace, keras_weights):
+    _model_py(workspace, (
+        "import os, numpy as np, keras\n"
+        "class Model:\n"
+        "    def __init__(self):\n"
+        "        self.m = keras.models.load_model(os.path.join(os.path.dirname(__file__), 'weights.keras'))\n"
+        "    def predict(self, X):\n"
+        "        return self.m.predict(X, verbose=0)\n"))
+    r = cli("build", "--weights", keras_weights)
+    assert r.code == 1
+    assert "class probabilities" in r.err and "argmax" in r.err
+    assert _nothing_written(workspace)
+
+
+# -- check on zips made by hand ---------------------------------------------------------------
+def test_check_passes_a_hand_made_zip(cli, workspace, tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "w.npy", np.zeros(3))
+    z = make_zip(tmp_path / "hand.zip", {"model.py": GOOD_NUMPY, "w.npy": tmp_path / "w.npy"})
+    r = cli("check", z)
+    assert r.code == 0, r.text
+    assert r.out.strip().splitlines()[-1] == "PASSED"
+
+
+def test_check_fails_a_wrapping_folder(cli, workspace, tmp_path):
+    z = make_zip(tmp_path / "nested.zip", {"submission/model.py": GOOD_NUMPY})
+    r = cli("check", z, "--json")
+    assert r.code == 1
+    rep = json.loads(r.out)
+    assert rep["status"] == "FAILED"
+    assert "not at the zip root" in rep["checks"][0]["message"]
+    assert "zip the files themselves" in rep["checks"][0]["hint"]
+
+
+def test_check_warns_on_a_newer_keras_and_unused_weights(cli, workspace, tmp_path, keras_weights):
+    z = make_zip(tmp_path / "w.zip", {
+        "model.py": "import numpy as np\nclass Model:\n    def __init__(self):\n        pass\n"
+                    "    def predict(self, X):\n        return np.zeros(len(X), int)\n",
+        "weights.keras": keras_weights})
+    r = cli("check", z, "--json")
+    rep = json.loads(r.out)
+    assert rep["status"] == "PASSED with warnings", rep
+    msgs = " ".join(c["message"] for c in rep["checks"])
+    assert "never named" in msgs
+    assert "NEWER than the grader's 3.4.1" in msgs
+
+
+def test_check_of_a_non_zip(cli, workspace, tmp_path):
+    p = tmp_path / "x.zip"
+    p.write_text("hello")
+    r = cli("check", p)
+    assert r.code == 1 and "FAILED" in r.out
