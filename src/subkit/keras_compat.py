@@ -251,13 +251,23 @@ def init_params(cls):
             break
     return accepted, defaults, required
 
-def probe_class(module, name):
+def probe_class(module, name, sample=None):
     cls, why = resolve(module, name)
     if cls is None:
         return {"found": False, "why": why}
     info = {"found": True, "qualname": cls.__module__ + "." + cls.__qualname__}
     info["is_model"] = bool(issubclass(cls, keras.Model))
     info["accepted"], info["defaults"], info["required"] = init_params(cls)
+    info["accepts_any"] = False
+    if sample is not None and not info["is_model"]:
+        # does the class swallow keys it does not know? (InputLayer's **kwargs does)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cls.from_config(dict(sample, subkit_probe_unknown_key=None))
+            info["accepts_any"] = True
+        except Exception:
+            pass
     info["default_config"] = None
     if not info["is_model"] and not info["required"]:
         try:
@@ -271,9 +281,11 @@ def probe_class(module, name):
 def op_probe(req):
     out = {"keras": keras.__version__, "python": "%d.%d.%d" % sys.version_info[:3],
            "classes": {}}
+    samples = req.get("samples") or {}
     for module, name in req["classes"]:
         try:
-            out["classes"][module + ":" + name] = probe_class(module, name)
+            out["classes"][module + ":" + name] = probe_class(
+                module, name, samples.get(module + ":" + name))
         except Exception as exc:
             out["classes"][module + ":" + name] = {"found": False,
                                                    "why": "%s: %s" % (type(exc).__name__, exc)}
@@ -442,6 +454,22 @@ class _WorkerError(Exception):
 
 
 # -- the rewrite --------------------------------------------------------------------------------
+def collect_samples(config: dict) -> dict[str, dict]:
+    """The first config of each Keras class in a tree ("module:name" -> config): the probe
+    tries it on the target with an unknown key added, to learn whether the class swallows
+    keys it does not know."""
+    out: dict[str, dict] = {}
+
+    def visit(obj: dict, label: str, layer: Layer, is_layer: bool) -> None:
+        module = obj.get("module")
+        if _is_keras_module(module) and isinstance(obj.get("config"), dict) \
+                and not obj["class_name"].startswith("__"):
+            out.setdefault(f"{module}:{obj['class_name']}", obj["config"])
+
+    _walk(config, "", ("", 0), True, visit)
+    return out
+
+
 def collect_classes(config: dict) -> list[tuple[str, str]]:
     """Every (module, class_name) of Keras's own classes in a config tree."""
     seen: dict[tuple[str, str], None] = {}
@@ -557,7 +585,7 @@ def plan_rewrite(config: dict, target: dict, source: dict, target_version: str,
                                  f"from_config: {', '.join(extra)}")
             return
         accepted = set(t["accepted"]) | set((t.get("default_config") or {}).keys())
-        for k in list(cfg):
+        for k in list(cfg) if not t.get("accepts_any") else []:
             if k in accepted:
                 continue
             defaults = _source_default(s, k)
@@ -727,6 +755,14 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
         return report
 
     classes = collect_classes(config)
+    target: dict | None = None
+    if not env_python:
+        target = _cached_probe(target_version, classes)
+        if target is None:
+            raise SubkitError(
+                f"cannot retarget to keras {target_version} without an environment that has "
+                "it: subkit asks that Keras which arguments its classes take",
+                hint="create the grader environment: subkit env create (then build again)")
     echo(f"retargeting {src.name} from keras {source_version or '(unknown)'} to "
          f"{target_version}: asking both Kerases about {len(classes)} classes...")
     source_worker = _Worker(source_python or sys.executable, "current")
@@ -740,12 +776,13 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
         if target_worker is not None:
             source_worker.send("predict", model=str(src), batch=str(batch), out=str(out_src),
                                make_batch={"n": BATCH_SIZE, "seed": BATCH_SEED})
-            target_worker.send("probe", classes=req)
+            target_worker.send("probe", classes=req, samples=collect_samples(config))
             target_worker.send("trial", objects=originals)
         source = _result(source_worker, "probe")
         fix: set[int] | None = None
         if target_worker is not None:
             target = _result(target_worker, "probe")
+            assert target is not None
             if version_tuple(target["keras"]) != version_tuple(target_version):
                 raise SubkitError(
                     f"the target environment has keras {target['keras']}, not {target_version}",
@@ -761,13 +798,6 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
                 report["original_error"] = f"layer {name!r}: {refused[first]}"
             report["layers"] = len(originals)
         else:
-            target = _cached_probe(target_version, classes)
-            if target is None:
-                raise SubkitError(
-                    f"cannot retarget to keras {target_version} without an environment that "
-                    "has it: subkit asks that Keras which arguments its classes take",
-                    hint="create the grader environment: subkit env create (then build "
-                         "again)")
             report["skipped_reason"] = ("no grader environment: the rewrite used a cached "
                                         f"probe of keras {target_version} and was not loaded "
                                         "there")
@@ -823,6 +853,21 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
             if report["max_abs_diff"] is not None else "")
          + f"; {report['seconds']:.1f} s")
     return report
+
+
+def probe(python: str, classes: list[tuple[str, str]], label: str = "target",
+          samples: dict[str, dict] | None = None) -> dict:
+    """What the Keras of ``python`` says about ``classes`` ((module, class_name) pairs):
+    ``{"keras", "python", "dtype_dict_ok", "classes": {"module:name": {"found",
+    "accepted", "defaults", "required", "default_config", "is_model", "accepts_any"}}}``.
+    ``samples`` (from ``collect_samples``) let it learn which classes swallow unknown
+    keys."""
+    worker = _Worker(python, label)
+    try:
+        return _result(worker, "probe", classes=[list(c) for c in classes],
+                       samples=samples or {})
+    finally:
+        worker.close()
 
 
 def _name_refused_layer(worker: _Worker, trials: list, target_version: str) -> None:

@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from subkit.errors import SubkitError, UsageError
 
@@ -268,8 +268,12 @@ def check_pins_available(python: str, pin_set: dict, python_version: str,
             raise SubkitError(
                 f"the package index has no {name} for Python {python_version} "
                 f"(pinned: {name}=={version})",
-                hint=f"check the name in the profile's [grader] table")
-        shown = ", ".join(versions[:20]) + (", ..." if len(versions) > 20 else "")
+                hint="check the name in the profile's [grader] table")
+        major = version.split(".")[0]
+        near = [v for v in versions if v.split(".")[0] == major] or versions[:20]
+        shown = ", ".join(near[:40]) + (", ..." if len(near) > 40 else "")
+        if len(near) < len(versions):
+            shown += f" ({len(versions)} versions in all)"
         raise SubkitError(
             f"{name}=={version} is not on the package index for Python {python_version}; "
             f"it has: {shown}",
@@ -277,10 +281,27 @@ def check_pins_available(python: str, pin_set: dict, python_version: str,
 
 
 # -- installing --------------------------------------------------------------------------------
+def _pip_for(python: str) -> list[str]:
+    """The pip command that installs into the venv of ``python``: subkit's own pip with
+    ``--python`` (the venv is made without pip: ensurepip costs 5-15 s), else the venv's
+    pip, bootstrapped with ensurepip when subkit's interpreter has none."""
+    import importlib.util
+
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip", "--python", python]
+    out = subprocess.run([python, "-m", "ensurepip", "--default-pip"], capture_output=True,
+                         text=True, timeout=600)
+    if out.returncode != 0:
+        raise SubkitError(f"no pip to install the grader's packages with: "
+                          f"{(out.stderr or out.stdout).strip()[-300:]}",
+                          hint="install pip for this Python (python -m ensurepip)")
+    return [python, "-m", "pip"]
+
+
 def pip_install(python: str, reqs: list, log_path: Path, echo: Echo, progress: bool) -> None:
     """``python -m pip install reqs``; its output goes to ``log_path`` and, on a terminal,
     one line at a time to ``echo``. Raises SubkitError with pip's last error on failure."""
-    cmd = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+    cmd = [*_pip_for(python), "install", "--disable-pip-version-check", "--no-input",
            "--progress-bar", "off", *reqs]
     start = time.monotonic()
     with open(log_path, "w", encoding="utf-8") as log:
@@ -363,8 +384,8 @@ def import_check(python: str, pin_set: dict) -> dict:
 
 
 def make_venv(interpreter: str, folder: Path) -> Path:
-    out = subprocess.run([interpreter, "-m", "venv", str(folder)], capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run([interpreter, "-m", "venv", "--without-pip", str(folder)],
+                         capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         raise SubkitError(f"could not create a venv with {interpreter}: "
                           f"{(out.stderr or out.stdout).strip()[-300:]}",
