@@ -23,6 +23,17 @@ class Model:
 """
 
 
+@pytest.fixture
+def same_keras(workspace):
+    """The grader's Keras set to the current one: no retarget (keeps these tests fast;
+    the retarget itself is tested in test_keras_compat.py and in the first test here)."""
+    import keras
+
+    toml = workspace / "subkit.toml"
+    toml.write_text(toml.read_text() + f'\n[grader]\nkeras = "{keras.__version__}"\n')
+    return workspace
+
+
 def _zips(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.zip")) if folder.exists() else []
 
@@ -49,6 +60,9 @@ def test_build_with_the_template(cli, workspace, keras_weights):
     assert w["stripped_optimizer"] is True and w["size"] < w["size_before"]
     assert w["keras_version"]
     assert len(inner) == w["size"]
+    # saved by a newer Keras than the grader's 3.4.1: rewritten for it by default
+    assert w["retarget"]["target_version"] == "3.4.1"
+    assert w["retarget"]["status"] in ("rewritten", "unchanged")
     assert {m["name"] for m in man["members"]} == {"model.py", "weights.keras"}
     assert all(len(m["sha256"]) == 64 for m in man["members"])
     assert man["smoke"]["ok"] is True and man["profile"] == "an2dl-2024-blood-cells"
@@ -71,7 +85,7 @@ def test_stripped_weights_load_and_predict_the_same(tmp_path, keras_weights):
     np.testing.assert_array_equal(a, b)
 
 
-def test_keep_optimizer_and_no_smoke(cli, workspace, keras_weights):
+def test_keep_optimizer_and_no_smoke(cli, same_keras, workspace, keras_weights):
     r = cli("build", "--weights", keras_weights, "--keep-optimizer", "--no-smoke", "--json")
     assert r.code == 0, r.text
     man = json.loads(r.out)
@@ -79,7 +93,7 @@ def test_keep_optimizer_and_no_smoke(cli, workspace, keras_weights):
     assert man["status"] == "PASSED with warnings"  # the smoke test was skipped, and says so
 
 
-def test_the_template_follows_the_weights_name(cli, workspace, keras_weights, tmp_path):
+def test_the_template_follows_the_weights_name(cli, same_keras, workspace, keras_weights, tmp_path):
     (workspace / "model.py").unlink()
     other = tmp_path / "best_model.keras"
     other.write_bytes(keras_weights.read_bytes())
@@ -89,7 +103,7 @@ def test_the_template_follows_the_weights_name(cli, workspace, keras_weights, tm
         assert 'WEIGHTS = ["best_model.keras"]' in zf.read("model.py").decode()
 
 
-def test_placeholder_weights_name_is_caught(cli, workspace, keras_weights, tmp_path):
+def test_placeholder_weights_name_is_caught(cli, same_keras, workspace, keras_weights, tmp_path):
     other = tmp_path / "best_model.keras"
     other.write_bytes(keras_weights.read_bytes())
     r = cli("build", "--weights", other)  # the workspace's model.py loads weights.keras
@@ -112,7 +126,7 @@ def _model_py(ws: Path, text: str) -> Path:
     ("class Model:\n    def __init__(self):\n        self.p = '/content/drive/MyDrive/weights.keras'\n"
      "    def predict(self, X):\n        return X\n", "absolute path"),
 ])
-def test_bad_model_py_is_refused(cli, workspace, keras_weights, source, needle):
+def test_bad_model_py_is_refused(cli, same_keras, workspace, keras_weights, source, needle):
     _model_py(workspace, source)
     r = cli("build", "--weights", keras_weights)
     assert r.code == 1, r.text
@@ -120,7 +134,7 @@ def test_bad_model_py_is_refused(cli, workspace, keras_weights, source, needle):
     assert _nothing_written(workspace)
 
 
-def test_bad_weights_are_refused(cli, workspace, tmp_path):
+def test_bad_weights_are_refused(cli, same_keras, workspace, tmp_path):
     r = cli("build", "--weights", tmp_path / "missing.keras")
     assert r.code == 1 and "weights not found" in r.err and "hint:" in r.err
     sm = tmp_path / "saved"
@@ -140,7 +154,7 @@ def test_bad_weights_are_refused(cli, workspace, tmp_path):
     assert _nothing_written(workspace)
 
 
-def test_custom_objects_must_be_defined(cli, workspace, tmp_path):
+def test_custom_objects_must_be_defined(cli, same_keras, workspace, tmp_path):
     import keras
 
     @keras.saving.register_keras_serializable(package="mine")
@@ -157,7 +171,7 @@ def test_custom_objects_must_be_defined(cli, workspace, tmp_path):
     assert _nothing_written(workspace)
 
 
-def test_include_collision_and_missing(cli, workspace, keras_weights, tmp_path):
+def test_include_collision_and_missing(cli, same_keras, workspace, keras_weights, tmp_path):
     other = tmp_path / "x" / "weights.keras"
     other.parent.mkdir()
     other.write_bytes(b"x")
@@ -177,26 +191,26 @@ def test_size_limit_from_the_workspace_profile(cli, workspace, keras_weights):
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere; see the chattr-free variant below")
-def test_unwritable_output_folder(cli, workspace, keras_weights, tmp_path):  # pragma: no cover
+def test_unwritable_output_folder(cli, same_keras, workspace, keras_weights, tmp_path):  # pragma: no cover
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o500)
     r = cli("build", "--weights", keras_weights, "--out-dir", ro)
     assert r.code == 1 and "not writable" in r.err
 
 
-def test_output_folder_that_is_a_file(cli, workspace, keras_weights, tmp_path):
+def test_output_folder_that_is_a_file(cli, same_keras, workspace, keras_weights, tmp_path):
     f = tmp_path / "afile"
     f.write_text("x")
     r = cli("build", "--weights", keras_weights, "--out-dir", f / "sub")
     assert r.code == 1 and "cannot create the output folder" in r.err
 
 
-def test_bad_tag(cli, workspace, keras_weights):
+def test_bad_tag(cli, same_keras, workspace, keras_weights):
     r = cli("build", "--weights", keras_weights, "--tag", "../../evil")
     assert r.code == 2 and "tag" in r.err
 
 
-def test_smoke_failure_is_reported_with_the_hint(cli, workspace, keras_weights):
+def test_smoke_failure_is_reported_with_the_hint(cli, same_keras, workspace, keras_weights):
     _model_py(workspace, (
         "import os, numpy as np, keras\n"
         "class Model:\n"
@@ -211,7 +225,7 @@ def test_smoke_failure_is_reported_with_the_hint(cli, workspace, keras_weights):
 
 
 # -- check on zips made by hand ---------------------------------------------------------------
-def test_check_passes_a_hand_made_zip(cli, workspace, tmp_path):
+def test_check_passes_a_hand_made_zip(cli, same_keras, workspace, tmp_path):
     import numpy as np
 
     np.save(tmp_path / "w.npy", np.zeros(3))
@@ -221,7 +235,7 @@ def test_check_passes_a_hand_made_zip(cli, workspace, tmp_path):
     assert r.out.strip().splitlines()[-1] == "PASSED"
 
 
-def test_check_fails_a_wrapping_folder(cli, workspace, tmp_path):
+def test_check_fails_a_wrapping_folder(cli, same_keras, workspace, tmp_path):
     z = make_zip(tmp_path / "nested.zip", {"submission/model.py": GOOD_NUMPY})
     r = cli("check", z, "--json")
     assert r.code == 1
@@ -244,7 +258,7 @@ def test_check_warns_on_a_newer_keras_and_unused_weights(cli, workspace, tmp_pat
     assert "NEWER than the grader's 3.4.1" in msgs
 
 
-def test_check_of_a_non_zip(cli, workspace, tmp_path):
+def test_check_of_a_non_zip(cli, same_keras, workspace, tmp_path):
     p = tmp_path / "x.zip"
     p.write_text("hello")
     r = cli("check", p)

@@ -316,6 +316,14 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
         rep.weights.append(info.to_dict())
     with tempfile.TemporaryDirectory(dir=out, prefix=".subkit-build-") as tmp:
         stage = Path(tmp)
+        # check 1 first: a broken model.py fails before any weights are rewritten
+        (stage / prof.entry_file).write_text(source, "utf-8")
+        staged_files = [prof.entry_file] + [w.name for w in weights] + [i.name for i in includes]
+        static_checks(stage, staged_files, prof, rep)
+        if rep.status == "FAILED":
+            _print_report(rep, echo)
+            f = rep.first_failure()
+            raise CheckFailed(f"{f['name']}: {f['message']}", hint=f["hint"] or "see the checks above")
         staged: dict[str, Path] = {}
         weights_manifest = []
         for w, info in zip(weights, infos):
@@ -341,14 +349,6 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
                     entry["size"] = staged[w.name].stat().st_size
                 _say(echo, f"  {w.name}: " + _retarget_line(retarget))
             weights_manifest.append(entry)
-        (stage / prof.entry_file).write_text(source, "utf-8")
-        staged_files = [prof.entry_file] + list(staged) + [i.name for i in includes]
-        # check 1 and 3 on what will be zipped
-        (stage / "_check").mkdir()
-        for n in staged_files:
-            src = stage / prof.entry_file if n == prof.entry_file else staged.get(n) or next(i for i in includes if i.name == n)
-            os.link(src, stage / "_check" / n) if _same_fs(src, stage) else shutil.copy2(src, stage / "_check" / n)
-        static_checks(stage / "_check", staged_files, prof, rep)
         staged_infos = [inspect(staged[w.name]) for w in weights]
         version_check([i for i in staged_infos], prof, rep)
         if rep.status == "FAILED":
@@ -407,13 +407,6 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
     if record:
         _record_build(manifest, prof, echo)
     return manifest
-
-
-def _same_fs(a: Path, b: Path) -> bool:
-    try:
-        return os.stat(a).st_dev == os.stat(b).st_dev
-    except OSError:
-        return False
 
 
 def _maybe_retarget(path: Path, stage: Path, info: WeightsInfo, prof, target: str | None,
