@@ -23,7 +23,7 @@ def _step(n: int, text: str) -> None:
     click.secho(f"\n[{n}/5] {text}", bold=True)
 
 
-def run_demo(directory: Path, *, n_images: int = 2400, epochs: int | None = None, force: bool = False,
+def run_demo(directory: Path, *, n_images: int = 2000, epochs: int | None = None, force: bool = False,
              seed: int = 0) -> dict:
     from subkit import profile
     from subkit.workspace import init_workspace

@@ -51,7 +51,7 @@ def parse_args(argv=None):
     if args.backbone is None:
         args.backbone = "small" if args.quick else "efficientnetv2b0"
     if args.epochs is None:
-        args.epochs = 12 if args.quick else 40
+        args.epochs = 10 if args.quick else 40
     return args
 
 
