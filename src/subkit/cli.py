@@ -182,10 +182,22 @@ def _zip_default(prof, zip_path: str | None) -> Path:
               help="With --bundle: the phase (name or index; default: the first).")
 @click.option("--task", "task_index", type=int, default=None, metavar="N",
               help="With --bundle: the task index (default: the phase's first).")
+@click.option("--shift", "shift_suite", is_flag=False, flag_value="default", default=None,
+              metavar="[SUITE]",
+              help="Also score the test set under a seeded suite of distribution shifts: "
+                   "default, quick, or a list like blur:3,noise (see docs/shift-and-report.md).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the shift suite.")
+@click.option("--tta-compare", is_flag=True,
+              help="Run predict again with the template's TTA off (SUBKIT_TTA=0) and compare.")
+@click.option("--proba", is_flag=True,
+              help="Also call predict_proba (when the model has one) to rank the report's "
+                   "mistakes by confidence (implied by --shift).")
 @profile_option
 @json_option
 def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_name, as_json,
-                bundle_path=None, phase_name=None, task_index=None):
+                bundle_path=None, phase_name=None, task_index=None, shift_suite=None, seed=0,
+                tta_compare=False, proba=False):
     """Run a zip the way the hidden evaluation runs it, and score it.
 
     With --bundle, the competition's own programs run instead of subkit's grader."""
@@ -194,13 +206,19 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
 
     prof = _profile(profile_name)
     if bundle_path or phase_name is not None or task_index is not None:
+        if shift_suite or tta_compare:
+            raise UsageError("--shift and --tta-compare run subkit's own grader, not a bundle's",
+                             hint="drop --bundle, or drop --shift/--tta-compare")
         return _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_index,
                                   time_limit, no_network_isolation, as_json)
+    if shift_suite and zip_path is None and shift_suite.lower().endswith(".zip"):
+        zip_path, shift_suite = shift_suite, "default"  # `--shift my.zip`: the zip, not a suite
     zp = _zip_default(prof, zip_path)
     data = _data_default(prof, data_path)
     result = run_score(zp, data, prof, time_limit=time_limit,
                        isolate_network=not no_network_isolation,
-                       progress=not as_json)
+                       progress=not as_json, shift=shift_suite, seed=seed,
+                       tta_compare=tta_compare, proba=proba)
     if as_json:
         _echo_json(result.to_dict())
     else:
@@ -269,7 +287,7 @@ def predict(zip_path, data_path, out_path, force, time_limit, profile_name, as_j
 # -- demo ------------------------------------------------------------------------------------
 @main.command()
 @click.argument("directory", required=False, default="subkit-demo", type=click.Path(file_okay=False))
-@click.option("--n", "n_images", default=2400, show_default=True, help="Synthetic images to generate.")
+@click.option("--n", "n_images", default=2000, show_default=True, help="Synthetic images to generate.")
 @click.option("--epochs", default=None, type=int, help="Training epochs (default: train.py --quick's).")
 @click.option("--force", is_flag=True, help="Reuse a non-empty DIRECTORY.")
 def demo(directory, n_images, epochs, force) -> None:

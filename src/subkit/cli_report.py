@@ -2,11 +2,46 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
 
 
+def newest_run(prof) -> Path:
+    from subkit.errors import InputError
+
+    runs = prof.submissions_dir / "runs"
+    found = [p.parent for p in runs.glob("*/run.json")] if runs.is_dir() else []
+    if not found:
+        raise InputError(f"no run folders in {runs}",
+                         hint="run `subkit score-local` first, or give a run folder")
+    return max(found, key=lambda p: (p / "run.json").stat().st_mtime)
+
+
 @click.command(name="report")
-@click.argument("run_dir", metavar="RUN", required=False)
-def report(run_dir) -> None:
-    """Write (or rewrite) report.html of a run folder and print its path."""
-    raise click.UsageError("not implemented yet")
+@click.argument("run_dir", metavar="[RUN]", required=False,
+                type=click.Path(file_okay=False))
+@click.option("--profile", "profile_name", metavar="NAME",
+              help="Competition profile (to reload the test images for the thumbnails).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report's path as JSON.")
+def report(run_dir, profile_name, as_json) -> None:
+    """Write (or rewrite) report.html of a run folder and print its path.
+
+    RUN is a folder made by `subkit score-local` (default: the newest under
+    submissions/runs/). The page is self-contained (no network) and doubles as Codabench's
+    detailed_results.html."""
+    from subkit import profile
+    from subkit.errors import InputError
+    from subkit.report.html import write_report
+
+    prof = profile.load(profile_name)
+    folder = Path(run_dir) if run_dir else newest_run(prof)
+    if not folder.is_dir():
+        raise InputError(f"run folder not found: {folder}",
+                         hint="give a folder under submissions/runs/ made by `subkit score-local`")
+    path = write_report(folder, prof)
+    if as_json:
+        click.echo(json.dumps({"report": str(path)}))
+    else:
+        click.echo(f"wrote {path}")

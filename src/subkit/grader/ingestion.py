@@ -6,11 +6,24 @@ environment that has no subkit installed, and inside an exported Codabench bundl
 
     python ingestion.py --submission DIR --input X.npy --output DIR
         [--entry model.py] [--class-name Model] [--method predict] [--init-arg A ...]
+        [--proba] [--extra-input NAME=PATH ...] [--extra-wait S]
 
 It does exactly what the grader does: puts the submission first on sys.path, changes the
 working directory to it, ``from model import Model``, ``Model()``, one ``predict(X)``, and
 saves what predict returned. Progress and failures go to ``OUTPUT/ingestion.json`` at every
 stage (written atomically), so a parent that sees the process die knows where it died.
+
+Options beyond the grader's run (subkit's shift suite and report; unused, nothing changes):
+after the clean run has been saved and marked ok,
+
+- ``--proba`` calls ``predict_proba(X)`` when the model has it and saves
+  ``proba.npy`` (the report ranks mistakes by confidence);
+- ``--extra-input NAME=PATH`` (repeatable) calls ``predict`` once on each extra array, in
+  order, saving ``predictions_NAME.npy`` and per-name timings and errors under ``"extra"``
+  in the status. An extra input that does not exist yet is waited for (up to
+  ``--extra-wait`` seconds) until PATH or ``PATH.failed`` appears: the parent may still be
+  writing the later ones while the model predicts the first. A failure on one extra input
+  is recorded and the next one is tried.
 """
 
 import argparse
@@ -89,7 +102,18 @@ def main(argv=None):
     p.add_argument("--class-name", default="Model")
     p.add_argument("--method", default="predict")
     p.add_argument("--init-arg", action="append", default=[])
+    p.add_argument("--proba", action="store_true", help="also save predict_proba(X) if any")
+    p.add_argument("--extra-input", action="append", default=[], metavar="NAME=PATH",
+                   help="predict once more on this .npy after the main run (repeatable)")
+    p.add_argument("--extra-wait", type=float, default=600.0, metavar="S",
+                   help="seconds to wait for an extra input that does not exist yet")
     a = p.parse_args(argv)
+    extras = []
+    for item in a.extra_input:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            p.error(f"--extra-input wants NAME=PATH, got {item!r}")
+        extras.append((name, path))
 
     os.makedirs(a.output, exist_ok=True)
     status = Status(os.path.join(a.output, "ingestion.json"))
@@ -149,6 +173,8 @@ def main(argv=None):
         status.data["timings"]["total_s"] = time.time() - t_all
         status.data["peak_rss_mb"] = _peak_rss_mb()
         status.data["ok"] = True
+        if a.proba or extras:
+            _after_main(a, extras, model, X, status, np)
         status.stage("done")
     except SystemExit as exc:
         status.data["versions"] = _versions()
@@ -166,6 +192,78 @@ def main(argv=None):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # skip interpreter teardown: TF's can take seconds and is not ours to time
+
+
+def _wait_for(path, seconds):
+    """True when ``path`` exists; False when ``path.failed`` appears or time runs out."""
+    end = time.time() + seconds
+    while not os.path.exists(path):
+        if os.path.exists(path + ".failed") or time.time() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _after_main(a, extras, model, X, status, np):
+    """--proba and --extra-input: after the clean run, which is already saved and ok."""
+    if a.proba:
+        status.stage("proba")
+        fn = getattr(model, "predict_proba", None)
+        if fn is None:
+            status.data["proba"] = {"ok": False, "error": "the model has no predict_proba"}
+        else:
+            t = time.time()
+            try:
+                p = np.asarray(fn(X))
+                np.save(os.path.join(a.output, "proba.npy"), p, allow_pickle=False)
+                status.data["proba"] = {"ok": True, "shape": list(p.shape)}
+            except (Exception, SystemExit) as exc:
+                status.data["proba"] = {"ok": False, "error_type": type(exc).__name__,
+                                        "error": str(exc)[:500]}
+            status.data["timings"]["proba_s"] = time.time() - t
+        status.write()
+    del X
+    if not extras:
+        return
+    done = status.data["extra"] = {}
+    t_extra = time.time()
+    for name, path in extras:
+        status.data["extra_current"] = name
+        status.stage("extra:" + name)
+        info = done[name] = {"ok": False}
+        t = time.time()
+        if not _wait_for(path, a.extra_wait):
+            info["error_type"] = "MissingInput"
+            info["error"] = f"the extra input {path} was not written"
+            try:
+                with open(path + ".failed") as fh:
+                    info["error"] += ": " + fh.read(500)
+            except OSError:
+                pass
+            status.write()
+            continue
+        info["wait_s"] = time.time() - t
+        try:
+            Xe = np.load(path, allow_pickle=False)
+            t = time.time()
+            y = getattr(model, a.method)(Xe)
+            info["predict_s"] = time.time() - t
+            del Xe
+            out, arr = describe_output(y, np)
+            info["output"] = out
+            if arr is not None and arr.dtype != object:
+                np.save(os.path.join(a.output, "predictions_" + name + ".npy"), arr,
+                        allow_pickle=False)
+                info["ok"] = True
+            else:
+                info["error_type"], info["error"] = "BadOutput", "predict returned no array"
+        except (Exception, SystemExit) as exc:
+            info["error_type"] = type(exc).__name__
+            info["error"] = str(exc)[:500]
+        status.write()
+    status.data.pop("extra_current", None)
+    status.data["timings"]["extra_total_s"] = time.time() - t_extra
+    status.data["peak_rss_mb"] = _peak_rss_mb()
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ class RunResult:
     class_names: list[str]
     zip_sha256: str = ""
     shift: dict | None = None
+    tta_compare: dict | None = None
 
     @property
     def score(self) -> float | None:
@@ -133,7 +134,8 @@ def prepare_input(X: np.ndarray, prof) -> tuple[np.ndarray, list[str]]:
 def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
                    time_limit: float, python: str | None = None, isolate_network: bool = True,
                    progress: bool = False, extra_env: dict | None = None,
-                   label: str = "running the submission") -> ChildRun:
+                   label: str = "running the submission",
+                   extra_args: list[str] | None = None) -> ChildRun:
     run_dir, submission_dir = Path(run_dir).resolve(), Path(submission_dir).resolve()
     input_dir, output_dir, log_dir = run_dir / "input_data", run_dir / "output", run_dir / "logs"
     for d in (input_dir, output_dir, log_dir):
@@ -145,6 +147,7 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
            "--class-name", prof.class_name, "--method", prof.predict_method]
     for a in prof.init_args:
         cmd += ["--init-arg", str(a)]
+    cmd += list(extra_args or [])  # ingestion.py's --proba / --extra-input (shift suite)
     status_path = output_dir / "ingestion.json"
     bar = _Progress(label, time_limit, status_path, enabled=progress)
     try:
@@ -303,7 +306,16 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls) -> Failure:
 # -- score-local -------------------------------------------------------------------------------
 def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | None = None,
                 isolate_network: bool = True, progress: bool = False, env: str = "current",
-                record: bool = True, keep_input: bool = False) -> RunResult:
+                record: bool = True, keep_input: bool = False, shift: str | None = None,
+                seed: int = 0, tta_compare: bool = False, proba: bool = False,
+                report: bool = True) -> RunResult:
+    """Run the zip like the grader and score it.
+
+    ``shift``: a shift suite (subkit.shift) whose sets the same child predicts after the
+    clean set, once each; ``tta_compare``: a second child with SUBKIT_TTA=0; ``proba``: also
+    save predict_proba(X) (the report's most confident mistakes; implied by ``shift``);
+    ``report``: write report.html in the run folder.
+    """
     from subkit.data import io as data_io
 
     zip_path = Path(zip_path)
@@ -312,6 +324,14 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     if prof.task != "classification":
         raise SubkitError(f"score-local supports classification profiles; {prof.name} is {prof.task}",
                           hint="segmentation scoring is not implemented yet")
+    if shift is not None:
+        from subkit import shift as shiftmod
+
+        try:
+            shiftmod.parse_suite(shift)
+        except shiftmod.SuiteError as exc:
+            raise InputError(str(exc), hint="e.g. --shift default, --shift quick, "
+                                            "--shift blur:3,noise") from None
     ds = data_io.load(data_path, prof, require_labels=True)
     X, warns = prepare_input(ds.images, prof)
     python, env_desc = _python_for(prof, env)
@@ -319,11 +339,45 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     run_dir = new_run_dir(prof.submissions_dir / "runs", zip_path.stem)
     sub_dir = run_dir / "submission"
     sandbox.safe_extract(zip_path, sub_dir)
+    plan = None
     t0 = time.monotonic()
-    cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
-                        isolate_network=isolate_network, progress=progress)
+    if shift is None and not proba:
+        cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
+                            isolate_network=isolate_network, progress=progress)
+    else:
+        from subkit import shift as shiftmod
+
+        if shift is not None:
+            plan = shiftmod.make_plan(X, shift, seed, run_dir / "input_data" / "shifts",
+                                      value_range=prof.input_range)
+        label = f"clean + {len(plan)} shifted sets" if plan else "running the submission"
+        cr = shiftmod.run_with_plan(sub_dir, X, prof, plan, run_dir=run_dir, time_limit=limit,
+                                    python=python, isolate_network=isolate_network,
+                                    progress=progress, proba=True, label=label)
     wall = time.monotonic() - t0
-    result = _finish(cr, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns)
+    try:
+        result = _finish(cr, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns,
+                         plan=plan)
+        if tta_compare and result.ok:
+            from subkit import shift as shiftmod
+
+            result.tta_compare = shiftmod.tta_compare(
+                sub_dir, X, ds.labels, prof, plan,
+                with_tta={"clean": result.score, "shift": result.shift,
+                          "predict_s": result.timings.get("predict_s")},
+                run_dir=run_dir / "no_tta", time_limit=limit, python=python,
+                isolate_network=isolate_network, progress=progress)
+            _write_json(run_dir / "run.json", result.to_dict())
+    finally:
+        if plan is not None and not keep_input:
+            plan.cleanup()
+    if report:
+        try:
+            from subkit.report.html import write_report
+
+            write_report(run_dir, prof, images=X, labels=ds.labels)
+        except Exception as exc:  # the report must never cost the score
+            result.warnings.append(f"report.html could not be written: {type(exc).__name__}: {exc}")
     if record:
         _record(result, prof)
     return result
@@ -343,7 +397,8 @@ def _python_for(prof, env: str) -> tuple[str, dict]:
     return resolve_python(prof, env)
 
 
-def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns) -> RunResult:
+def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns,
+            plan=None) -> RunResult:
     from subkit.ledger import sha256_file
 
     scores: dict = {}
@@ -365,6 +420,10 @@ def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_des
     timings = dict(cr.status.get("timings", {}))
     timings["wall_s"] = wall
     timings["child_s"] = cr.child.elapsed_s
+    extra_s = timings.get("extra_total_s", 0.0) + timings.get("proba_s", 0.0)
+    if extra_s:  # the child also predicted shifted sets: the grader times the clean run only
+        timings["child_total_s"] = cr.child.elapsed_s
+        timings["child_s"] = max(0.0, cr.child.elapsed_s - extra_s)
     env_desc = dict(env_desc)
     if cr.status.get("versions"):
         env_desc["versions"] = cr.status["versions"]
@@ -373,6 +432,19 @@ def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_des
                     timings=timings, peak_rss_mb=cr.child.peak_rss_mb, time_limit_s=limit,
                     env=env_desc, network_isolated=cr.child.network_isolated, failure=failure,
                     warnings=warns, class_names=prof.class_names, zip_sha256=sha256_file(zip_path))
+    if plan is not None:
+        from subkit import shift as shiftmod
+
+        if res.ok:
+            res.shift = shiftmod.collect(plan, cr.status, run_dir / "output", ds.labels, prof,
+                                         res.score)
+            shiftmod.save_samples(plan, run_dir / "output" / "shift_samples.npz")
+            if res.shift["failures"]:
+                res.warnings.append(f"{len(res.shift['failures'])} of {len(plan)} shifted sets "
+                                    f"were not scored (first: {res.shift['failures'][0]['key']}: "
+                                    f"{res.shift['failures'][0]['error']})")
+        if plan.error:
+            res.warnings.append(f"generating the shifted sets failed: {plan.error}")
     if cr.child.stdout_bytes > sandbox.LOG_CAP_BYTES or cr.child.stderr_bytes > sandbox.LOG_CAP_BYTES:
         res.warnings.append(f"the submission printed {max(cr.child.stdout_bytes, cr.child.stderr_bytes) / 1e6:.0f} MB; "
                             "the logs keep the first 16 MiB and the last 64 KiB")

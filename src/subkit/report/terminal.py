@@ -28,11 +28,15 @@ def print_score(result, prof) -> None:
     click.secho(f"{head}   ({result.zip.name} on {result.n} images of {result.data.name})", bold=True)
     others = [k for k in ("accuracy", "balanced_accuracy", "macro_f1") if k != result.metric]
     echo("  " + "   ".join(f"{k} {s[k]:.4f}" for k in others))
-    if result.shift:
+    if result.shift and result.shift.get("shifted_score") is not None:
         sh = result.shift
-        echo(f"  shifted score {sh['shifted_score']:.4f}  (drop {sh['clean_score'] - sh['shifted_score']:+.4f} "
-             f"from clean; see report.html)")
+        click.secho(f"  shifted score {sh['shifted_score']:.4f}  (drop {sh['clean_score'] - sh['shifted_score']:.4f} "
+                    f"from clean; suite {sh.get('suite', '?')}, {sh.get('n_scored', '?')} sets)", bold=True)
     echo("")
+    if result.shift:
+        print_shift(result.shift)
+    if getattr(result, "tta_compare", None):
+        print_tta(result.tta_compare)
     width = max(len(n) for n in result.class_names) + 2
     echo(f"  {'class':<{width}} precision  recall     f1  support")
     for row in result.per_class:
@@ -62,3 +66,49 @@ def print_score(result, prof) -> None:
     for w in result.warnings:
         click.secho(f"  warning: {w}", fg="yellow")
     echo(f"  run folder: {result.run_dir}")
+    report = result.run_dir / "report.html"
+    if report.is_file():
+        echo(f"  report: {report}")
+
+
+def _cell(x) -> str:
+    return f"{x:7.4f}" if x is not None else f"{'-':>7}"
+
+
+def print_shift(sh: dict) -> None:
+    """The shift suite: metric per shift and severity, worst first."""
+    echo = click.echo
+    echo(f"  distribution shift (suite {sh.get('suite')}, seed {sh.get('seed')}): "
+         f"{sh.get('metric', '')} per shift and severity")
+    rows = sorted(sh.get("shifts", []), key=lambda r: (r["mean"] is None, r["mean"] or 0))
+    width = max([len(r["name"]) for r in rows] + [5]) + 2
+    echo(f"  {'shift':<{width}}{'sev 1':>7} {'sev 2':>7} {'sev 3':>7} {'mean':>7} {'drop':>7}")
+    for r in rows:
+        by = dict(zip(r["severity"], r["scores"]))
+        echo(f"  {r['name']:<{width}}" + " ".join(_cell(by.get(s)) for s in (1, 2, 3))
+             + f" {_cell(r['mean'])} {_cell(r.get('drop'))}")
+    echo(f"  {'clean':<{width}}{'':>24}{_cell(sh.get('clean_score'))}")
+    echo(f"  {'shifted score':<{width}}{'':>24}{_cell(sh.get('shifted_score'))} {_cell(sh.get('drop'))}")
+    for f in sh.get("failures") or []:
+        click.secho(f"  not scored: {f['key']}: {f['error']}", fg="yellow")
+    t = sh.get("timings") or {}
+    echo(f"  (shifted sets generated in {t.get('generate_s', 0):.1f} s while the model ran, "
+         f"predicted in {t.get('predict_s', 0):.1f} s; not counted against the time limit)")
+    echo("  The shifted score is a harder estimate than the clean one, not the hidden test set's score.")
+    echo("")
+
+
+def print_tta(t: dict) -> None:
+    echo = click.echo
+    if not t.get("available") or not t.get("ok", True):
+        echo(f"  TTA comparison: {t.get('reason')}")
+        echo("")
+        return
+    echo(f"  test-time augmentation ({t.get('metric', '')}):   with TTA  without    gain")
+    for label, d in (("clean", t.get("clean")), ("shifted score", t.get("shifted"))):
+        if d and d.get("tta") is not None and d.get("no_tta") is not None:
+            echo(f"    {label:<34}{d['tta']:8.4f} {d['no_tta']:8.4f} {d['tta'] - d['no_tta']:+7.4f}")
+    ps = t.get("predict_s") or {}
+    if ps.get("tta") is not None and ps.get("no_tta") is not None:
+        echo(f"    {'predict time (clean set)':<34}{ps['tta']:7.1f}s {ps['no_tta']:7.1f}s")
+    echo("")

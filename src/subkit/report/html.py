@@ -1,0 +1,536 @@
+"""The detailed report of a local run: ``report.html`` in the run folder.
+
+One self-contained file: inline CSS, charts as inline SVG, images as ``data:`` URIs, no
+script, and a Content-Security-Policy that forbids any outside request, so it opens
+offline and doubles as Codabench's ``detailed_results.html``. Sections: the headline
+scores, the shift suite (bar chart, table, sample images), TTA comparison, the per-class
+table, the confusion matrix as a heat map with counts, the most confident mistakes per
+class, the timing against the time limit, and the exact versions and files of the
+submission.
+
+Everything comes from the run folder (``run.json``, ``output/labels.npy``,
+``output/proba.npy``, ``output/shift_samples.npz``, ``submission/``) plus the test images,
+which ``subkit report`` reloads from the data path recorded in run.json when they are not
+given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from subkit.data.html import data_uri
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+MISTAKES_PER_CLASS = 4
+MAX_FILES = 200
+
+CSS = """
+:root{--ink:#1d2430;--muted:#6b7380;--line:#e4e7ec;--bg:#f6f7f9;--ok:#2e7d32;--bad:#c62828;
+--accent:#3558d6;--s1:#9db4f0;--s2:#5b7fe0;--s3:#233f9c}
+*{box-sizing:border-box}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:var(--ink);
+background:var(--bg)}
+main{max-width:1180px;margin:0 auto;padding:24px 28px 60px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:34px 0 10px}
+.sub{color:var(--muted);margin:0 0 18px}
+section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:16px 20px;margin:14px 0}
+section h2{margin-top:0}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(165px,1fr));gap:12px;margin:16px 0}
+.card{background:#fff;border:1px solid var(--line);border-radius:10px;padding:12px 16px}
+.card .k{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
+.card .v{font-size:28px;font-weight:650;margin-top:2px}
+.card .d{font-size:12px;color:var(--muted);overflow-wrap:anywhere}
+.card.main{border-color:var(--accent);box-shadow:0 0 0 2px #3558d622}
+.bad{color:var(--bad)}.good{color:var(--ok)}.muted{color:var(--muted)}
+table{border-collapse:collapse;font-variant-numeric:tabular-nums}
+th,td{padding:4px 10px;text-align:right;border-bottom:1px solid var(--line)}
+th{font-weight:600;color:#39414d;background:#fafbfc}td.l,th.l{text-align:left}
+.bar{position:relative;height:10px;background:#eef0f4;border-radius:5px;min-width:90px}
+.bar>span{position:absolute;left:0;top:0;bottom:0;border-radius:5px;background:var(--accent)}
+.cm td{width:54px;height:34px;text-align:center;border:1px solid #fff;font-size:13px}
+.cm th{font-size:12px;text-align:center}.cm th.l{text-align:left}
+.thumbs{display:flex;flex-wrap:wrap;gap:10px}
+figure{margin:0;text-align:center;font-size:11px;color:#39414d;width:100px}
+figure img{width:96px;height:96px;image-rendering:pixelated;border-radius:6px;border:1px solid var(--line)}
+figcaption{line-height:1.25;margin-top:2px}
+.mrow{display:grid;grid-template-columns:170px 1fr;gap:10px;align-items:start;padding:8px 0;
+border-bottom:1px solid var(--line)}
+.gallery td{padding:3px;border:0;text-align:center}.gallery img{width:72px;height:72px;
+image-rendering:pixelated;border-radius:4px}
+.gallery th{border:0;background:none;font-size:12px}
+.fail{border-color:var(--bad);background:#fff6f6}
+pre{background:#0f1420;color:#e6e9ef;padding:10px 12px;border-radius:8px;overflow:auto;font-size:12px}
+.timebar{display:flex;height:22px;border-radius:6px;overflow:hidden;background:#eef0f4;margin:8px 0}
+.timebar span{display:block;height:100%}
+.legend span{display:inline-block;margin-right:14px;font-size:12px}
+.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px;vertical-align:-1px}
+.note{font-size:12px;color:var(--muted)}
+code{font-size:12px;background:#f0f2f5;padding:1px 4px;border-radius:4px}
+"""
+
+
+def _e(s: Any) -> str:
+    return html.escape(str(s), quote=True)
+
+
+def _short(s, n: int = 24) -> str:
+    s = str(s)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _f(x, nd=4) -> str:
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+# -- loading a run folder ------------------------------------------------------------------
+def load_run(run_dir: Path) -> dict:
+    p = Path(run_dir) / "run.json"
+    try:
+        return json.loads(p.read_text())
+    except OSError:
+        from subkit.errors import InputError
+
+        raise InputError(f"{p} not found: {run_dir} is not a run folder",
+                         hint="give a folder under submissions/runs/ made by `subkit score-local`") from None
+    except ValueError as exc:
+        from subkit.errors import InputError
+
+        raise InputError(f"{p} is not valid JSON ({exc})", hint="rerun score-local") from None
+
+
+def _load_npy(p: Path):
+    try:
+        return np.load(p, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+
+
+def _files(sub_dir: Path) -> list[dict]:
+    out: list[dict] = []
+    if not sub_dir.is_dir():
+        return out
+    for p in sorted(sub_dir.rglob("*")):
+        if not p.is_file() or len(out) >= MAX_FILES:
+            continue
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        out.append({"path": p.relative_to(sub_dir).as_posix(), "size": p.stat().st_size,
+                    "sha256": h.hexdigest()})
+    return out
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+# -- sections ------------------------------------------------------------------------------
+def _headline(run: dict) -> str:
+    metric = run.get("metric", "accuracy")
+    scores = run.get("scores") or {}
+    shift = run.get("shift") or {}
+    t = run.get("timings") or {}
+    limit = run.get("time_limit_s") or 0
+    used = t.get("child_s")
+    cards = [f"<div class='card main'><div class='k'>clean {_e(metric)}</div>"
+             f"<div class='v'>{_f(scores.get(metric))}</div>"
+             f"<div class='d'>{run.get('n', 0):,} local test images</div></div>"]
+    if shift.get("shifted_score") is not None:
+        drop = shift.get("drop") or 0.0
+        cards.append(f"<div class='card main'><div class='k'>shifted score</div>"
+                     f"<div class='v'>{_f(shift['shifted_score'])}</div>"
+                     f"<div class='d'><span class='{'bad' if drop > 0.02 else 'muted'}'>"
+                     f"{-drop:+.4f}</span> from clean; {shift.get('n_scored', 0)} shifted sets "
+                     f"(suite {_e(_short(shift.get('suite')))})</div></div>")
+    for k, label in (("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro F1")):
+        if k != metric and k in scores:
+            cards.append(f"<div class='card'><div class='k'>{label}</div>"
+                         f"<div class='v'>{_f(scores[k])}</div></div>")
+    if used is not None and limit:
+        frac = used / limit
+        cls = "bad" if frac > 0.8 else ("muted" if frac > 0.5 else "good")
+        cards.append(f"<div class='card'><div class='k'>time</div><div class='v'>{used:.0f} s</div>"
+                     f"<div class='d'><span class='{cls}'>{frac:.0%}</span> of the {limit:g} s "
+                     "limit</div></div>")
+    return "<div class='cards'>" + "".join(cards) + "</div>"
+
+
+def _failure(run: dict) -> str:
+    f = run.get("failure") or {}
+    tail = f.get("tail") or ""
+    return (f"<section class='fail'><h2 class='bad'>FAILED at stage {_e(f.get('stage'))}: the grader "
+            f"would fail the same way</h2><p><b>error:</b> {_e(f.get('message'))}</p>"
+            f"<p><b>hint:</b> {_e(f.get('hint'))}</p>"
+            + (f"<pre>{_e(tail)}</pre>" if tail else "") + "</section>")
+
+
+def _shift_chart(shift: dict) -> str:
+    rows = [r for r in shift.get("shifts", []) if any(s is not None for s in r["scores"])]
+    if not rows:
+        return ""
+    rows = sorted(rows, key=lambda r: (r["mean"] if r["mean"] is not None else 2))
+    clean = shift.get("clean_score")
+    shifted = shift.get("shifted_score")
+    label_w, chart_w, right = 190, 640, 70
+    bar_h, gap = 9, 12
+    row_h = 3 * bar_h + gap
+    top = 26
+    h = top + row_h * len(rows) + 26
+    w = label_w + chart_w + right
+    X = lambda v: label_w + chart_w * max(0.0, min(1.0, v))  # noqa: E731
+    out = [f"<svg width='{w}' height='{h}' "
+           f"viewBox='0 0 {w} {h}' role='img' aria-label='shift suite scores' "
+           "font-family='system-ui,sans-serif' font-size='12'>"]
+    for i in range(11):
+        x = X(i / 10)
+        out.append(f"<line x1='{x:.1f}' y1='{top - 6}' x2='{x:.1f}' y2='{h - 20}' stroke='#eef0f4'/>"
+                   f"<text x='{x:.1f}' y='{h - 6}' text-anchor='middle' fill='#6b7380'>{i / 10:.1f}</text>")
+    colours = {1: "#9db4f0", 2: "#5b7fe0", 3: "#233f9c"}
+    for j, r in enumerate(rows):
+        y0 = top + j * row_h
+        out.append(f"<text x='{label_w - 10}' y='{y0 + 1.5 * bar_h + 4}' text-anchor='end' "
+                   f"fill='#1d2430'>{_e(r.get('title') or r['name'])}</text>")
+        for sev, sc in zip(r["severity"], r["scores"]):
+            y = y0 + (sev - 1) * bar_h
+            if sc is None:
+                out.append(f"<text x='{label_w + 4}' y='{y + bar_h - 1}' fill='#c62828' font-size='10'>"
+                           f"severity {sev}: failed</text>")
+                continue
+            out.append(f"<rect x='{label_w}' y='{y}' width='{X(sc) - label_w:.1f}' height='{bar_h - 1}' "
+                       f"rx='2' fill='{colours.get(sev, '#5b7fe0')}'><title>{_e(r['name'])} severity "
+                       f"{sev}: {sc:.4f}</title></rect>")
+        if r["mean"] is not None:
+            out.append(f"<text x='{label_w + chart_w + 8}' y='{y0 + 1.5 * bar_h + 4}' "
+                       f"fill='#1d2430'>{r['mean']:.3f}</text>")
+    for v, colour, name in ((clean, "#2e7d32", "clean"), (shifted, "#c62828", "shifted")):
+        if v is None:
+            continue
+        x = X(v)
+        out.append(f"<line x1='{x:.1f}' y1='{top - 8}' x2='{x:.1f}' y2='{h - 20}' stroke='{colour}' "
+                   f"stroke-width='2' stroke-dasharray='5 3'/>"
+                   f"<text x='{x:.1f}' y='{top - 12}' text-anchor='middle' fill='{colour}' "
+                   f"font-weight='600'>{name} {v:.3f}</text>")
+    out.append("</svg>")
+    legend = ("<div class='legend'><span><i style='background:#9db4f0'></i>severity 1</span>"
+              "<span><i style='background:#5b7fe0'></i>severity 2</span>"
+              "<span><i style='background:#233f9c'></i>severity 3</span>"
+              "<span><i style='background:#2e7d32'></i>clean</span>"
+              "<span><i style='background:#c62828'></i>shifted score (mean)</span></div>")
+    return legend + "".join(out)
+
+
+def _shift_section(run: dict, samples: dict | None, clean_images: np.ndarray | None) -> str:
+    shift = run.get("shift")
+    if not shift:
+        return ("<section><h2>Distribution shift</h2><p class='muted'>Not measured in this run. "
+                "The hidden test set of the reference competition was shifted from the training "
+                "data; run <code>subkit score-local --shift</code> for a harder, more realistic "
+                "estimate than the clean score.</p></section>")
+    metric = shift.get("metric", "accuracy")
+    P = [f"<section><h2>Distribution shift: suite <code>{_e(shift.get('suite'))}</code>, seed "
+         f"{_e(shift.get('seed'))}</h2>",
+         f"<p>{_e(metric)} on the clean test set and on {shift.get('n_shifted_sets', 0)} shifted copies "
+         f"of it (each predicted once, like the grader). <b>Shifted score {_f(shift.get('shifted_score'))}"
+         f"</b> = the mean over every shift and severity; drop from clean "
+         f"{_f(shift.get('drop'))}. Worst: {_e(', '.join(shift.get('worst') or []) or '–')}.</p>",
+         _shift_chart(shift)]
+    P.append("<table style='margin-top:12px'><tr><th class='l'>shift</th><th>severity 1</th>"
+             "<th>severity 2</th><th>severity 3</th><th>mean</th><th>drop</th>"
+             "<th class='l'>parameters (1 / 2 / 3)</th></tr>")
+    for r in shift.get("shifts", []):
+        by = dict(zip(r["severity"], r["scores"]))
+        params = " / ".join(", ".join(f"{k} {v}" for k, v in p.items()) for p in r.get("params", []))
+        drop = r.get("drop")
+        P.append(f"<tr><td class='l'>{_e(r.get('title') or r['name'])} <span class='muted'>"
+                 f"({_e(r['name'])})</span></td>"
+                 + "".join(f"<td>{_f(by.get(s))}</td>" for s in (1, 2, 3))
+                 + f"<td><b>{_f(r.get('mean'))}</b></td><td class='{'bad' if (drop or 0) > 0.05 else ''}'>"
+                 f"{_f(drop)}</td><td class='l note'>{_e(params)}</td></tr>")
+    P.append("</table>")
+    for fl in shift.get("failures") or []:
+        P.append(f"<p class='bad'>{_e(fl['key'])}: {_e(fl['error'])}</p>")
+    if shift.get("skipped"):
+        P.append(f"<p class='note'>skipped (need RGB images): {_e(', '.join(shift['skipped']))}</p>")
+    t = shift.get("timings") or {}
+    P.append(f"<p class='note'>generating the shifted sets: {t.get('generate_s', 0):.1f} s (while the "
+             f"model ran); predicting them: {t.get('predict_s', 0):.1f} s.</p>")
+    if samples:
+        P.append("<h2>What the shifts look like</h2><table class='gallery'><tr><th></th>")
+        k = min(2, min(v.shape[0] for v in samples.values()))
+        heads = ["clean"] + [f"severity {s}" for s in (1, 2, 3)]
+        for _ in range(k):
+            P += [f"<th>{h}</th>" for h in heads]
+        P.append("</tr>")
+        for r in shift.get("shifts", []):
+            cells = []
+            for i in range(k):
+                if clean_images is not None and i < len(clean_images):
+                    cells.append(f"<td><img alt='clean' src='{data_uri(clean_images[i])}'></td>")
+                else:
+                    cells.append("<td></td>")
+                for s in (1, 2, 3):
+                    a = samples.get(f"{r['name']}-{s}")
+                    cells.append(f"<td><img alt='{_e(r['name'])} {s}' src='{data_uri(a[i])}'></td>"
+                                 if a is not None else "<td></td>")
+            P.append(f"<tr><th class='l'>{_e(r.get('title') or r['name'])}</th>{''.join(cells)}</tr>")
+        P.append("</table>")
+    P.append("<p class='note'>What this is: the same images under colour, blur, noise, compression, "
+             "geometry, occlusion and random compositions of augmentation ops, at three "
+             "strengths, seeded and reproducible. What it is not: the hidden test set. The real shift "
+             "is unknown; a model can be tuned to this suite and still drop on the leaderboard. "
+             "Use it to compare submissions, not to predict a leaderboard score.</p></section>")
+    return "".join(P)
+
+
+def _tta_section(run: dict) -> str:
+    t = run.get("tta_compare")
+    if not t:
+        return ""
+    if not t.get("available") or not t.get("ok", True):
+        return f"<section><h2>Test-time augmentation</h2><p class='muted'>{_e(t.get('reason'))}</p></section>"
+    ps = t.get("predict_s") or {}
+    P = ["<section><h2>Test-time augmentation: what it buys</h2><table><tr><th class='l'></th>"
+         "<th>with TTA</th><th>without</th><th>gain</th></tr>"]
+
+    def row(name, d):
+        if not d or d.get("tta") is None or d.get("no_tta") is None:
+            return ""
+        g = d["tta"] - d["no_tta"]
+        return (f"<tr><td class='l'>{_e(name)}</td><td>{_f(d['tta'])}</td><td>{_f(d['no_tta'])}</td>"
+                f"<td class='{'good' if g > 0 else 'bad' if g < 0 else ''}'>{g:+.4f}</td></tr>")
+
+    P.append(row("clean " + t.get("metric", ""), t.get("clean")))
+    P.append(row("shifted score", t.get("shifted")))
+    for r in t.get("shifts") or []:
+        P.append(row(f"  {r['name']} (mean)", r))
+    if ps.get("tta") is not None and ps.get("no_tta") is not None:
+        P.append(f"<tr><td class='l'>predict time, clean set</td><td>{ps['tta']:.1f} s</td>"
+                 f"<td>{ps['no_tta']:.1f} s</td><td>×{ps['tta'] / max(ps['no_tta'], 1e-9):.1f}</td></tr>")
+    P.append("</table></section>")
+    return "".join(P)
+
+
+def _per_class(run: dict) -> str:
+    rows = run.get("per_class") or []
+    if not rows:
+        return ""
+    P = ["<section><h2>Per class</h2><table><tr><th>id</th><th class='l'>class</th><th>support</th>"
+         "<th>precision</th><th>recall</th><th class='l'></th><th>F1</th></tr>"]
+    for r in rows:
+        rec = r["recall"]
+        colour = "#2e7d32" if rec >= 0.9 else ("#e0a100" if rec >= 0.7 else "#c62828")
+        P.append(f"<tr><td>{r['class']}</td><td class='l'>{_e(r['name'])}</td><td>{r['support']}</td>"
+                 f"<td>{r['precision']:.3f}</td><td>{rec:.3f}</td><td class='l'><div class='bar'>"
+                 f"<span style='width:{rec * 100:.1f}%;background:{colour}'></span></div></td>"
+                 f"<td>{r['f1']:.3f}</td></tr>")
+    P.append("</table></section>")
+    return "".join(P)
+
+
+def _confusion(run: dict) -> str:
+    cm = run.get("confusion_matrix") or []
+    if not cm:
+        return ""
+    names = run.get("class_names") or [str(i) for i in range(len(cm))]
+    P = ["<section><h2>Confusion matrix</h2><p class='note'>Rows: true class; columns: predicted "
+         "class (by id). Colour: share of the row (green on the diagonal, red off it).</p>"
+         "<table class='cm'><tr><th></th>"]
+    P += [f"<th title='{_e(n)}'>{j}</th>" for j, n in enumerate(names)]
+    P.append("<th>n</th></tr>")
+    for i, row in enumerate(cm):
+        tot = sum(row) or 1
+        cells = []
+        for j, v in enumerate(row):
+            a = v / tot
+            rgb = "46,125,50" if i == j else "198,40,40"
+            alpha = (0.08 + 0.85 * a) if v else 0.0
+            fg = "#fff" if alpha > 0.55 else "#1d2430"
+            cells.append(f"<td style='background:rgba({rgb},{alpha:.3f});color:{fg}' "
+                         f"title='true {_e(names[i])}, predicted {_e(names[j])}: {v} ({a:.0%})'>"
+                         f"{v if v else ''}</td>")
+        P.append(f"<tr><th class='l'>{i} {_e(names[i])}</th>{''.join(cells)}"
+                 f"<td class='muted'>{sum(row)}</td></tr>")
+    P.append("</table></section>")
+    return "".join(P)
+
+
+def _mistakes(run: dict, images, y_true, y_pred, proba) -> str:
+    head = "<section><h2>Most confident mistakes per class</h2>"
+    if y_pred is None or y_true is None:
+        return head + "<p class='muted'>Predictions not available.</p></section>"
+    if images is None:
+        return head + ("<p class='muted'>The test images are not available (moved?): "
+                       "thumbnails omitted.</p></section>")
+    names = run.get("class_names") or []
+    conf = None
+    if proba is not None and proba.ndim == 2 and proba.shape[0] == len(y_pred) and proba.shape[1] > int(y_pred.max(initial=0)):
+        conf = proba[np.arange(len(y_pred)), y_pred]
+    note = ("ranked by the model's probability of the wrong class" if conf is not None else
+            "the model's confidence was not measured (run with --proba or --shift to rank by it)")
+    P = [head, f"<p class='note'>Up to {MISTAKES_PER_CLASS} per true class, {note}.</p>"]
+    wrong = y_true != y_pred
+    for c in range(len(names)):
+        idx = np.flatnonzero(wrong & (y_true == c))
+        if conf is not None and idx.size:
+            idx = idx[np.argsort(-conf[idx], kind="stable")]
+        n_wrong = idx.size
+        idx = idx[:MISTAKES_PER_CLASS]
+        figs = []
+        for i in idx:
+            p = int(y_pred[i])
+            cap = f"#{i} → {names[p] if p < len(names) else p}"
+            if conf is not None:
+                cap += f" ({conf[i]:.2f})"
+            figs.append(f"<figure><img alt='#{i}' src='{data_uri(images[i])}'>"
+                        f"<figcaption>{_e(cap)}</figcaption></figure>")
+        body = "".join(figs) if figs else "<span class='good'>no mistakes</span>"
+        P.append(f"<div class='mrow'><div><b>{_e(names[c])}</b><br><span class='muted'>"
+                 f"{n_wrong} wrong of {int((y_true == c).sum())}</span></div>"
+                 f"<div class='thumbs'>{body}</div></div>")
+    P.append("</section>")
+    return "".join(P)
+
+
+def _timing(run: dict) -> str:
+    t = run.get("timings") or {}
+    limit = run.get("time_limit_s") or 0
+    used = t.get("child_s")
+    if used is None or not limit:
+        return ""
+    parts = [("import model.py", t.get("import_s", 0) or 0, "#9db4f0"),
+             ("Model()", t.get("init_s", 0) or 0, "#5b7fe0"),
+             ("predict(X)", t.get("predict_s", 0) or 0, "#233f9c")]
+    other = max(0.0, used - sum(p[1] for p in parts))
+    parts.append(("start-up, loading, saving", other, "#b9c0cc"))
+    scale = max(limit, used)
+    spans = "".join(f"<span title='{_e(n)}: {v:.1f} s' style='width:{100 * v / scale:.2f}%;"
+                    f"background:{c}'></span>" for n, v, c in parts if v > 0)
+    frac = used / limit
+    verdict = ("<b class='bad'>over the limit: the grader would kill it</b>" if frac > 1 else
+               "<b class='bad'>close to the limit</b>: the grader's machine may be slower" if frac > 0.6
+               else "<b class='good'>well within the limit</b>")
+    P = ["<section><h2>Time against the limit</h2>",
+         f"<p>{used:.1f} s of the {limit:g} s limit ({frac:.0%}): {verdict}.</p>",
+         f"<div class='timebar'>{spans}</div>",
+         "<div class='legend'>" + "".join(f"<span><i style='background:{c}'></i>{_e(n)} {v:.1f} s</span>"
+                                         for n, v, c in parts) + "</div>"]
+    extra = []
+    if t.get("proba_s"):
+        extra.append(f"predict_proba for this report {t['proba_s']:.1f} s")
+    if t.get("extra_total_s"):
+        extra.append(f"the shifted sets {t['extra_total_s']:.1f} s")
+    if extra:
+        P.append(f"<p class='note'>Not counted (the grader does not run them): {_e('; '.join(extra))}.</p>")
+    if run.get("peak_rss_mb"):
+        P.append(f"<p class='note'>Peak memory of the submission's process: {run['peak_rss_mb']:.0f} MB.</p>")
+    P.append("</section>")
+    return "".join(P)
+
+
+def _environment(run: dict, files: list[dict]) -> str:
+    env = run.get("env") or {}
+    vers = env.get("versions") or {}
+    P = ["<section><h2>Submission and environment</h2><table>"]
+    rows = [("zip", Path(str(run.get("zip", ""))).name), ("zip sha256", run.get("zip_sha256", "")),
+            ("test data", f"{run.get('data', '')} ({run.get('n', 0):,} images)"),
+            ("environment", env.get("name", "")), ("python", env.get("python", ""))]
+    rows += [(k, v) for k, v in vers.items()]
+    rows.append(("network", "cut (as a grader with network disabled)" if run.get("network_isolated")
+                 else "NOT isolated"))
+    for k, v in rows:
+        P.append(f"<tr><th class='l'>{_e(k)}</th><td class='l'><code>{_e(v)}</code></td></tr>")
+    P.append("</table>")
+    if files:
+        P.append("<h2>Files of the submission</h2><table><tr><th class='l'>file</th><th>size</th>"
+                 "<th class='l'>sha256</th></tr>")
+        for f in files:
+            P.append(f"<tr><td class='l'><code>{_e(f['path'])}</code></td><td>{_size(f['size'])}</td>"
+                     f"<td class='l note'><code>{f['sha256'][:16]}…</code></td></tr>")
+        P.append("</table>")
+    for w in run.get("warnings") or []:
+        P.append(f"<p class='bad'>warning: {_e(w)}</p>")
+    P.append(f"<p class='note'>Run folder: <code>{_e(run.get('run_dir', ''))}</code></p></section>")
+    return "".join(P)
+
+
+# -- the page ------------------------------------------------------------------------------
+def render(run: dict, *, images: np.ndarray | None = None, y_true: np.ndarray | None = None,
+           y_pred: np.ndarray | None = None, proba: np.ndarray | None = None,
+           samples: dict | None = None, files: list[dict] | None = None) -> str:
+    """The report page of a run dict (run.json's content)."""
+    zipname = Path(str(run.get("zip", "submission"))).name
+    ok = run.get("ok")
+    when = datetime.now().strftime("%Y-%m-%d %H:%M")
+    P = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+         f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">",
+         "<meta name='viewport' content='width=device-width,initial-scale=1'>",
+         f"<title>subkit report: {_e(zipname)}</title><style>{CSS}</style></head><body><main>",
+         f"<h1>{'' if ok else '<span class=bad>FAILED</span> '}{_e(zipname)}</h1>",
+         f"<p class='sub'>Local evaluation the way the hidden grader runs it · "
+         f"{_e(run.get('metric', ''))} · report written {when} by subkit</p>"]
+    if ok:
+        P.append(_headline(run))
+    else:
+        P.append(_failure(run))
+    if ok:
+        clean = images[: min(3, len(images))] if images is not None else None
+        P.append(_shift_section(run, samples, clean))
+        P.append(_tta_section(run))
+        P.append(_per_class(run))
+        P.append(_confusion(run))
+        P.append(_mistakes(run, images, y_true, y_pred, proba))
+    P.append(_timing(run))
+    P.append(_environment(run, files or []))
+    P.append("</main></body></html>")
+    return "\n".join(p for p in P if p)
+
+
+def write_report(run_dir: Path, prof=None, *, images: np.ndarray | None = None,
+                 labels: np.ndarray | None = None, name: str = "report.html") -> Path:
+    """Write ``report.html`` of a run folder atomically and return its path.
+
+    ``images``/``labels``: the test set (else reloaded from run.json's data path with
+    ``prof``, when it is still there).
+    """
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    out_dir = run_dir / "output"
+    y_pred = _load_npy(out_dir / "labels.npy")
+    proba = _load_npy(out_dir / "proba.npy")
+    samples = None
+    if (out_dir / "shift_samples.npz").is_file():
+        try:
+            with np.load(out_dir / "shift_samples.npz", allow_pickle=False) as z:
+                samples = {k: z[k] for k in z.files}
+        except (OSError, ValueError):
+            samples = None
+    if (images is None or labels is None) and run.get("ok") and prof is not None and run.get("data"):
+        try:
+            from subkit.data import io as data_io
+
+            ds = data_io.load(run["data"], prof, require_labels=True)
+            if len(ds) == run.get("n"):
+                images = ds.images if images is None else images
+                labels = ds.labels if labels is None else labels
+        except Exception:  # moved or changed data: the report goes on without thumbnails
+            pass
+    text = render(run, images=images, y_true=None if labels is None else np.asarray(labels).reshape(-1),
+                  y_pred=y_pred, proba=proba, samples=samples, files=_files(run_dir / "submission"))
+    path = run_dir / name
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, "utf-8")
+    os.replace(tmp, path)
+    return path
