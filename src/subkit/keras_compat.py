@@ -203,6 +203,14 @@ def reply(obj):
     _out.write(TAG + json.dumps(obj, default=repr) + "\n")
     _out.flush()
 
+def short(exc):
+    # Keras nests the real cause after "Exception encountered:", behind pages of config
+    msg = str(exc)
+    if "Exception encountered:" in msg:
+        msg = msg.rsplit("Exception encountered:", 1)[1]
+    lines = msg.strip().splitlines() or [""]
+    return "%s: %s" % (type(exc).__name__, lines[0][:400])
+
 def jsonable(value):
     return json.loads(json.dumps(value, default=repr))
 
@@ -306,8 +314,7 @@ def op_trial(req):
                 warnings.simplefilter("ignore")
                 keras.saving.deserialize_keras_object(obj, safe_mode=True)
         except Exception as exc:
-            lines = str(exc).strip().splitlines() or [""]
-            errors[str(idx)] = "%s: %s" % (type(exc).__name__, lines[0][:400])
+            errors[str(idx)] = short(exc)
     return {"errors": errors}
 
 def _inputs_for(model, n, seed):
@@ -356,7 +363,7 @@ for line in sys.stdin:
     try:
         reply({"ok": True, "result": OPS[req["op"]](req)})
     except Exception as exc:
-        reply({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc),
+        reply({"ok": False, "error": short(exc),
                "traceback": traceback.format_exc()[-3000:]})
 '''
 
