@@ -6,7 +6,8 @@ leaderboard. What moved their scores most were random compositions of many augme
 ops (RandAugment), occlusion (Cutout, GridMask), colour changes, shear and AugMix. This
 module applies such shifts to the local test images, in plain numpy (no TensorFlow in
 subkit's process; deterministic across library versions), vectorized over batches of
-images, each seeded by ``np.random.default_rng((seed, crc32(name), severity, batch))``.
+256 images, each seeded by ``np.random.default_rng((seed, crc32(name), batch))``: the three
+severities of a shift share their random draws and differ only in strength.
 
 Every shift has 3 severities. Images are converted to floats in [0, 1] (from the profile's
 input range), transformed, and converted back to the profile's dtype and range (uint8
@@ -561,7 +562,10 @@ def key(name: str, severity: int) -> str:
 
 
 def _rng(seed: int, name: str, severity: int, batch: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), zlib.crc32(name.encode()), int(severity), int(batch)])
+    # The severity is not part of the seed: the three severities of a shift draw the same
+    # random numbers (the same ops, positions, signs) at growing strengths, so the drop
+    # from one severity to the next is the strength's, not the luck of the draw.
+    return np.random.default_rng([int(seed), zlib.crc32(name.encode()), int(batch)])
 
 
 def apply(X: Array, name: str, severity: int, *, seed: int = 0,
