@@ -299,11 +299,13 @@ def test_real_pip_failing_removes_the_half_made_venv(tmp_path):
         return subprocess.CompletedProcess(cmd, 1, "", "network is unreachable")
 
     interp = {"path": sys.executable, "version": LOCAL, "exact": True, "note": None}
+    said: list[str] = []
     with pytest.raises(SubkitError) as exc:
         environment.create_env({"python": LOCAL, "keras": "3.99.9"}, folder, interp,
-                               echo=lambda m: None, runner=offline)
+                               echo=said.append, runner=offline, progress=True)
     log = folder.parent / "abc.log"
     assert not folder.exists()
+    assert any("s] " in m and "keras" in m for m in said), said  # pip's lines, timed
     assert "pip could not install" in exc.value.message
     assert "keras==3.99.9" in exc.value.message and "keras==3.99.9" in log.read_text()
     assert "partial environment was removed" in exc.value.hint
