@@ -119,7 +119,7 @@ def _probe_interpreter(path: str, timeout: float = 20) -> str | None:
     """``X.Y`` of an interpreter that runs and can make a venv, else None."""
     try:
         out = subprocess.run(
-            [path, "-c", "import sys, venv, ensurepip; "
+            [path, "-c", "import sys, venv; "
                          "print('%d.%d' % sys.version_info[:2])"],
             capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError):
