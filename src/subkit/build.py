@@ -344,7 +344,7 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
             retarget = _maybe_retarget(staged[w.name], stage, info, prof, target_keras, echo, env)
             if retarget:
                 entry["retarget"] = retarget
-                if retarget.get("status") == "rewritten" and retarget.get("path"):
+                if retarget.get("path"):
                     staged[w.name] = Path(retarget.pop("path"))
                     entry["size"] = staged[w.name].stat().st_size
                 _say(echo, f"  {w.name}: " + _retarget_line(retarget))
@@ -429,8 +429,15 @@ def _maybe_retarget(path: Path, stage: Path, info: WeightsInfo, prof, target: st
     except SubkitError:
         env_python = None
     dst = stage / ("retargeted-" + path.name)
-    rep = keras_compat.retarget(path, dst, tgt, env_python=env_python, echo=echo or (lambda s: None))
-    if rep.get("status") == "rewritten":
+    try:
+        rep = keras_compat.retarget(path, dst, tgt, env_python=env_python, echo=echo or (lambda s: None))
+    except SubkitError as exc:
+        if env_python is not None or target is not None:
+            raise  # a layer the target cannot express, or a failed verification: stop
+        # no grader environment and nothing cached about that Keras: keep the file, say so
+        return {"status": "skipped", "source_version": info.keras_version, "target_version": tgt,
+                "skipped_reason": exc.message, "verified": None}
+    if rep.get("status") in ("rewritten", "unchanged") and dst.exists():
         # keep the file's own name inside the zip
         final = stage / "rt" / path.name
         final.parent.mkdir(exist_ok=True)
@@ -450,7 +457,10 @@ def _retarget_line(rt: dict) -> str:
                f"NOT verified: {rt.get('skipped_reason') or 'no grader environment'} (subkit env create)")
         return f"rewritten for Keras {tgt} (saved by {src}; {n} config keys adapted; {how})"
     if st == "unchanged":
-        return f"loads in Keras {tgt} as it is (saved by {src})"
+        return f"loads in Keras {tgt} as it is (saved by {src}; metadata updated)"
+    if st == "skipped":
+        return (f"NOT rewritten for Keras {tgt}: {rt.get('skipped_reason')}; "
+                "run `subkit env create` and build again")
     return f"no rewrite needed for Keras {tgt} (saved by {src})"
 
 
