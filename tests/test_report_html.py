@@ -156,9 +156,11 @@ def load_page(url: str, user_data_dir: Path, screenshot: Path | None = None,
         br.send("Page.navigate", {"url": url}, sess)
         br.wait_event("Page.loadEventFired", sess)
         time.sleep(0.5)  # late console messages
-        title = br.send("Runtime.evaluate", {"expression": "document.title"}, sess)["result"]["value"]
+        title = br.send("Runtime.evaluate", {"expression": "document.title"},
+                        sess)["result"]["value"]
         n_img = br.send("Runtime.evaluate", {
-            "expression": "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length"},
+            "expression": "[...document.images]"
+                          ".filter(i => i.complete && i.naturalWidth > 0).length"},
             sess)["result"]["value"]
         shot = None
         if screenshot is not None:
@@ -173,7 +175,8 @@ def load_page(url: str, user_data_dir: Path, screenshot: Path | None = None,
     for e in events:
         m, p = e.get("method"), e.get("params", {})
         if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-            errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", [])))
+            errors.append(" ".join(str(a.get("value", a.get("description", "")))
+                                   for a in p.get("args", [])))
         elif m == "Runtime.exceptionThrown":
             errors.append(p.get("exceptionDetails", {}).get("text", "exception"))
         elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
@@ -268,7 +271,8 @@ def test_report_is_self_contained(shifted_run):
     # every image is inline
     assert page.count("<img") == page.count("src='data:image/png;base64,")
     for section in ("shifted score", "Per class", "Confusion matrix", "Most confident mistakes",
-                    "Time against the limit", "Files of the submission", "What the shifts look like"):
+                    "Time against the limit", "Files of the submission",
+                    "What the shifts look like"):
         assert section in page, section
     assert "centroids.npy" in page and "model.py" in page
     run = json.loads((shifted_run / "run.json").read_text())
@@ -333,7 +337,8 @@ def test_failed_run_report_loads_clean(tmp_path):
     d = generate(16, seed=5)
     np.savez(ws / "test.npz", images=d["images"], labels=d["labels"])
     with zipfile.ZipFile(ws / "bad.zip", "w") as z:
-        z.writestr("model.py", "class Model:\n    def predict(self, X):\n        raise ValueError('kaput')\n")
+        z.writestr("model.py", "class Model:\n    def predict(self, X):\n"
+                               "        raise ValueError('kaput')\n")
     old = os.getcwd()
     os.chdir(ws)
     try:

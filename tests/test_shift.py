@@ -151,7 +151,8 @@ def _ingest(tmp_path, args, env=None):
     out = tmp_path / "out"
     e = dict(os.environ, COUNT_DIR=str(tmp_path), **(env or {}))
     p = subprocess.run([sys.executable, str(INGESTION), "--submission", str(sub), "--input", str(x),
-                        "--output", str(out), *args], env=e, capture_output=True, text=True, timeout=60)
+                        "--output", str(out), *args], env=e, capture_output=True, text=True,
+                       timeout=60)
     return p, json.loads((out / "ingestion.json").read_text()), out
 
 
@@ -169,8 +170,17 @@ def test_ingestion_extra_inputs_wait_fail_and_go_on(tmp_path):
     np.save(bright, np.full((2, 4, 4, 3), 255, np.uint8))
     Path(str(never) + ".failed").write_text("generator crashed")
 
-    def write_late():
-        time.sleep(1.0)
+    def write_late():  # once the child waits for it
+        status = tmp_path / "out" / "ingestion.json"
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                if json.loads(status.read_text()).get("stage") == "extra:late":
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        time.sleep(0.8)
         tmp = tmp_path / "late.part.npy"
         np.save(tmp, np.full((4, 4, 4, 3), 7, np.uint8))
         os.replace(tmp, late)
@@ -192,6 +202,35 @@ def test_ingestion_extra_inputs_wait_fail_and_go_on(tmp_path):
     assert st["proba"]["ok"] is False and "predict_proba" in st["proba"]["error"]
     calls = (tmp_path / "calls.txt").read_text().split("\n")[:-1]
     assert [c.split()[0] for c in calls] == ["5", "3", "4", "2"]  # once per set, in order
+
+
+def test_ingestion_stops_the_extra_work_when_its_parent_dies(tmp_path):
+    """subkit killed mid-suite: the orphaned child must not predict on for hours."""
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "model.py").write_text(COUNTING)
+    x = tmp_path / "X.npy"
+    np.save(x, np.zeros((5, 4, 4, 3), np.uint8))
+    out = tmp_path / "out"
+    never = tmp_path / "never.npy"  # never written: the child waits for it
+    child = [sys.executable, str(INGESTION), "--submission", str(sub), "--input", str(x),
+             "--output", str(out), "--extra-input", f"a={never}", "--extra-input", f"b={never}"]
+    wrapper = ("import subprocess, sys, time; subprocess.Popen(sys.argv[1:]); time.sleep(2)")
+    env = dict(os.environ, COUNT_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", wrapper, *child], env=env, timeout=60)
+    deadline = time.monotonic() + 20
+    st = {}
+    while time.monotonic() < deadline:
+        try:
+            st = json.loads((out / "ingestion.json").read_text())
+        except (OSError, ValueError):
+            st = {}
+        if st.get("stage") == "done":
+            break
+        time.sleep(0.2)
+    assert st.get("stage") == "done", st
+    assert st["ok"] and st["extra_stopped"] == "the parent process ended"
+    assert st["extra"]["a"]["error_type"] == "MissingInput" and "b" not in st["extra"]
 
 
 # -- score-local --shift through the child ----------------------------------------------------
@@ -225,8 +264,9 @@ def test_shift_scores_are_what_the_model_gives_on_the_shifted_images(cli, ws_dat
     y = d["labels"].ravel()
     values = []
     for row in sh["shifts"]:
-        for sev, got in zip(row["severity"], row["scores"]):
-            want = float(np.mean(model.predict(S.apply(d["images"], row["name"], sev, seed=5)) == y))
+        for sev, got in zip(row["severity"], row["scores"], strict=True):
+            shifted = S.apply(d["images"], row["name"], sev, seed=5)
+            want = float(np.mean(model.predict(shifted) == y))
             assert got == pytest.approx(want), (row["name"], sev)
             values.append(want)
     assert sh["shifted_score"] == pytest.approx(np.mean(values))
@@ -240,11 +280,13 @@ def test_shift_scores_are_what_the_model_gives_on_the_shifted_images(cli, ws_dat
     rd = Path(res["run_dir"])
     assert not (rd / "input_data" / "shifts").exists()  # the shifted copies are removed
     with np.load(rd / "output" / "shift_samples.npz") as smp:
-        assert sorted(smp.files) == sorted(f"{r_['name']}-{s}" for r_ in sh["shifts"] for s in r_["severity"])
+        want = [f"{r_['name']}-{s}" for r_ in sh["shifts"] for s in r_["severity"]]
+        assert sorted(smp.files) == sorted(want)
     assert (rd / "report.html").is_file()
 
 
-def test_each_shifted_set_is_predicted_once_and_runs_are_reproducible(cli, ws_data, tmp_path, monkeypatch):
+def test_each_shifted_set_is_predicted_once_and_runs_are_reproducible(cli, ws_data, tmp_path,
+                                                                      monkeypatch):
     ws, _ = ws_data
     monkeypatch.setenv("COUNT_DIR", str(tmp_path))
     z = make_zip(tmp_path / "count.zip", {"model.py": COUNTING})
@@ -324,7 +366,8 @@ def test_tta_compare_not_available_without_the_switch(cli, ws_data, tmp_path):
     assert r.code == 0
     t = json.loads(r.out)["tta_compare"]
     assert t["available"] is False and "SUBKIT_TTA" in t["reason"]
-    off = make_zip(tmp_path / "off.zip", {"model.py": TTA_SWITCH.replace("TTA = True", "TTA = False")})
+    off_text = TTA_SWITCH.replace("TTA = True", "TTA = False")
+    off = make_zip(tmp_path / "off.zip", {"model.py": off_text})
     r = cli("score-local", off, "--data", "test.npz", "--tta-compare", "--json")
     assert "TTA = False" in json.loads(r.out)["tta_compare"]["reason"]
 
@@ -353,7 +396,8 @@ def test_template_keras_model_with_tta_on_shifted_data(cli, ws_data, tmp_path):
 
     w = tmp_path / "weights.keras"
     tiny_model(optimizer=False).save(w)
-    z = make_zip(tmp_path / "keras.zip", {"model.py": template_text("model.py"), "weights.keras": w})
+    z = make_zip(tmp_path / "keras.zip",
+                 {"model.py": template_text("model.py"), "weights.keras": w})
     r = cli("score-local", z, "--data", "test.npz", "--shift", "randaugment:3,jpeg:2",
             "--tta-compare", "--json")
     assert r.code == 0, r.text

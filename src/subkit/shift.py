@@ -15,45 +15,45 @@ input range), transformed, and converted back to the profile's dtype and range (
 magnitude drawn uniformly from [a, b] with a random sign. Geometric ops sample bilinearly
 and fill outside the image by mirror reflection (Keras' ``fill_mode="reflect"``).
 
-=================== ============================================ ============ ============ ============
-shift               what it does                                 severity 1   severity 2   severity 3
-=================== ============================================ ============ ============ ============
-colour_cast         per-channel gain 1±U(0, g) and offset ±U(0,   g .10        g .20        g .35
-                    o) of the range (Keras' channel shift)        o .03        o .06        o .10
-hue_shift           hue rotation in YIQ space by ±U(θ/2, θ)      θ 10°        θ 25°        θ 45°
-saturation          blend with grey: factor exp(±U(a/2, a))      a ln 1.5     a ln 2.2     a ln 4
+=================== ============================================ =========== =========== ===========
+shift               what it does                                 severity 1  severity 2  severity 3
+=================== ============================================ =========== =========== ===========
+colour_cast         per-channel gain 1±U(0, g), offset ±U(0, o)  g .10       g .20       g .35
+                    of the range (Keras' channel shift)          o .03       o .06       o .10
+hue_shift           hue rotation in YIQ space by ±U(θ/2, θ)      θ 10°       θ 25°       θ 45°
+saturation          blend with grey: factor exp(±U(a/2, a))      a ln 1.5    a ln 2.2    a ln 4
                     (desaturated or oversaturated)
-brightness_contrast brightness ±U(b/2, b) of the range, then     b .08        b .16        b .25
-                    contrast factor exp(±U(c/2, c)) about the     c ln 1.3     c ln 1.7     c ln 2.3
+brightness_contrast brightness ±U(b/2, b) of the range, then     b .08       b .16       b .25
+                    contrast factor exp(±U(c/2, c)) about the    c ln 1.3    c ln 1.7    c ln 2.3
                     image mean
-blur                separable Gaussian blur, σ in pixels         σ 0.8        σ 1.4        σ 2.2
-noise               additive Gaussian noise, σ of the range      σ .03        σ .06        σ .10
-jpeg                JPEG-like: YCbCr, 4:2:0 chroma, 8x8 block    q 40         q 20         q 8
+blur                separable Gaussian blur, σ in pixels         σ 0.8       σ 1.4       σ 2.2
+noise               additive Gaussian noise, σ of the range      σ .03       σ .06       σ .10
+jpeg                JPEG-like: YCbCr, 4:2:0 chroma, 8x8 block    q 40        q 20        q 8
                     DCT quantised with the IJG tables at quality
                     q
-stain_jitter        stain colour jitter in HED optical density   α .05        α .12        α .25
-                    (Ruifrok-Johnston): each stain s*(1+U(-α,α))  β .02        β .05        β .10
+stain_jitter        stain colour jitter in HED optical density   α .05       α .12       α .25
+                    (Ruifrok-Johnston): stain s*(1+U(-α, α))     β .02       β .05       β .10
                     + U(-β, β)
-rotate_flip         random flips (p .5 each axis), rotation by   θ 15°        θ 45°        θ 180°
+rotate_flip         random flips (p .5 each axis), rotation by   θ 15°       θ 45°       θ 180°
                     U(-θ, θ)
-zoom_crop           zoom by a factor in [lo, hi] (in: a random   .90-1.15     .80-1.35     .70-1.60
+zoom_crop           zoom by a factor in [lo, hi] (in: a random   .90-1.15    .80-1.35    .70-1.60
                     crop; out: reflected border), random centre
-shear               shear along x and y, factors U(-s, s)        s .10        s .20        s .35
-occlusion           half of the images: Cutout (k squares of     k 1, a .25   k 2, a .30   k 3, a .35
-                    side a); the other half: GridMask (period    r .40        r .55        r .70
+shear               shear along x and y, factors U(-s, s)        s .10       s .20       s .35
+occlusion           half of the images: Cutout (k squares of     k 1, a .25  k 2, a .30  k 3, a .35
+                    side a); the other half: GridMask (period    r .40       r .55       r .70
                     U(.25, .5) of the side, square of side r per
                     period); fill black or the image's mean
-augmix              AugMix: 3 chains of 1-3 random ops            m .3         m .6         m 1.0
+augmix              AugMix: 3 chains of 1-3 random ops           m .3        m .6        m 1.0
                     (autocontrast, equalize, posterize, rotate,
                     solarize, shear, translate) at magnitude m,
                     mixed with Dirichlet(1) weights, then with
                     the original at Beta(1, 1)
-randaugment         RandAugment: n ops per image drawn from 15    n 2, m .3    n 3, m .5    n 4, m .7
+randaugment         RandAugment: n ops per image drawn from 15   n 2, m .3   n 3, m .5   n 4, m .7
                     (identity, autocontrast, equalize, rotate,
                     solarize, colour, posterize, contrast,
                     brightness, sharpness, shear x/y,
                     translate x/y, cutout) at magnitude m
-=================== ============================================ ============ ============ ============
+=================== ============================================ =========== =========== ===========
 
 Op magnitudes in augmix/randaugment at m = 1: rotate 30°, shear 0.3, translate 0.3 of the
 side, solarize threshold 0.25, posterize to 4 bits, colour/contrast/brightness/sharpness
@@ -100,7 +100,9 @@ def _b(v):
 
 
 def _luma(x):
-    return (x[..., :1] * 0.299 + x[..., 1:2] * 0.587 + x[..., 2:3] * 0.114) if x.shape[-1] == 3 else x
+    if x.shape[-1] != 3:
+        return x
+    return x[..., :1] * 0.299 + x[..., 1:2] * 0.587 + x[..., 2:3] * 0.114
 
 
 def _mirror(s: Array, n: int) -> Array:
@@ -343,11 +345,13 @@ _Q_LUMA = np.array([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
     14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
     18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], np.float32).reshape(8, 8)
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    np.float32).reshape(8, 8)
 _Q_CHROMA = np.full((8, 8), 99, np.float32)
 _Q_CHROMA[:4, :4] = np.array([17, 18, 24, 47, 18, 21, 26, 66, 24, 26, 56, 99, 47, 66, 99, 99],
                              np.float32).reshape(4, 4)
-_D8 = np.array([[(math.sqrt(1 / 8) if k == 0 else math.sqrt(2 / 8)) * math.cos((2 * i + 1) * k * math.pi / 16)
+_D8 = np.array([[(math.sqrt(1 / 8) if k == 0 else math.sqrt(2 / 8))
+                 * math.cos((2 * i + 1) * k * math.pi / 16)
                  for i in range(8)] for k in range(8)], np.float32)  # orthonormal DCT-II
 
 
@@ -446,11 +450,11 @@ def _occlusion(x, rng, k, side, ratio):
     cut = _squares(x, rng, k, side, fill)
     # GridMask: in each period d (per image), a square of side r*d is masked, random offset
     d = rng.uniform(0.25, 0.5, n) * min(h, w)
-    l = ratio * d
+    side = ratio * d
     oy, ox = rng.uniform(0, 1, n) * d, rng.uniform(0, 1, n) * d
     yy, xx = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
-    my = np.mod(yy + oy[:, None, None], d[:, None, None]) < l[:, None, None]
-    mx = np.mod(xx + ox[:, None, None], d[:, None, None]) < l[:, None, None]
+    my = np.mod(yy + oy[:, None, None], d[:, None, None]) < side[:, None, None]
+    mx = np.mod(xx + ox[:, None, None], d[:, None, None]) < side[:, None, None]
     grid = np.where((my & mx)[..., None], fill, x)
     return np.where(_b(use_grid), grid, cut)
 
@@ -654,7 +658,8 @@ class Plan:
                 path = Path(e["path"])
                 part = path.with_name(path.name + ".part")
                 mm = np.lib.format.open_memmap(part, mode="w+", dtype=X.dtype, shape=X.shape)
-                apply(X, e["name"], e["severity"], seed=self.seed, value_range=self.value_range, out=mm)
+                apply(X, e["name"], e["severity"], seed=self.seed, value_range=self.value_range,
+                      out=mm)
                 self.samples[e["key"]] = np.array(mm[sample_index])
                 mm.flush()
                 del mm
@@ -747,7 +752,8 @@ def collect(plan: Plan, status: dict, output_dir: Path, y_true: Array, prof,
     return {
         "suite": plan.suite, "seed": plan.seed, "metric": prof.metric, "n": int(len(y_true)),
         "clean_score": clean_score, "shifted_score": shifted,
-        "drop": (clean_score - shifted) if (shifted is not None and clean_score is not None) else None,
+        "drop": (clean_score - shifted if shifted is not None and clean_score is not None
+                 else None),
         "n_shifted_sets": len(plan.entries), "n_scored": len(scores),
         "shifts": list(rows.values()),
         "worst": [r["name"] for r in ranked[:3]],
@@ -792,7 +798,8 @@ def run_with_plan(submission_dir: Path, X: Array, prof, plan: Plan | None, *, ru
     st = cr.status
     main_ok = bool(st.get("ok"))
     pred_path = Path(run_dir) / "output" / "predictions.npy"
-    if cr.failure is not None and main_ok and str(st.get("stage", "")).startswith(("extra", "proba")):
+    late_stage = str(st.get("stage", "")).startswith(("extra", "proba"))
+    if cr.failure is not None and main_ok and late_stage:
         # the clean run finished; the child died or was killed on the extra work
         try:
             cr.predictions = np.load(pred_path, allow_pickle=False)
@@ -849,11 +856,13 @@ def tta_compare(submission_dir: Path, X: Array, y_true: Array, prof, plan: Plan 
                        python=python, isolate_network=isolate_network, progress=progress,
                        extra_env={"SUBKIT_TTA": "0"}, label="the same without TTA")
     if cr.failure is not None:
-        return {"available": True, "ok": False, "reason": f"the run without TTA failed: {cr.failure.message}"}
+        return {"available": True, "ok": False,
+                "reason": f"the run without TTA failed: {cr.failure.message}"}
     try:
         labels, _ = scoring.validate_predictions(cr.predictions, len(y_true), prof.n_classes)
     except scoring.PredictionError as exc:
-        return {"available": True, "ok": False, "reason": f"the run without TTA failed: {exc.message}"}
+        return {"available": True, "ok": False,
+                "reason": f"the run without TTA failed: {exc.message}"}
     clean_off = float(scoring.metrics(y_true, labels, prof.class_names)[prof.metric])
     out = {"available": True, "ok": True, "metric": prof.metric,
            "clean": {"tta": with_tta.get("clean"), "no_tta": clean_off},
@@ -880,10 +889,12 @@ def save_samples(plan: Plan, path: Path) -> None:
 
 def table(shift: dict) -> str:
     """A plain-text table of a shift dict (for --json-less logs and the docs)."""
-    lines = [f"{'shift':<22}" + "".join(f"{'sev ' + str(s):>8}" for s in (1, 2, 3)) + f"{'mean':>8}"]
+    head = "".join(f"{'sev ' + str(s):>8}" for s in (1, 2, 3))
+    lines = [f"{'shift':<22}{head}{'mean':>8}"]
     for r in shift["shifts"]:
-        by = dict(zip(r["severity"], r["scores"]))
-        cells = "".join(f"{by[s]:8.4f}" if by.get(s) is not None else f"{'-':>8}" for s in (1, 2, 3))
+        by = dict(zip(r["severity"], r["scores"], strict=True))
+        cells = "".join(f"{by[s]:8.4f}" if by.get(s) is not None else f"{'-':>8}"
+                        for s in (1, 2, 3))
         mean = f"{r['mean']:8.4f}" if r["mean"] is not None else f"{'-':>8}"
         lines.append(f"{r['name']:<22}{cells}{mean}")
     return "\n".join(lines)

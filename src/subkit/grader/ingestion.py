@@ -117,6 +117,8 @@ def main(argv=None):
 
     os.makedirs(a.output, exist_ok=True)
     status = Status(os.path.join(a.output, "ingestion.json"))
+    if extras:
+        status.data["ppid"] = os.getppid()
     t_all = time.time()
     stage = "load_input"
     try:
@@ -194,11 +196,12 @@ def main(argv=None):
     os._exit(0)  # skip interpreter teardown: TF's can take seconds and is not ours to time
 
 
-def _wait_for(path, seconds):
-    """True when ``path`` exists; False when ``path.failed`` appears or time runs out."""
+def _wait_for(path, seconds, parent):
+    """True when ``path`` exists; False when ``path.failed`` appears, time runs out or the
+    parent is gone."""
     end = time.time() + seconds
     while not os.path.exists(path):
-        if os.path.exists(path + ".failed") or time.time() > end:
+        if os.path.exists(path + ".failed") or time.time() > end or os.getppid() != parent:
             return False
         time.sleep(0.02)
     return True
@@ -227,12 +230,16 @@ def _after_main(a, extras, model, X, status, np):
         return
     done = status.data["extra"] = {}
     t_extra = time.time()
+    parent = status.data.get("ppid")
     for name, path in extras:
+        if os.getppid() != parent:  # subkit was killed: nobody will read what follows
+            status.data["extra_stopped"] = "the parent process ended"
+            break
         status.data["extra_current"] = name
         status.stage("extra:" + name)
         info = done[name] = {"ok": False}
         t = time.time()
-        if not _wait_for(path, a.extra_wait):
+        if not _wait_for(path, a.extra_wait, parent):
             info["error_type"] = "MissingInput"
             info["error"] = f"the extra input {path} was not written"
             try:

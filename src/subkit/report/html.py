@@ -41,7 +41,8 @@ background:var(--bg)}
 main{max-width:1180px;margin:0 auto;padding:24px 28px 60px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:34px 0 10px}
 .sub{color:var(--muted);margin:0 0 18px}
-section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:16px 20px;margin:14px 0}
+section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:16px 20px;
+margin:14px 0}
 section h2{margin-top:0}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(165px,1fr));gap:12px;margin:16px 0}
 .card{background:#fff;border:1px solid var(--line);border-radius:10px;padding:12px 16px}
@@ -59,7 +60,8 @@ th{font-weight:600;color:#39414d;background:#fafbfc}td.l,th.l{text-align:left}
 .cm th{font-size:12px;text-align:center}.cm th.l{text-align:left}
 .thumbs{display:flex;flex-wrap:wrap;gap:10px}
 figure{margin:0;text-align:center;font-size:11px;color:#39414d;width:100px}
-figure img{width:96px;height:96px;image-rendering:pixelated;border-radius:6px;border:1px solid var(--line)}
+figure img{width:96px;height:96px;image-rendering:pixelated;border-radius:6px;
+border:1px solid var(--line)}
 figcaption{line-height:1.25;margin-top:2px}
 .mrow{display:grid;grid-template-columns:170px 1fr;gap:10px;align-items:start;padding:8px 0;
 border-bottom:1px solid var(--line)}
@@ -67,11 +69,13 @@ border-bottom:1px solid var(--line)}
 image-rendering:pixelated;border-radius:4px}
 .gallery th{border:0;background:none;font-size:12px}
 .fail{border-color:var(--bad);background:#fff6f6}
-pre{background:#0f1420;color:#e6e9ef;padding:10px 12px;border-radius:8px;overflow:auto;font-size:12px}
+pre{background:#0f1420;color:#e6e9ef;padding:10px 12px;border-radius:8px;overflow:auto;
+font-size:12px}
 .timebar{display:flex;height:22px;border-radius:6px;overflow:hidden;background:#eef0f4;margin:8px 0}
 .timebar span{display:block;height:100%}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}
-.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px;vertical-align:-1px}
+.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px;
+vertical-align:-1px}
 .note{font-size:12px;color:var(--muted)}
 code{font-size:12px;background:#f0f2f5;padding:1px 4px;border-radius:4px}
 """
@@ -99,7 +103,8 @@ def load_run(run_dir: Path) -> dict:
         from subkit.errors import InputError
 
         raise InputError(f"{p} not found: {run_dir} is not a run folder",
-                         hint="give a folder under submissions/runs/ made by `subkit score-local`") from None
+                         hint="give a folder under submissions/runs/ made by "
+                              "`subkit score-local`") from None
     except ValueError as exc:
         from subkit.errors import InputError
 
@@ -171,8 +176,8 @@ def _headline(run: dict) -> str:
 def _failure(run: dict) -> str:
     f = run.get("failure") or {}
     tail = f.get("tail") or ""
-    return (f"<section class='fail'><h2 class='bad'>FAILED at stage {_e(f.get('stage'))}: the grader "
-            f"would fail the same way</h2><p><b>error:</b> {_e(f.get('message'))}</p>"
+    return (f"<section class='fail'><h2 class='bad'>FAILED at stage {_e(f.get('stage'))}: "
+            f"the grader would fail the same way</h2><p><b>error:</b> {_e(f.get('message'))}</p>"
             f"<p><b>hint:</b> {_e(f.get('hint'))}</p>"
             + (f"<pre>{_e(tail)}</pre>" if tail else "") + "</section>")
 
@@ -196,22 +201,23 @@ def _shift_chart(shift: dict) -> str:
            "font-family='system-ui,sans-serif' font-size='12'>"]
     for i in range(11):
         x = X(i / 10)
-        out.append(f"<line x1='{x:.1f}' y1='{top - 6}' x2='{x:.1f}' y2='{h - 20}' stroke='#eef0f4'/>"
-                   f"<text x='{x:.1f}' y='{h - 6}' text-anchor='middle' fill='#6b7380'>{i / 10:.1f}</text>")
+        out.append(f"<line x1='{x:.1f}' y1='{top - 6}' x2='{x:.1f}' y2='{h - 20}' "
+                   f"stroke='#eef0f4'/><text x='{x:.1f}' y='{h - 6}' text-anchor='middle' "
+                   f"fill='#6b7380'>{i / 10:.1f}</text>")
     colours = {1: "#9db4f0", 2: "#5b7fe0", 3: "#233f9c"}
     for j, r in enumerate(rows):
         y0 = top + j * row_h
         out.append(f"<text x='{label_w - 10}' y='{y0 + 1.5 * bar_h + 4}' text-anchor='end' "
                    f"fill='#1d2430'>{_e(r.get('title') or r['name'])}</text>")
-        for sev, sc in zip(r["severity"], r["scores"]):
+        for sev, sc in zip(r["severity"], r["scores"], strict=True):
             y = y0 + (sev - 1) * bar_h
             if sc is None:
-                out.append(f"<text x='{label_w + 4}' y='{y + bar_h - 1}' fill='#c62828' font-size='10'>"
-                           f"severity {sev}: failed</text>")
+                out.append(f"<text x='{label_w + 4}' y='{y + bar_h - 1}' fill='#c62828' "
+                           f"font-size='10'>severity {sev}: failed</text>")
                 continue
-            out.append(f"<rect x='{label_w}' y='{y}' width='{X(sc) - label_w:.1f}' height='{bar_h - 1}' "
-                       f"rx='2' fill='{colours.get(sev, '#5b7fe0')}'><title>{_e(r['name'])} severity "
-                       f"{sev}: {sc:.4f}</title></rect>")
+            out.append(f"<rect x='{label_w}' y='{y}' width='{X(sc) - label_w:.1f}' "
+                       f"height='{bar_h - 1}' rx='2' fill='{colours.get(sev, '#5b7fe0')}'><title>"
+                       f"{_e(r['name'])} severity {sev}: {sc:.4f}</title></rect>")
         if r["mean"] is not None:
             out.append(f"<text x='{label_w + chart_w + 8}' y='{y0 + 1.5 * bar_h + 4}' "
                        f"fill='#1d2430'>{r['mean']:.3f}</text>")
@@ -219,8 +225,8 @@ def _shift_chart(shift: dict) -> str:
         if v is None:
             continue
         x = X(v)
-        out.append(f"<line x1='{x:.1f}' y1='{top - 8}' x2='{x:.1f}' y2='{h - 20}' stroke='{colour}' "
-                   f"stroke-width='2' stroke-dasharray='5 3'/>"
+        out.append(f"<line x1='{x:.1f}' y1='{top - 8}' x2='{x:.1f}' y2='{h - 20}' "
+                   f"stroke='{colour}' stroke-width='2' stroke-dasharray='5 3'/>"
                    f"<text x='{x:.1f}' y='{top - 12}' text-anchor='middle' fill='{colour}' "
                    f"font-weight='600'>{name} {v:.3f}</text>")
     out.append("</svg>")
@@ -242,31 +248,35 @@ def _shift_section(run: dict, samples: dict | None, clean_images: np.ndarray | N
     metric = shift.get("metric", "accuracy")
     P = [f"<section><h2>Distribution shift: suite <code>{_e(shift.get('suite'))}</code>, seed "
          f"{_e(shift.get('seed'))}</h2>",
-         f"<p>{_e(metric)} on the clean test set and on {shift.get('n_shifted_sets', 0)} shifted copies "
-         f"of it (each predicted once, like the grader). <b>Shifted score {_f(shift.get('shifted_score'))}"
-         f"</b> = the mean over every shift and severity; drop from clean "
+         f"<p>{_e(metric)} on the clean test set and on {shift.get('n_shifted_sets', 0)} "
+         f"shifted copies of it (each predicted once, like the grader). <b>Shifted score "
+         f"{_f(shift.get('shifted_score'))}</b> = the mean over every shift and severity; "
+         f"drop from clean "
          f"{_f(shift.get('drop'))}. Worst: {_e(', '.join(shift.get('worst') or []) or '–')}.</p>",
          _shift_chart(shift)]
     P.append("<table style='margin-top:12px'><tr><th class='l'>shift</th><th>severity 1</th>"
              "<th>severity 2</th><th>severity 3</th><th>mean</th><th>drop</th>"
              "<th class='l'>parameters (1 / 2 / 3)</th></tr>")
     for r in shift.get("shifts", []):
-        by = dict(zip(r["severity"], r["scores"]))
-        params = " / ".join(", ".join(f"{k} {v}" for k, v in p.items()) for p in r.get("params", []))
+        by = dict(zip(r["severity"], r["scores"], strict=True))
+        params = " / ".join(", ".join(f"{k} {v}" for k, v in p.items())
+                            for p in r.get("params", []))
         drop = r.get("drop")
         P.append(f"<tr><td class='l'>{_e(r.get('title') or r['name'])} <span class='muted'>"
                  f"({_e(r['name'])})</span></td>"
                  + "".join(f"<td>{_f(by.get(s))}</td>" for s in (1, 2, 3))
-                 + f"<td><b>{_f(r.get('mean'))}</b></td><td class='{'bad' if (drop or 0) > 0.05 else ''}'>"
-                 f"{_f(drop)}</td><td class='l note'>{_e(params)}</td></tr>")
+                 + f"<td><b>{_f(r.get('mean'))}</b></td>"
+                 f"<td class='{'bad' if (drop or 0) > 0.05 else ''}'>{_f(drop)}</td>"
+                 f"<td class='l note'>{_e(params)}</td></tr>")
     P.append("</table>")
     for fl in shift.get("failures") or []:
         P.append(f"<p class='bad'>{_e(fl['key'])}: {_e(fl['error'])}</p>")
     if shift.get("skipped"):
-        P.append(f"<p class='note'>skipped (need RGB images): {_e(', '.join(shift['skipped']))}</p>")
+        P.append(f"<p class='note'>skipped (need RGB images): "
+                 f"{_e(', '.join(shift['skipped']))}</p>")
     t = shift.get("timings") or {}
-    P.append(f"<p class='note'>generating the shifted sets: {t.get('generate_s', 0):.1f} s (while the "
-             f"model ran); predicting them: {t.get('predict_s', 0):.1f} s.</p>")
+    P.append(f"<p class='note'>generating the shifted sets: {t.get('generate_s', 0):.1f} s "
+             f"(while the model ran); predicting them: {t.get('predict_s', 0):.1f} s.</p>")
     if samples:
         P.append("<h2>What the shifts look like</h2><table class='gallery'><tr><th></th>")
         k = min(2, min(v.shape[0] for v in samples.values()))
@@ -285,12 +295,14 @@ def _shift_section(run: dict, samples: dict | None, clean_images: np.ndarray | N
                     a = samples.get(f"{r['name']}-{s}")
                     cells.append(f"<td><img alt='{_e(r['name'])} {s}' src='{data_uri(a[i])}'></td>"
                                  if a is not None else "<td></td>")
-            P.append(f"<tr><th class='l'>{_e(r.get('title') or r['name'])}</th>{''.join(cells)}</tr>")
+            P.append(f"<tr><th class='l'>{_e(r.get('title') or r['name'])}</th>"
+                     f"{''.join(cells)}</tr>")
         P.append("</table>")
-    P.append("<p class='note'>What this is: the same images under colour, blur, noise, compression, "
-             "geometry, occlusion and random compositions of augmentation ops, at three "
-             "strengths, seeded and reproducible. What it is not: the hidden test set. The real shift "
-             "is unknown; a model can be tuned to this suite and still drop on the leaderboard. "
+    P.append("<p class='note'>What this is: the same images under colour, blur, noise, "
+             "compression, geometry, occlusion and random compositions of augmentation ops, at "
+             "three strengths, seeded and reproducible. What it is not: the hidden test set. The "
+             "real shift is unknown; a model can be tuned to this suite and still drop on the "
+             "leaderboard. "
              "Use it to compare submissions, not to predict a leaderboard score.</p></section>")
     return "".join(P)
 
@@ -300,7 +312,8 @@ def _tta_section(run: dict) -> str:
     if not t:
         return ""
     if not t.get("available") or not t.get("ok", True):
-        return f"<section><h2>Test-time augmentation</h2><p class='muted'>{_e(t.get('reason'))}</p></section>"
+        return (f"<section><h2>Test-time augmentation</h2><p class='muted'>"
+                f"{_e(t.get('reason'))}</p></section>")
     ps = t.get("predict_s") or {}
     P = ["<section><h2>Test-time augmentation: what it buys</h2><table><tr><th class='l'></th>"
          "<th>with TTA</th><th>without</th><th>gain</th></tr>"]
@@ -309,7 +322,8 @@ def _tta_section(run: dict) -> str:
         if not d or d.get("tta") is None or d.get("no_tta") is None:
             return ""
         g = d["tta"] - d["no_tta"]
-        return (f"<tr><td class='l'>{_e(name)}</td><td>{_f(d['tta'])}</td><td>{_f(d['no_tta'])}</td>"
+        return (f"<tr><td class='l'>{_e(name)}</td><td>{_f(d['tta'])}</td>"
+                f"<td>{_f(d['no_tta'])}</td>"
                 f"<td class='{'good' if g > 0 else 'bad' if g < 0 else ''}'>{g:+.4f}</td></tr>")
 
     P.append(row("clean " + t.get("metric", ""), t.get("clean")))
@@ -318,7 +332,8 @@ def _tta_section(run: dict) -> str:
         P.append(row(f"  {r['name']} (mean)", r))
     if ps.get("tta") is not None and ps.get("no_tta") is not None:
         P.append(f"<tr><td class='l'>predict time, clean set</td><td>{ps['tta']:.1f} s</td>"
-                 f"<td>{ps['no_tta']:.1f} s</td><td>×{ps['tta'] / max(ps['no_tta'], 1e-9):.1f}</td></tr>")
+                 f"<td>{ps['no_tta']:.1f} s</td>"
+                 f"<td>×{ps['tta'] / max(ps['no_tta'], 1e-9):.1f}</td></tr>")
     P.append("</table></section>")
     return "".join(P)
 
@@ -332,8 +347,9 @@ def _per_class(run: dict) -> str:
     for r in rows:
         rec = r["recall"]
         colour = "#2e7d32" if rec >= 0.9 else ("#e0a100" if rec >= 0.7 else "#c62828")
-        P.append(f"<tr><td>{r['class']}</td><td class='l'>{_e(r['name'])}</td><td>{r['support']}</td>"
-                 f"<td>{r['precision']:.3f}</td><td>{rec:.3f}</td><td class='l'><div class='bar'>"
+        P.append(f"<tr><td>{r['class']}</td><td class='l'>{_e(r['name'])}</td>"
+                 f"<td>{r['support']}</td><td>{r['precision']:.3f}</td><td>{rec:.3f}</td>"
+                 f"<td class='l'><div class='bar'>"
                  f"<span style='width:{rec * 100:.1f}%;background:{colour}'></span></div></td>"
                  f"<td>{r['f1']:.3f}</td></tr>")
     P.append("</table></section>")
@@ -376,7 +392,8 @@ def _mistakes(run: dict, images, y_true, y_pred, proba) -> str:
                        "thumbnails omitted.</p></section>")
     names = run.get("class_names") or []
     conf = None
-    if proba is not None and proba.ndim == 2 and proba.shape[0] == len(y_pred) and proba.shape[1] > int(y_pred.max(initial=0)):
+    if (proba is not None and proba.ndim == 2 and proba.shape[0] == len(y_pred)
+            and proba.shape[1] > int(y_pred.max(initial=0))):
         conf = proba[np.arange(len(y_pred)), y_pred]
     note = ("ranked by the model's probability of the wrong class" if conf is not None else
             "the model's confidence was not measured (run with --proba or --shift to rank by it)")
@@ -420,22 +437,26 @@ def _timing(run: dict) -> str:
                     f"background:{c}'></span>" for n, v, c in parts if v > 0)
     frac = used / limit
     verdict = ("<b class='bad'>over the limit: the grader would kill it</b>" if frac > 1 else
-               "<b class='bad'>close to the limit</b>: the grader's machine may be slower" if frac > 0.6
+               "<b class='bad'>close to the limit</b>: the grader's machine may be slower"
+               if frac > 0.6
                else "<b class='good'>well within the limit</b>")
     P = ["<section><h2>Time against the limit</h2>",
          f"<p>{used:.1f} s of the {limit:g} s limit ({frac:.0%}): {verdict}.</p>",
          f"<div class='timebar'>{spans}</div>",
-         "<div class='legend'>" + "".join(f"<span><i style='background:{c}'></i>{_e(n)} {v:.1f} s</span>"
-                                         for n, v, c in parts) + "</div>"]
+         "<div class='legend'>"
+         + "".join(f"<span><i style='background:{c}'></i>{_e(n)} {v:.1f} s</span>"
+                   for n, v, c in parts) + "</div>"]
     extra = []
     if t.get("proba_s"):
         extra.append(f"predict_proba for this report {t['proba_s']:.1f} s")
     if t.get("extra_total_s"):
         extra.append(f"the shifted sets {t['extra_total_s']:.1f} s")
     if extra:
-        P.append(f"<p class='note'>Not counted (the grader does not run them): {_e('; '.join(extra))}.</p>")
+        P.append(f"<p class='note'>Not counted (the grader does not run them): "
+                 f"{_e('; '.join(extra))}.</p>")
     if run.get("peak_rss_mb"):
-        P.append(f"<p class='note'>Peak memory of the submission's process: {run['peak_rss_mb']:.0f} MB.</p>")
+        P.append(f"<p class='note'>Peak memory of the submission's process: "
+                 f"{run['peak_rss_mb']:.0f} MB.</p>")
     P.append("</section>")
     return "".join(P)
 
@@ -457,7 +478,8 @@ def _environment(run: dict, files: list[dict]) -> str:
         P.append("<h2>Files of the submission</h2><table><tr><th class='l'>file</th><th>size</th>"
                  "<th class='l'>sha256</th></tr>")
         for f in files:
-            P.append(f"<tr><td class='l'><code>{_e(f['path'])}</code></td><td>{_size(f['size'])}</td>"
+            P.append(f"<tr><td class='l'><code>{_e(f['path'])}</code></td>"
+                     f"<td>{_size(f['size'])}</td>"
                      f"<td class='l note'><code>{f['sha256'][:16]}…</code></td></tr>")
         P.append("</table>")
     for w in run.get("warnings") or []:
@@ -517,7 +539,8 @@ def write_report(run_dir: Path, prof=None, *, images: np.ndarray | None = None,
                 samples = {k: z[k] for k in z.files}
         except (OSError, ValueError):
             samples = None
-    if (images is None or labels is None) and run.get("ok") and prof is not None and run.get("data"):
+    if ((images is None or labels is None) and run.get("ok") and prof is not None
+            and run.get("data")):
         try:
             from subkit.data import io as data_io
 
@@ -527,8 +550,9 @@ def write_report(run_dir: Path, prof=None, *, images: np.ndarray | None = None,
                 labels = ds.labels if labels is None else labels
         except Exception:  # moved or changed data: the report goes on without thumbnails
             pass
-    text = render(run, images=images, y_true=None if labels is None else np.asarray(labels).reshape(-1),
-                  y_pred=y_pred, proba=proba, samples=samples, files=_files(run_dir / "submission"))
+    y_true = None if labels is None else np.asarray(labels).reshape(-1)
+    text = render(run, images=images, y_true=y_true, y_pred=y_pred, proba=proba,
+                  samples=samples, files=_files(run_dir / "submission"))
     path = run_dir / name
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, "utf-8")

@@ -13,7 +13,8 @@ def print_score(result, prof) -> None:
     echo = click.echo
     if not result.ok:
         f = result.failure
-        click.secho(f"FAILED  {result.zip.name}: the grader would fail the same way", fg="red", bold=True)
+        click.secho(f"FAILED  {result.zip.name}: the grader would fail the same way",
+                    fg="red", bold=True)
         echo(f"  stage: {f.stage}")
         if f.tail:
             echo("  --- the submission's traceback/log tail ---")
@@ -25,13 +26,15 @@ def print_score(result, prof) -> None:
         return
     s = result.scores
     head = f"{result.metric} {s[result.metric]:.4f}"
-    click.secho(f"{head}   ({result.zip.name} on {result.n} images of {result.data.name})", bold=True)
+    click.secho(f"{head}   ({result.zip.name} on {result.n} images of {result.data.name})",
+                bold=True)
     others = [k for k in ("accuracy", "balanced_accuracy", "macro_f1") if k != result.metric]
     echo("  " + "   ".join(f"{k} {s[k]:.4f}" for k in others))
     if result.shift and result.shift.get("shifted_score") is not None:
         sh = result.shift
-        click.secho(f"  shifted score {sh['shifted_score']:.4f}  (drop {sh['clean_score'] - sh['shifted_score']:.4f} "
-                    f"from clean; suite {sh.get('suite', '?')}, {sh.get('n_scored', '?')} sets)", bold=True)
+        drop = sh["clean_score"] - sh["shifted_score"]
+        click.secho(f"  shifted score {sh['shifted_score']:.4f}  (drop {drop:.4f} from clean; "
+                    f"suite {sh.get('suite', '?')}, {sh.get('n_scored', '?')} sets)", bold=True)
     echo("")
     if result.shift:
         print_shift(result.shift)
@@ -40,7 +43,8 @@ def print_score(result, prof) -> None:
     width = max(len(n) for n in result.class_names) + 2
     echo(f"  {'class':<{width}} precision  recall     f1  support")
     for row in result.per_class:
-        echo(f"  {row['name']:<{width}} {row['precision']:9.3f} {row['recall']:7.3f} {row['f1']:6.3f} "
+        echo(f"  {row['name']:<{width}} {row['precision']:9.3f} {row['recall']:7.3f} "
+             f"{row['f1']:6.3f} "
              f"{row['support']:8d}")
     echo("")
     echo("  confusion matrix (rows: true, columns: predicted)")
@@ -84,17 +88,19 @@ def print_shift(sh: dict) -> None:
     width = max([len(r["name"]) for r in rows] + [5]) + 2
     echo(f"  {'shift':<{width}}{'sev 1':>7} {'sev 2':>7} {'sev 3':>7} {'mean':>7} {'drop':>7}")
     for r in rows:
-        by = dict(zip(r["severity"], r["scores"]))
+        by = dict(zip(r["severity"], r["scores"], strict=True))
         echo(f"  {r['name']:<{width}}" + " ".join(_cell(by.get(s)) for s in (1, 2, 3))
              + f" {_cell(r['mean'])} {_cell(r.get('drop'))}")
     echo(f"  {'clean':<{width}}{'':>24}{_cell(sh.get('clean_score'))}")
-    echo(f"  {'shifted score':<{width}}{'':>24}{_cell(sh.get('shifted_score'))} {_cell(sh.get('drop'))}")
+    echo(f"  {'shifted score':<{width}}{'':>24}{_cell(sh.get('shifted_score'))} "
+         f"{_cell(sh.get('drop'))}")
     for f in sh.get("failures") or []:
         click.secho(f"  not scored: {f['key']}: {f['error']}", fg="yellow")
     t = sh.get("timings") or {}
     echo(f"  (shifted sets generated in {t.get('generate_s', 0):.1f} s while the model ran, "
          f"predicted in {t.get('predict_s', 0):.1f} s; not counted against the time limit)")
-    echo("  The shifted score is a harder estimate than the clean one, not the hidden test set's score.")
+    echo("  The shifted score is a harder estimate than the clean one, "
+         "not the hidden test set's score.")
     echo("")
 
 
@@ -107,7 +113,8 @@ def print_tta(t: dict) -> None:
     echo(f"  test-time augmentation ({t.get('metric', '')}):   with TTA  without    gain")
     for label, d in (("clean", t.get("clean")), ("shifted score", t.get("shifted"))):
         if d and d.get("tta") is not None and d.get("no_tta") is not None:
-            echo(f"    {label:<34}{d['tta']:8.4f} {d['no_tta']:8.4f} {d['tta'] - d['no_tta']:+7.4f}")
+            gain = d["tta"] - d["no_tta"]
+            echo(f"    {label:<34}{d['tta']:8.4f} {d['no_tta']:8.4f} {gain:+7.4f}")
     ps = t.get("predict_s") or {}
     if ps.get("tta") is not None and ps.get("no_tta") is not None:
         echo(f"    {'predict time (clean set)':<34}{ps['tta']:7.1f}s {ps['no_tta']:7.1f}s")
