@@ -607,11 +607,30 @@ def apply(X: Array, name: str, severity: int, *, seed: int = 0,
     return out
 
 
+_SHOW = {  # the parameters in words, per severity (the docstring's table)
+    "colour_cast": lambda g, o: f"gain ±{g:g}, offset ±{o:g}",
+    "hue_shift": lambda theta: f"±{theta / 2:g}-{theta:g}°",
+    "saturation": lambda a: f"×/÷ up to {math.exp(a):.2g}",
+    "brightness_contrast": lambda b, c: f"brightness ±{b:g}, contrast ×/÷ up to {math.exp(c):.2g}",
+    "blur": lambda sigma: f"σ {sigma:g} px",
+    "noise": lambda sigma: f"σ {sigma:g}",
+    "jpeg": lambda quality: f"quality {quality}",
+    "stain_jitter": lambda alpha, beta: f"α {alpha:g}, β {beta:g}",
+    "rotate_flip": lambda theta: f"flips, ±{theta:g}°",
+    "zoom_crop": lambda lo, hi: f"×{lo:g}-{hi:g}",
+    "shear": lambda s: f"±{s:g}",
+    "occlusion": lambda k, side, ratio: f"{k} × {side:g} cutout / grid {ratio:g}",
+    "augmix": lambda m: f"magnitude {m:g}",
+    "randaugment": lambda n_ops, m: f"{n_ops} ops, magnitude {m:g}",
+}
+
+
 def describe(name: str) -> dict:
     s = SHIFTS[name]
     return {"name": name, "title": s.title,
             "params": [{k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
-                       for d in s.severities]}
+                       for d in s.severities],
+            "shown": [_SHOW[name](**d) for d in s.severities]}
 
 
 # -- the plan: shifted copies on disk, for one child that predicts each once ----------------

@@ -31,6 +31,7 @@ from subkit.data.html import data_uri
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 MISTAKES_PER_CLASS = 4
 MAX_FILES = 200
+MAX_HASH_BYTES = 64 * 1024**2  # files hashed for the report (bigger: size only)
 
 CSS = """
 :root{--ink:#1d2430;--muted:#6b7380;--line:#e4e7ec;--bg:#f6f7f9;--ok:#2e7d32;--bad:#c62828;
@@ -65,9 +66,10 @@ border:1px solid var(--line)}
 figcaption{line-height:1.25;margin-top:2px}
 .mrow{display:grid;grid-template-columns:170px 1fr;gap:10px;align-items:start;padding:8px 0;
 border-bottom:1px solid var(--line)}
-.gallery td{padding:3px;border:0;text-align:center}.gallery img{width:72px;height:72px;
-image-rendering:pixelated;border-radius:4px}
-.gallery th{border:0;background:none;font-size:12px}
+.gcards{display:grid;grid-template-columns:repeat(auto-fill,minmax(272px,1fr));gap:10px}
+.gcard{border:1px solid var(--line);border-radius:8px;padding:8px 10px;font-size:13px}
+.gthumbs{display:flex;gap:4px;margin-top:4px}.gthumbs figure{width:62px;font-size:10px}
+.gthumbs img{width:60px;height:60px;border-radius:4px}
 .fail{border-color:var(--bad);background:#fff6f6}
 pre{background:#0f1420;color:#e6e9ef;padding:10px 12px;border-radius:8px;overflow:auto;
 font-size:12px}
@@ -125,12 +127,15 @@ def _files(sub_dir: Path) -> list[dict]:
     for p in sorted(sub_dir.rglob("*")):
         if not p.is_file() or len(out) >= MAX_FILES:
             continue
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        out.append({"path": p.relative_to(sub_dir).as_posix(), "size": p.stat().st_size,
-                    "sha256": h.hexdigest()})
+        size = p.stat().st_size
+        digest = None
+        if size <= MAX_HASH_BYTES:  # a big weights file: the zip's sha256 identifies it
+            h = hashlib.sha256()
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            digest = h.hexdigest()
+        out.append({"path": p.relative_to(sub_dir).as_posix(), "size": size, "sha256": digest})
     return out
 
 
@@ -225,9 +230,13 @@ def _shift_chart(shift: dict) -> str:
         if v is None:
             continue
         x = X(v)
+        other = shifted if name == "clean" else clean
+        # labels on either side of their line, so that close values do not overlap
+        right = other is None or v >= other
+        anchor, tx = ("start", x + 4) if right else ("end", x - 4)
         out.append(f"<line x1='{x:.1f}' y1='{top - 8}' x2='{x:.1f}' y2='{h - 20}' "
                    f"stroke='{colour}' stroke-width='2' stroke-dasharray='5 3'/>"
-                   f"<text x='{x:.1f}' y='{top - 12}' text-anchor='middle' fill='{colour}' "
+                   f"<text x='{tx:.1f}' y='{top - 12}' text-anchor='{anchor}' fill='{colour}' "
                    f"font-weight='600'>{name} {v:.3f}</text>")
     out.append("</svg>")
     legend = ("<div class='legend'><span><i style='background:#9db4f0'></i>severity 1</span>"
@@ -238,7 +247,7 @@ def _shift_chart(shift: dict) -> str:
     return legend + "".join(out)
 
 
-def _shift_section(run: dict, samples: dict | None, clean_images: np.ndarray | None) -> str:
+def _shift_section(run: dict) -> str:
     shift = run.get("shift")
     if not shift:
         return ("<section><h2>Distribution shift</h2><p class='muted'>Not measured in this run. "
@@ -254,20 +263,24 @@ def _shift_section(run: dict, samples: dict | None, clean_images: np.ndarray | N
          f"drop from clean "
          f"{_f(shift.get('drop'))}. Worst: {_e(', '.join(shift.get('worst') or []) or '–')}.</p>",
          _shift_chart(shift)]
+    tta = run.get("tta_compare") or {}
+    no_tta = {r["name"]: r.get("no_tta") for r in tta.get("shifts") or []}
     P.append("<table style='margin-top:12px'><tr><th class='l'>shift</th><th>severity 1</th>"
              "<th>severity 2</th><th>severity 3</th><th>mean</th><th>drop</th>"
-             "<th class='l'>parameters (1 / 2 / 3)</th></tr>")
+             + ("<th>mean without TTA</th>" if no_tta else "")
+             + "<th class='l'>parameters (1 / 2 / 3)</th></tr>")
     for r in shift.get("shifts", []):
         by = dict(zip(r["severity"], r["scores"], strict=True))
-        params = " / ".join(", ".join(f"{k} {v}" for k, v in p.items())
-                            for p in r.get("params", []))
+        params = " / ".join(r.get("shown") or [", ".join(f"{k} {v}" for k, v in p.items())
+                                                for p in r.get("params", [])])
         drop = r.get("drop")
         P.append(f"<tr><td class='l'>{_e(r.get('title') or r['name'])} <span class='muted'>"
                  f"({_e(r['name'])})</span></td>"
                  + "".join(f"<td>{_f(by.get(s))}</td>" for s in (1, 2, 3))
                  + f"<td><b>{_f(r.get('mean'))}</b></td>"
                  f"<td class='{'bad' if (drop or 0) > 0.05 else ''}'>{_f(drop)}</td>"
-                 f"<td class='l note'>{_e(params)}</td></tr>")
+                 + (f"<td>{_f(no_tta.get(r['name']))}</td>" if no_tta else "")
+                 + f"<td class='l note'>{_e(params)}</td></tr>")
     P.append("</table>")
     for fl in shift.get("failures") or []:
         P.append(f"<p class='bad'>{_e(fl['key'])}: {_e(fl['error'])}</p>")
@@ -277,33 +290,36 @@ def _shift_section(run: dict, samples: dict | None, clean_images: np.ndarray | N
     t = shift.get("timings") or {}
     P.append(f"<p class='note'>generating the shifted sets: {t.get('generate_s', 0):.1f} s "
              f"(while the model ran); predicting them: {t.get('predict_s', 0):.1f} s.</p>")
-    if samples:
-        P.append("<h2>What the shifts look like</h2><table class='gallery'><tr><th></th>")
-        k = min(2, min(v.shape[0] for v in samples.values()))
-        heads = ["clean"] + [f"severity {s}" for s in (1, 2, 3)]
-        for _ in range(k):
-            P += [f"<th>{h}</th>" for h in heads]
-        P.append("</tr>")
-        for r in shift.get("shifts", []):
-            cells = []
-            for i in range(k):
-                if clean_images is not None and i < len(clean_images):
-                    cells.append(f"<td><img alt='clean' src='{data_uri(clean_images[i])}'></td>")
-                else:
-                    cells.append("<td></td>")
-                for s in (1, 2, 3):
-                    a = samples.get(f"{r['name']}-{s}")
-                    cells.append(f"<td><img alt='{_e(r['name'])} {s}' src='{data_uri(a[i])}'></td>"
-                                 if a is not None else "<td></td>")
-            P.append(f"<tr><th class='l'>{_e(r.get('title') or r['name'])}</th>"
-                     f"{''.join(cells)}</tr>")
-        P.append("</table>")
     P.append("<p class='note'>What this is: the same images under colour, blur, noise, "
              "compression, geometry, occlusion and random compositions of augmentation ops, at "
              "three strengths, seeded and reproducible. What it is not: the hidden test set. The "
              "real shift is unknown; a model can be tuned to this suite and still drop on the "
              "leaderboard. "
              "Use it to compare submissions, not to predict a leaderboard score.</p></section>")
+    return "".join(P)
+
+
+def _gallery(run: dict, samples: dict | None, clean_images: np.ndarray | None) -> str:
+    """One test image per shift: clean and at severities 1, 2, 3 (the images rotate)."""
+    shift = run.get("shift")
+    if not shift or not samples:
+        return ""
+    k = min(v.shape[0] for v in samples.values())
+    P = ["<section><h2>What the shifts look like</h2><div class='gcards'>"]
+    for j, r in enumerate(shift.get("shifts", [])):
+        i = j % k if k else 0
+        cells = []
+        if clean_images is not None and i < len(clean_images):
+            cells.append(f"<figure><img alt='clean' src='{data_uri(clean_images[i])}'>"
+                         "<figcaption>clean</figcaption></figure>")
+        for sev in (1, 2, 3):
+            a = samples.get(f"{r['name']}-{sev}")
+            if a is not None and i < len(a):
+                cells.append(f"<figure><img alt='{_e(r['name'])} {sev}' src='{data_uri(a[i])}'>"
+                             f"<figcaption>severity {sev}</figcaption></figure>")
+        P.append(f"<div class='gcard'><b>{_e(r.get('title') or r['name'])}</b>"
+                 f"<div class='gthumbs'>{''.join(cells)}</div></div>")
+    P.append("</div></section>")
     return "".join(P)
 
 
@@ -328,13 +344,15 @@ def _tta_section(run: dict) -> str:
 
     P.append(row("clean " + t.get("metric", ""), t.get("clean")))
     P.append(row("shifted score", t.get("shifted")))
-    for r in t.get("shifts") or []:
-        P.append(row(f"  {r['name']} (mean)", r))
     if ps.get("tta") is not None and ps.get("no_tta") is not None:
         P.append(f"<tr><td class='l'>predict time, clean set</td><td>{ps['tta']:.1f} s</td>"
                  f"<td>{ps['no_tta']:.1f} s</td>"
                  f"<td>×{ps['tta'] / max(ps['no_tta'], 1e-9):.1f}</td></tr>")
-    P.append("</table></section>")
+    P.append("</table>")
+    if t.get("shifts"):
+        P.append("<p class='note'>Per shift: the column <i>mean without TTA</i> of the shift "
+                 "table above.</p>")
+    P.append("</section>")
     return "".join(P)
 
 
@@ -480,7 +498,9 @@ def _environment(run: dict, files: list[dict]) -> str:
         for f in files:
             P.append(f"<tr><td class='l'><code>{_e(f['path'])}</code></td>"
                      f"<td>{_size(f['size'])}</td>"
-                     f"<td class='l note'><code>{f['sha256'][:16]}…</code></td></tr>")
+                     + (f"<td class='l note'><code>{f['sha256']}</code></td></tr>"
+                        if f["sha256"] else "<td class='l note'>not hashed (see the zip's "
+                        "sha256)</td></tr>"))
         P.append("</table>")
     for w in run.get("warnings") or []:
         P.append(f"<p class='bad'>warning: {_e(w)}</p>")
@@ -509,11 +529,12 @@ def render(run: dict, *, images: np.ndarray | None = None, y_true: np.ndarray | 
         P.append(_failure(run))
     if ok:
         clean = images[: min(3, len(images))] if images is not None else None
-        P.append(_shift_section(run, samples, clean))
+        P.append(_shift_section(run))
         P.append(_tta_section(run))
         P.append(_per_class(run))
         P.append(_confusion(run))
         P.append(_mistakes(run, images, y_true, y_pred, proba))
+        P.append(_gallery(run, samples, clean))
     P.append(_timing(run))
     P.append(_environment(run, files or []))
     P.append("</main></body></html>")
