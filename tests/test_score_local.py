@@ -236,3 +236,35 @@ def test_predict_writes_a_csv_and_refuses_to_overwrite(cli, workspace, tmp_path,
     z2 = make_zip(tmp_path / "bad.zip", {"model.py": _model("raise ValueError('nope')")})
     r = cli("predict", z2, "--data", test_npz, "--out", tmp_path / "p2.csv")
     assert r.code == 1 and "nope" in r.err and not (tmp_path / "p2.csv").exists()
+
+
+def test_a_killed_subkit_leaves_no_child_running(workspace, tmp_path, test_npz):
+    """The child dies with subkit, even when subkit is killed with SIGKILL."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "child.pid"
+    src = _model(init_body=f"open({str(marker)!r}, 'w').write(str(os.getpid()))",
+                 predict_body="time.sleep(600)")
+    z = make_zip(tmp_path / "sleepy.zip", {"model.py": src})
+    proc = subprocess.Popen([sys.executable, "-m", "subkit", "score-local", str(z), "--data", str(test_npz)],
+                            cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if marker.exists() and marker.read_text():
+            break
+        time.sleep(0.1)
+    child = int(marker.read_text())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the submission's child outlived subkit")

@@ -226,7 +226,8 @@ def run_child(cmd: list[str], *, cwd: Path, log_dir: Path, time_limit: float,
     t0 = time.monotonic()
     proc = subprocess.Popen(full, cwd=cwd, env=env if env is not None else clean_env(),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_die_with_parent)
     readers = [_CappedLog(proc.stdout, out_path), _CappedLog(proc.stderr, err_path)]
     for r in readers:
         r.start()
@@ -270,6 +271,21 @@ def run_child(cmd: list[str], *, cwd: Path, log_dir: Path, time_limit: float,
                        peak_rss_mb=peak, stdout_path=out_path, stderr_path=err_path,
                        stdout_bytes=readers[0].total, stderr_bytes=readers[1].total,
                        network_isolated=bool(prefix), command=full)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when subkit dies, even by SIGKILL (Linux).
+
+    The child runs in its own session (so that the whole group can be killed at the time
+    limit), which also means a killed subkit would leave it running; the kernel's
+    parent-death signal closes that gap. Kept across exec (unshare execs the program)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: Ctrl-C and the time limit still kill the group
+        pass
 
 
 def _kill_group(pid: int) -> None:
