@@ -11,8 +11,9 @@ the grader has no subkit installed.
 
 Test-time augmentation (TTA): each batch is predicted under several views (identity,
 flips, 90-degree rotations: a blood cell has no orientation) and the class probabilities
-of the views are merged. The views of a batch are stacked into ONE forward pass through a
-compiled function, which costs far less than one `model.predict` per view.
+of the views are merged. All the views of a batch go through ONE call of a compiled
+function (one model call per view inside it, each on BATCH_SIZE images), which costs far
+less than one `model.predict` per view.
 """
 
 import os
@@ -34,7 +35,7 @@ TTA_VIEWS = ["identity", "flip_lr", "flip_ud", "rot90", "rot270"]
 # square roots, as in ttach).
 TTA_MERGE = "mean"
 
-# Images per forward pass before TTA (the pass holds BATCH_SIZE * len(TTA_VIEWS) images).
+# Images per forward pass (with TTA, each view of a batch is one pass of BATCH_SIZE images).
 BATCH_SIZE = 64
 
 # What the network expects: "none" (raw 0..255 floats: the model does its own rescaling,
@@ -99,16 +100,22 @@ class Model:
         self._forward = tf.function(self._forward_impl, reduce_retracing=True)
 
     # -- the compiled forward pass: all views of a batch in one call ---------------------
+    # The model runs once per view on BATCH_SIZE images (tf.map_fn: traced once, the views
+    # in turn), not once on the views concatenated: on a 2-core CPU one call on
+    # BATCH_SIZE * len(views) images was about 1.5x slower per image (benchmarks/bench_tta.py).
     def _forward_impl(self, x):
         tf = self.tf
-        n = tf.shape(x)[0]
-        stacked = tf.concat([_VIEWS[v](x, tf) for v in self.views], axis=0)
+        views = tf.stack([_VIEWS[v](x, tf) for v in self.views], axis=0)  # (views, batch, ...)
         merged_models = []
         for m in self.models:
-            y = tf.cast(m(stacked, training=False), tf.float32)
-            y = self._to_probabilities(y)
-            k = len(self.views)
-            y = tf.reshape(y, [k, n, -1])  # (views, batch, classes)
+            if len(self.views) == 1:
+                y = self._to_probabilities(tf.cast(m(views[0], training=False), tf.float32))[None]
+            else:
+                y = tf.map_fn(
+                    lambda v, m=m: self._to_probabilities(
+                        tf.cast(m(v, training=False), tf.float32)),
+                    views, fn_output_signature=tf.float32, parallel_iterations=1)
+            # y: (views, batch, classes)
             if TTA_MERGE == "mean":
                 p = tf.reduce_mean(y, axis=0)
             elif TTA_MERGE == "gmean":
