@@ -72,6 +72,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from subkit.grader.run import write_json
 from subkit.errors import InputError, SubkitError, UsageError
 from subkit.grader import sandbox
 from subkit.grader.run import Failure
@@ -829,7 +830,7 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
         if bundle.extracted:
             shutil.rmtree(bundle.root, ignore_errors=True)
         shutil.rmtree(run_dir / "parts", ignore_errors=True)
-        _write_json(run_dir / "run.json", res.to_dict())
+        write_json(run_dir / "run.json", res.to_dict())
     if res.ok and not any(c.get("value") is not None for c in res.columns):
         res.warnings.append("no leaderboard column got a score")
     if record:
@@ -990,12 +991,6 @@ def _no_scores_hint(res: BundleRunResult, program: Container) -> str:
                 "prediction_stderr.txt")
     return (f"the scoring program exited with {program.returncode} without writing scores.json "
             "to its output: see scoring_stderr.txt")
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def _record(res: BundleRunResult, prof) -> None:

@@ -367,7 +367,7 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
                           "predict_s": result.timings.get("predict_s")},
                 run_dir=run_dir / "no_tta", time_limit=limit, python=python,
                 isolate_network=isolate_network, progress=progress)
-            _write_json(run_dir / "run.json", result.to_dict())
+            write_json(run_dir / "run.json", result.to_dict())
     finally:
         if plan is not None and not keep_input:
             plan.cleanup()
@@ -448,11 +448,12 @@ def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_des
     if cr.child.stdout_bytes > sandbox.LOG_CAP_BYTES or cr.child.stderr_bytes > sandbox.LOG_CAP_BYTES:
         res.warnings.append(f"the submission printed {max(cr.child.stdout_bytes, cr.child.stderr_bytes) / 1e6:.0f} MB; "
                             "the logs keep the first 16 MiB and the last 64 KiB")
-    _write_json(run_dir / "run.json", res.to_dict())
+    write_json(run_dir / "run.json", res.to_dict())
     return res
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
+    """JSON to a temp name in the same folder, then renamed into place."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=str))
     os.replace(tmp, path)
