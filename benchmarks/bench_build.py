@@ -1,0 +1,295 @@
+"""Benchmark: `subkit build` on a big model (issue 3).
+
+An EfficientNetV2M-sized `.keras` (`keras.applications.EfficientNetV2M(weights=None,
+input_shape=(96, 96, 3), classes=8)`, compiled with AdamW and fitted one step on a tiny
+batch so that the optimizer state exists, then saved: about 400 MB). Measured, interleaved
+(A B A B ...), medians:
+
+- A: `subkit build --weights FILE --no-smoke --out-dir TMP --json` as a subprocess, as a
+  user runs it: weights saved by a Keras newer than the profile's grader Keras are
+  retargeted (rewritten and verified in the grader environment, when it exists);
+- A2 (breakdown): the same build in a workspace whose subkit.toml sets `[grader] keras` to
+  the current version, so that no retargeting happens;
+- B (baseline): one `keras.saving.load_model(FILE, compile=False)` in a fresh interpreter
+  (TensorFlow import included) plus a `cp` of the file; target A/B under 2.5x;
+- C (informational, fewer rounds): the same build WITH the smoke test (a child that unzips,
+  imports TF, `Model()`, predicts 4 images).
+
+Sizes: the zip against the stripped weights it holds (target within 2%), against the
+original file, and against what Keras itself writes when the model is loaded with
+`compile=False` and saved again.
+
+The model file is generated once (a few minutes) and cached in /tmp/subkit-bench-build/.
+
+    python benchmarks/bench_build.py            # prints, writes benchmarks/results/build.md
+    python benchmarks/bench_build.py --quick    # EfficientNetV2B0 instead, 2 rounds, no file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+CACHE = Path("/tmp/subkit-bench-build")
+TIME_TARGET = 2.5
+SIZE_TARGET = 0.02
+
+GENERATE = r"""
+import os, sys, json, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import keras
+arch, out, resaved = sys.argv[1], sys.argv[2], sys.argv[3]
+t = time.time()
+net = getattr(keras.applications, arch)(weights=None, input_shape=(96, 96, 3), classes=8)
+net.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"])
+rng = np.random.default_rng(0)
+x = rng.integers(0, 256, (4, 96, 96, 3)).astype("float32")
+y = rng.integers(0, 8, (4,))
+net.fit(x, y, batch_size=4, epochs=1, verbose=0)
+net.save(out + ".tmp.keras")
+os.replace(out + ".tmp.keras", out)
+m = keras.saving.load_model(out, compile=False)
+m.save(resaved + ".tmp.keras")
+os.replace(resaved + ".tmp.keras", resaved)
+print(json.dumps({"params": int(net.count_params()), "layers": len(net.layers),
+                  "trainable_weights": len(net.trainable_weights), "seconds": time.time() - t}))
+"""
+
+LOAD = r"""
+import os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+keras.saving.load_model(sys.argv[1], compile=False)
+"""
+
+
+def generate(arch: str) -> tuple[Path, Path, dict]:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path, resaved = CACHE / f"{arch}-adamw.keras", CACHE / f"{arch}-resaved.keras"
+    info_path = CACHE / f"{arch}-info.json"
+    if path.exists() and resaved.exists() and info_path.exists():
+        return path, resaved, json.loads(info_path.read_text())
+    print(f"generating {path} (cached for the next runs) ...", flush=True)
+    r = C.timed_process([sys.executable, "-c", GENERATE, arch, str(path), str(resaved)],
+                        time_v=False)
+    if r["rc"] != 0:
+        raise SystemExit(f"generating the model failed:\n{r['stderr'][-3000:]}")
+    info = json.loads(r["stdout"].strip().splitlines()[-1])
+    info_path.write_text(json.dumps(info))
+    return path, resaved, info
+
+
+def h5_member_size(path: Path) -> int:
+    with zipfile.ZipFile(path) as zf:
+        return zf.getinfo("model.weights.h5").file_size
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=4, help="rounds of A, A2 and B")
+    ap.add_argument("--smoke-repeat", type=int, default=2, help="rounds of C (build + smoke)")
+    ap.add_argument("--arch", default="EfficientNetV2M")
+    ap.add_argument("--quick", action="store_true",
+                    help="EfficientNetV2B0, 2 rounds, 1 smoke round, no result file")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.arch, args.repeat, args.smoke_repeat = "EfficientNetV2B0", 2, 1
+    run = C.Run("bench_build.py", sys.argv[1:] if argv is None else argv)
+    weights, resaved, info = generate(args.arch)
+    print(f"model: {weights} ({weights.stat().st_size / 1e6:.1f} MB), {info}", flush=True)
+
+    work = Path(tempfile.mkdtemp(prefix="subkit-bench-build-"))
+    py = sys.executable
+    manifests: list[dict] = []
+    rss: dict[str, list[float]] = {"build": [], "load": [], "smoke": [], "noretarget": []}
+    parts: dict[str, list[float]] = {"load": [], "cp": []}
+    counter = iter(range(10_000))
+
+    import keras as _k  # noqa: F401  (only its version, for the no-retarget workspace)
+
+    keras_now = C.versions("keras").split("keras ")[-1]
+    ws = work / "ws-no-retarget"
+    ws.mkdir()
+    (ws / "subkit.toml").write_text(f'profile = "an2dl-2024-blood-cells"\n\n[grader]\n'
+                                    f'keras = "{keras_now}"\n')
+
+    def build(smoke: bool, retarget: bool = True) -> None:
+        out = work / f"out{next(counter)}"
+        cmd = [py, "-m", "subkit", "build", "--weights", str(weights), "--out-dir", str(out),
+               "--json"] + ([] if smoke else ["--no-smoke"])
+        r = C.timed_process(cmd, cwd=work if retarget else ws)
+        if r["rc"] != 0:
+            raise SystemExit(f"subkit build failed ({r['rc']}):\n{r['stderr'][-3000:]}")
+        man = json.loads(r["stdout"])
+        man["_wall"] = r["wall"]
+        man["_kind"] = "smoke" if smoke else ("build" if retarget else "noretarget")
+        manifests.append(man)
+        rss[man["_kind"]].append(r["peak_rss_mb"] or 0)
+        shutil.rmtree(out)
+
+    def baseline() -> None:
+        r = C.timed_process([py, "-c", LOAD, str(weights)], cwd=work)
+        if r["rc"] != 0:
+            raise SystemExit(f"load_model failed:\n{r['stderr'][-3000:]}")
+        rss["load"].append(r["peak_rss_mb"] or 0)
+        t = time.perf_counter()
+        subprocess.run(["cp", str(weights), str(work / "copy.keras")], check=True)
+        cp = time.perf_counter() - t
+        (work / "copy.keras").unlink()
+        parts["load"].append(r["wall"])
+        parts["cp"].append(cp)
+
+    # warm-up (page cache of the file, .pyc files, the unshare probe): not timed
+    print("warm-up ...", flush=True)
+    baseline()
+    build(False)
+    parts = {"load": [], "cp": []}
+    manifests.clear()
+    rss = {"build": [], "load": [], "smoke": [], "noretarget": []}
+
+    times: dict[str, list[float]] = {"build --no-smoke": [], "load_model + cp": [],
+                                     "build --no-smoke, no retarget": [],
+                                     "build (with smoke test)": []}
+    for r in range(args.repeat):
+        fns = [("build --no-smoke", lambda: build(False)), ("load_model + cp", baseline),
+               ("build --no-smoke, no retarget", lambda: build(False, retarget=False))]
+        if r < args.smoke_repeat:
+            fns.append(("build (with smoke test)", lambda: build(True)))
+        k = r % len(fns)
+        for name, fn in fns[k:] + fns[:k]:
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+            print(f"  round {r + 1}/{args.repeat} {name}: {times[name][-1]:.2f} s "
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    run.finish()
+
+    A, B, Cs = times["build --no-smoke"], times["load_model + cp"], times["build (with smoke test)"]
+    A2 = times["build --no-smoke, no retarget"]
+    ratio2 = C.med(A2) / C.med(B)
+    rt = [m["weights"][0].get("retarget") or {} for m in manifests if m["_kind"] == "build"]
+    rt_s = [x.get("seconds") for x in rt if x.get("seconds") is not None]
+    ratio = C.med(A) / C.med(B)
+    paired = C.med(C.paired_ratios(A, B))
+    man = next(m for m in manifests if m["_kind"] == "build")
+    w = man["weights"][0]
+    orig = weights.stat().st_size
+    stripped = int(w.get("size", orig))
+    zip_size = int(man["size"])
+    h5_zip = next(m["size"] for m in man["members"] if m["name"] == weights.name)
+    resaved_size = resaved.stat().st_size
+    over_stripped = zip_size / stripped - 1
+    smoke = next((m.get("smoke") for m in manifests if m.get("smoke")), None)
+
+    lines: list[str] = []
+
+    def say(s: str = "") -> None:
+        print(s, flush=True)
+        lines.append(s)
+
+    for ln in run.header(f"Benchmark: `subkit build` on an {args.arch}-sized model (issue 3)",
+                         ("keras", "tensorflow", "h5py")):
+        say(ln)
+    say(f"Model: `keras.applications.{args.arch}(weights=None, input_shape=(96, 96, 3), "
+        f"classes=8)`, {info['params']:,} parameters, {info['layers']} layers, compiled with "
+        f"AdamW, fitted one step on 4 images, saved with `model.save`: **{orig / 1e6:.1f} MB** "
+        f"(`{weights}`, generated once and cached).")
+    if not args.quick:
+        say()
+        say("All its parameters are trainable, so AdamW's two moments hold twice the weights: "
+            "the file is bigger than the ~400 MB of the issue (FACTS.md's 384 MB file came "
+            "from a partly frozen backbone, 100 trainable layers); the optimizer state that "
+            "build strips is bigger too, so this is the harder case for build.")
+    say()
+    say(f"{args.repeat} rounds of A, A2 and B, the order rotating each round (A B A2 C, "
+        "B A2 C A, ...), "
+        f"C in the first {min(args.smoke_repeat, args.repeat)} rounds only; one untimed warm-up "
+        "of A and B first (page cache, .pyc files). Each a fresh subprocess:")
+    say()
+    say(f"- A: `python -m subkit build --weights {weights.name} --no-smoke --out-dir TMP/outN "
+        "--json` (default profile an2dl-2024-blood-cells, template model.py)")
+    say("- B: `python -c \"import keras; keras.saving.load_model(FILE, compile=False)\"` "
+        "then `cp FILE TMP/copy.keras`")
+    say(f"- A2: A with cwd a workspace whose subkit.toml says `[grader] keras = \"{keras_now}\"` "
+        "(no retargeting: the breakdown)")
+    say("- C: A without `--no-smoke` (informational)")
+    say()
+    say("| | median s | min s | max s | peak RSS MB (median) |")
+    say("|---|---:|---:|---:|---:|")
+    say(f"| A: `subkit build --no-smoke` | {C.med(A):.2f} | {min(A):.2f} | {max(A):.2f} | "
+        f"{C.med(rss['build']):.0f} |")
+    say(f"| &nbsp;&nbsp; of which retargeting (manifest's `retarget.seconds`) | "
+        f"{C.med(rt_s) if rt_s else float('nan'):.2f} | | | |")
+    say(f"| A2: `subkit build --no-smoke`, no retargeting | {C.med(A2):.2f} | {min(A2):.2f} | "
+        f"{max(A2):.2f} | {C.med(rss['noretarget']):.0f} |")
+    say(f"| B: `load_model(compile=False)` + `cp` (baseline) | {C.med(B):.2f} | {min(B):.2f} | "
+        f"{max(B):.2f} | {C.med(rss['load']):.0f} |")
+    say(f"| &nbsp;&nbsp; of which load_model subprocess | {C.med(parts['load']):.2f} | | | |")
+    say(f"| &nbsp;&nbsp; of which cp | {C.med(parts['cp']):.2f} | | | |")
+    if Cs:
+        say(f"| C: `subkit build` with the smoke test | {C.med(Cs):.2f} | {min(Cs):.2f} | "
+            f"{max(Cs):.2f} | {C.med(rss['smoke']):.0f} (parent) |")
+    say()
+    say(f"**Build time, A / B: {ratio:.2f}x** (ratio of medians; median of per-round ratios "
+        f"{paired:.2f}x). Target: under {TIME_TARGET:g}x: {C.verdict(ratio < TIME_TARGET)}.")
+    say(f"Without retargeting (A2 / B): {ratio2:.2f}x. Retargeting this file: "
+        + (f"status {rt[0].get('status')}, {len(rt[0].get('changed_keys') or [])} keys changed, "
+           f"verified {rt[0].get('verified')}, max abs diff {rt[0].get('max_abs_diff')}."
+           if rt and rt[0] else "not done."))
+    if Cs:
+        say(f"With the smoke test (C / B, informational): {C.med(Cs) / C.med(B):.2f}x; the "
+            f"smoke test adds {C.med(Cs) - C.med(A):.1f} s to the build.")
+        if smoke:
+            tm = smoke.get("timings", {})
+            say(f"The smoke child's own timings (one run): import model.py "
+                f"{tm.get('import_s', 0):.2f} s, `Model()` {tm.get('init_s', 0):.2f} s, "
+                f"`predict(4 images)` {tm.get('predict_s', 0):.2f} s, peak RSS "
+                f"{smoke.get('peak_rss_mb') or 0:.0f} MB.")
+    say()
+    say("## Sizes")
+    say()
+    say("| file | bytes | MB | zip / this |")
+    say("|---|---:|---:|---:|")
+    say(f"| original `.keras` (with AdamW state) | {orig:,} | {orig / 1e6:.1f} | "
+        f"{zip_size / orig:.4f} |")
+    say(f"| stripped `.keras` that build puts in the zip | {stripped:,} | {stripped / 1e6:.1f} | "
+        f"{zip_size / stripped:.4f} |")
+    say(f"| Keras' own re-save (`load_model(compile=False)` then `save`) | {resaved_size:,} | "
+        f"{resaved_size / 1e6:.1f} | {zip_size / resaved_size:.4f} |")
+    say(f"| **the zip** (model.py deflated + the weights stored) | {zip_size:,} | "
+        f"{zip_size / 1e6:.1f} | |")
+    say()
+    say(f"**Zip against the bare (stripped) weights it holds: {100 * over_stripped:+.3f}%** "
+        f"({zip_size - stripped:,} bytes: model.py and the zip headers). Target: within "
+        f"{100 * SIZE_TARGET:g}%: {C.verdict(abs(over_stripped) <= SIZE_TARGET)}. Against the "
+        f"original file: {100 * (zip_size / orig - 1):+.1f}% (the optimizer state is stripped; "
+        f"{orig - zip_size:,} bytes less). Against Keras' own re-save: "
+        f"{100 * (zip_size / resaved_size - 1):+.2f}%. The weights member of the zip is "
+        f"{h5_zip:,} bytes, stored, not deflated; its model.weights.h5 holds "
+        f"{h5_member_size(resaved):,} bytes in Keras' re-save.")
+    say()
+    say("Manifest of the first timed build: status " + str(man.get("status")) + "; checks: "
+        + "; ".join(f"{c['name']} {c['status']}" for c in man.get("checks", [])) + ".")
+    if not args.quick:
+        path = C.write_result("build", lines)
+        print(f"\nwrote {path}")
+    ok = ratio < TIME_TARGET and abs(over_stripped) <= SIZE_TARGET
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
