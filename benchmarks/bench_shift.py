@@ -44,6 +44,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 RESULT = Path(__file__).resolve().parent / "results" / "shift.md"
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import loadavg, sh  # noqa: E402
+
 MAKE_MODEL = r"""
 import os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -53,20 +56,6 @@ net.save(sys.argv[1] + ".tmp.keras")
 os.replace(sys.argv[1] + ".tmp.keras", sys.argv[1])
 print(net.count_params())
 """
-
-
-def sh(cmd: list[str]) -> str:
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
 
 
 def measure(label, z, data, prof, suite, n_sets, rounds, score_local) -> dict:
