@@ -151,7 +151,7 @@ def smoke_test(zip_path: Path, prof, rep: CheckReport, *, echo: Echo, env: str =
         sub = tmpd / "submission"
         sandbox.safe_extract(zip_path, sub)
         X = smoke_batch(prof)
-        python, env_desc = grader_run._python_for(prof, env)
+        python, env_desc = grader_run.python_for(prof, env)
         cr = grader_run.run_submission(sub, X, prof, run_dir=tmpd, python=python,
                                        time_limit=float(time_limit or prof.time_limit_s),
                                        progress=bool(echo), label="smoke test")

@@ -55,7 +55,9 @@ def run_demo(directory: Path, *, n_images: int = 2000, epochs: int | None = None
     prof = profile.load(workspace=directory)
     train_path, test_path = data_dir / "train.npz", data_dir / "local_test.npz"
     _clean_and_split(raw, train_path, test_path, prof, seed)
-    _set_local_test(directory, "data/local_test.npz")
+    from subkit.data.split import set_local_test
+
+    set_local_test(prof, test_path)
 
     _step(3, "train: python train.py --quick (a small CNN; a real run uses EfficientNetV2B0)")
     cmd = [sys.executable, "train.py", "--data", "data/train.npz", "--out", "weights.keras", "--quick",
@@ -125,10 +127,3 @@ def _clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: i
     data_io.save_npz(test_path, force=True, images=images[test_idx], labels=labels[test_idx][:, None])
     click.echo(f"  split: {len(train_idx)} train / {len(test_idx)} local test (stratified; "
                "no image has a copy on the other side)")
-
-
-def _set_local_test(directory: Path, rel: str) -> None:
-    p = directory / "subkit.toml"
-    text = p.read_text()
-    text = text.replace('# local_test = "data/local_test.npz"', f'local_test = "{rel}"')
-    p.write_text(text)

@@ -333,7 +333,7 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
                                             "--shift blur:3,noise") from None
     ds = data_io.load(data_path, prof, require_labels=True)
     X, warns = prepare_input(ds.images, prof)
-    python, env_desc = _python_for(prof, env)
+    python, env_desc = python_for(prof, env)
     limit = float(time_limit if time_limit else prof.time_limit_s)
     run_dir = new_run_dir(prof.submissions_dir / "runs", zip_path.stem)
     sub_dir = run_dir / "submission"
@@ -382,7 +382,7 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     return result
 
 
-def _python_for(prof, env: str) -> tuple[str, dict]:
+def python_for(prof, env: str) -> tuple[str, dict]:
     if env == "current":
         import platform
 
@@ -488,7 +488,7 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
         raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
     ds = data_io.load(data_path, prof, require_labels=False)
     X, warns = prepare_input(ds.images, prof)
-    python, env_desc = _python_for(prof, env)
+    python, env_desc = python_for(prof, env)
     limit = float(time_limit if time_limit else prof.time_limit_s)
     run_dir = new_run_dir(prof.submissions_dir / "runs", Path(zip_path).stem + "-predict")
     sub_dir = run_dir / "submission"
