@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -168,16 +167,6 @@ def render(report: dict[str, Any], images: np.ndarray, labels: np.ndarray | None
 def write(path: Path, report: dict[str, Any], images: np.ndarray, labels: np.ndarray | None,
           class_names: list[str]) -> Path:
     """Render and write atomically (a temp file in the same folder, then os.replace)."""
-    path = Path(path)
-    from subkit.data.split import _temp_path
+    from subkit.fsutil import write_text_atomic
 
-    text = render(report, images, labels, class_names)
-    tmp = _temp_path(path, ".tmp")
-    try:
-        tmp.write_text(text, "utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_text_atomic(path, render(report, images, labels, class_names))

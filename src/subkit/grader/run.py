@@ -452,10 +452,9 @@ def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_des
 
 
 def write_json(path: Path, obj) -> None:
-    """JSON to a temp name in the same folder, then renamed into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    from subkit.fsutil import write_json_atomic
+
+    write_json_atomic(path, obj)
 
 
 def _record(result: RunResult, prof) -> None:

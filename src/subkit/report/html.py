@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -574,8 +573,6 @@ def write_report(run_dir: Path, prof=None, *, images: np.ndarray | None = None,
     y_true = None if labels is None else np.asarray(labels).reshape(-1)
     text = render(run, images=images, y_true=y_true, y_pred=y_pred, proba=proba,
                   samples=samples, files=_files(run_dir / "submission"))
-    path = run_dir / name
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, "utf-8")
-    os.replace(tmp, path)
-    return path
+    from subkit.fsutil import write_text_atomic
+
+    return write_text_atomic(run_dir / name, text)
