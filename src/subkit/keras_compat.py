@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from subkit.errors import InputError, SubkitError
+from subkit.fsutil import hold_lock
 
 TOLERANCE = 1e-5
 BATCH_SIZE = 8
@@ -369,21 +370,31 @@ for line in sys.stdin:
 
 
 class _Worker:
-    """A keras process in one environment, driven by JSON lines."""
+    """A keras process in one environment, driven by JSON lines.
 
-    def __init__(self, python: str, label: str, timeout: float = WORKER_TIMEOUT_S):
+    It loads weights a participant may have been handed (a config.json can name any module
+    for Keras 3.4 to import, even in safe mode), so it runs in subkit's sandbox like a
+    submission: the files it is given (``readable``, ``writable``) at their own paths, the
+    system and its interpreter read-only, nothing else, no network."""
+
+    def __init__(self, python: str, label: str, timeout: float = WORKER_TIMEOUT_S,
+                 readable: tuple[Path, ...] = (), writable: tuple[Path, ...] = ()):
+        from subkit.grader import sandbox
+
         self.label = label
         self.timeout = timeout
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow",
-                   PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1")
-        if python != sys.executable:
-            env.pop("PYTHONPATH", None)  # the current env's packages must not leak in
-            env.pop("PYTHONHOME", None)
+        self._box = sandbox.Sandbox(sandbox.Limits(), python=python)
+        for path in readable:
+            self._box.bind(path)
+        for path in writable:
+            self._box.bind(path, writable=True)
+        env = {"TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow",
+               "PYTHONNOUSERSITE": "1"}
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
         try:
-            self.proc = subprocess.Popen([python, "-c", _WORKER], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=self._stderr,
-                                         text=True, bufsize=1, env=env)
+            self.proc = self._box.spawn([python, "-c", _WORKER], cwd=None, env=env,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self._stderr, text=True, bufsize=1)
         except OSError as exc:
             raise SubkitError(f"cannot start {python} ({label}): {exc}",
                               hint="recreate the grader environment: subkit env create "
@@ -444,6 +455,7 @@ class _Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self._box.close()
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
                 if stream:
@@ -772,9 +784,12 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
                 hint="create the grader environment: subkit env create (then build again)")
     echo(f"retargeting {src.name} from keras {source_version or '(unknown)'} to "
          f"{target_version}: asking both Kerases about {len(classes)} classes...")
-    source_worker = _Worker(source_python or sys.executable, "current")
-    target_worker = _Worker(env_python, "grader") if env_python else None
     work = Path(tempfile.mkdtemp(prefix="subkit-retarget-"))
+    work_lock = hold_lock(work)  # what a killed subkit leaves, the next one sweeps
+    source_worker = _Worker(source_python or sys.executable, "current", readable=(src,),
+                            writable=(work,))
+    target_worker = _Worker(env_python, "grader", readable=(src,),
+                            writable=(work,)) if env_python else None
     try:
         req = [list(c) for c in classes]
         originals = layer_objects(config)
@@ -852,6 +867,7 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
         if target_worker is not None:
             target_worker.close()
         shutil.rmtree(work, ignore_errors=True)
+        os.close(work_lock)
     report["seconds"] = round(time.monotonic() - t0, 2)
     verdict = ("verified" if report["verified"] else
                "NOT verified" if report["verified"] is False else "not verified")

@@ -22,6 +22,7 @@ def print_score(result, prof) -> None:
                 echo("    " + line)
         click.secho(f"error: {f.message}", fg="red", err=True)
         echo(f"hint: {f.hint}", err=True)
+        print_sandbox(result.sandbox)
         echo(f"  logs: {result.run_dir / 'logs'}")
         return
     s = result.scores
@@ -65,14 +66,28 @@ def print_score(result, prof) -> None:
     env = result.env
     vers = env.get("versions", {})
     echo(f"  environment: {env.get('name')} (python {env.get('python')}"
-         + "".join(f", {k} {v}" for k, v in vers.items()) + ")"
-         + ("; network cut" if result.network_isolated else "; network NOT isolated"))
+         + "".join(f", {k} {v}" for k, v in vers.items()) + ")")
+    print_sandbox(result.sandbox)
     for w in result.warnings:
         click.secho(f"  warning: {w}", fg="yellow")
     echo(f"  run folder: {result.run_dir}")
     report = result.run_dir / "report.html"
     if report.is_file():
         echo(f"  report: {report}")
+
+
+def print_sandbox(box: dict) -> None:
+    """One line when the run was isolated; plain words when it was not."""
+    if box.get("isolated"):
+        lim = box.get("limits") or {}
+        click.echo(f"  sandbox: bubblewrap, {'no network, ' if box.get('network') else 'network ON, '}"
+                   f"{box.get('user', 'unprivileged')}; limits {lim.get('processes')} processes, "
+                   f"{lim.get('memory_mb')} MB memory a process, {lim.get('disk_mb')} MB written")
+        return
+    click.secho(f"  NOT ISOLATED: {box.get('why', 'no sandbox')}", fg="yellow", bold=True)
+    click.secho(f"    the submission could reach {box.get('could_reach', 'everything you can')}",
+                fg="yellow")
+    click.secho(f"    to isolate it: {box.get('install', '')}", fg="yellow")
 
 
 def _cell(x) -> str:

@@ -1,0 +1,349 @@
+"""Handling an untrusted child from the outside: its capped logs, the watch on what it
+writes, killing every process of it, and reading and sealing the files it leaves.
+
+Used by ``sandbox.Sandbox``; nothing here runs the child's code.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import json
+import math
+import os
+import signal
+import stat
+import subprocess
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+MiB = 1024**2
+LOG_CAP_BYTES = 16 * MiB  # keep the first 16 MiB of each stream ...
+LOG_TAIL_BYTES = 64 * 1024  # ... and its last 64 KiB
+MAX_FILES = 100_000  # files the child may create in its writable folders
+
+
+# -- reading what the child wrote -------------------------------------------------------------
+def read_untrusted(path: Path | str, max_bytes: int) -> bytes | None:
+    """The bytes of a file a child wrote, or None: never follows a link, never blocks on a
+    FIFO, never reads past ``max_bytes``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+            return None
+        chunks, left = [], max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, MiB))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        return data if len(data) <= max_bytes else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_untrusted_json(path: Path | str, max_bytes: int = MiB) -> dict:
+    data = read_untrusted(path, max_bytes)
+    try:
+        obj = json.loads(data) if data is not None else {}
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+_TEXT = {"stage": 40, "error_type": 100, "error": 2000, "traceback": 8000, "python": 40,
+         "executable": 300, "extra_stopped": 200}
+
+
+def sane_status(raw: dict) -> dict:
+    """The child's status file, as far as it can be read: the types subkit expects, texts
+    cut to size. Whatever a hostile child wrote, nothing downstream can trip on it (its
+    claims stay claims: no verdict rests on them)."""
+    out: dict[str, Any] = {k: raw[k][:n] for k, n in _TEXT.items() if isinstance(raw.get(k), str)}
+    out["ok"] = raw.get("ok") is True
+    out["timings"] = _numbers(raw.get("timings"))
+    if _number(raw.get("peak_rss_mb")) is not None:
+        out["peak_rss_mb"] = _number(raw.get("peak_rss_mb"))
+    for key in ("versions", "input", "output"):
+        if isinstance(raw.get(key), dict):
+            out[key] = _plain(raw[key])
+    if isinstance(raw.get("proba"), dict):
+        out["proba"] = _result(raw["proba"])
+    if isinstance(raw.get("extra"), dict):
+        out["extra"] = {str(k)[:80]: _result(v) for k, v in list(raw["extra"].items())[:200]
+                        if isinstance(v, dict)}
+    return out
+
+
+def _number(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def _numbers(d) -> dict:
+    return {str(k)[:40]: _number(v) for k, v in list(d.items())[:40]
+            if _number(v) is not None} if isinstance(d, dict) else {}
+
+
+def _plain(d: dict) -> dict:
+    """Strings, numbers, booleans and short lists of them."""
+    out: dict[str, Any] = {}
+    for k, v in list(d.items())[:20]:
+        if isinstance(v, str):
+            out[str(k)[:40]] = v[:300]
+        elif isinstance(v, (bool, int, float)) and (isinstance(v, bool) or _number(v) is not None):
+            out[str(k)[:40]] = v
+        elif isinstance(v, list):
+            out[str(k)[:40]] = [x for x in v[:8] if isinstance(x, (int, str)) and not isinstance(x, bool)]
+    return out
+
+
+def _result(d: dict) -> dict:
+    out = _plain(d)
+    out["ok"] = d.get("ok") is True
+    for key in ("predict_s", "wait_s"):
+        if key in out and _number(out[key]) is None:
+            out.pop(key)
+    if isinstance(d.get("output"), dict):
+        out["output"] = _plain(d["output"])
+    return out
+
+
+def seal(folders: list[Path]) -> int:
+    """After the child is gone: remove from its writable folders everything that is not a
+    plain file or folder (links, FIFOs, sockets, devices, files with other hard links), so
+    that nothing subkit reads or writes there later can be redirected. Returns how many
+    entries were removed."""
+    removed = 0
+    stack = [Path(f) for f in folders]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(Path(e.path))
+            elif not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                try:
+                    os.unlink(e.path)
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
+
+
+# -- watching it run ---------------------------------------------------------------------------
+class CappedLog(threading.Thread):
+    """Copy a pipe into a file: the first LOG_CAP_BYTES, then only a rolling tail."""
+
+    def __init__(self, pipe, path: Path):
+        super().__init__(daemon=True)
+        self.pipe, self.path = pipe, path
+        self.total = 0
+        self.tail: collections.deque[bytes] = collections.deque()
+        self.tail_len = 0
+
+    def run(self) -> None:
+        with open(self.path, "wb") as out:
+            while True:
+                chunk = self.pipe.read1(65536) if hasattr(self.pipe, "read1") else self.pipe.read(65536)
+                if not chunk:
+                    break
+                if self.total < LOG_CAP_BYTES:
+                    keep = chunk[: LOG_CAP_BYTES - self.total]
+                    out.write(keep)
+                    rest = chunk[len(keep):]
+                else:
+                    rest = chunk
+                self.total += len(chunk)
+                if rest:
+                    self.tail.append(rest)
+                    self.tail_len += len(rest)
+                    while self.tail_len - len(self.tail[0]) >= LOG_TAIL_BYTES:
+                        self.tail_len -= len(self.tail.popleft())
+            if self.total > LOG_CAP_BYTES:
+                tail = b"".join(self.tail)[-LOG_TAIL_BYTES:]
+                dropped = self.total - LOG_CAP_BYTES - len(tail)
+                out.write(f"\n[... subkit dropped {dropped} bytes of output ...]\n".encode())
+                out.write(tail)
+
+
+class DiskWatch:
+    """Bytes and files written into the writable folders, against the limits: statvfs every
+    tick (cheap), a scan of the folders only when the file system lost more than a limit
+    (other programs write too)."""
+
+    def __init__(self, folders: list[Path], limit_bytes: int):
+        self.folders = [Path(f) for f in folders if Path(f).is_dir()]
+        self.limit = limit_bytes
+        self.base_bytes, self.base_files = self._scan()
+        self.free0: dict[Path, tuple[int, int]] = {}
+        seen: set[int] = set()
+        for f in self.folders:
+            try:
+                dev, vfs = f.stat().st_dev, os.statvfs(f)
+            except OSError:
+                continue
+            if dev not in seen:
+                seen.add(dev)
+                self.free0[f] = (vfs.f_bavail * vfs.f_frsize, vfs.f_favail)
+
+    def _scan(self, stop_bytes: int | None = None, stop_files: int | None = None) -> tuple[int, int]:
+        total = files = 0
+        stack: list = list(self.folders)
+        while stack:
+            try:
+                entries = list(os.scandir(stack.pop()))
+            except OSError:
+                continue
+            for e in entries:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                files += 1
+                total += st.st_blocks * 512
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(e.path)
+                if (stop_bytes and total > stop_bytes) or (stop_files and files > stop_files):
+                    return total, files
+        return total, files
+
+    def written(self) -> tuple[int, int]:
+        """(bytes, files) the child added to its folders."""
+        total, files = self._scan(self.base_bytes + 2 * self.limit, self.base_files + 2 * MAX_FILES)
+        return max(0, total - self.base_bytes), max(0, files - self.base_files)
+
+    def exceeded(self) -> str | None:
+        """"disk" or "files" when the child wrote past a limit, else None."""
+        for folder, (free_bytes, free_files) in self.free0.items():
+            try:
+                vfs = os.statvfs(folder)
+            except OSError:
+                continue
+            if free_bytes - vfs.f_bavail * vfs.f_frsize <= self.limit \
+                    and free_files - vfs.f_favail <= MAX_FILES:
+                continue
+            wrote, made = self.written()
+            if wrote > self.limit:
+                return "disk"
+            if made > MAX_FILES:
+                return "files"
+            # other programs wrote that much: count again from here
+            self.free0[folder] = (vfs.f_bavail * vfs.f_frsize + wrote, vfs.f_favail + made)
+        return None
+
+
+# -- processes ----------------------------------------------------------------------------------
+_libc = None
+_SPAWNED: weakref.WeakSet = weakref.WeakSet()  # sandboxed processes subkit started
+
+
+def prctl(option: int, value: int) -> None:
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when subkit dies, even by SIGKILL (Linux)."""
+    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def set_dumpable(on: bool) -> None:
+    """Without bubblewrap, while the child runs: subkit's /proc/<pid>/environ, mem and fds
+    then need CAP_SYS_PTRACE (a child of the same user cannot read them)."""
+    prctl(4, 1 if on else 0)  # PR_SET_DUMPABLE
+
+
+def make_subreaper() -> None:
+    """Orphans of the child (a double-forked setsid grandchild) become subkit's children
+    instead of init's, so that kill_orphans finds them."""
+    prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+
+
+def spawned(proc: subprocess.Popen) -> subprocess.Popen:
+    _SPAWNED.add(proc)
+    return proc
+
+
+def kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _children() -> list[tuple[int, int]]:
+    """(pid, session id) of this process's children."""
+    me, out = os.getpid(), []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me:
+            out.append((int(name), int(fields[3])))
+    return out
+
+
+def kill_orphans(rounds: int = 50) -> int:
+    """Kill the children subkit did not start: orphans reparented to it (not in subkit's
+    session, not a sandboxed process it is still running). Repeated: a killed orphan's own
+    children come next. Returns how many were killed."""
+    mine, killed = os.getsid(0), 0
+    for _ in range(rounds):
+        live = {p.pid for p in list(_SPAWNED) if p.returncode is None}
+        strays = [pid for pid, sid in _children() if sid != mine and pid not in live]
+        if not strays:
+            break
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                killed += 1
+            except (ProcessLookupError, ChildProcessError, PermissionError):
+                pass
+    return killed
+
+
+def tasks_of_user() -> int:
+    """Threads this user runs now: outside a user namespace RLIMIT_NPROC counts them all."""
+    uid, n = os.getuid(), 0
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return 4096
+    for name in names:
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    n += len(os.listdir(f"/proc/{name}/task"))
+            except OSError:
+                continue
+    return n
