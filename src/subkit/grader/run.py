@@ -307,7 +307,7 @@ def _diagnose_signal(sig: int, stage: str, where: str, lim: dict, tail: str) -> 
 def _limit_exception(stage, etype, err, tb, lim: dict) -> Failure | None:
     """An exception that is the sandbox's limit speaking, in the limit's words."""
     low = err.lower()
-    if etype == "MemoryError" or "cannot allocate memory" in low:
+    if "MemoryError" in etype or "allocate" in low:
         return Failure(stage, f"the submission ran out of memory: {etype}: {err} (the sandbox allows "
                               f"{lim['memory_mb']} MB per process)",
                        "predict in batches and free what you do not need; the limit is the "
@@ -431,6 +431,7 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
 def _open_run(prof, zip_path: Path, stem: str, kind: str, data_path: Path) -> RunFolder:
     """The run folder with the zip safely unzipped into ``submission/``; a zip that is
     refused leaves no folder behind."""
+    sandbox.choose_mode()  # SUBKIT_SANDBOX=bwrap where there is none: refused before anything
     max_bytes, max_members = safezip.bounds(prof)
     folder = RunFolder(prof.submissions_dir / "runs", stem,
                        {"kind": kind, "zip": str(zip_path), "data": str(data_path)})

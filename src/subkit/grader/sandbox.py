@@ -51,6 +51,7 @@ import re
 import resource
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -78,13 +79,20 @@ _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "n
         "pki/tls/certs", "ca-certificates", "ca-certificates.conf", "mime.types", "os-release",
         "debian_version", "fonts", "gai.conf", "protocols", "services")
 _SYSTEM = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
-# the parent's variables a child may see, each value checked by _SAFE_VALUE
-_ENV_PASS = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "LC_NUMERIC", "TZ", "TERM",
-             "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
-             "OPENBLAS_L2_SIZE", "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS",
-             "TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL", "KERAS_BACKEND",
-             "CUDA_VISIBLE_DEVICES")
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:+=/ -]{0,128}$")
+# the parent's variables a child may see, each only with a value of its kind
+_LOCALE = r"(C|POSIX|[a-z]{2,3}(_[A-Z]{2})?)(\.[A-Za-z0-9-]{1,20})?(@[a-z]{1,20})?"
+_ENV_PASS = {
+    **dict.fromkeys(("LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "LC_NUMERIC"), _LOCALE),
+    "LANGUAGE": rf"{_LOCALE}(:{_LOCALE})*",
+    "TZ": r":?[A-Za-z0-9_+-]{1,30}(/[A-Za-z0-9_+-]{1,30}){0,2}",
+    "TERM": r"[a-z0-9.+-]{1,40}",
+    **dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                     "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_CPP_MIN_LOG_LEVEL",
+                     "TF_ENABLE_ONEDNN_OPTS", "OPENBLAS_L2_SIZE"), r"[0-9]{1,6}"),
+    "OPENBLAS_CORETYPE": r"[A-Za-z0-9_]{1,30}",
+    "KERAS_BACKEND": r"tensorflow|jax|torch|numpy",
+    "CUDA_VISIBLE_DEVICES": r"[0-9,-]{0,40}|(GPU|MIG)-[A-Za-z0-9,/-]{1,200}",
+}
 
 
 # -- limits --------------------------------------------------------------------------------------
@@ -123,10 +131,12 @@ def physical_memory_mb() -> int:
 # -- the environment -------------------------------------------------------------------------
 def child_env(home: str, extra: dict[str, str] | None = None,
               path_first: str | None = None) -> dict[str, str]:
-    """The child's whole environment: an allow-list of the parent's harmless variables (a
-    value that could carry a secret, like a URL with credentials, is dropped) and subkit's
-    own settings. No token, key, password or cookie can pass: their names are not on it."""
-    env = {k: v for k in _ENV_PASS if (v := os.environ.get(k)) is not None and _SAFE_VALUE.match(v)}
+    """The child's whole environment: an allow-list of the parent's harmless variables, each
+    only with a value of its kind (a locale, a time zone, a thread count: never a URL with
+    credentials) and subkit's own settings. No token, key, password or cookie can pass:
+    their names are not on the list, and no value on it can hold one."""
+    env = {k: v for k, kind in _ENV_PASS.items()
+           if (v := os.environ.get(k)) is not None and re.fullmatch(kind, v)}
     path = "/usr/local/bin:/usr/bin:/bin"
     env.update(PATH=f"{path_first}:{path}" if path_first else path, HOME=home, TMPDIR=home,
                PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
@@ -208,6 +218,15 @@ def _bwrap_features() -> frozenset[str]:
                                  "--userns-block-fd") if f in text)
 
 
+def _setpriv_keeps_pdeathsig() -> bool:
+    exe = shutil.which("setpriv")
+    try:
+        return bool(exe) and "--pdeathsig" in subprocess.run(
+            [exe, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 def _root_mode() -> bool:
     return os.geteuid() == 0
 
@@ -220,9 +239,9 @@ def bwrap_available() -> tuple[bool, str]:
             _BWRAP_STATE = (False, "bubblewrap (bwrap) is not installed")
         elif not {"--size", "--perms", "--ro-bind-data"} <= _bwrap_features():
             _BWRAP_STATE = (False, "this bubblewrap is too old (0.8 or newer is needed)")
-        elif _root_mode() and not (shutil.which("setpriv") and "--userns-block-fd" in _bwrap_features()):
-            _BWRAP_STATE = (False, "running as root needs setpriv (util-linux) to drop to an "
-                                   "unprivileged user in the sandbox")
+        elif _root_mode() and not (_setpriv_keeps_pdeathsig() and "--userns-block-fd" in _bwrap_features()):
+            _BWRAP_STATE = (False, "running as root needs setpriv (util-linux 2.33 or newer) to "
+                                   "drop to an unprivileged user in the sandbox")
         else:
             box = Sandbox(Limits(), mode="bubblewrap")
             try:
@@ -460,12 +479,14 @@ class Sandbox:
                 "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
         if not self.network:
             args.append("--unshare-net")
-        info_r = block_w = -1
+        info_r, info_w = os.pipe()  # bwrap tells the sandbox's init pid
+        fds.append(info_w)
+        args += ["--info-fd", str(info_w)]
+        block_w = -1
         if root:  # subkit writes the uid map: inside 1000 = ROOT_MODE_UID outside
-            info_r, info_w = os.pipe()
             block_r, block_w = os.pipe()
-            fds += [info_w, block_r]
-            args += ["--info-fd", str(info_w), "--userns-block-fd", str(block_r)]
+            fds.append(block_r)
+            args += ["--userns-block-fd", str(block_r)]
         else:
             args += ["--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID)]
             if "--disable-userns" in _bwrap_features():
@@ -475,7 +496,10 @@ class Sandbox:
         if root:
             args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
                      shutil.which("setpriv"), f"--reuid={INSIDE_UID}", f"--regid={INSIDE_UID}",
-                     "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
+                     "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+                     # changing the uid clears the parent-death signal bwrap set: keep it, or
+                     # the sandbox would outlive bwrap
+                     "--pdeathsig=keep"]
         args.append("--")
         lim, prlimit = self.limits, shutil.which("prlimit")
         if prlimit:  # applied inside: the processes are counted in the sandbox's user namespace
@@ -485,15 +509,14 @@ class Sandbox:
             proc = subprocess.Popen(pre + args + list(cmd), env=env, start_new_session=True,
                                     preexec_fn=untrusted.die_with_parent, pass_fds=fds, **popen)
         except BaseException:
+            os.close(info_r)
             if root:
-                os.close(info_r)
                 os.close(block_w)
             raise
         finally:
             for fd in fds:
                 os.close(fd)
-        if root:
-            _map_ids(info_r, block_w)
+        proc.sandbox_init = _start(info_r, block_w)  # type: ignore[attr-defined]
         return proc
 
     def _mount_args(self, passwd_fd: int, group_fd: int) -> list[str]:
@@ -526,7 +549,7 @@ class Sandbox:
             args += _parents(b.inside, made, bound)
             args += ["--bind" if b.writable else "--ro-bind", str(b.host), b.inside]
             bound.add(b.inside)
-        return args + ["--remount-ro", "/"]
+        return args + ["--remount-ro", "/", "--remount-ro", "/dev"]
 
     def run(self, cmd: list[str], *, cwd: Path, log_dir: Path, time_limit: float,
             env: dict[str, str] | None = None, on_tick: Callable[[float], None] | None = None,
@@ -578,6 +601,7 @@ class Sandbox:
                 time.sleep(TICK_S)
         except BaseException:  # Ctrl-C in the parent: the child must not outlive us
             untrusted.kill_group(proc.pid)
+            _end(getattr(proc, "sandbox_init", None))
             try:
                 os.wait4(proc.pid, 0)
             except ChildProcessError:
@@ -588,6 +612,7 @@ class Sandbox:
         elapsed = time.monotonic() - t0
         proc.returncode = 0  # reaped here; keep Popen from waiting again
         untrusted.kill_group(proc.pid)
+        _end(getattr(proc, "sandbox_init", None))
         for r in readers:
             r.join(timeout=10)
         wrote, made = self._after(writable, watch)
@@ -660,34 +685,56 @@ def _data_fd(text: str, fds: list[int]) -> int:
     return r
 
 
-def _map_ids(info_r: int, block_w: int, timeout: float = 20.0) -> None:
-    """Root mode: read bwrap's child pid, write its uid/gid maps (inside 0 stays root for
-    bwrap's own setup; inside 1000 is ROOT_MODE_UID), then let it go on."""
+def _start(info_r: int, block_w: int, timeout: float = 20.0) -> int | None:
+    """The host pid of the sandbox's init, from bwrap's --info-fd; in root mode also write
+    its uid/gid maps (inside 0 stays root for bwrap's own setup, inside 1000 is
+    ROOT_MODE_UID) and let bwrap go on. None when bwrap ended first (its stderr says why)."""
+    pid = None
     try:
         data, end = b"", time.monotonic() + timeout
-        while time.monotonic() < end:
+        while pid is None and time.monotonic() < end:
             ready, _, _ = select.select([info_r], [], [], max(0.0, end - time.monotonic()))
             chunk = os.read(info_r, 4096) if ready else b""
             if not chunk:
-                return  # bwrap ended before it got there: its stderr says why
+                return None
             data += chunk
             try:
                 pid = int(json.loads(data)["child-pid"])
-                break
             except (ValueError, KeyError):
                 continue
-        else:
-            return
-        mapping = f"0 0 1\n{INSIDE_UID} {ROOT_MODE_UID} 1\n"
-        for name in ("uid_map", "gid_map"):
-            with open(f"/proc/{pid}/{name}", "w") as fh:
-                fh.write(mapping)
-        os.write(block_w, b"1")
+        if pid is not None and block_w != -1:
+            mapping = f"0 0 1\n{INSIDE_UID} {ROOT_MODE_UID} 1\n"
+            for name in ("uid_map", "gid_map"):
+                with open(f"/proc/{pid}/{name}", "w") as fh:
+                    fh.write(mapping)
+            os.write(block_w, b"1")
+        return pid
     except OSError:
-        pass  # bwrap fails on its own and says so
+        return None  # bwrap fails on its own and says so
     finally:
         os.close(info_r)
-        os.close(block_w)
+        if block_w != -1:
+            os.close(block_w)
+
+
+def _end(init_pid: int | None, wait_s: float = 5.0) -> None:
+    """Kill the sandbox's init (its whole pid namespace dies with it) and wait until it is
+    gone: a zombie init means every other process of the namespace was reaped."""
+    if init_pid is None:
+        return
+    try:
+        os.kill(init_pid, signal.SIGKILL)
+    except OSError:
+        return
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end:
+        try:
+            with open(f"/proc/{init_pid}/stat", "rb") as fh:
+                if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    return
+        except (OSError, IndexError):
+            return
+        time.sleep(0.01)
 
 
 def _give(folder: Path, uid: int) -> None:
