@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SRC, alive_with
 from subkit.grader import sandbox
 
 HOSTILE = Path(__file__).parent / "hostile"
-SRC = Path(__file__).resolve().parents[1] / "src"
 SECRET = "s3cr3t-" + hashlib.sha256(str(os.getpid()).encode()).hexdigest()[:16]
 HAS_BWRAP = sandbox.bwrap_available()[0]
 needs_bwrap = pytest.mark.skipif(not HAS_BWRAP and not os.environ.get("CI"),
@@ -190,18 +190,6 @@ def everything_in(folder: Path) -> str:
 def loot(res: dict) -> dict:
     p = Path(res["run_dir"]) / "submission" / "loot.json"
     return json.loads(p.read_text()) if p.is_file() else {}
-
-
-def alive_with(token: str) -> list[int]:
-    pids = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if token.encode() in Path(f"/proc/{name}/cmdline").read_bytes():
-                    pids.append(int(name))
-            except OSError:
-                continue
-    return pids
 
 
 def kill_all(pids: list[int]) -> None:
@@ -467,3 +455,66 @@ def test_requiring_the_sandbox_where_there_is_none_is_an_error(arena, monkeypatc
                    env={**arena.env, "SUBKIT_SANDBOX": "bwrap", "PATH": "/nonexistent"})
     assert r.returncode == 1 and "error: the bubblewrap sandbox is not available" in r.stderr
     assert "hint: install bubblewrap" in r.stderr
+
+
+def _world_readable(path: Path) -> bool:
+    return all(os.stat(p).st_mode & 0o005 == 0o005 for p in [path, *path.parents])
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not HAS_BWRAP
+                    or not Path("/usr/bin/python3").exists() or not _world_readable(SRC),
+                    reason="needs root (to become another user), setpriv, bubblewrap, and a "
+                           "system python that any user can run")
+def test_an_unprivileged_user_gets_the_same_sandbox():
+    """What a participant on a laptop gets: bwrap maps their own uid; the process limit is
+    counted in the sandbox's user namespace; nothing of theirs is visible."""
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="subkit-test-unprivileged-"))
+    try:
+        _unprivileged(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _unprivileged(tmp_path: Path) -> None:
+    work = tmp_path / "box"
+    work.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chown(work, 65534, 65534)
+    script = f'''
+import json, sys
+sys.path.insert(0, {str(SRC)!r})
+from pathlib import Path
+from subkit.grader import sandbox
+print(json.dumps(sandbox.bwrap_available()))
+box = sandbox.Sandbox(sandbox.Limits(processes=16), python="/usr/bin/python3")
+box.bind({str(work)!r}, "/app/output", writable=True)
+child = """
+import json, os
+facts = {{"uid": os.getuid(), "pids": [p for p in os.listdir("/proc") if p.isdigit()],
+         "home": os.path.exists({str(tmp_path)!r}), "forks": 0}}
+try:
+    while facts["forks"] < 100:
+        if os.fork() == 0:
+            import time
+            time.sleep(5)
+            os._exit(0)
+        facts["forks"] += 1
+except OSError as exc:
+    facts["error"] = str(exc)
+json.dump(facts, open("/app/output/facts.json", "w"))
+"""
+r = box.run(["/usr/bin/python3", "-c", child], cwd=Path({str(work)!r}),
+            log_dir=Path({str(work)!r}) / "logs", time_limit=30)
+print(json.dumps([r.returncode, r.limit, r.sandbox["isolated"]]))
+'''
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          "/usr/bin/python3", "-c", script], capture_output=True, text=True,
+                         timeout=120, cwd="/")
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and json.loads(lines[0]) == [True, ""], out.stdout + out.stderr
+    assert json.loads(lines[1]) == [0, None, True]
+    facts = json.loads((work / "facts.json").read_text())
+    assert facts["uid"] == 1000 and facts["pids"][0] == "1" and facts["home"] is False
+    assert 0 < facts["forks"] < 16 and "Resource temporarily unavailable" in facts["error"]
