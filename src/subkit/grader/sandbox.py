@@ -738,16 +738,17 @@ def _end(init_pid: int | None, wait_s: float = 5.0) -> None:
 
 
 def _give(folder: Path, uid: int) -> None:
-    """Root mode: a writable bind belongs to the sandbox's uid, so that it can write there."""
-    try:
-        os.lchown(folder, uid, uid)
-    except OSError:
-        pass
+    """Root mode: a writable bind belongs to the sandbox's uid, so that it can write there
+    (and its folders can be entered by bwrap, which sets up as root without capabilities)."""
     for dirpath, dirnames, filenames in os.walk(folder):
         for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
             try:
                 os.lchown(name, uid, uid)
+                if name == dirpath or name[len(dirpath) + 1:] in dirnames:
+                    os.chmod(name, os.stat(name).st_mode | 0o711)
             except OSError:
                 pass
+    if folder.is_file():
+        os.lchown(folder, uid, uid)
 
 
