@@ -220,9 +220,29 @@ def assert_untouched(arena: Arena, before: dict) -> None:
 
 
 # -- the attacks ---------------------------------------------------------------------------------
+# runs subkit in a session keyring of its own holding a secret key (not the machine's)
+KEYRING_WRAPPER = r"""
+import ctypes, os, platform, sys
+libc = ctypes.CDLL(None, use_errno=True)
+nr = {"x86_64": (250, 248), "aarch64": (219, 217)}[platform.machine()]
+libc.syscall(nr[0], 1, None)  # KEYCTL_JOIN_SESSION_KEYRING
+secret = os.environ["SUBKIT_TEST_KEY"].encode()
+libc.syscall(nr[1], b"user", b"subkit-test-key", secret, len(secret), -3)  # add_key to @s
+os.execv(sys.executable, [sys.executable, "-m", "subkit"] + sys.argv[1:])
+"""
+
+
 @needs_bwrap
 def test_credentials_and_environment_stay_out_of_reach(arena):
-    code, res, _ = arena.score_local(arena.zip("steal_secrets"))
+    import platform
+
+    if platform.machine() not in ("x86_64", "aarch64"):
+        pytest.skip("the keyring part knows the syscall numbers of x86_64 and aarch64")
+    env = {**os.environ, "PYTHONPATH": str(SRC), **arena.env, "SUBKIT_TEST_KEY": SECRET}
+    r = subprocess.run([sys.executable, "-c", KEYRING_WRAPPER, "score-local",
+                        str(arena.zip("steal_secrets")), "--json"], cwd=arena.ws, env=env,
+                       capture_output=True, text=True, timeout=180)
+    code, res = r.returncode, json.loads(r.stdout)
     assert code == 0 and res["ok"] and res["score"] == pytest.approx(arena.baseline)
     run_dir = Path(res["run_dir"])
     assert SECRET not in everything_in(run_dir)
@@ -235,6 +255,7 @@ def test_credentials_and_environment_stay_out_of_reach(arena):
     assert got["ppid"] == 0
     assert all(k.endswith(":failed") for k in got if k.startswith(str(arena.home)))
     assert "/etc/shadow:failed" in got
+    assert "subkit-test-key" not in got.get("/proc/keys", "") and got.get("session_keys") in (None, [])
     assert res["sandbox"]["isolated"] is True and res["network_isolated"] is True
 
 

@@ -76,7 +76,7 @@ from pathlib import Path
 from typing import Any
 
 from subkit.errors import InputError, SubkitError, UsageError
-from subkit.grader import safezip, sandbox
+from subkit.grader import safezip, sandbox, untrusted
 from subkit.grader.run import Failure
 from subkit.grader.runfolder import RunFolder
 
@@ -726,7 +726,7 @@ def _tail(path: str | Path, lines: int = 15) -> str:
         text = Path(path).read_bytes()[-16384:].decode("utf-8", "replace")
     except OSError:
         return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
+    return untrusted.printable("\n".join(text.strip().splitlines()[-lines:]))
 
 
 def _status(program: Container | None, ingestion: Container | None) -> dict:

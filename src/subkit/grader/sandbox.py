@@ -159,7 +159,7 @@ def python_layout(python: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], 
     """(folders the interpreter needs, read-only; environment it needs) for ``python``: its
     prefix and base prefix (a venv and the interpreter its python links to) and the user's
     site-packages when it has one. A prefix that holds the home folder (``--prefix ~``) is
-    narrowed to its ``lib`` folder and the executable."""
+    narrowed to the interpreter's parts (``_narrow``)."""
     if os.path.realpath(python) == os.path.realpath(sys.executable):
         import site
 
@@ -184,7 +184,7 @@ def python_layout(python: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], 
             if q == "/" or _under(q, "/usr"):
                 continue
             if _under(home, q):  # the prefix holds the home folder: never bind it whole
-                folders.update(x for x in (os.path.join(q, "lib"), exe) if os.path.exists(x))
+                folders.update(_narrow(q))
             elif os.path.isdir(q):
                 folders.add(q)
     env: list[tuple[str, str]] = []
@@ -193,6 +193,13 @@ def python_layout(python: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], 
         env.append(("PYTHONUSERBASE", info["userbase"]))
     kept = sorted(f for f in folders if not any(f != g and _under(f, g) for g in folders))
     return tuple(kept), tuple(env)
+
+
+def _narrow(prefix: str) -> list[str]:
+    """What of a prefix an interpreter needs, for a prefix that also holds other things (the
+    home folder, a workspace with a venv at its root)."""
+    return [p for n in ("bin", "lib", "lib64", "pyvenv.cfg")
+            if os.path.exists(p := os.path.join(prefix, n))]
 
 
 def _under(path: str, folder: str) -> bool:
@@ -328,7 +335,7 @@ class ChildResult:
                 text = fh.read().decode("utf-8", "replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return untrusted.printable("\n".join(text.splitlines()[-lines:]))
 
 
 # -- the sandbox ------------------------------------------------------------------------------------
@@ -541,7 +548,12 @@ class Sandbox:
                  "--proc", "/proc", "--dev", "/dev",
                  "--perms", "1777", "--size", str(self.limits.tmp_mb * MiB), "--tmpfs", "/dev/shm",
                  "--perms", "1777", "--size", str(self.limits.tmp_mb * MiB), "--tmpfs", "/tmp"]
-        folders = python_layout(self.python)[0] if self.python else ()
+        folders: list[str] = []
+        private = [str(b.host) for b in self.binds] + [os.getcwd()]
+        for f in python_layout(self.python)[0] if self.python else ():
+            # a prefix that holds the workspace or the run (a venv made in the workspace's
+            # own folder) would show them: only its interpreter's parts are bound
+            folders += _narrow(f) if any(_under(p, f) for p in private) else [f]
         for f in folders:
             args += _parents(f, made, bound) + ["--ro-bind", f, f]
             bound.add(f)

@@ -11,6 +11,8 @@ import ctypes
 import json
 import math
 import os
+import platform
+import re
 import signal
 import stat
 import subprocess
@@ -26,6 +28,15 @@ MAX_FILES = 100_000  # files the child may create in its writable folders
 
 
 # -- reading what the child wrote -------------------------------------------------------------
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """A child's text made safe to print: no terminal escape sequence (which could clear the
+    screen or paint a fake score), no control or bidi character; newlines and tabs stay."""
+    return _UNPRINTABLE.sub("?", text)
+
+
 def read_untrusted(path: Path | str, max_bytes: int) -> bytes | None:
     """The bytes of a file a child wrote, or None: never follows a link, never blocks on a
     FIFO, never reads past ``max_bytes``."""
@@ -69,7 +80,8 @@ def sane_status(raw: dict) -> dict:
     """The child's status file, as far as it can be read: the types subkit expects, texts
     cut to size. Whatever a hostile child wrote, nothing downstream can trip on it (its
     claims stay claims: no verdict rests on them)."""
-    out: dict[str, Any] = {k: raw[k][:n] for k, n in _TEXT.items() if isinstance(raw.get(k), str)}
+    out: dict[str, Any] = {k: printable(raw[k][:n]) for k, n in _TEXT.items()
+                           if isinstance(raw.get(k), str)}
     out["ok"] = raw.get("ok") is True
     out["timings"] = _numbers(raw.get("timings"))
     if _number(raw.get("peak_rss_mb")) is not None:
@@ -99,7 +111,7 @@ def _plain(d: dict) -> dict:
     out: dict[str, Any] = {}
     for k, v in list(d.items())[:20]:
         if isinstance(v, str):
-            out[str(k)[:40]] = v[:300]
+            out[printable(str(k)[:40])] = printable(v[:300])
         elif isinstance(v, (bool, int, float)) and (isinstance(v, bool) or _number(v) is not None):
             out[str(k)[:40]] = v
         elif isinstance(v, list):
@@ -250,6 +262,7 @@ class DiskWatch:
 
 # -- processes ----------------------------------------------------------------------------------
 _libc = None
+_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 271, "s390x": 280}
 _SPAWNED: weakref.WeakSet = weakref.WeakSet()  # sandboxed processes subkit started
 
 
@@ -264,8 +277,12 @@ def prctl(option: int, value: int) -> None:
 
 
 def die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when subkit dies, even by SIGKILL (Linux)."""
+    """In the child, before exec: SIGKILL when subkit dies, even by SIGKILL (Linux), and a
+    session keyring of its own (it would inherit the user's, and read the keys there)."""
     prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    nr = _KEYCTL.get(platform.machine())
+    if nr is not None and _libc is not None:
+        _libc.syscall(nr, 1, None)  # keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)
 
 
 def set_dumpable(on: bool) -> None:
