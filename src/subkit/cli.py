@@ -281,7 +281,12 @@ def predict(zip_path, data_path, out_path, force, time_limit, profile_name, as_j
     if as_json:
         _echo_json(info)
     else:
+        from subkit.report.terminal import print_sandbox
+
+        for w in info["warnings"]:
+            click.secho(f"  warning: {w}", fg="yellow")
         click.echo(f"wrote {info['rows']} predictions to {info['out']}")
+        print_sandbox(info["sandbox"])
 
 
 # -- demo ------------------------------------------------------------------------------------
