@@ -150,6 +150,8 @@ def test_a_run_killed_by_sigkill_is_marked_incomplete_and_leaves_nothing_running
     assert not (run_dir / "input_data").exists() and not (run_dir / "scores.json").exists()
     assert not (run_dir / ".subkit-lock").exists()
     assert [r for r in ledger_rows(workspace) if r["kind"] == "score-local"] == []
+    r = subkit("report", str(run_dir), cwd=workspace)
+    assert r.returncode == 1 and "never finished (incomplete)" in r.stderr
 
 
 def test_a_run_killed_before_its_ledger_row_gets_it_from_its_record(workspace, tmp_path, test_npz):

@@ -142,7 +142,10 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
            "--method", prof.predict_method]
     for a in prof.init_args:
         cmd += ["--init-arg", str(a)]
-    cmd += box.args_inside(list(extra_args or []))  # --proba / --extra-input (shift suite)
+    extra_args = list(extra_args or [])  # --proba / --extra-input NAME=PATH (shift suite)
+    for i, folder in enumerate(_extra_folders(extra_args, input_dir)):
+        box.bind(folder, f"/app/extra_input/{i}")  # read-only, written by subkit as it goes
+    cmd += box.args_inside(extra_args)
     status_path, pred_path = output_dir / "ingestion.json", output_dir / "predictions.npy"
     cap = _predictions_cap(len(X), prof)
     bar = _Progress(label, time_limit, status_path, enabled=progress)
@@ -179,6 +182,14 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
                           "return a numpy int array of shape (n,)")
     return ChildRun(ok=failure is None, predictions=preds, status=status, child=child,
                     failure=failure, clean_s=clean_s)
+
+
+def _extra_folders(extra_args: list[str], input_dir: Path) -> list[Path]:
+    """The folders of --extra-input files that are not in the run's own input folder (a
+    second run of the same suite, without TTA, reads the first run's shifted sets)."""
+    paths = [Path(v.partition("=")[2]).resolve() for flag, v in zip(extra_args, extra_args[1:])
+             if flag == "--extra-input"]
+    return sorted({p.parent for p in paths if input_dir.resolve() not in p.parents})
 
 
 def _predictions_cap(n: int, prof) -> int:

@@ -195,6 +195,12 @@ def python_layout(python: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], 
     return tuple(kept), tuple(env)
 
 
+def _gpu_devices() -> list[str]:
+    import glob
+
+    return sorted(glob.glob("/dev/nvidia*"))
+
+
 def _narrow(prefix: str) -> list[str]:
     """What of a prefix an interpreter needs, for a prefix that also holds other things (the
     home folder, a workspace with a venv at its root)."""
@@ -401,6 +407,7 @@ class Sandbox:
                     "the interpreter's folders read-only"]
             sees += [f"{b.inside} ({'writable' if b.writable else 'read-only'})" for b in self.binds]
             sees += [f"a private /tmp and /dev/shm ({self.limits.tmp_mb} MB each)"]
+            sees += ["the NVIDIA GPUs (/dev/nvidia*)"] if _gpu_devices() else []
             return {"isolated": True, "mode": "bubblewrap", "network": not self.network,
                     "user": f"unprivileged (uid {INSIDE_UID} inside"
                             + (f", {ROOT_MODE_UID} outside)" if _root_mode() else ")"),
@@ -546,6 +553,8 @@ class Sandbox:
         args += ["--ro-bind-data", str(passwd_fd), "/etc/passwd",
                  "--ro-bind-data", str(group_fd), "/etc/group",
                  "--proc", "/proc", "--dev", "/dev",
+                 # the GPUs, as a grader's container with --gpus gets them (TF finds none else)
+                 *[a for d in _gpu_devices() for a in ("--dev-bind", d, d)],
                  "--perms", "1777", "--size", str(self.limits.tmp_mb * MiB), "--tmpfs", "/dev/shm",
                  "--perms", "1777", "--size", str(self.limits.tmp_mb * MiB), "--tmpfs", "/tmp"]
         folders: list[str] = []
