@@ -18,7 +18,6 @@ rounds), the child's time on subkit's clock and its peak memory on both sides.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
-from bench_score_local import prepare  # noqa: E402
+from bench_score_local import setup  # noqa: E402
 
 SLOPE, STARTUP_S = 1.05, 0.5
 
@@ -56,16 +55,7 @@ def startup_rounds(rounds: int) -> dict[str, list[float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=2000, help="synthetic test images")
-    ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--quick", action="store_true", help="300 images, 2 rounds, no result file")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.n, args.repeat = 300, 2
-    run = C.Run("bench_sandbox.py", sys.argv[1:] if argv is None else argv)
-    work = Path(tempfile.mkdtemp(prefix="subkit-bench-sandbox-"))
-    p = prepare(args.n, work)
+    args, run, work, p = setup(argv, "bench_sandbox.py", __doc__)
     cmd = [sys.executable, "-m", "subkit", "score-local", str(Path("submissions") / p["zip"].name),
            "--data", "test.npz", "--json"]
     res: dict[str, list[dict]] = {"A": [], "B": []}

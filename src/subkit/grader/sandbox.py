@@ -408,13 +408,13 @@ class Sandbox:
             sees += [f"{b.inside} ({'writable' if b.writable else 'read-only'})" for b in self.binds]
             sees += [f"a private /tmp and /dev/shm ({self.limits.tmp_mb} MB each)"]
             sees += ["the NVIDIA GPUs (/dev/nvidia*)"] if _gpu_devices() else []
-            return {"isolated": True, "mode": "bubblewrap", "network": not self.network,
+            return {"isolated": True, "mode": "bubblewrap", "network_cut": not self.network,
                     "user": f"unprivileged (uid {INSIDE_UID} inside"
                             + (f", {ROOT_MODE_UID} outside)" if _root_mode() else ")"),
                     "sees": sees, "limits": limits,
-                    "processes_limited": True}
+                    "processes_limited": bool(shutil.which("prlimit"))}
         return {"isolated": False, "mode": "none", "why": self.why,
-                "network": bool(not self.network and network_isolation_prefix()),
+                "network_cut": bool(not self.network and network_isolation_prefix()),
                 "could_reach": "everything your user can: your home folder and its credentials "
                                "(~/.kaggle/kaggle.json, saved tokens), the workspace, its ledger "
                                "and other zips, the test labels, UNIX sockets on disk, and your "

@@ -130,13 +130,9 @@ def _result(d: dict) -> dict:
     return out
 
 
-def seal(folders: list[Path]) -> int:
-    """After the child is gone: remove from its writable folders everything that is not a
-    plain file or folder (links, FIFOs, sockets, devices, files with other hard links), so
-    that nothing subkit reads or writes there later can be redirected. Returns how many
-    entries were removed."""
-    removed = 0
-    stack = [Path(f) for f in folders]
+def walk(folders: list[Path]):
+    """(path, lstat) of everything below ``folders``, links not followed."""
+    stack = [str(f) for f in folders]
     while stack:
         try:
             entries = list(os.scandir(stack.pop()))
@@ -148,13 +144,23 @@ def seal(folders: list[Path]) -> int:
             except OSError:
                 continue
             if stat.S_ISDIR(st.st_mode):
-                stack.append(Path(e.path))
-            elif not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-                try:
-                    os.unlink(e.path)
-                    removed += 1
-                except OSError:
-                    pass
+                stack.append(e.path)
+            yield e.path, st
+
+
+def seal(folders: list[Path]) -> int:
+    """After the child is gone: remove from its writable folders everything that is not a
+    plain file or folder (links, FIFOs, sockets, devices, files with other hard links), so
+    that nothing subkit reads or writes there later can be redirected. Returns how many
+    entries were removed."""
+    removed = 0
+    for path, st in walk(folders):
+        if not stat.S_ISDIR(st.st_mode) and (not stat.S_ISREG(st.st_mode) or st.st_nlink > 1):
+            try:
+                os.unlink(path)
+                removed += 1
+            except OSError:
+                pass
     return removed
 
 
@@ -216,23 +222,11 @@ class DiskWatch:
 
     def _scan(self, stop_bytes: int | None = None, stop_files: int | None = None) -> tuple[int, int]:
         total = files = 0
-        stack: list = list(self.folders)
-        while stack:
-            try:
-                entries = list(os.scandir(stack.pop()))
-            except OSError:
-                continue
-            for e in entries:
-                try:
-                    st = e.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                files += 1
-                total += st.st_blocks * 512
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(e.path)
-                if (stop_bytes and total > stop_bytes) or (stop_files and files > stop_files):
-                    return total, files
+        for _, st in walk(self.folders):
+            files += 1
+            total += st.st_blocks * 512
+            if (stop_bytes and total > stop_bytes) or (stop_files and files > stop_files):
+                break
         return total, files
 
     def written(self) -> tuple[int, int]:

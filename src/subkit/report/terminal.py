@@ -80,7 +80,7 @@ def print_sandbox(box: dict) -> None:
     """One line when the run was isolated; plain words when it was not."""
     if box.get("isolated"):
         lim = box.get("limits") or {}
-        click.echo(f"  sandbox: bubblewrap, {'no network, ' if box.get('network') else 'network ON, '}"
+        click.echo(f"  sandbox: bubblewrap, {'no network, ' if box.get('network_cut') else 'network ON, '}"
                    f"{box.get('user', 'unprivileged')}; limits {lim.get('processes')} processes, "
                    f"{lim.get('memory_mb')} MB memory a process, {lim.get('disk_mb')} MB written")
         return
