@@ -265,7 +265,7 @@ def test_the_network_cut_cannot_be_undone(arena):
     assert code == 0 and res["ok"]
     got = loot(res)
     assert not any(k.startswith("setns") and not k.endswith(":failed") for k in got), got
-    for key in ("tcp", "unix", "abstract", "internet"):
+    for key in ("tcp", "unix", "abstract", "internet", "new userns"):
         assert f"{key}:failed" in got, got.get(key)
     assert arena.tcp.accepted == arena.unix.accepted == arena.abstract.accepted == 0
     assert got["interfaces"] == ["lo"]

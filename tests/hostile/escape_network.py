@@ -1,6 +1,6 @@
 """Undo the network cut: setns() into every network namespace /proc shows (the parent's
 first), then reach a TCP server on the host's 127.0.0.1, a UNIX socket on disk and an
-abstract UNIX socket; and the outside world."""
+abstract UNIX socket; and the outside world; make a user namespace of its own."""
 
 import ctypes
 import glob
@@ -23,6 +23,13 @@ def setns(path):
     return "joined " + path
 
 
+def unshare(flags):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(flags) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return "unshared"
+
+
 def connect(family, address):
     s = socket.socket(family, socket.SOCK_STREAM)
     s.settimeout(2)
@@ -40,6 +47,9 @@ class Model:
         attempt("abstract", lambda: connect(socket.AF_UNIX, "\0" + T["abstract_socket"]))
         attempt("internet", lambda: connect(socket.AF_INET, ("1.1.1.1", 443)))
         take("interfaces", [n for _, n in socket.if_nameindex()])
+        # a user namespace of its own would give it every capability there (and a new
+        # network namespace to configure)
+        attempt("new userns", lambda: unshare(0x10000000))
 
     def predict(self, X):
         return np.zeros(len(X), dtype=np.int64)

@@ -728,6 +728,7 @@ def _start(info_r: int, block_w: int, timeout: float = 20.0) -> int | None:
             for name in ("uid_map", "gid_map"):
                 with open(f"/proc/{pid}/{name}", "w") as fh:
                     fh.write(mapping)
+            _no_nested_userns(pid)
             os.write(block_w, b"1")
         return pid
     except OSError:
@@ -736,6 +737,17 @@ def _start(info_r: int, block_w: int, timeout: float = 20.0) -> int | None:
         os.close(info_r)
         if block_w != -1:
             os.close(block_w)
+
+
+def _no_nested_userns(pid: int) -> None:
+    """Root mode (bwrap refuses --disable-userns with --userns-block-fd): no user namespace
+    may be made inside the sandbox's, so that the child never holds capabilities, not even
+    in a namespace of its own (the kernel's surface for them is large)."""
+    nsenter = shutil.which("nsenter")
+    if nsenter:
+        subprocess.run([nsenter, "--user", f"--target={pid}", "--", "/bin/sh", "-c",
+                        "echo 0 > /proc/sys/user/max_user_namespaces"],
+                       capture_output=True, timeout=20)
 
 
 def _end(init_pid: int | None, wait_s: float = 5.0) -> None:
