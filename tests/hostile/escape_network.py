@@ -24,9 +24,18 @@ def setns(path):
 
 
 def unshare(flags):
+    """In a forked child: a process with threads (numpy's) may not change user namespace."""
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(flags) != 0:
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        err = 0 if libc.unshare(flags) == 0 else ctypes.get_errno()
+        os.write(w, str(err).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    err = int(os.read(r, 16))
+    if err:
+        raise OSError(err, os.strerror(err))
     return "unshared"
 
 
