@@ -369,6 +369,7 @@ def test_a_run_that_ended_while_subkit_was_stopped_past_the_limit_fails(arena):
     ("memory_hog", {"memory_mb": 256}, "ran out of memory"),
     ("huge_file", {"file_size_mb": 16}, "file larger than 16 MB"),
     ("fill_disk", {"disk_mb": 64}, "wrote more than 64 MB"),
+    ("hide_deep", {"disk_mb": 64}, "wrote more than 64 MB"),
     ("fill_tmp", {"tmp_mb": 16}, "/tmp holds 16 MB"),
 ])
 def test_the_machine_cannot_be_exhausted(arena, attack, limits, expected):
@@ -387,6 +388,8 @@ def test_the_machine_cannot_be_exhausted(arena, attack, limits, expected):
         assert "[limits]" in res["failure"]["hint"]
     if attack == "fill_disk":
         assert res["sandbox"]["written_mb"] < 64 + 512  # stopped soon after the limit
+    if attack == "memory_hog":  # and first in line for the OOM killer, should all else fail
+        assert loot(res)["oom_score_adj"] == "1000"
 
 
 @needs_bwrap

@@ -1,5 +1,5 @@
 """Exhaust the machine, as targets.json says: a fork bomb, a memory hog, a huge file, a
-disk filled file by file, a /tmp filled up. The attack does not catch the failure, as a
+disk filled file by file (also below folders nested too deep for any path), a /tmp filled up. The attack does not catch the failure, as a
 runaway submission would not."""
 
 import os
@@ -33,6 +33,8 @@ def fork_bomb():
 
 
 def memory_hog():
+    with open("/proc/self/oom_score_adj") as fh:
+        take("oom_score_adj", fh.read().strip())
     blocks = []
     while True:
         blocks.append(np.ones(64 * MiB, dtype=np.uint8))
@@ -50,8 +52,17 @@ def fill_disk():
         write(f"fill-{i}.bin", 8)
 
 
+def hide_deep():
+    """Fill the disk where no path can reach: below folders nested past PATH_MAX."""
+    for _ in range(40):  # 40 x 201 bytes > 4096
+        os.mkdir("d" * 200)
+        os.chdir("d" * 200)
+    fill_disk()
+
+
 ATTACKS = {"fork_bomb": fork_bomb, "memory_hog": memory_hog,
            "huge_file": lambda: write("huge.bin", 4096), "fill_disk": fill_disk,
+           "hide_deep": hide_deep,
            "fill_tmp": lambda: write("/tmp/fill.bin", 4096)}
 
 

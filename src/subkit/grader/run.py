@@ -564,7 +564,7 @@ def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_des
                                     f"{res.shift['failures'][0]['error']})")
         if plan.error:
             res.warnings.append(f"generating the shifted sets failed: {plan.error}")
-    if cr.child.stdout_bytes > sandbox.LOG_CAP_BYTES or cr.child.stderr_bytes > sandbox.LOG_CAP_BYTES:
+    if max(cr.child.stdout_bytes, cr.child.stderr_bytes) > untrusted.LOG_CAP_BYTES:
         res.warnings.append(f"the submission printed {max(cr.child.stdout_bytes, cr.child.stderr_bytes) / 1e6:.0f} MB; "
                             "the logs keep the first 16 MiB and the last 64 KiB")
     write_json(run_dir / "run.json", res.to_dict())  # for the report; "complete" comes last

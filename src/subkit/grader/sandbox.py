@@ -61,7 +61,7 @@ from collections.abc import Callable
 
 from subkit.errors import SubkitError, UsageError
 from subkit.grader import untrusted
-from subkit.grader.untrusted import LOG_CAP_BYTES, MAX_FILES, MiB  # noqa: F401 (re-exported)
+from subkit.grader.untrusted import MiB
 
 SANDBOX_ENV = "SUBKIT_SANDBOX"  # auto | bwrap | none
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf "
@@ -636,9 +636,8 @@ class Sandbox:
         _end(getattr(proc, "sandbox_init", None))
         for r in readers:
             r.join(timeout=10)
-        wrote, made = self._after(writable, watch)
-        if limit is None and (wrote > watch.limit or made > MAX_FILES):
-            limit = "disk" if wrote > watch.limit else "files"
+        wrote, passed = self._after(writable, watch)
+        limit = limit or passed
         rc, sig = self._exit_status(status, limit)
         return ChildResult(returncode=rc, signal=sig, timed_out=limit == "time", elapsed_s=elapsed,
                            peak_rss_mb=rusage.ru_maxrss / 1024.0 if rusage is not None else None,
@@ -660,15 +659,16 @@ class Sandbox:
             return None, rc - 128
         return rc, None
 
-    def _after(self, writable: list[Path], watch: untrusted.DiskWatch | None = None) -> tuple[int, int]:
+    def _after(self, writable: list[Path],
+               watch: untrusted.DiskWatch | None = None) -> tuple[int, str | None]:
         """The child is gone (with bubblewrap its whole pid namespace died with it; without,
         the orphans are swept up); measure and seal the writable folders."""
         if not self.isolated:
             untrusted.kill_orphans()
             untrusted.set_dumpable(True)
-        wrote, made = watch.written() if watch is not None else (0, 0)
+        wrote, passed = watch.written() if watch is not None else (0, None)
         untrusted.seal(writable)
-        return wrote, made
+        return wrote, passed
 
     def close(self) -> None:
         if self._scratch_cm is not None:

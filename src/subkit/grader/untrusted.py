@@ -130,18 +130,28 @@ def _result(d: dict) -> dict:
     return out
 
 
-def walk(folders: list[Path]):
-    """(path, lstat) of everything below ``folders``, links not followed."""
+def walk(folders: list[Path], hidden: list[str] | None = None):
+    """(path, lstat) of everything below ``folders``, links not followed. A folder that
+    cannot be read (too deep for a path, no permission) goes to ``hidden``."""
     stack = [str(f) for f in folders]
     while stack:
+        folder = stack.pop()
         try:
-            entries = list(os.scandir(stack.pop()))
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue
         except OSError:
+            if hidden is not None:
+                hidden.append(folder)
             continue
         for e in entries:
             try:
                 st = e.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
             except OSError:
+                if hidden is not None:
+                    hidden.append(e.path)
                 continue
             if stat.S_ISDIR(st.st_mode):
                 stack.append(e.path)
@@ -208,7 +218,7 @@ class DiskWatch:
     def __init__(self, folders: list[Path], limit_bytes: int):
         self.folders = [Path(f) for f in folders if Path(f).is_dir()]
         self.limit = limit_bytes
-        self.base_bytes, self.base_files = self._scan()
+        self.base_bytes, self.base_files, _ = self._scan()
         self.free0: dict[Path, tuple[int, int]] = {}
         seen: set[int] = set()
         for f in self.folders:
@@ -220,19 +230,39 @@ class DiskWatch:
                 seen.add(dev)
                 self.free0[f] = (vfs.f_bavail * vfs.f_frsize, vfs.f_favail)
 
-    def _scan(self, stop_bytes: int | None = None, stop_files: int | None = None) -> tuple[int, int]:
+    def _scan(self) -> tuple[int, int, bool]:
+        """(bytes, files) added to the folders, and whether some of them could not be read
+        (a child hiding what it wrote in paths too deep to measure)."""
         total = files = 0
-        for _, st in walk(self.folders):
+        hidden: list[str] = []
+        stop_bytes = getattr(self, "base_bytes", 0) + 2 * self.limit
+        stop_files = getattr(self, "base_files", 0) + 2 * MAX_FILES
+        for _, st in walk(self.folders, hidden):
             files += 1
             total += st.st_blocks * 512
-            if (stop_bytes and total > stop_bytes) or (stop_files and files > stop_files):
+            if total > stop_bytes or files > stop_files:
                 break
-        return total, files
+        return total, files, bool(hidden)
 
-    def written(self) -> tuple[int, int]:
-        """(bytes, files) the child added to its folders."""
-        total, files = self._scan(self.base_bytes + 2 * self.limit, self.base_files + 2 * MAX_FILES)
-        return max(0, total - self.base_bytes), max(0, files - self.base_files)
+    def _lost(self) -> int:
+        """The most bytes any watched file system lost since the start (or the last reset)."""
+        lost = 0
+        for folder, (free_bytes, _) in self.free0.items():
+            try:
+                vfs = os.statvfs(folder)
+            except OSError:
+                continue
+            lost = max(lost, free_bytes - vfs.f_bavail * vfs.f_frsize)
+        return lost
+
+    def written(self) -> tuple[int, str | None]:
+        """(bytes the child added, the limit it passed or None). Bytes that cannot be
+        measured count as past the limit when the file system lost that much."""
+        total, files, hidden = self._scan()
+        wrote, made = max(0, total - self.base_bytes), max(0, files - self.base_files)
+        if wrote > self.limit or (hidden and self._lost() > self.limit):
+            return wrote, "disk"
+        return wrote, "files" if made > MAX_FILES else None
 
     def exceeded(self) -> str | None:
         """"disk" or "files" when the child wrote past a limit, else None."""
@@ -244,13 +274,12 @@ class DiskWatch:
             if free_bytes - vfs.f_bavail * vfs.f_frsize <= self.limit \
                     and free_files - vfs.f_favail <= MAX_FILES:
                 continue
-            wrote, made = self.written()
-            if wrote > self.limit:
-                return "disk"
-            if made > MAX_FILES:
-                return "files"
+            wrote, passed = self.written()
+            if passed:
+                return passed
             # other programs wrote that much: count again from here
-            self.free0[folder] = (vfs.f_bavail * vfs.f_frsize + wrote, vfs.f_favail + made)
+            self.free0[folder] = (vfs.f_bavail * vfs.f_frsize + wrote,
+                                  vfs.f_favail + self.base_files)
         return None
 
 
@@ -271,9 +300,16 @@ def prctl(option: int, value: int) -> None:
 
 
 def die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when subkit dies, even by SIGKILL (Linux), and a
-    session keyring of its own (it would inherit the user's, and read the keys there)."""
+    """In the child, before exec: SIGKILL when subkit dies, even by SIGKILL (Linux); the
+    first in line for the kernel's OOM killer (a memory hog of many processes, each under
+    its own limit, kills itself, not the user's programs); a session keyring of its own (it
+    would inherit the user's, and read the keys there)."""
     prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    try:
+        with open("/proc/self/oom_score_adj", "w") as fh:
+            fh.write("1000")
+    except OSError:
+        pass
     nr = _KEYCTL.get(platform.machine())
     if nr is not None and _libc is not None:
         _libc.syscall(nr, 1, None)  # keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)
