@@ -8,11 +8,13 @@ die whole at the limit. subkit trusts only what it writes itself, after the sand
 With bubblewrap (``bwrap``; the default where it works, ``SUBKIT_SANDBOX=bwrap`` requires it):
 
 - new user, pid, network, ipc and uts namespaces, all capabilities dropped, no new
-  privileges (bwrap always sets it), ``--die-with-parent``, a new session;
+  privileges (bwrap always sets it), no user namespace of its own, ``--die-with-parent``, a
+  new session and a session keyring of its own; the program is the init of its pid
+  namespace (``--as-pid-1``, as a container's command): when it ends, all of it ends;
 - the child runs as an unprivileged user: uid 1000 inside, the user's own uid outside, or
   when subkit runs as root a uid of no account (``ROOT_MODE_UID``: subkit writes the uid map
-  itself, bwrap's ``--userns-block-fd``), so that the process limit holds and the child owns
-  none of root's files;
+  itself, bwrap's ``--userns-block-fd``; ``setpriv`` drops to it keeping the parent-death
+  signal), so that the process limit holds and the child owns none of root's files;
 - it sees the system read-only (``/usr``, ``/lib*``, ``/bin``, ``/sbin``, a few files of
   ``/etc``, a made-up ``/etc/passwd``), the folders the interpreter needs read-only (its
   prefix and base prefix: a cached grader venv and the interpreter its python links to), the
@@ -34,7 +36,8 @@ bubblewrap.
 Limits (``Limits``, from the profile's ``[limits]``): processes (RLIMIT_NPROC, counted in
 the sandbox's own user namespace), memory (RLIMIT_DATA per process: TensorFlow reserves
 gigabytes of address space it never touches, so RLIMIT_AS would refuse it while the
-private writable memory RLIMIT_DATA counts stays near its real use), file size
+private writable memory RLIMIT_DATA counts stays near its real use; its processes come
+first for the OOM killer), file size
 (RLIMIT_FSIZE), total bytes and files written into the writable folders (watched while it
 runs: statvfs every tick, a scan to confirm), ``/tmp`` and ``/dev/shm`` (tmpfs sizes), and
 the time limit on the monotonic clock: the loop kills the sandbox at the limit, a
