@@ -315,10 +315,16 @@ def die_with_parent() -> None:
         _libc.syscall(nr, 1, None)  # keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)
 
 
+_UNDUMPABLE = [0, threading.Lock()]  # children running that need subkit undumpable
+
+
 def set_dumpable(on: bool) -> None:
-    """Without bubblewrap, while the child runs: subkit's /proc/<pid>/environ, mem and fds
-    then need CAP_SYS_PTRACE (a child of the same user cannot read them)."""
-    prctl(4, 1 if on else 0)  # PR_SET_DUMPABLE
+    """Without bubblewrap, while a child runs: subkit's /proc/<pid>/environ, mem and fds
+    then need CAP_SYS_PTRACE (a child of the same user cannot read them). Counted: dumpable
+    again only when the last such child is gone (a bundle runs two at once)."""
+    with _UNDUMPABLE[1]:
+        _UNDUMPABLE[0] += -1 if on else 1
+        prctl(4, 0 if _UNDUMPABLE[0] > 0 else 1)  # PR_SET_DUMPABLE
 
 
 def make_subreaper() -> None:
