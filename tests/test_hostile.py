@@ -544,3 +544,37 @@ print(json.dumps([r.returncode, r.limit, r.sandbox["isolated"]]))
     facts = json.loads((work / "facts.json").read_text())
     assert facts["uid"] == 1000 and facts["pids"][0] == "1" and facts["home"] is False
     assert 0 < facts["forks"] < 16 and "Resource temporarily unavailable" in facts["error"]
+
+
+@needs_bwrap
+def test_too_many_files_stop_the_run(tmp_path, monkeypatch):
+    from subkit.grader import untrusted
+
+    monkeypatch.setattr(untrusted, "MAX_FILES", 300)
+    out = tmp_path / "out"
+    out.mkdir()
+    box = sandbox.Sandbox(sandbox.Limits(), python=sys.executable)
+    box.bind(out, "/app/output", writable=True)
+    code = "for i in range(10 ** 6):\n    open(f'/app/output/f{i}', 'w').close()\n"
+    r = box.run([sys.executable, "-c", code], cwd=out, log_dir=tmp_path / "logs", time_limit=60)
+    assert r.limit == "files" and r.elapsed_s < 30
+    assert 300 < len(os.listdir(out)) < 10 ** 6
+
+
+def test_what_the_child_wrote_is_read_without_trusting_it(tmp_path):
+    from subkit.grader import untrusted
+
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET)
+    (tmp_path / "link").symlink_to(secret)
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "big").write_bytes(b"x" * 2000)
+    (tmp_path / "ok.json").write_text('{"ok": true, "stage": ["x"], "timings": {"a": "1"}}')
+    assert untrusted.read_untrusted(tmp_path / "link", 100) is None
+    assert untrusted.read_untrusted(tmp_path / "fifo", 100) is None  # and did not block
+    assert untrusted.read_untrusted(tmp_path / "big", 1000) is None
+    status = untrusted.sane_status(untrusted.read_untrusted_json(tmp_path / "ok.json"))
+    assert status == {"ok": True, "timings": {}}
+    assert untrusted.printable("a\x1b[2J\x1b]0;x\x07b\u202ec\n") == "a?[2J?]0;x?b?c\n"
+    assert untrusted.seal([tmp_path]) == 2  # the link and the FIFO
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "ok.json", "secret"]
