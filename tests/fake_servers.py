@@ -744,6 +744,28 @@ class _KaggleHandler(_Handler):
     }
 
 
+# -- a front that throttles or fails (a reverse proxy, a load balancer) ---------------------------
+@dataclass
+class FlakyState:
+    """Answers the ``answers`` in turn (status, headers, body), then 200 {"ok": true}.
+    Codabench itself sets no DRF throttle (settings/base.py REST_FRAMEWORK has no
+    DEFAULT_THROTTLE_CLASSES); a proxy in front of a service may still answer 429 with
+    Retry-After (RFC 6585) or 502/503/504."""
+
+    answers: list[tuple[int, dict, bytes]] = field(default_factory=list)
+    log: list[dict] = field(default_factory=list)
+
+
+class _FlakyHandler(_Handler):
+    def _dispatch(self, method: str) -> None:
+        body = self._body()
+        self._log(body)
+        if self.state.answers:
+            status, headers, raw = self.state.answers.pop(0)
+            return self._send(status, raw=raw, headers=headers, content_type="text/html")
+        return self._send(200, {"ok": True})
+
+
 # -- running them ------------------------------------------------------------------------------
 class Running:
     def __init__(self, handler: type, state: Any):
@@ -772,3 +794,7 @@ def start_kaggle() -> tuple[Running, Running]:
     storage = Running(_StorageHandler, StorageState())
     api = Running(_KaggleHandler, KaggleState(storage=storage.state, storage_url=storage.url))
     return api, storage
+
+
+def start_flaky() -> Running:
+    return Running(_FlakyHandler, FlakyState())

@@ -22,7 +22,7 @@ import pytest
 import subkit.cli_ledger as cli_ledger
 import subkit.remote.http as http_mod
 import subkit.submit as submit_mod
-from fake_servers import start_codabench, start_kaggle
+from fake_servers import start_codabench, start_flaky, start_kaggle
 from subkit import credentials
 from subkit.ledger import Ledger, sha256_file
 from subkit.remote import codabench as cb
@@ -1085,3 +1085,35 @@ def test_upload_progress_bar_only_when_asked_for_a_terminal(codabench, zip_file,
     http_mod.Http(progress=False).upload("PUT", url, zip_file, what="upload")
     assert capsys.readouterr().err == ""
     assert codabench.blobs.blobs["/plain/x.zip"] == zip_file.read_bytes()
+
+
+def test_retries_follow_retry_after_and_never_resend_an_ambiguous_post(sleeps):
+    front = start_flaky()
+    try:
+        busy = (429, {"Retry-After": "1"}, b"<html><title>429 Too Many Requests</title></html>")
+        front.state.answers = [busy, busy]
+        resp = http_mod.Http().request("GET", front.url + "/x", what="reading")
+        assert resp.json() == {"ok": True} and sleeps == [1.0, 1.0]
+        # a 503 says the server did not process the POST: retried; a 502 may hide a
+        # created submission: not retried
+        front.state.answers = [(503, {}, b"<h1>Service Unavailable</h1>")]
+        http_mod.Http().request("POST", front.url + "/y", what="posting", json={})
+        front.state.answers = [(502, {}, b"<html><title>502 Bad Gateway</title></html>")]
+        with pytest.raises(http_mod.HttpError) as exc:
+            http_mod.Http().request("POST", front.url + "/z", what="creating the submission",
+                                    json={})
+        assert exc.value.message == "creating the submission failed: HTTP 502 Bad Gateway: " \
+                                    "502 Bad Gateway"
+        assert [c["path"] for c in front.state.log].count("/z") == 1
+        front.state.answers = [busy] * 10
+        with pytest.raises(http_mod.HttpError, match="HTTP 429 Too Many Requests"):
+            http_mod.Http().request("GET", front.url + "/w", what="reading")
+    finally:
+        front.stop()
+
+
+def test_no_tensorflow_in_submit():
+    code = ("import sys, subkit.submit, subkit.cli_ledger; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60,
+                   env=dict(os.environ, PYTHONPATH=str(Path(submit_mod.__file__).parents[1])))
