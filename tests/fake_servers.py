@@ -215,6 +215,7 @@ class CodabenchState:
     (``submission_rule``, ``primary_index``), ``quota_bytes``, ``used_bytes``,
     ``auto_run``, ``storage_kind`` ("s3" or "azure"), ``race_limit`` (another submission
     takes the day's last slot between can_make_submission and POST /submissions/),
+    ``start_fails`` (the submission is saved, then starting it raises: a bare 500 too),
     ``worker`` ("finished", "program_failed", "no_scores_file", "scores_late",
     "scores_never", "child_failed"), ``scores``."""
 
@@ -235,6 +236,7 @@ class CodabenchState:
     auto_run: bool = True
     storage_kind: str = "s3"
     race_limit: bool = False
+    start_fails: bool = False  # Submission.start raises after the row is saved
     worker: str = "finished"
     scores: dict[str, str] = field(default_factory=lambda: {"accuracy": "0.7600000000",
                                                             "duration": "12.5000000000"})
@@ -468,6 +470,8 @@ class _CodabenchHandler(_Handler):
             # server_error view (no 500.html in src/templates)
             return self._send(500, raw=b"<h1>Server Error (500)</h1>", content_type="text/html")
         sub = self._new_submission(user, phase, key, None, phase["tasks"][0])
+        if st.start_fails:  # SubmissionCreationSerializer.create: sub.start() after save
+            return self._send(500, raw=b"<h1>Server Error (500)</h1>", content_type="text/html")
         if st.auto_run:
             sub["steps"] = self._worker_steps(sub, phase)
         ds = st.datasets[key]

@@ -574,6 +574,19 @@ def test_the_daily_limit_race_html_500_gets_its_reason(codabench, token, workspa
     assert [r["kind"] for r in ledger_of(workspace).records()] == []
 
 
+def test_another_html_500_on_the_submission_says_to_look_before_retrying(codabench, token,
+                                                                         workspace, zip_file,
+                                                                         capsys):
+    codabench.state.start_fails = True
+    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    assert code == 1
+    error, hint = one_error(err)
+    assert "creating the submission failed: HTTP 500 Internal Server Error: Server Error (500)" \
+        in error
+    assert "may or may not exist" in hint and "My Submissions" in hint
+    assert len(codabench.state.submissions) == 1  # it was created: subkit did not post twice
+
+
 def test_the_users_quota_refuses_a_zip_too_large_before_its_bytes(codabench, token, workspace,
                                                                   zip_file, capsys):
     codabench.state.used_bytes = codabench.state.quota_bytes - 1000
@@ -889,6 +902,16 @@ def test_kaggle_not_joined_reads_as_such(kaggle, workspace, csv_file, capsys):
     assert code == 1
     error, hint = one_error(err)
     assert "you are on no team of this competition yet" in error and "rules" in hint
+
+
+def test_a_competition_closed_to_submissions(kaggle, workspace, csv_file, capsys):
+    kaggle.state.competitions["an2dl-mars-terrain"]["submissionsDisabled"] = True
+    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+                                   "-m", "x")
+    assert code == 1
+    error, hint = one_error(err)
+    assert "takes no submissions now; nothing was uploaded" in error
+    assert kaggle.blobs.log == []
 
 
 def test_a_code_competition_refuses_a_csv_upload(kaggle, workspace, csv_file, capsys):
