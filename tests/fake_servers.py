@@ -735,6 +735,7 @@ class _KaggleHandler(_Handler):
         if done and st.outcome == "complete":
             out.update(status="COMPLETE", publicScore=st.public_score)
         elif done:
+            # errorDescription carries the reason (kaggle-cli issue #1190); this text is ours
             out.update(status="ERROR", errorDescription="Submission CSV Header mismatch.")
         return self._send(200, _proto(out))
 

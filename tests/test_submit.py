@@ -996,9 +996,10 @@ def test_a_csv_that_does_not_fit_the_profile_is_refused(kaggle, workspace, capsy
 
 def test_mars_profile_expects_a_column_per_pixel():
     from subkit import profile
+    from subkit.submission_csv import csv_columns
 
     prof = profile.load("an2dl-2024-mars-terrain", workspace=False)
-    cols = submit_mod.csv_columns(prof)
+    cols = csv_columns(prof)
     assert cols[:3] == ["id", "0", "1"] and cols[-1] == "8191" and len(cols) == 8193
     assert prof.data["kaggle"]["rows"] == 10022
 
