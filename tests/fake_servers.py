@@ -29,6 +29,10 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlparse
 
 MAX_BODY = 64 * 1024 * 1024
+# django/views/defaults.py server_error without a 500.html template (Codabench has none in
+# src/templates): ERROR_PAGE_TEMPLATE % {"title": "Server Error (500)", "details": ""}
+DJANGO_500 = (b'\n<!doctype html>\n<html lang="en">\n<head>\n  <title>Server Error (500)</title>\n'
+              b'</head>\n<body>\n  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n')
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -467,11 +471,11 @@ class _CodabenchHandler(_Handler):
                 self._new_submission(user, phase, None, None, phase["tasks"][0])
         if self._limits(user, phase) is not None:
             # Submission.save raises PermissionError; nothing catches it: Django's default
-            # server_error view (no 500.html in src/templates)
-            return self._send(500, raw=b"<h1>Server Error (500)</h1>", content_type="text/html")
+            # server_error page
+            return self._send(500, raw=DJANGO_500, content_type="text/html")
         sub = self._new_submission(user, phase, key, None, phase["tasks"][0])
         if st.start_fails:  # SubmissionCreationSerializer.create: sub.start() after save
-            return self._send(500, raw=b"<h1>Server Error (500)</h1>", content_type="text/html")
+            return self._send(500, raw=DJANGO_500, content_type="text/html")
         if st.auto_run:
             sub["steps"] = self._worker_steps(sub, phase)
         ds = st.datasets[key]

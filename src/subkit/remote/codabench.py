@@ -7,11 +7,12 @@ Sources are files of github.com/codalab/codabench (``develop``, read 2026-03; DR
   (profiles/backends.py ``EmailAuthenticationBackend``). Refused ->
   400 {"non_field_errors": ["Unable to log in with provided credentials."]}.
 - Later calls send ``Authorization: Token <t>``. A refused token is **403**
-  {"detail": "Invalid token."}, without ``WWW-Authenticate``: settings/base.py lists
-  SessionAuthentication first, and DRF answers 403 when the first authenticator has no
-  ``authenticate_header`` (rest_framework/views.py ``APIView.permission_denied`` /
-  ``handle_exception``). It happens on every endpoint, AllowAny ones included, because DRF
-  authenticates in ``APIView.initial`` before anything else.
+  {"detail": "Invalid token."} (rest_framework/authentication.py ``TokenAuthentication.
+  authenticate_credentials``), without ``WWW-Authenticate``: settings/base.py lists
+  SessionAuthentication first, and DRF turns the error into a 403 when the first
+  authenticator has no ``authenticate_header`` (rest_framework/views.py ``APIView.
+  handle_exception``, ``get_authenticate_header``). It happens on every endpoint, AllowAny
+  ones included: DRF authenticates in ``APIView.initial`` before anything else.
 - ``GET /api/competitions/<id>/[?secret_key=]`` (views/competitions.py
   ``CompetitionViewSet``, permission AllowAny: a published competition reads without a
   token) -> CompetitionDetailSerializer (serializers/competitions.py): ``phases`` with
@@ -40,8 +41,9 @@ Sources are files of github.com/codalab/codabench (``develop``, read 2026-03; DR
   ``SubmissionCreationSerializer``); not an approved participant -> 403 {"detail": "You do
   not have access to this competition to make a submission"}. The day's limit is checked
   again in ``Submission.save`` by raising ``PermissionError``, which no one catches: a
-  submission that loses the race for the day's last slot gets Django's bare HTML
-  ``<h1>Server Error (500)</h1>`` (no 500.html template in src/templates), its reason lost.
+  submission that loses the race for the day's last slot gets Django's default HTML page
+  "Server Error (500)" (django/views/defaults.py ``server_error``; Codabench has no
+  500.html template), its reason lost.
 - ``GET /api/submissions/<id>/`` -> SubmissionSerializer: ``status`` (None, Submitting,
   Submitted, Preparing, Running, Scoring, Cancelled, Finished, Failed; competitions/models.py
   ``Submission``), ``status_details``, ``scores`` [{id, index, score (a decimal string),
