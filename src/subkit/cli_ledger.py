@@ -292,7 +292,8 @@ def prompt_login(server: str) -> tuple[str, str]:
 @click.option("--phase", metavar="ID|NAME",
               help="Codabench phase (default: the one open now; a closed one needs --force).")
 @click.option("-m", "--message", metavar="TEXT",
-              help="Submission description (required for Kaggle).")
+              help="Submission description: required for Kaggle, which shows it; for "
+                   "Codabench kept in the ledger (its API takes no description).")
 @click.option("--wait", is_flag=True,
               help="Wait until the submission is scored and record the score.")
 @click.option("--force", is_flag=True,
