@@ -212,6 +212,7 @@ class CodabenchClient:
 
     @staticmethod
     def login(server: str, username: str, password: str, http: Http) -> str:
+        # api/urls.py: path('api-token-auth/', obtain_auth_token)
         http.add_secret(password)
         resp = http.request(
             "POST", f"{server.rstrip('/')}/api/api-token-auth/", what="Codabench login",
@@ -231,6 +232,7 @@ class CodabenchClient:
         return token
 
     def competition(self, comp_id: int, secret_key: str | None = None) -> dict:
+        # views/competitions.py CompetitionViewSet (AllowAny; get_queryset's secret_key)
         return self._call("GET", f"competitions/{comp_id}/", what=f"reading competition {comp_id}",
                           params={"secret_key": secret_key} if secret_key else None,
                           hint=lambda s, t: (
@@ -240,11 +242,15 @@ class CodabenchClient:
                               "its full URL with ?secret_key=" if s == 404 else None))
 
     def can_make_submission(self, phase_id: int) -> dict:
+        # views/submissions.py can_make_submission -> {"can", "reason"}
         return self._call("GET", f"can_make_submission/{phase_id}/",
                           what=f"asking whether phase {phase_id} accepts a submission")
 
     def create_dataset(self, file_name: str, size: int, competition_id: int) -> dict:
-        # a retried POST after a dropped connection leaves at most an empty upload slot
+        # views/datasets.py DataViewSet.create: file_size required (the quota check), the
+        # serializer keeps competition and file_name; the same body as the web page's
+        # submission_upload.tag upload + client.js create_dataset. A retried POST after a
+        # dropped connection leaves at most an empty upload slot.
         data = self._call(
             "POST", "datasets/", what="creating the upload slot", idempotent=True,
             json={"type": "submission", "competition": competition_id,
@@ -267,10 +273,12 @@ class CodabenchClient:
                          headers=headers)
 
     def complete(self, key: str) -> dict:
+        # views/datasets.py upload_completed
         return self._call("PUT", f"datasets/completed/{key}/", what="marking the upload complete")
 
     def create_submission(self, phase_id: int, key: str,
                           tasks: list[int] | None = None) -> dict:
+        # serializers/submissions.py SubmissionCreationSerializer; never retried (a POST)
         body: dict[str, Any] = {"phase": phase_id, "data": key}
         if tasks:
             body["tasks"] = tasks
@@ -280,6 +288,7 @@ class CodabenchClient:
                                "approval, then submit again" if s == 403 else None))
 
     def submission(self, sub_id: int | str) -> dict:
+        # views/submissions.py SubmissionViewSet.retrieve -> SubmissionSerializer
         return self._call("GET", f"submissions/{sub_id}/", what=f"reading submission {sub_id}")
 
 

@@ -164,7 +164,8 @@ class KaggleClient:
         return data
 
     def introspect(self) -> str | None:
-        """The user name an access token belongs to, or None if Kaggle refuses it."""
+        """The user name an access token belongs to, or None if Kaggle refuses it
+        (kaggle_api_extended.py ``_introspect_token``: 400/403/404 or not active)."""
         data = self.call(OAUTH, "IntrospectToken", {"token": self.auth.secret},
                          what="checking the Kaggle access token", idempotent=True,
                          allow=(400, 401, 403, 404))
@@ -173,12 +174,14 @@ class KaggleClient:
         return str(data["username"])
 
     def competition(self, competition: str) -> dict:
+        # competition_api_service.py get_competition -> ApiCompetition
         return self.call(COMPETITIONS, "GetCompetition", {"competitionName": competition},
                          what=f"reading competition {competition!r}", idempotent=True,
                          hint=hint_for(competition, self.auth)) or {}
 
     def submission_limits(self, competition: str) -> dict | None:
-        """The user's remaining submissions, or None when Kaggle does not say."""
+        """The user's remaining submissions (competition_api_service.py
+        get_submission_limits -> ApiSubmissionLimits), or None when Kaggle does not say."""
         try:
             return self.call(COMPETITIONS, "GetSubmissionLimits",
                              {"competitionName": competition}, idempotent=True,
@@ -187,6 +190,7 @@ class KaggleClient:
             return None
 
     def start_upload(self, competition: str, path: Path) -> dict:
+        # kaggle_api_extended.py competition_submit: ApiStartSubmissionUploadRequest
         st = path.stat()
         data = self.call(COMPETITIONS, "StartSubmissionUpload", {
             "competitionName": competition, "fileName": path.name,
@@ -198,9 +202,11 @@ class KaggleClient:
         return data
 
     def upload(self, url: str, path: Path) -> None:
+        # kaggle_api_extended.py upload_complete: a plain PUT of the bytes, no Content-Type
         self.http.upload("PUT", url, path, what="uploading the file to Kaggle's storage")
 
     def create_submission(self, competition: str, token: str, message: str) -> dict:
+        # kaggle_api_extended.py competition_submit: ApiCreateSubmissionRequest
         return self.call(COMPETITIONS, "CreateSubmission", {
             "competitionName": competition, "blobFileTokens": token,
             "submissionDescription": message,
@@ -208,6 +214,7 @@ class KaggleClient:
 
     def create_code_submission(self, competition: str, owner: str, kernel: str,
                                version: int, file_name: str | None, message: str) -> dict:
+        # kaggle_api_extended.py competition_submit_code: ApiCreateCodeSubmissionRequest
         body: dict[str, Any] = {"competitionName": competition, "kernelOwner": owner,
                                 "kernelSlug": kernel, "kernelVersion": int(version),
                                 "submissionDescription": message}
@@ -218,14 +225,16 @@ class KaggleClient:
                          hint=hint_for(competition, self.auth)) or {}
 
     def get_submission(self, ref: int) -> dict | None:
-        """The submission, or None while Kaggle answers 404 for it."""
+        """The submission (competition_api_service.py get_submission -> ApiSubmission), or
+        None while Kaggle answers 404 for it."""
         return self.call(COMPETITIONS, "GetSubmission", {"ref": ref},
                          what=f"reading submission {ref}", idempotent=True, allow=(404,))
 
 
 def state(sub: dict) -> str:
     """pending / complete / error from an ApiSubmission; a missing status is PENDING, the
-    enum's default (values may be spelled COMPLETE or SUBMISSION_STATUS_COMPLETE)."""
+    enum's default (competitions/types/submission_status.py SubmissionStatus; kagglesdk's
+    EnumSerializer._from_str also reads SUBMISSION_STATUS_COMPLETE-style names)."""
     s = str(sub.get("status") or "PENDING").upper()
     if s.endswith("COMPLETE"):
         return "complete"
