@@ -994,6 +994,26 @@ def test_a_csv_that_does_not_fit_the_profile_is_refused(kaggle, workspace, capsy
     assert kaggle.state.log == [] and kaggle.blobs.log == []
 
 
+def test_csv_check_reads_quotes_a_bom_and_blank_lines_as_a_scorer_would(tmp_path):
+    from subkit import profile
+    from subkit.submission_csv import check_csv
+
+    prof = profile.load("an2dl-2024-blood-cells", workspace=False)
+    prof.data["kaggle"]["rows"] = 3
+    plain = tmp_path / "plain.csv"
+    plain.write_text("id,label\r\n0,1\r\n1,2\r\n\r\n2,7\r\n")
+    assert check_csv(plain, prof) == (3, [])
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_bytes(b'\xef\xbb\xbf"id","label"\n"0","1"\n"1","2"\n"2","7"\n')
+    assert check_csv(quoted, prof) == (3, [])
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text('id,label\n0,1\n"1","2"\n"2,3",7\n')
+    assert check_csv(mixed, prof) == (3, [])
+    bad = tmp_path / "bad.csv"
+    bad.write_text('id,label\n0,1\n"1","12"\n2,7\n')
+    assert check_csv(bad, prof)[1] == ["line 3: '12' is not a class id (0..7)"]
+
+
 def test_mars_profile_expects_a_column_per_pixel():
     from subkit import profile
     from subkit.submission_csv import csv_columns
