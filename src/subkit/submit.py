@@ -97,10 +97,6 @@ def _server(flag: str | None, fallback: str | None, default: str) -> str:
     return api_host(flag) if flag else (fallback or default)
 
 
-def _http(ui: Ui) -> Http:
-    return Http(echo=ui.echo)
-
-
 def _interruptible_wait(fn: Callable[[], Any], what: str, ui: Ui) -> Any:
     try:
         return fn()
@@ -140,7 +136,7 @@ def submit_codabench(opts: SubmitOptions, profile: Any, ledger: Any, ui: Ui) -> 
                          hint="Codabench takes a .zip; build one with `subkit build`")
     comp_id, url_server, secret_key = cb.parse_competition(opts.competition)
     server = _server(opts.server, cb.server_from_env() or url_server, cb.DEFAULT_SERVER)
-    http = _http(ui)
+    http = Http(echo=ui.echo)
     if not (ui.interactive or os.environ.get("CODABENCH_TOKEN")
             or credentials.codabench_may_have_token()):
         raise _no_codabench_credentials(server)
@@ -150,15 +146,7 @@ def submit_codabench(opts: SubmitOptions, profile: Any, ledger: Any, ui: Ui) -> 
     if public is not None:
         cb.choose_phase(public, opts.phase, force=opts.force)
 
-    with credentials.withheld_env():
-        report = run_check(zip_path, profile, smoke=opts.smoke, echo=ui.check_echo, env=opts.env)
-    check_status = getattr(report, "status", None)
-    failure = getattr(report, "first_failure", lambda: None)()
-    _checked(check_status, failure.get("message") if failure else None,
-             f"subkit check of {zip_path.name}", opts.force, ui,
-             hint=f"fix what the check reports (`subkit check {zip_path}`), or pass --force "
-                  "to upload anyway")
-
+    check_status = _check_zip_first(zip_path, profile, opts, ui)
     client, comp = _codabench_session(server, comp_id, secret_key, http, ui)
     ph = cb.choose_phase(comp, opts.phase, force=opts.force)
     if ph.get("status") != "Current":
@@ -199,6 +187,20 @@ def submit_codabench(opts: SubmitOptions, profile: Any, ledger: Any, ui: Ui) -> 
     if opts.wait:
         _wait_codabench(client, comp, sub_id, result, opts, profile, ledger, ui, http)
     return result
+
+
+def _check_zip_first(zip_path: Path, profile: Any, opts: SubmitOptions, ui: Ui) -> str | None:
+    """`subkit check` with the platforms' secrets out of the environment; a FAILED check
+    stops here unless --force. Returns the check's status."""
+    with credentials.withheld_env():
+        report = run_check(zip_path, profile, smoke=opts.smoke, echo=ui.check_echo, env=opts.env)
+    status = getattr(report, "status", None)
+    failure = getattr(report, "first_failure", lambda: None)()
+    _checked(status, failure.get("message") if failure else None,
+             f"subkit check of {zip_path.name}", opts.force, ui,
+             hint=f"fix what the check reports (`subkit check {zip_path}`), or pass --force "
+                  "to upload anyway")
+    return status
 
 
 def _no_codabench_credentials(server: str, refused: str = "") -> SubkitError:
@@ -464,7 +466,7 @@ def submit_kaggle(opts: SubmitOptions, profile: Any, ledger: Any, ui: Ui) -> dic
     if not credentials.kaggle_may_have_credentials(os.environ):
         raise SubkitError("no Kaggle credentials found",
                           hint=credentials.no_kaggle_credentials_hint())
-    http = _http(ui)
+    http = Http(echo=ui.echo)
     client = _kaggle_client(server, http, ui)
     comp = client.competition(slug)
     _kaggle_prechecks(client, slug, comp, kernel is not None, opts.force)
