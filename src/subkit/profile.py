@@ -70,7 +70,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "python": (str, True), "tensorflow": (str, True), "keras": (str, True),
         "numpy": (str, True), "extras": (dict, False),
     },
-    "kaggle": {"id_column": (str, False), "label_column": (str, False)},
+    "kaggle": {"id_column": (str, False), "label_column": (str, False), "rows": (int, False)},
 }
 
 
