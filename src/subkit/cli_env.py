@@ -91,6 +91,7 @@ def create(profile_name: str | None, force: bool, as_json: bool) -> None:
             click.echo("(--force rebuilds it)")
         return
     environment.ensure_env(prof, create=True, echo=_err, force=force)
+    environment.clear_failure(prof)
     after = environment.env_status(prof)
     if as_json:
         _echo_json({**after, "created_now": True})

@@ -304,7 +304,7 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls) -> Failure:
 
 # -- score-local -------------------------------------------------------------------------------
 def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | None = None,
-                isolate_network: bool = True, progress: bool = False, env: str = "current",
+                isolate_network: bool = True, progress: bool = False, env: str | None = None,
                 record: bool = True, keep_input: bool = False, shift: str | None = None,
                 seed: int = 0, tta_compare: bool = False, proba: bool = False,
                 report: bool = True) -> RunResult:
@@ -333,7 +333,8 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
                                             "--shift blur:3,noise") from None
     ds = data_io.load(data_path, prof, require_labels=True)
     X, warns = prepare_input(ds.images, prof)
-    python, env_desc = python_for(prof, env)
+    python, env_desc = python_for(prof, env, progress=progress)
+    warns = env_warnings(env_desc) + warns
     limit = float(time_limit if time_limit else prof.time_limit_s)
     run_dir = new_run_dir(prof.submissions_dir / "runs", zip_path.stem)
     sub_dir = run_dir / "submission"
@@ -382,18 +383,19 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     return result
 
 
-def python_for(prof, env: str) -> tuple[str, dict]:
-    if env == "current":
-        import platform
+def python_for(prof, env: str | None = None, *, echo=None,
+               progress: bool | None = None) -> tuple[str, dict]:
+    """The python that runs the submission's child and its description (``--env``:
+    auto, grader or current; see ``environment.select_env``)."""
+    from subkit.grader.environment import select_env
 
-        return sys.executable, {"name": "current", "python": platform.python_version(),
-                                "path": sys.executable}
-    try:
-        from subkit.grader.environment import resolve_python
-    except ImportError:  # pragma: no cover
-        raise SubkitError("the grader environment is not available in this version",
-                          hint="run without --env") from None
-    return resolve_python(prof, env)
+    return select_env(prof, env, echo=echo, progress=progress)
+
+
+def env_warnings(env_desc: dict) -> list[str]:
+    """The loud warning of an environment that is not the one asked for (auto could not
+    set up the grader's versions), as the first warning of a summary."""
+    return [env_desc["warning"]] if env_desc.get("warning") else []
 
 
 def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns,
@@ -474,7 +476,7 @@ def _record(result: RunResult, prof) -> None:
 
 # -- predict -----------------------------------------------------------------------------------
 def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool = False,
-                time_limit: float | None = None, progress: bool = False, env: str = "current",
+                time_limit: float | None = None, progress: bool = False, env: str | None = None,
                 isolate_network: bool = True) -> dict:
     from subkit.data import io as data_io
 
@@ -487,7 +489,8 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
         raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
     ds = data_io.load(data_path, prof, require_labels=False)
     X, warns = prepare_input(ds.images, prof)
-    python, env_desc = python_for(prof, env)
+    python, env_desc = python_for(prof, env, progress=progress)
+    warns = env_warnings(env_desc) + warns
     limit = float(time_limit if time_limit else prof.time_limit_s)
     run_dir = new_run_dir(prof.submissions_dir / "runs", Path(zip_path).stem + "-predict")
     sub_dir = run_dir / "submission"
@@ -495,7 +498,7 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
     cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
                         isolate_network=isolate_network, progress=progress)
     if cr.failure:
-        raise _run_error(cr.failure, run_dir)
+        raise _run_error(cr.failure, run_dir, env_desc)
     try:
         labels, w = scoring.validate_predictions(cr.predictions, len(ds), prof.n_classes)
     except scoring.PredictionError as exc:
@@ -509,10 +512,22 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
             fh.write(f"{i},{lab}\n")
     os.replace(tmp, out)
     return {"out": str(out), "rows": int(len(labels)), "run_dir": str(run_dir),
-            "warnings": warns + w, "predict_s": cr.status.get("timings", {}).get("predict_s")}
+            "warnings": warns + w, "predict_s": cr.status.get("timings", {}).get("predict_s"),
+            "env": env_desc}
 
 
-def _run_error(f: Failure, run_dir: Path) -> SubkitError:
+def env_line(env_desc: dict) -> str:
+    """The summary line that names the versions that ran the submission."""
+    from subkit.grader.environment import versions_text
+
+    where = {"grader": "the grader's versions", "current": "the current versions"}.get(
+        env_desc.get("name"), str(env_desc.get("name")))
+    if env_desc.get("name") == "current" and env_desc.get("matches_grader"):
+        where = "the current versions, which are the grader's"
+    return f"ran in {where}: {versions_text(env_desc)}"
+
+
+def _run_error(f: Failure, run_dir: Path, env_desc: dict) -> SubkitError:
     import click
 
     from subkit.errors import RunFailed
@@ -520,4 +535,7 @@ def _run_error(f: Failure, run_dir: Path) -> SubkitError:
     if f.tail:  # the child's own words first, then our one error line
         click.echo("--- the submission's traceback/log tail ---", err=True)
         click.echo("\n".join("    " + line for line in f.tail.splitlines()[-12:]), err=True)
+    click.echo(env_line(env_desc), err=True)
+    for w in env_warnings(env_desc):
+        click.secho(f"warning: {w}", fg="yellow", err=True)
     return RunFailed(f.message, hint=f"{f.hint} (logs: {run_dir / 'logs'})")
