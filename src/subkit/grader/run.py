@@ -238,7 +238,8 @@ def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) 
         return Failure(stage, err or "the submission called sys.exit()",
                        "never exit from model.py: raise an exception or return normally", tb_tail)
     if etype:
-        return _diagnose_exception(stage, etype, err, tb_tail, entry, cls)
+        return _diagnose_exception(stage, etype, err, tb_tail, entry, cls,
+                                   prof.grader.get("keras"))
     if child.signal is not None:
         name = _signal.Signals(child.signal).name if child.signal in set(_signal.Signals) else str(child.signal)
         oom = child.signal == _signal.SIGKILL
@@ -252,7 +253,7 @@ def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) 
                    "never call os._exit/sys.exit in model.py; see the log tail for what ran last", tail)
 
 
-def _diagnose_exception(stage, etype, err, tb, entry, cls) -> Failure:
+def _diagnose_exception(stage, etype, err, tb, entry, cls, keras=None) -> Failure:
     low = err.lower()
     if stage == "import":
         if etype in ("SyntaxError", "IndentationError", "TabError"):
@@ -286,8 +287,9 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls) -> Failure:
                            "@keras.saving.register_keras_serializable()) or pass custom_objects", tb)
         if "unrecognized keyword" in low or "keyword argument" in low or "deserializ" in low:
             return Failure(stage, f"{cls}() could not load the weights: {etype}: {err}",
-                           "the weights were probably saved by a newer Keras than the grader's: "
-                           "rebuild with `subkit build --target-keras` or save with the grader's version", tb)
+                           "the weights were saved by a newer Keras than this one: rebuild the zip "
+                           f"with `subkit build --weights YOUR_WEIGHTS.keras` (it rewrites them for "
+                           f"keras {keras} and proves they load there)", tb)
         return Failure(stage, f"{cls}() raised {etype}: {err}", "see the traceback tail", tb)
     if stage == "predict":
         if etype == "TypeError" and ("positional argument" in low or "takes" in low):
