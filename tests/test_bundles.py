@@ -381,7 +381,10 @@ def test_failing_submission_fails_at_scoring_with_the_ingestion_log(tmp_path, pr
     z = make_zip(tmp_path / "bad.zip", {"model.py": FAILING_MODEL})
     res = cb.score_with_bundle(z, BUNDLES / "placeholder", prof, record=False)
     assert not res.ok
-    assert res.failure.message == "Could not find scores file, did the scoring program output it?"
+    # the scoring program crashed on the missing predictions: the worker's exit-code gate
+    # fires before it looks for scores (compute_worker.py, Run.start)
+    assert res.failure.message.startswith("Child task failed or non-zero return code (the "
+                                          "scoring program exited with 1")
     assert "ingestion program exited with 1" in res.failure.hint
     assert "boom in predict" in res.failure.tail
     assert read_meta(res.run_dir / "prediction" / "output" / "metadata")["ingestionExitCode"] == 1
@@ -389,7 +392,8 @@ def test_failing_submission_fails_at_scoring_with_the_ingestion_log(tmp_path, pr
     code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "placeholder",
                           "--profile", "an2dl-2024-blood-cells")
     assert code == 1 and "FAILED" in out and "boom in predict" in out
-    assert_error(code, err, "Could not find scores file", "prediction_ingestion_stderr")
+    assert_error(code, err, "Child task failed or non-zero return code",
+                 "prediction_ingestion_stderr")
 
 
 def test_submission_command_runs_concurrently_with_ingestion(tmp_path, prof):

@@ -523,7 +523,7 @@ def env_line(env_desc: dict) -> str:
     from subkit.grader.environment import versions_text
 
     where = {"grader": "the grader's versions", "current": "the current versions"}.get(
-        env_desc.get("name"), str(env_desc.get("name")))
+        env_desc.get("name"), "the given interpreter")
     if env_desc.get("name") == "current" and env_desc.get("matches_grader"):
         where = "the current versions, which are the grader's"
     return f"ran in {where}: {versions_text(env_desc)}"
