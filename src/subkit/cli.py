@@ -297,15 +297,19 @@ def predict(zip_path, data_path, out_path, force, time_limit, env_name, profile_
 
 # -- demo ------------------------------------------------------------------------------------
 @main.command()
-@click.argument("directory", required=False, default="subkit-demo", type=click.Path(file_okay=False))
+@click.argument("directory", required=False, default=None, type=click.Path(file_okay=False))
 @click.option("--n", "n_images", default=2000, show_default=True, help="Synthetic images to generate.")
 @click.option("--epochs", default=None, type=int, help="Training epochs (default: train.py --quick's).")
 @click.option("--force", is_flag=True, help="Reuse a non-empty DIRECTORY.")
 def demo(directory, n_images, epochs, force) -> None:
-    """End to end on built-in synthetic data: data, train, build, score-local."""
+    """End to end on built-in synthetic data: data, train, build, score-local.
+
+    DIRECTORY defaults to ./subkit-demo, or ~/subkit-demo when the current folder is inside
+    a source checkout (-2, -3... when taken); the demo says where."""
     from subkit.demo import run_demo
 
-    run_demo(Path(directory), n_images=n_images, epochs=epochs, force=force)
+    run_demo(Path(directory) if directory else None, n_images=n_images, epochs=epochs,
+             force=force)
 
 
 from subkit.cli_data import data as _data_group  # noqa: E402
