@@ -168,6 +168,8 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
         except Exception:
             preds = None
     failure = diagnose(child, status, prof, time_limit)
+    if failure is not None:
+        failure = _name_the_weights(failure, submission_dir)
     if failure is None and preds is None:
         out = status.get("output", {})
         failure = Failure("save", f"predict returned {out.get('python_type', 'something')} that is not an array "
@@ -253,6 +255,22 @@ def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) 
                    "never call os._exit/sys.exit in model.py; see the log tail for what ran last", tail)
 
 
+def keras_cause(err: str) -> str:
+    """The cause Keras nests after "Exception encountered:", behind pages of config."""
+    if "Exception encountered:" in err:
+        err = err.rsplit("Exception encountered:", 1)[1]
+    lines = err.strip().splitlines() or [""]
+    return lines[0][:400]
+
+
+def _name_the_weights(f: Failure, submission_dir: Path) -> Failure:
+    """The hint's YOUR_WEIGHTS.keras, as the one .keras file of the submission."""
+    found = sorted(p.name for p in submission_dir.glob("*.keras"))
+    if len(found) == 1:
+        f.hint = f.hint.replace("YOUR_WEIGHTS.keras", found[0])
+    return f
+
+
 def _diagnose_exception(stage, etype, err, tb, entry, cls, keras=None) -> Failure:
     low = err.lower()
     if stage == "import":
@@ -286,7 +304,8 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls, keras=None) -> Failur
                            "define the class in model.py (decorated with "
                            "@keras.saving.register_keras_serializable()) or pass custom_objects", tb)
         if "unrecognized keyword" in low or "keyword argument" in low or "deserializ" in low:
-            return Failure(stage, f"{cls}() could not load the weights: {etype}: {err}",
+            cause = keras_cause(tb if "Exception encountered:" in tb else err)
+            return Failure(stage, f"{cls}() could not load the weights: {etype}: {cause}",
                            "the weights were saved by a newer Keras than this one: rebuild the zip "
                            f"with `subkit build --weights YOUR_WEIGHTS.keras` (it rewrites them for "
                            f"keras {keras} and proves they load there)", tb)
