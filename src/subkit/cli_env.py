@@ -56,7 +56,8 @@ def _print_status(st: dict) -> None:
         click.echo("             an install that did not finish: `subkit env create` removes "
                    "and rebuilds it")
     else:
-        click.echo("             not created yet: `subkit env create` (about 600 MB once)")
+        click.echo("             not created yet: `subkit env create` (about "
+                   f"{environment.DOWNLOAD_HINT_MB} MB once)")
     if st.get("note"):
         click.echo(f"note         {st['note']}")
 
