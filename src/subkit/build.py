@@ -239,7 +239,7 @@ def is_junk(name: str) -> bool:
 
 
 def check_zip(zip_path: Path, prof, *, smoke: bool = True, echo: Echo = None,
-              env: str | None = "auto") -> CheckReport:
+              env: str | None = None) -> CheckReport:
     """Checks 1, 3 and 4 on any zip: PASSED / PASSED with warnings / FAILED.
 
     ``env``: which versions run the smoke test: "auto" (the grader's whenever the current

@@ -56,8 +56,10 @@ def _print_status(st: dict) -> None:
         click.echo("             an install that did not finish: `subkit env create` removes "
                    "and rebuilds it")
     else:
+        from subkit.grader.environment import DOWNLOAD_HINT_MB
+
         click.echo("             not created yet: `subkit env create` (about "
-                   f"{environment.DOWNLOAD_HINT_MB} MB once)")
+                   f"{DOWNLOAD_HINT_MB} MB once)")
     if st.get("note"):
         click.echo(f"note         {st['note']}")
 
