@@ -461,7 +461,7 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
         else:
             rep.add("smoke test", "warning", "skipped (--no-smoke)")
         _weights_verdict(weights_manifest, [inspect(staged[zn]) for zn in znames], znames, prof,
-                         rep)
+                         rep, zip_hint=str(out / f"{final}.zip"))
         _stop_if_failed(rep, echo)
         _print_report(rep, echo)
         zip_path = out / f"{final}.zip"
@@ -604,7 +604,7 @@ def _retarget(path: Path, stage: Path, info: WeightsInfo, target: str, explicit:
 
 
 def _weights_verdict(manifest: list[dict], infos: list[WeightsInfo], names: list[str], prof,
-                     rep: CheckReport) -> None:
+                     rep: CheckReport, zip_hint: str) -> None:
     """Check 3 for build: a rewrite proven by loading in the grader's Keras is the verdict;
     otherwise the smoke test's (keras_versions)."""
     rest_infos, rest_names = [], []
@@ -615,7 +615,7 @@ def _weights_verdict(manifest: list[dict], infos: list[WeightsInfo], names: list
         else:
             rest_infos.append(info)
             rest_names.append(name)
-    keras_versions(rest_infos, prof, rep, names=rest_names, zip_hint="ZIP")
+    keras_versions(rest_infos, prof, rep, names=rest_names, zip_hint=zip_hint)
 
 
 def _retarget_line(rt: dict) -> str:
