@@ -526,6 +526,27 @@ def _prepare_weights(src: Path, name: str, info: WeightsInfo, stage: Path, *,
             _say(echo, f"  {name}: " + _retarget_line(rt) + " [cached: same weights as an "
                        "earlier build]")
             return path, entry
+    # the Keras workers import TensorFlow (seconds each) while the optimizer state is stripped
+    workers = keras_compat.start_workers(env_python) if key else None
+    try:
+        path, rt = _strip_and_prove(src, name, info, entry, stage, strip=strip, target=target,
+                                    explicit=explicit, env_python=env_python, workers=workers,
+                                    echo=echo)
+    finally:
+        if workers:
+            keras_compat.close_workers(workers)
+    if rt is None:
+        return path, entry
+    if key and rt.get("verified"):
+        keras_compat.store_retarget(key, path, rt)
+    entry["retarget"] = rt
+    _say(echo, f"  {name}: " + _retarget_line(rt))
+    return path, entry
+
+
+def _strip_and_prove(src: Path, name: str, info: WeightsInfo, entry: dict, stage: Path, *,
+                     strip: bool, target: str | None, explicit: bool, env_python: str | None,
+                     workers, echo: Echo) -> tuple[Path, dict | None]:
     path = src
     if strip:
         path = stage / "stripped" / name
@@ -543,19 +564,14 @@ def _prepare_weights(src: Path, name: str, info: WeightsInfo, stage: Path, *,
         if explicit and info.kind == "h5-weights":
             _say(echo, f"  {name}: weights only, nothing to rewrite for Keras "
                        f"(model.py builds the model; the smoke test loads them)")
-        return path, entry
+        return path, None
     if info.kind == "h5-model":
-        rt = _prove_h5(path, name, info, target, env_python, echo)
-    else:
-        rt = _retarget(path, stage, info, target, explicit, env_python, echo)
-        if rt.get("path"):
-            path = Path(rt.pop("path"))
-            entry["size"] = path.stat().st_size
-        if key and rt.get("verified"):
-            keras_compat.store_retarget(key, path, rt)
-    entry["retarget"] = rt
-    _say(echo, f"  {name}: " + _retarget_line(rt))
-    return path, entry
+        return path, _prove_h5(path, name, info, target, env_python, echo)
+    rt = _retarget(path, stage, info, target, explicit, env_python, echo, workers)
+    if rt.get("path"):
+        path = Path(rt.pop("path"))
+        entry["size"] = path.stat().st_size
+    return path, rt
 
 
 def _prove_h5(path: Path, name: str, info: WeightsInfo, target: str, env_python: str | None,
@@ -582,7 +598,7 @@ def _prove_h5(path: Path, name: str, info: WeightsInfo, target: str, env_python:
 
 
 def _retarget(path: Path, stage: Path, info: WeightsInfo, target: str, explicit: bool,
-              env_python: str | None, echo: Echo) -> dict:
+              env_python: str | None, echo: Echo, workers=None) -> dict:
     """Rewrite a .keras for an older grader Keras (keras_compat.retarget), verified in
     ``env_python`` when there is one; without it, a cached probe of that Keras (unverified)
     or, failing that, the file is kept and the report says why."""
@@ -592,7 +608,7 @@ def _retarget(path: Path, stage: Path, info: WeightsInfo, target: str, explicit:
     dst.parent.mkdir(exist_ok=True)
     try:
         rep = keras_compat.retarget(path, dst, target, env_python=env_python,
-                                    echo=echo or (lambda s: None))
+                                    echo=echo or (lambda s: None), workers=workers)
     except SubkitError as exc:
         if env_python is not None or explicit:
             raise  # a layer the target cannot express, or a failed verification: stop

@@ -722,9 +722,25 @@ def _max_abs_diff(a_path: Path, b_path: Path) -> float:
         return worst
 
 
+def start_workers(env_python: str | None,
+                  source_python: str | None = None) -> tuple[_Worker, _Worker | None]:
+    """The two Keras workers of a ``retarget``, started now: importing TensorFlow takes
+    seconds in each, which a caller can spend on other work (build strips the optimizer
+    state meanwhile). ``retarget(..., workers=...)`` uses and closes them."""
+    source = _Worker(source_python or sys.executable, "current")
+    return source, (_Worker(env_python, "grader") if env_python else None)
+
+
+def close_workers(workers: tuple[_Worker, _Worker | None]) -> None:
+    for w in workers:
+        if w is not None:
+            w.close()
+
+
 def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | None,
              echo: Echo = _stderr_echo, source_python: str | None = None,
-             strict: bool = True) -> dict:
+             strict: bool = True,
+             workers: tuple[_Worker, _Worker | None] | None = None) -> dict:
     """Rewrite the ``.keras`` file ``src`` into ``dst`` so that keras ``target_version``
     loads it, and verify it there.
 
@@ -772,8 +788,7 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
                 hint="create the grader environment: subkit env create (then build again)")
     echo(f"retargeting {src.name} from keras {source_version or '(unknown)'} to "
          f"{target_version}: asking both Kerases about {len(classes)} classes...")
-    source_worker = _Worker(source_python or sys.executable, "current")
-    target_worker = _Worker(env_python, "grader") if env_python else None
+    source_worker, target_worker = workers or start_workers(env_python, source_python)
     work = Path(tempfile.mkdtemp(prefix="subkit-retarget-"))
     try:
         req = [list(c) for c in classes]
