@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -31,7 +30,6 @@ from subkit.errors import SubkitError, UsageError
 from subkit.grader import environment
 
 LOCAL = f"{sys.version_info.major}.{sys.version_info.minor}"
-REQUIRE = bool(os.environ.get("SUBKIT_REQUIRE_GRADER_ENV"))
 
 NUMPY_MODEL = """
 import numpy as np
@@ -301,18 +299,6 @@ def test_the_demo_goes_to_home_not_into_a_source_checkout(tmp_path, monkeypatch)
 
 
 # -- real version pairs: the grader environment ------------------------------------------------------
-@pytest.fixture(scope="session")
-def grader_python() -> str:
-    prof = profile_mod.load("an2dl-2024-blood-cells", workspace=False)
-    try:
-        return str(environment.ensure_env(prof, create=False))
-    except SubkitError as exc:
-        if REQUIRE:
-            pytest.fail(f"SUBKIT_REQUIRE_GRADER_ENV is set but: {exc.message}")
-        pytest.skip("the grader environment is not created (subkit env create); "
-                    "SUBKIT_REQUIRE_GRADER_ENV=1 makes this a failure")
-
-
 @pytest.fixture
 def auto(monkeypatch, grader_python):
     """The default path: SUBKIT_ENV unset, the real grader environment in the cache."""
@@ -333,7 +319,6 @@ def retargeted(tmp_path_factory, keras_weights, grader_python) -> Path:
 
 
 LOAD_MODEL = """
-import os
 import numpy as np
 import keras
 

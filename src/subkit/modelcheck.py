@@ -134,7 +134,7 @@ def _context(node: ast.AST, parents: dict) -> str:
     """How sure a string's use is: "text" (printed, logged, a piece of an f-string: never
     a path that is loaded), "fallback" (in an except handler, under an `if
     os.path.exists(...)` or `if __name__ == "__main__"`: maybe never run), or "direct"."""
-    child, cur = node, parents.get(node)
+    cur = parents.get(node)
     while cur is not None:
         if isinstance(cur, ast.JoinedStr) or (isinstance(cur, ast.Call)
                                               and _call_name(cur) in _TEXT_CALLS):
@@ -146,7 +146,7 @@ def _context(node: ast.AST, parents: dict) -> str:
                 {n.id for n in ast.walk(cur.test) if isinstance(n, ast.Name)}
             if names & (_EXISTS_CALLS | {"__name__"}):
                 return "fallback"
-        child, cur = cur, parents.get(cur)
+        cur = parents.get(cur)
     return "direct"
 
 
