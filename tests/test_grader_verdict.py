@@ -506,3 +506,51 @@ def test_the_demo_passes_check_in_the_grader_versions_and_says_so(cli, tmp_path,
     (zp,) = (out / "submissions").glob("demo-*.zip")
     r = cli("check", zp, "--env", "grader")
     assert r.code == 0 and r.out.strip().splitlines()[-1].startswith("PASSED"), r.out
+
+
+def test_the_download_size_comes_from_the_resolution_and_the_index(monkeypatch, tmp_path):
+    import requests
+
+    urls = {"https://files.example/tensorflow-2.17.0-cp310.whl": 601_300_000,
+            "https://files.example/keras-3.4.1-py3.whl": 1_100_000}
+
+    def fake_run(cmd, **kw):
+        assert "--dry-run" in cmd and "--ignore-installed" in cmd
+        report = Path(cmd[cmd.index("--report") + 1])
+        report.write_text(json.dumps({"install": [{"download_info": {"url": u}} for u in urls]}))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    class Head:
+        def __init__(self, url, **kw):
+            self.headers = {"Content-Length": str(urls[url])}
+
+    monkeypatch.setattr(environment.subprocess, "run", fake_run)
+    monkeypatch.setattr(requests, "head", Head)
+    assert environment.download_size(sys.executable, ["tensorflow==2.17.0", "keras==3.4.1"]) \
+        == {"packages": 2, "bytes": 602_400_000}
+    monkeypatch.setattr(environment.subprocess, "run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "offline"))
+    assert environment.download_size(sys.executable, ["keras==3.4.1"]) is None
+
+
+def test_creating_the_env_says_what_it_downloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUBKIT_INSTALLER", "pip")
+
+    def fake_venv(interpreter, folder):
+        (folder / "bin").mkdir(parents=True)
+        (folder / "bin" / "python").symlink_to(sys.executable)
+        return folder / "bin" / "python"
+
+    monkeypatch.setattr(environment, "make_venv", fake_venv)
+    said: list[str] = []
+    interp = {"path": sys.executable, "version": LOCAL, "exact": True, "note": None}
+    folder = tmp_path / "envs" / "k"
+    folder.parent.mkdir()
+    environment.create_env({"python": LOCAL, "keras": "3.4.1"}, folder, interp,
+                           echo=said.append, installer=FakeInstaller(), check=_fake_check,
+                           runner=_registry,
+                           sizer=lambda py, reqs: {"packages": 38, "bytes": 649_000_000})
+    assert "  downloading 649 MB in 38 packages with pip, once: later runs reuse it" in \
+        " ".join(said)
+    marker = json.loads((folder / environment.MARKER).read_text())
+    assert marker["download_bytes"] == 649_000_000
