@@ -30,6 +30,11 @@ profile_option = click.option(
     help="Competition profile (a built-in name or a .toml path); default: the workspace's "
          "subkit.toml, else an2dl-2024-blood-cells.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+env_option = click.option(
+    "--env", "env_name", type=click.Choice(["auto", "grader", "current"]), default=None,
+    help="Library versions that run the submission: auto (default; $SUBKIT_ENV) = the "
+         "profile's grader versions (a cached environment, created on first need) whenever "
+         "the current ones differ; grader; current.")
 
 
 @click.group(context_settings=CONTEXT)
@@ -120,8 +125,7 @@ def init(directory: str, profile_name: str | None, force: bool) -> None:
 @click.option("--target-keras", default=None, metavar="VERSION",
               help="Rewrite .keras files so this Keras loads them (default: the profile's grader "
                    "version when the weights were saved by a newer one).")
-@click.option("--env", "env_name", type=click.Choice(["current", "grader"]), default="current",
-              show_default=True, help="Environment that runs the smoke test.")
+@env_option
 @profile_option
 @json_option
 def build(weights, model_py, includes, tag, out_dir, keep_optimizer, no_smoke, target_keras,
@@ -143,8 +147,7 @@ def build(weights, model_py, includes, tag, out_dir, keep_optimizer, no_smoke, t
 @main.command()
 @click.argument("zip_path", metavar="ZIP", type=click.Path(dir_okay=False))
 @click.option("--no-smoke", is_flag=True, help="Only the static checks (no child process).")
-@click.option("--env", "env_name", type=click.Choice(["current", "grader"]), default="current",
-              show_default=True, help="Environment that runs the smoke test.")
+@env_option
 @profile_option
 @json_option
 def check(zip_path, no_smoke, env_name, profile_name, as_json) -> None:
@@ -193,11 +196,12 @@ def _zip_default(prof, zip_path: str | None) -> Path:
 @click.option("--proba", is_flag=True,
               help="Also call predict_proba (when the model has one) to rank the report's "
                    "mistakes by confidence (implied by --shift).")
+@env_option
 @profile_option
 @json_option
 def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_name, as_json,
                 bundle_path=None, phase_name=None, task_index=None, shift_suite=None, seed=0,
-                tta_compare=False, proba=False):
+                tta_compare=False, proba=False, env_name=None):
     """Run a zip the way the hidden evaluation runs it, and score it.
 
     With --bundle, the competition's own programs run instead of subkit's grader."""
@@ -210,7 +214,7 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
             raise UsageError("--shift and --tta-compare run subkit's own grader, not a bundle's",
                              hint="drop --bundle, or drop --shift/--tta-compare")
         return _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_index,
-                                  time_limit, no_network_isolation, as_json)
+                                  time_limit, no_network_isolation, as_json, env_name)
     if shift_suite and zip_path is None and shift_suite.lower().endswith(".zip"):
         zip_path, shift_suite = shift_suite, "default"  # `--shift my.zip`: the zip, not a suite
     zp = _zip_default(prof, zip_path)
@@ -218,7 +222,7 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
     result = run_score(zp, data, prof, time_limit=time_limit,
                        isolate_network=not no_network_isolation,
                        progress=not as_json, shift=shift_suite, seed=seed,
-                       tta_compare=tta_compare, proba=proba)
+                       tta_compare=tta_compare, proba=proba, env=env_name)
     if as_json:
         _echo_json(result.to_dict())
     else:
@@ -228,7 +232,7 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
 
 
 def _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_index,
-                       time_limit, no_network_isolation, as_json):
+                       time_limit, no_network_isolation, as_json, env_name=None):
     """score-local --bundle: the bundle's programs (issue 7)."""
     from subkit.grader.codabench import score_with_bundle, summary_lines
 
@@ -241,7 +245,7 @@ def _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_
     zp = _zip_default(prof, zip_path)
     result = score_with_bundle(zp, Path(bundle_path), prof, phase_name, task_index,
                                time_limit=time_limit, isolate_network=not no_network_isolation,
-                               progress=not as_json)
+                               progress=not as_json, env=env_name)
     if as_json:
         _echo_json(result.to_dict())
     else:
@@ -268,33 +272,44 @@ def _data_default(prof, data_path: str | None) -> Path:
 @click.option("--out", "out_path", required=True, metavar="FILE.csv", help="Kaggle-style CSV to write.")
 @click.option("--force", is_flag=True, help="Overwrite --out.")
 @click.option("--time-limit", type=float, default=None, metavar="S")
+@env_option
 @profile_option
 @json_option
-def predict(zip_path, data_path, out_path, force, time_limit, profile_name, as_json):
+def predict(zip_path, data_path, out_path, force, time_limit, env_name, profile_name, as_json):
     """Run a zip on unlabelled data (isolated, like score-local) and write a CSV."""
     from subkit.grader.run import predict_csv
 
     prof = _profile(profile_name)
     zp = _zip_default(prof, zip_path)
     info = predict_csv(zp, Path(data_path), Path(out_path), prof, force=force,
-                       time_limit=time_limit, progress=not as_json)
+                       time_limit=time_limit, progress=not as_json, env=env_name)
     if as_json:
         _echo_json(info)
-    else:
-        click.echo(f"wrote {info['rows']} predictions to {info['out']}")
+        return
+    from subkit.grader.run import env_line
+
+    for w in info["warnings"]:
+        click.secho(f"warning: {w}", fg="yellow", bold=w is info["warnings"][0]
+                    and bool(info["env"].get("warning")))
+    click.echo(f"wrote {info['rows']} predictions to {info['out']}")
+    click.echo(env_line(info["env"]))
 
 
 # -- demo ------------------------------------------------------------------------------------
 @main.command()
-@click.argument("directory", required=False, default="subkit-demo", type=click.Path(file_okay=False))
+@click.argument("directory", required=False, default=None, type=click.Path(file_okay=False))
 @click.option("--n", "n_images", default=2000, show_default=True, help="Synthetic images to generate.")
 @click.option("--epochs", default=None, type=int, help="Training epochs (default: train.py --quick's).")
 @click.option("--force", is_flag=True, help="Reuse a non-empty DIRECTORY.")
 def demo(directory, n_images, epochs, force) -> None:
-    """End to end on built-in synthetic data: data, train, build, score-local."""
+    """End to end on built-in synthetic data: data, train, build, score-local.
+
+    DIRECTORY defaults to ./subkit-demo, or ~/subkit-demo when the current folder is inside
+    a source checkout (-2, -3... when taken); the demo says where."""
     from subkit.demo import run_demo
 
-    run_demo(Path(directory), n_images=n_images, epochs=epochs, force=force)
+    run_demo(Path(directory) if directory else None, n_images=n_images, epochs=epochs,
+             force=force)
 
 
 from subkit.cli_data import data as _data_group  # noqa: E402

@@ -23,19 +23,55 @@ def _step(n: int, text: str) -> None:
     click.secho(f"\n[{n}/5] {text}", bold=True)
 
 
-def run_demo(directory: Path, *, n_images: int = 2000, epochs: int | None = None, force: bool = False,
-             seed: int = 0) -> dict:
+DEFAULT_NAME = "subkit-demo"
+
+
+def source_checkout(folder: Path) -> Path | None:
+    """The git work tree or Python project (pyproject.toml, setup.py) ``folder`` is in, if
+    any: a demo's 2000 images, weights and runs do not belong there by surprise."""
+    for d in [folder, *folder.parents]:
+        if (d / ".git").exists() or (d / "pyproject.toml").is_file() or (d / "setup.py").is_file():
+            return d
+    return None
+
+
+def _free(folder: Path) -> Path:
+    """``folder``, or ``folder-2``, ``folder-3``... : the first that is missing or empty."""
+    cand, i = folder, 1
+    while cand.exists() and (not cand.is_dir() or any(cand.iterdir())):
+        i += 1
+        cand = folder.with_name(f"{folder.name}-{i}")
+    return cand
+
+
+def demo_directory(directory: Path | None) -> tuple[Path, str]:
+    """Where the demo's workspace goes, and why there. Given: that folder. Not given:
+    ./subkit-demo, unless the current folder is inside a source checkout (then
+    ~/subkit-demo); the next free name when that one is taken."""
+    if directory is not None:
+        return Path(directory).resolve(), "as asked"
+    cwd = Path.cwd().resolve()
+    checkout = source_checkout(cwd)
+    if checkout is None:
+        return _free(cwd / DEFAULT_NAME), "in the current folder"
+    return (_free(Path.home() / DEFAULT_NAME),
+            f"in your home folder, not inside the source checkout {checkout}")
+
+
+def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int | None = None,
+             force: bool = False, seed: int = 0) -> dict:
     from subkit import profile
     from subkit.workspace import init_workspace
 
     t0 = time.monotonic()
-    directory = Path(directory)
+    directory, why = demo_directory(directory)
     if directory.exists() and any(directory.iterdir()) and not force:
         raise InputError(f"{directory} exists and is not empty",
                          hint="give another folder, or --force to reuse it")
     if n_images < 200:
         raise InputError(f"--n {n_images} is too small for a demo", hint="use at least 200 images")
 
+    click.secho(f"the demo's workspace: {directory} ({why})", bold=True)
     _step(1, f"workspace: subkit init {directory}")
     for p in init_workspace(directory, None, force=True):
         click.echo(f"  wrote {p}")
@@ -84,7 +120,7 @@ def run_demo(directory: Path, *, n_images: int = 2000, epochs: int | None = None
                                 includes=[], tag="demo", out_dir=None, profile=prof, echo=click.echo)
 
     _step(5, "score-local: the zip run the way the grader runs it, on the local test set")
-    from subkit.grader.run import score_local
+    from subkit.grader.run import env_warnings, score_local
     from subkit.report.terminal import print_score
 
     result = score_local(Path(manifest["path"]), test_path, prof, progress=True)
@@ -97,7 +133,14 @@ def run_demo(directory: Path, *, n_images: int = 2000, epochs: int | None = None
     click.echo(f"next: cd {directory} && subkit history")
     if not result.ok:
         raise SubkitError("the demo's submission failed its local run", hint="see the summary above")
-    return {"zip": manifest["path"], "score": result.score, "seconds": took}
+    from subkit.grader.run import env_line
+
+    click.secho(f"local score: {result.metric} {result.score:.4f}, {env_line(result.env)}",
+                bold=True)
+    for w in env_warnings(result.env):
+        click.secho(f"WARNING: {w}", fg="yellow", bold=True)
+    return {"zip": manifest["path"], "score": result.score, "seconds": took,
+            "directory": str(directory), "env": result.env}
 
 
 def _clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: int) -> None:

@@ -722,9 +722,25 @@ def _max_abs_diff(a_path: Path, b_path: Path) -> float:
         return worst
 
 
+def start_workers(env_python: str | None,
+                  source_python: str | None = None) -> tuple[_Worker, _Worker | None]:
+    """The two Keras workers of a ``retarget``, started now: importing TensorFlow takes
+    seconds in each, which a caller can spend on other work (build strips the optimizer
+    state meanwhile). ``retarget(..., workers=...)`` uses and closes them."""
+    source = _Worker(source_python or sys.executable, "current")
+    return source, (_Worker(env_python, "grader") if env_python else None)
+
+
+def close_workers(workers: tuple[_Worker, _Worker | None]) -> None:
+    for w in workers:
+        if w is not None:
+            w.close()
+
+
 def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | None,
              echo: Echo = _stderr_echo, source_python: str | None = None,
-             strict: bool = True) -> dict:
+             strict: bool = True,
+             workers: tuple[_Worker, _Worker | None] | None = None) -> dict:
     """Rewrite the ``.keras`` file ``src`` into ``dst`` so that keras ``target_version``
     loads it, and verify it there.
 
@@ -772,8 +788,7 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
                 hint="create the grader environment: subkit env create (then build again)")
     echo(f"retargeting {src.name} from keras {source_version or '(unknown)'} to "
          f"{target_version}: asking both Kerases about {len(classes)} classes...")
-    source_worker = _Worker(source_python or sys.executable, "current")
-    target_worker = _Worker(env_python, "grader") if env_python else None
+    source_worker, target_worker = workers or start_workers(env_python, source_python)
     work = Path(tempfile.mkdtemp(prefix="subkit-retarget-"))
     try:
         req = [list(c) for c in classes]
@@ -908,3 +923,87 @@ def _result(worker: _Worker, op: str, **payload: Any) -> dict:
     except _WorkerError as exc:
         raise SubkitError(f"{op} failed in the {worker.label} environment: {exc.message}",
                           hint="rerun with --debug for the worker's traceback") from None
+
+
+def verify_load(src: Path, target_version: str, *, env_python: str, echo: Echo = _stderr_echo,
+                source_python: str | None = None) -> dict:
+    """Load a model file (``.keras`` or a legacy ``.h5`` model) in the target environment
+    as it is, and compare its outputs on a fixed seeded batch with the current
+    environment's: the proof that the target loads it, without rewriting anything.
+
+    Returns ``{"status": "loads", "source_version", "target_version", "verified",
+    "max_abs_diff", "seconds"}``; raises SubkitError with the target's own refusal."""
+    t0 = time.monotonic()
+    src = Path(src)
+    echo(f"loading {src.name} in keras {target_version} and comparing predictions on "
+         f"{BATCH_SIZE} fixed inputs...")
+    source_worker = _Worker(source_python or sys.executable, "current")
+    target_worker = _Worker(env_python, "grader")
+    work = Path(tempfile.mkdtemp(prefix="subkit-verify-"))
+    try:
+        batch, out_src, out_dst = work / "batch.npz", work / "source.npz", work / "target.npz"
+        _result(source_worker, "predict", model=str(src), batch=str(batch), out=str(out_src),
+                make_batch={"n": BATCH_SIZE, "seed": BATCH_SEED})
+        try:
+            pred = _result(target_worker, "predict", model=str(src), batch=str(batch),
+                           out=str(out_dst))
+        except SubkitError as exc:
+            raise SubkitError(f"keras {target_version} cannot load {src.name}: "
+                              f"{exc.message.split(': ', 1)[-1]}",
+                              hint="save it from keras " + target_version) from None
+        diff = _max_abs_diff(out_src, out_dst)
+    finally:
+        source_worker.close()
+        target_worker.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return {"status": "loads", "target_version": target_version,
+            "verified": diff < TOLERANCE and not pred.get("warnings"), "max_abs_diff": diff,
+            "load_warnings": pred.get("warnings") or [],
+            "seconds": round(time.monotonic() - t0, 2)}
+
+
+# -- verified rewrites, cached by the weights' sha256 ----------------------------------------
+CACHE_KEEP = 3  # rewritten files kept (each is as big as the stripped weights)
+
+
+def _cache_dir() -> Path:
+    from subkit.grader.environment import cache_root
+
+    return cache_root() / "retargets"
+
+
+def cached_retarget(key: str) -> tuple[Path, dict] | None:
+    """The verified rewrite stored under ``key`` (see ``store_retarget``): (file, report),
+    or None. A hit counts as a use (the cache keeps the most recently used)."""
+    folder = _cache_dir()
+    path, meta = folder / f"{key}.keras", folder / f"{key}.json"
+    try:
+        report = json.loads(meta.read_text("utf-8"))
+        if path.stat().st_size != report.get("cached_size"):
+            return None
+        os.utime(meta)
+    except (OSError, ValueError):
+        return None
+    return path, report
+
+
+def store_retarget(key: str, path: Path, report: dict) -> None:
+    """Keep a verified rewrite (a cache: failures to write are ignored); only the
+    ``CACHE_KEEP`` most recently used entries stay."""
+    folder = _cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}.tmp-{os.getpid()}"
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, folder / f"{key}.keras")
+        meta = dict(report, cached_size=(folder / f"{key}.keras").stat().st_size)
+        meta.pop("path", None)
+        tmp_meta = folder / f".{key}.json.tmp-{os.getpid()}"
+        tmp_meta.write_text(json.dumps(meta), "utf-8")
+        os.replace(tmp_meta, folder / f"{key}.json")
+        entries = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[CACHE_KEEP:]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".keras").unlink(missing_ok=True)
+    except OSError:
+        pass

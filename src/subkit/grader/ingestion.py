@@ -72,7 +72,7 @@ class Status:
 
 
 def _versions():
-    out = {}
+    out = {"python": "%d.%d.%d" % sys.version_info[:3]}
     for mod in ("numpy", "tensorflow", "keras", "torch"):
         m = sys.modules.get(mod)
         if m is not None:

@@ -168,6 +168,8 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
         except Exception:
             preds = None
     failure = diagnose(child, status, prof, time_limit)
+    if failure is not None:
+        failure = _name_the_weights(failure, submission_dir)
     if failure is None and preds is None:
         out = status.get("output", {})
         failure = Failure("save", f"predict returned {out.get('python_type', 'something')} that is not an array "
@@ -238,7 +240,8 @@ def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) 
         return Failure(stage, err or "the submission called sys.exit()",
                        "never exit from model.py: raise an exception or return normally", tb_tail)
     if etype:
-        return _diagnose_exception(stage, etype, err, tb_tail, entry, cls)
+        return _diagnose_exception(stage, etype, err, tb_tail, entry, cls,
+                                   prof.grader.get("keras"))
     if child.signal is not None:
         name = _signal.Signals(child.signal).name if child.signal in set(_signal.Signals) else str(child.signal)
         oom = child.signal == _signal.SIGKILL
@@ -252,7 +255,23 @@ def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) 
                    "never call os._exit/sys.exit in model.py; see the log tail for what ran last", tail)
 
 
-def _diagnose_exception(stage, etype, err, tb, entry, cls) -> Failure:
+def keras_cause(err: str) -> str:
+    """The cause Keras nests after "Exception encountered:", behind pages of config."""
+    if "Exception encountered:" in err:
+        err = err.rsplit("Exception encountered:", 1)[1]
+    lines = err.strip().splitlines() or [""]
+    return lines[0][:400]
+
+
+def _name_the_weights(f: Failure, submission_dir: Path) -> Failure:
+    """The hint's YOUR_WEIGHTS.keras, as the one .keras file of the submission."""
+    found = sorted(p.name for p in submission_dir.glob("*.keras"))
+    if len(found) == 1:
+        f.hint = f.hint.replace("YOUR_WEIGHTS.keras", found[0])
+    return f
+
+
+def _diagnose_exception(stage, etype, err, tb, entry, cls, keras=None) -> Failure:
     low = err.lower()
     if stage == "import":
         if etype in ("SyntaxError", "IndentationError", "TabError"):
@@ -285,9 +304,11 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls) -> Failure:
                            "define the class in model.py (decorated with "
                            "@keras.saving.register_keras_serializable()) or pass custom_objects", tb)
         if "unrecognized keyword" in low or "keyword argument" in low or "deserializ" in low:
-            return Failure(stage, f"{cls}() could not load the weights: {etype}: {err}",
-                           "the weights were probably saved by a newer Keras than the grader's: "
-                           "rebuild with `subkit build --target-keras` or save with the grader's version", tb)
+            cause = keras_cause(tb if "Exception encountered:" in tb else err)
+            return Failure(stage, f"{cls}() could not load the weights: {etype}: {cause}",
+                           "the weights were saved by a newer Keras than this one: rebuild the zip "
+                           f"with `subkit build --weights YOUR_WEIGHTS.keras` (it rewrites them for "
+                           f"keras {keras} and proves they load there)", tb)
         return Failure(stage, f"{cls}() raised {etype}: {err}", "see the traceback tail", tb)
     if stage == "predict":
         if etype == "TypeError" and ("positional argument" in low or "takes" in low):
@@ -304,7 +325,7 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls) -> Failure:
 
 # -- score-local -------------------------------------------------------------------------------
 def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | None = None,
-                isolate_network: bool = True, progress: bool = False, env: str = "current",
+                isolate_network: bool = True, progress: bool = False, env: str | None = None,
                 record: bool = True, keep_input: bool = False, shift: str | None = None,
                 seed: int = 0, tta_compare: bool = False, proba: bool = False,
                 report: bool = True) -> RunResult:
@@ -333,7 +354,8 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
                                             "--shift blur:3,noise") from None
     ds = data_io.load(data_path, prof, require_labels=True)
     X, warns = prepare_input(ds.images, prof)
-    python, env_desc = python_for(prof, env)
+    python, env_desc = python_for(prof, env, progress=progress)
+    warns = env_warnings(env_desc) + warns
     limit = float(time_limit if time_limit else prof.time_limit_s)
     run_dir = new_run_dir(prof.submissions_dir / "runs", zip_path.stem)
     sub_dir = run_dir / "submission"
@@ -382,18 +404,19 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     return result
 
 
-def python_for(prof, env: str) -> tuple[str, dict]:
-    if env == "current":
-        import platform
+def python_for(prof, env: str | None = None, *, echo=None,
+               progress: bool | None = None) -> tuple[str, dict]:
+    """The python that runs the submission's child and its description (``--env``:
+    auto, grader or current; see ``environment.select_env``)."""
+    from subkit.grader.environment import select_env
 
-        return sys.executable, {"name": "current", "python": platform.python_version(),
-                                "path": sys.executable}
-    try:
-        from subkit.grader.environment import resolve_python
-    except ImportError:  # pragma: no cover
-        raise SubkitError("the grader environment is not available in this version",
-                          hint="run without --env") from None
-    return resolve_python(prof, env)
+    return select_env(prof, env, echo=echo, progress=progress)
+
+
+def env_warnings(env_desc: dict) -> list[str]:
+    """The loud warning of an environment that is not the one asked for (auto could not
+    set up the grader's versions), as the first warning of a summary."""
+    return [env_desc["warning"]] if env_desc.get("warning") else []
 
 
 def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns,
@@ -474,7 +497,7 @@ def _record(result: RunResult, prof) -> None:
 
 # -- predict -----------------------------------------------------------------------------------
 def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool = False,
-                time_limit: float | None = None, progress: bool = False, env: str = "current",
+                time_limit: float | None = None, progress: bool = False, env: str | None = None,
                 isolate_network: bool = True) -> dict:
     from subkit.data import io as data_io
 
@@ -487,7 +510,8 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
         raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
     ds = data_io.load(data_path, prof, require_labels=False)
     X, warns = prepare_input(ds.images, prof)
-    python, env_desc = python_for(prof, env)
+    python, env_desc = python_for(prof, env, progress=progress)
+    warns = env_warnings(env_desc) + warns
     limit = float(time_limit if time_limit else prof.time_limit_s)
     run_dir = new_run_dir(prof.submissions_dir / "runs", Path(zip_path).stem + "-predict")
     sub_dir = run_dir / "submission"
@@ -495,7 +519,7 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
     cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
                         isolate_network=isolate_network, progress=progress)
     if cr.failure:
-        raise _run_error(cr.failure, run_dir)
+        raise _run_error(cr.failure, run_dir, env_desc)
     try:
         labels, w = scoring.validate_predictions(cr.predictions, len(ds), prof.n_classes)
     except scoring.PredictionError as exc:
@@ -509,10 +533,22 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
             fh.write(f"{i},{lab}\n")
     os.replace(tmp, out)
     return {"out": str(out), "rows": int(len(labels)), "run_dir": str(run_dir),
-            "warnings": warns + w, "predict_s": cr.status.get("timings", {}).get("predict_s")}
+            "warnings": warns + w, "predict_s": cr.status.get("timings", {}).get("predict_s"),
+            "env": env_desc}
 
 
-def _run_error(f: Failure, run_dir: Path) -> SubkitError:
+def env_line(env_desc: dict) -> str:
+    """The summary line that names the versions that ran the submission."""
+    from subkit.grader.environment import versions_text
+
+    where = {"grader": "the grader's versions", "current": "the current versions"}.get(
+        env_desc.get("name"), "the given interpreter")
+    if env_desc.get("name") == "current" and env_desc.get("matches_grader"):
+        where = "the current versions, which are the grader's"
+    return f"ran in {where}: {versions_text(env_desc)}"
+
+
+def _run_error(f: Failure, run_dir: Path, env_desc: dict) -> SubkitError:
     import click
 
     from subkit.errors import RunFailed
@@ -520,4 +556,7 @@ def _run_error(f: Failure, run_dir: Path) -> SubkitError:
     if f.tail:  # the child's own words first, then our one error line
         click.echo("--- the submission's traceback/log tail ---", err=True)
         click.echo("\n".join("    " + line for line in f.tail.splitlines()[-12:]), err=True)
+    click.echo(env_line(env_desc), err=True)
+    for w in env_warnings(env_desc):
+        click.secho(f"warning: {w}", fg="yellow", err=True)
     return RunFailed(f.message, hint=f"{f.hint} (logs: {run_dir / 'logs'})")

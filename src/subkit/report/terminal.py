@@ -4,30 +4,42 @@ from __future__ import annotations
 
 import click
 
+from subkit.grader.run import env_line, env_warnings
+
 
 def _pct(x: float | None) -> str:
     return "   -  " if x is None else f"{x:6.4f}"
+
+
+def _loud(result) -> None:
+    """The environment warning (not the grader's versions), right under the headline."""
+    for w in env_warnings(result.env):
+        click.secho(f"  WARNING: {w}", fg="yellow", bold=True)
 
 
 def print_score(result, prof) -> None:
     echo = click.echo
     if not result.ok:
         f = result.failure
-        click.secho(f"FAILED  {result.zip.name}: the grader would fail the same way",
-                    fg="red", bold=True)
+        who = "the grader would fail the same way" if result.env.get("matches_grader") else \
+            "it failed in the versions named below"
+        click.secho(f"FAILED  {result.zip.name}: {who}", fg="red", bold=True)
+        _loud(result)
         echo(f"  stage: {f.stage}")
         if f.tail:
             echo("  --- the submission's traceback/log tail ---")
             for line in f.tail.splitlines()[-15:]:
                 echo("    " + line)
+        echo(f"  {env_line(result.env)}")
+        echo(f"  logs: {result.run_dir / 'logs'}")
         click.secho(f"error: {f.message}", fg="red", err=True)
         echo(f"hint: {f.hint}", err=True)
-        echo(f"  logs: {result.run_dir / 'logs'}")
         return
     s = result.scores
     head = f"{result.metric} {s[result.metric]:.4f}"
     click.secho(f"{head}   ({result.zip.name} on {result.n} images of {result.data.name})",
                 bold=True)
+    _loud(result)
     others = [k for k in ("accuracy", "balanced_accuracy", "macro_f1") if k != result.metric]
     echo("  " + "   ".join(f"{k} {s[k]:.4f}" for k in others))
     if result.shift and result.shift.get("shifted_score") is not None:
@@ -62,17 +74,15 @@ def print_score(result, prof) -> None:
          f"predict {t.get('predict_s', 0):.1f} s]")
     if result.peak_rss_mb:
         echo(f"  peak memory: {result.peak_rss_mb:.0f} MB")
-    env = result.env
-    vers = env.get("versions", {})
-    echo(f"  environment: {env.get('name')} (python {env.get('python')}"
-         + "".join(f", {k} {v}" for k, v in vers.items()) + ")"
-         + ("; network cut" if result.network_isolated else "; network NOT isolated"))
+    echo("  network: " + ("cut" if result.network_isolated else "NOT isolated"))
     for w in result.warnings:
-        click.secho(f"  warning: {w}", fg="yellow")
+        if w not in env_warnings(result.env):
+            click.secho(f"  warning: {w}", fg="yellow")
     echo(f"  run folder: {result.run_dir}")
     report = result.run_dir / "report.html"
     if report.is_file():
         echo(f"  report: {report}")
+    click.secho(f"  {env_line(result.env)}", bold=True)
 
 
 def _cell(x) -> str:
