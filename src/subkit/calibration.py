@@ -43,10 +43,11 @@ def t95(df: int) -> float:
 
 
 def test_set_id(images: np.ndarray, labels: np.ndarray) -> str:
-    """The sha256 of a test set's content (shape, dtype, images, labels): the same data
-    under another file name or format is the same test set."""
+    """The sha256 of a test set's content (images: shape, dtype, bytes; labels as int64):
+    the same data under another file name or format is the same test set."""
     h = hashlib.sha256()
-    for a in (np.ascontiguousarray(images), np.ascontiguousarray(labels).reshape(-1)):
+    y = np.asarray(labels).reshape(-1).astype(np.int64)
+    for a in (np.ascontiguousarray(images), y):
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(memoryview(a).cast("B"))
     return h.hexdigest()

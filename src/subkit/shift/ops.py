@@ -400,41 +400,35 @@ def bubble(x, ctx, max_radius, max_bubbles):
 
 
 # -- compositions: the reference competition's hypothesis (hidden-2024) -----------------------
-def h24_mix(x, y, ctx, cutmix_factor, mixup_alpha):
-    """Per image, CutMix or MixUp (Keras layers) with a partner from the same batch."""
-    xc, yc = cutmix(x, y, ctx, cutmix_factor)
-    xm, ym = mixup(x, y, ctx, mixup_alpha)
-    pick = ctx.rng.random(len(x)) < 0.5
-    return np.where(_b(pick), xc, xm), np.where(pick[:, None], yc, ym)
-
-
 def h24_occlusion(x, ctx, lo, hi, ratio):
     """Per image, Cutout (Keras RandomErasing) or GridMask."""
     pick = ctx.rng.random(len(x)) < 0.5
     return np.where(_b(pick), erasing(x, ctx, lo, hi), gridmask(x, ctx, ratio))
 
 
-def h24_colour(x, ctx, f, n_ops):
-    """Per image, ``n_ops`` of: colour degeneration, saturation, hue, contrast (Keras
-    layers), solarization (Keras) and a per-channel cast, at strength ``f``."""
-    ops = [_kop(ctx.layer("RandomColorDegeneration", factor=(0.0, f), value_range=VR)),
-           _kop(ctx.layer("RandomSaturation", factor=(0.5 - f / 2, 0.5 + f / 2),
-                          value_range=VR)),
-           _kop(ctx.layer("RandomHue", factor=(0.0, f / 3), value_range=VR)),
-           _kop(ctx.layer("RandomContrast", factor=f, value_range=VR)),
-           _kop(ctx.layer("Solarization", threshold_factor=(0.0, 1.0 - f / 2),
-                          value_range=VR)),
-           lambda v: channel_shift(v, ctx, f / 2, f / 6)]
+def h24_compose(x, ctx, n_ops, f):
+    """RandAugment-style compositions over a wider pool: per image ``n_ops`` of Keras'
+    11 RandAugment op layers, Cutout (RandomErasing), GridMask, a per-channel cast and
+    RandomColorJitter's hue and saturation, at strength ``f``."""
+    pool = keras_policy_ops(ctx, f)
+    pool += [lambda v: erasing(v, ctx, 0.1 * f, 0.4 * f),
+             lambda v: gridmask(v, ctx, 0.3 + 0.4 * f),
+             lambda v: channel_shift(v, ctx, f / 2, f / 6),
+             _kop(ctx.layer("RandomColorJitter", value_range=VR,
+                            saturation_factor=(0.5 - f / 2, 0.5 + f / 2), hue_factor=f / 3))]
     for _ in range(n_ops):
-        x = by_image(x, ops, ctx.rng.integers(0, len(ops), len(x)))
+        x = by_image(x, pool, ctx.rng.integers(0, len(pool), len(x)))
     return x
 
 
-def h24_geometry(x, ctx, s):
-    """Shear, rotation, zoom and translation together (Keras layers, reflected border)."""
-    x = shear(x, ctx, s)
-    x = _kop(ctx.layer("RandomRotation", factor=s / 2, fill_mode="reflect"))(x)
-    return zoom_crop(x, ctx, s, s, s / 2)
+def h24_mix(x, y, ctx, cutmix_factor, mixup_alpha, f):
+    """Per image, CutMix or MixUp (Keras layers) with a partner from the same batch, then
+    one op of ``h24_compose`` at strength ``f``."""
+    xc, yc = cutmix(x, y, ctx, cutmix_factor)
+    xm, ym = mixup(x, y, ctx, mixup_alpha)
+    pick = ctx.rng.random(len(x)) < 0.5
+    x = np.where(_b(pick), xc, xm)
+    return h24_compose(x, ctx, 1, f), np.where(pick[:, None], yc, ym)
 
 
 def h24_layers(x, ctx, p):

@@ -273,7 +273,7 @@ class SetProgress:
         done = int(bool(st.get("ok"))) + len(st.get("extra") or {})
         what = (f"shifted set {stage.split(':', 1)[1]}" if stage.startswith("extra:")
                 else f"clean set: {stage}")
-        self.bar.set_description(what, refresh=False)
+        self.bar.set_description_str(what, refresh=False)
         self.bar.update(min(done, self.bar.total) - self.bar.n)
 
     def close(self) -> None:
