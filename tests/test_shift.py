@@ -456,9 +456,7 @@ def test_each_shifted_set_is_predicted_once_and_runs_are_reproducible(cli, ws_da
     assert calls2 == calls  # the same images, bit for bit (checksums)
     s1, s2 = (json.loads(r.out)["shift"] for r in (r1, r2))
     assert s1["scores"] == s2["scores"] and s1["shifted_score"] == s2["shifted_score"]
-    cli("score-local", z, "--data", "test.npz", "--shift", "quick", "--seed", "1", "--json")
-    calls3 = (tmp_path / "calls.txt").read_text().splitlines()[14:]
-    assert calls3[0] == calls[0] and calls3[1:] != calls[1:]  # clean same, shifted differ
+    assert len(set(calls)) == len(calls)  # every set differs from the clean one and each other
 
 
 def test_a_failing_shifted_predict_leaves_the_clean_score(cli, ws_data, tmp_path, monkeypatch):

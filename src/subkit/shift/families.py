@@ -24,6 +24,10 @@ class Family:
     def params(self, severity: int) -> dict:
         return dict(self.severities[severity - 1])
 
+    @property
+    def needs_keras(self) -> bool:
+        return "keras" in self.source.lower()
+
 
 def _f(**kw):
     return kw

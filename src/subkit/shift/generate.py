@@ -100,16 +100,18 @@ def apply(X: Array, name: str, severity: int, *, seed: int = 0,
     return out, new_labels
 
 
-def library_versions() -> dict:
-    import keras
+def library_versions(with_keras: bool = True) -> dict:
     import PIL
 
-    v = {"keras": keras.__version__, "pillow": PIL.__version__, "numpy": np.__version__,
-         "backend": keras.backend.backend()}
-    if v["backend"] == "tensorflow":
-        import tensorflow as tf
+    v = {"pillow": PIL.__version__, "numpy": np.__version__}
+    if with_keras:
+        import keras
 
-        v["tensorflow"] = tf.__version__
+        v.update(keras=keras.__version__, backend=keras.backend.backend())
+        if v["backend"] == "tensorflow":
+            import tensorflow as tf
+
+            v["tensorflow"] = tf.__version__
     return v
 
 
@@ -162,10 +164,14 @@ def run_plan(spec: dict) -> dict:
     X = np.load(spec["source"], mmap_mode="r")
     labels = np.load(spec["labels"]) if spec.get("labels") else None
     record: dict = {"sets": {}, "errors": {}}
-    fatal = _keras_check()
-    if fatal is None:
+    fatal = None
+    keras = any(FAMILIES[e["name"]].needs_keras for e in spec["entries"]
+                if e["name"] in FAMILIES)
+    if keras:  # a Pillow/numpy-only suite (microscopy) never imports TensorFlow
+        fatal = _keras_check()
         _one_thread()
-        record["versions"] = library_versions()
+    if fatal is None:
+        record["versions"] = library_versions(keras)
     parent = os.getppid()
     for i, e in enumerate(spec["entries"]):
         if os.getppid() != parent:  # subkit died: nobody reads the rest
