@@ -121,8 +121,9 @@ def train(X: np.ndarray, y: np.ndarray, strength: float, epochs: int, seed: int 
     """A small CNN trained on (X, y) with numpy augmentation at ``strength``."""
     model = small_cnn(width, seed)
     rng = np.random.default_rng(seed)
-    for _ in range(epochs):
-        model.fit(numpy_augment(X, rng, strength), y, batch_size=64, epochs=1, verbose=0)
+    views = [numpy_augment(X, rng, strength) for _ in range(min(epochs, 3 if strength else 1))]
+    for epoch in range(epochs):  # three augmented views of the set, in turn
+        model.fit(views[epoch % len(views)], y, batch_size=64, epochs=1, verbose=0)
     return model
 
 

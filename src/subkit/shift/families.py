@@ -155,7 +155,8 @@ _MICRO = [
     Family("stain_deposit", "stain deposit", ops.stain_deposit,
            tuple(_f(marks=m, large=g) for m, g in
                  ((1, False), (2, False), (3, False), (3, False), (3, True))),
-           lambda marks, large: f"1-{marks} blots" + (", large" if large else ""),
+           lambda marks, large: (f"1-{marks} blots" if marks > 1 else "1 blot")
+           + (", large" if large else ""),
            "Pillow ImageDraw blots"),
     Family("bubble", "bubbles", ops.bubble,
            tuple(_f(max_radius=r, max_bubbles=b) for r, b in
