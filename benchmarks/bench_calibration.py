@@ -31,10 +31,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent
-RESULT = ROOT / "results" / "calibration.md"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent / "tests"))
-from _common import loadavg, sh  # noqa: E402
+from _common import Run, write_result  # noqa: E402
 
 # (label, augmentation strength, epochs, width)
 MODELS = [("no augmentation", 0.0, 12, 16), ("light augmentation", 0.3, 12, 16),
@@ -70,9 +69,7 @@ def main(argv=None) -> int:
     from subkit.grader.run import score_local
     from subkit.workspace import init_workspace, template_text
 
-    date = sh(["date", "-u", "+%Y-%m-%d %H:%M UTC"])
-    uname, nproc, load0 = sh(["uname", "-a"]), sh(["nproc"]), loadavg()
-    t0 = time.monotonic()
+    run = Run("bench_calibration.py", list(sys.argv[1:] if argv is None else argv))
     root = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="subkit-bench-cal-"))
     ws = root / "ws"
     if not (ws / "subkit.toml").exists():
@@ -128,38 +125,25 @@ def main(argv=None) -> int:
                        and rec.get("shift_suite") == suite)
             sh_["predicted"] = calibration.predict(records + boards, own["shift_scores"], group,
                                                    sh_["sha"])
-    elapsed = time.monotonic() - t0
-    lines = _report(rows, suites, date, uname, nproc, load0, loadavg(), elapsed, n_train,
-                    n_test, argv)
+    run.finish()
+    lines = run.header("Benchmark: shifted score and leaderboard calibration against a hidden "
+                       "test (issue 15)", ("keras", "numpy", "tensorflow", "PIL"))
+    lines += _report(rows, suites, n_train, n_test)
     if not a.quick:
-        RESULT.parent.mkdir(parents=True, exist_ok=True)
-        tmp = RESULT.with_name(f".{RESULT.name}.tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        os.replace(tmp, RESULT)
-        print(f"wrote {RESULT}")
+        print(f"wrote {write_result('calibration', lines)}")
     print("\n".join(lines))
     if not a.keep:
         shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
-def _report(rows, suites, date, uname, nproc, load0, load1, elapsed, n_train, n_test, argv):
-    import keras
+def _report(rows, suites, n_train, n_test) -> list[str]:
     import numpy as np
 
-    args = " ".join(argv if argv is not None else sys.argv[1:])
     hidden = [r["hidden"] for r in rows]
     clean = [r["clean"] for r in rows]
     err_clean = float(np.mean(np.abs(np.array(clean) - hidden)))
     lines = [
-        "# Benchmark: shifted score and leaderboard calibration against a hidden test (issue 15)",
-        "",
-        f"- date: {date}",
-        f"- machine: `{uname}`; `nproc` {nproc}; load average at start {load0}, at end {load1} "
-        "(the machine is shared)",
-        f"- versions: keras {keras.__version__}, numpy {np.__version__}",
-        f"- command: `python benchmarks/bench_calibration.py{' ' + args if args else ''}` "
-        f"(whole script {elapsed / 60:.0f} min)",
         f"- data: subkit's synthetic cells; {n_train} training images, a local test set of "
         f"{n_test} (seed 12); the hidden test: {n_test} other images (seed 13) through "
         "`tests/robustness_helpers.hidden_shift` (Pillow RandAugment, 2 ops at magnitude 0.4, "

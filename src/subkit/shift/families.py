@@ -33,8 +33,11 @@ def _f(**kw):
     return kw
 
 
-def _enh(kind):
-    return lambda x, ctx, factor: ops.enhance(x, ctx, kind, factor)
+def _enhance(name: str, title: str, kind: str, values: tuple) -> "Family":
+    """A MedMNIST-C enhancement: Pillow ImageEnhance ``kind`` at five factors."""
+    return Family(name, title, lambda x, ctx, factor: ops.enhance(x, ctx, kind, factor),
+                  _five(values, "factor"), lambda factor: f"×{factor:g}",
+                  f"Pillow ImageEnhance.{kind}")
 
 
 def _five(values, key):
@@ -138,18 +141,11 @@ _MICRO = [
                  ((3, 3), (5, 5), (10, 5), (10, 7), (10, 9))),
            lambda radius, sigma: f"r {radius:g}, σ {sigma:g} px@224",
            "numpy line kernel (ImageMagick's)"),
-    Family("brightness_up", "brightness up", _enh("Brightness"),
-           _five((1.1, 1.2, 1.3, 1.35, 1.4), "factor"), lambda factor: f"×{factor:g}",
-           "Pillow ImageEnhance.Brightness"),
-    Family("brightness_down", "brightness down", _enh("Brightness"),
-           _five((.9, .8, .7, .6, .5), "factor"), lambda factor: f"×{factor:g}",
-           "Pillow ImageEnhance.Brightness"),
-    Family("contrast_up", "contrast up", _enh("Contrast"),
-           _five((1.1, 1.15, 1.2, 1.25, 1.3), "factor"), lambda factor: f"×{factor:g}",
-           "Pillow ImageEnhance.Contrast"),
-    Family("contrast_down", "contrast down", _enh("Contrast"),
-           _five((.9, .8, .7, .6, .5), "factor"), lambda factor: f"×{factor:g}",
-           "Pillow ImageEnhance.Contrast"),
+    *[_enhance(f"{kind.lower()}_{way}", f"{kind.lower()} {way}", kind, values)
+      for kind, way, values in (("Brightness", "up", (1.1, 1.2, 1.3, 1.35, 1.4)),
+                                ("Brightness", "down", (.9, .8, .7, .6, .5)),
+                                ("Contrast", "up", (1.1, 1.15, 1.2, 1.25, 1.3)),
+                                ("Contrast", "down", (.9, .8, .7, .6, .5)))],
     Family("saturate", "saturate", ops.saturate, _five((.05, .1, .15, .17, .2), "delta"),
            lambda delta: f"S +{delta:g}", "Pillow HSV", rgb_only=True),
     Family("stain_deposit", "stain deposit", ops.stain_deposit,
