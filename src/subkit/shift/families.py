@@ -29,10 +29,6 @@ class Family:
         return "keras" in self.source.lower()
 
 
-def _f(**kw):
-    return kw
-
-
 def _enhance(name: str, title: str, kind: str, values: tuple) -> "Family":
     """A MedMNIST-C enhancement: Pillow ImageEnhance ``kind`` at five factors."""
     return Family(name, title, lambda x, ctx, factor: ops.enhance(x, ctx, kind, factor),
@@ -47,77 +43,78 @@ def _five(values, key):
 KERAS_RA = "Keras RandAugment's 11 op layers, drawn per image"
 _DEFAULT = [
     Family("randaugment", "RandAugment (Keras ops)", ops.randaugment,
-           (_f(n_ops=2, factor=.2), _f(n_ops=2, factor=.4), _f(n_ops=3, factor=.6)),
+           (dict(n_ops=2, factor=.2), dict(n_ops=2, factor=.4), dict(n_ops=3, factor=.6)),
            lambda n_ops, factor: f"{n_ops} ops, factor {factor:g}", KERAS_RA),
     Family("augmix", "AugMix (Keras ops)", ops.augmix,
-           (_f(factor=.3, depth=1), _f(factor=.6, depth=2), _f(factor=.9, depth=3)),
+           (dict(factor=.3, depth=1), dict(factor=.6, depth=2), dict(factor=.9, depth=3)),
            lambda factor, depth: f"3 chains of ≤ {depth} ops, factor {factor:g}",
            KERAS_RA + " in 3 chains"),
-    Family("cutmix", "CutMix", ops.cutmix, (_f(factor=.25), _f(factor=.5), _f(factor=1.0)),
+    Family("cutmix", "CutMix", ops.cutmix, (dict(factor=.25), dict(factor=.5), dict(factor=1.0)),
            lambda factor: f"Beta({factor:g}, {factor:g})", "keras.layers.CutMix", mixes=True),
-    Family("mixup", "MixUp", ops.mixup, (_f(alpha=.2), _f(alpha=.4), _f(alpha=1.0)),
+    Family("mixup", "MixUp", ops.mixup, (dict(alpha=.2), dict(alpha=.4), dict(alpha=1.0)),
            lambda alpha: f"Beta({alpha:g}, {alpha:g})", "keras.layers.MixUp", mixes=True),
     Family("erasing", "random erasing (Cutout)", ops.erasing,
-           (_f(lo=.02, hi=.1), _f(lo=.08, hi=.2), _f(lo=.15, hi=.33)),
+           (dict(lo=.02, hi=.1), dict(lo=.08, hi=.2), dict(lo=.15, hi=.33)),
            lambda lo, hi: f"patch {lo:g}-{hi:g}", "keras.layers.RandomErasing"),
-    Family("gridmask", "GridMask", ops.gridmask, (_f(ratio=.4), _f(ratio=.55), _f(ratio=.7)),
+    Family("gridmask", "GridMask", ops.gridmask, (dict(ratio=.4), dict(ratio=.55), dict(ratio=.7)),
            lambda ratio: f"ratio {ratio:g}", "numpy (no library layer)"),
-    Family("solarize", "solarization", ops.solarize, (_f(t=1.0), _f(t=.8), _f(t=.6)),
+    Family("solarize", "solarization", ops.solarize, (dict(t=1.0), dict(t=.8), dict(t=.6)),
            lambda t: f"threshold U(0, {t:g}·255)", "keras.layers.Solarization"),
     Family("colour_jitter", "colour jitter", ops.colour_jitter,
-           (_f(b=.1, c=.15, s=.15, h=.03), _f(b=.2, c=.3, s=.3, h=.06),
-            _f(b=.3, c=.5, s=.45, h=.12)),
+           (dict(b=.1, c=.15, s=.15, h=.03), dict(b=.2, c=.3, s=.3, h=.06),
+            dict(b=.3, c=.5, s=.45, h=.12)),
            lambda b, c, s, h: f"brightness ±{b:g}, contrast ±{c:g}, saturation ±{s:g}, "
                               f"hue {h:g}",
            "keras.layers.RandomColorJitter", rgb_only=True),
     Family("channel_shift", "per-channel colour cast", ops.channel_shift,
-           (_f(g=.1, o=.03), _f(g=.2, o=.06), _f(g=.35, o=.1)),
+           (dict(g=.1, o=.03), dict(g=.2, o=.06), dict(g=.35, o=.1)),
            lambda g, o: f"gain ±{g:g}, offset ±{o:g}", "numpy"),
     Family("stain_jitter", "stain colour jitter (HED)", ops.stain_jitter,
-           (_f(alpha=.05, beta=.02), _f(alpha=.12, beta=.05), _f(alpha=.25, beta=.1)),
+           (dict(alpha=.05, beta=.02), dict(alpha=.12, beta=.05), dict(alpha=.25, beta=.1)),
            lambda alpha, beta: f"α {alpha:g}, β {beta:g}", "numpy (Ruifrok-Johnston HED)",
            rgb_only=True),
-    Family("blur", "Gaussian blur", ops.blur, (_f(sigma=.8), _f(sigma=1.4), _f(sigma=2.2)),
+    Family("blur", "Gaussian blur", ops.blur, (dict(sigma=.8), dict(sigma=1.4), dict(sigma=2.2)),
            lambda sigma: f"σ {sigma:g} px", "Pillow ImageFilter.GaussianBlur"),
-    Family("noise", "Gaussian noise", ops.noise, (_f(sigma=.03), _f(sigma=.06), _f(sigma=.1)),
+    Family("noise", "Gaussian noise", ops.noise, (dict(sigma=.03), dict(sigma=.06), dict(sigma=.1)),
            lambda sigma: f"σ {sigma:g}", "keras.layers.GaussianNoise"),
-    Family("jpeg", "JPEG compression", ops.jpeg, (_f(quality=40), _f(quality=20),
-                                                  _f(quality=8)),
+    Family("jpeg", "JPEG compression", ops.jpeg, (dict(quality=40), dict(quality=20),
+                                                  dict(quality=8)),
            lambda quality: f"quality {quality}", "Pillow JPEG (libjpeg)"),
     Family("rotate_flip", "rotation and flips", ops.rotate_flip,
-           (_f(degrees=15.0), _f(degrees=45.0), _f(degrees=180.0)),
+           (dict(degrees=15.0), dict(degrees=45.0), dict(degrees=180.0)),
            lambda degrees: f"flips, ±{degrees:g}°", "keras.layers.RandomFlip, RandomRotation"),
     Family("zoom_crop", "zoom and translation", ops.zoom_crop,
-           (_f(zoom_in=.1, zoom_out=.15, move=.05), _f(zoom_in=.2, zoom_out=.35, move=.1),
-            _f(zoom_in=.3, zoom_out=.6, move=.15)),
+           (dict(zoom_in=.1, zoom_out=.15, move=.05), dict(zoom_in=.2, zoom_out=.35, move=.1),
+            dict(zoom_in=.3, zoom_out=.6, move=.15)),
            lambda zoom_in, zoom_out, move: f"zoom -{zoom_in:g}/+{zoom_out:g}, move ±{move:g}",
            "keras.layers.RandomZoom, RandomTranslation"),
-    Family("shear", "shear", ops.shear, (_f(s=.1), _f(s=.2), _f(s=.35)),
+    Family("shear", "shear", ops.shear, (dict(s=.1), dict(s=.2), dict(s=.35)),
            lambda s: f"±{s:g}", "keras.layers.RandomShear"),
 ]
 
 _HIDDEN = [
     Family("h24_compose", "RandAugment-style compositions", ops.h24_compose,
-           (_f(n_ops=2, f=.3), _f(n_ops=3, f=.5), _f(n_ops=4, f=.7)),
+           (dict(n_ops=2, f=.3), dict(n_ops=3, f=.5), dict(n_ops=4, f=.7)),
            lambda n_ops, f: f"{n_ops} ops of 15, strength {f:g}",
            "Keras RandAugment's op layers, RandomErasing, RandomColorJitter; numpy GridMask, "
            "cast"),
     Family("h24_layers", "15 augmentation layers at random", ops.h24_layers,
-           (_f(p=.2), _f(p=.35), _f(p=.5)), lambda p: f"each layer with p {p:g}",
+           (dict(p=.2), dict(p=.35), dict(p=.5)), lambda p: f"each layer with p {p:g}",
            "15 keras.layers augmentation layers"),
     Family("h24_mix", "CutMix or MixUp, then one op", ops.h24_mix,
-           (_f(cutmix_factor=.3, mixup_alpha=.2, f=.3), _f(cutmix_factor=.6, mixup_alpha=.5, f=.5),
-            _f(cutmix_factor=1.0, mixup_alpha=1.0, f=.7)),
+           (dict(cutmix_factor=.3, mixup_alpha=.2, f=.3),
+            dict(cutmix_factor=.6, mixup_alpha=.5, f=.5),
+            dict(cutmix_factor=1.0, mixup_alpha=1.0, f=.7)),
            lambda cutmix_factor, mixup_alpha, f: f"CutMix {cutmix_factor:g} / MixUp "
                                                  f"{mixup_alpha:g}, one op at {f:g}",
            "keras.layers.CutMix, MixUp and the compositions' ops", mixes=True),
     Family("h24_augmix", "AugMix, strong", ops.augmix,
-           (_f(factor=.5, depth=2), _f(factor=.75, depth=3), _f(factor=1.0, depth=4)),
+           (dict(factor=.5, depth=2), dict(factor=.75, depth=3), dict(factor=1.0, depth=4)),
            lambda factor, depth: f"3 chains of ≤ {depth} ops, factor {factor:g}",
            KERAS_RA + " in 3 chains"),
     Family("h24_occlusion", "Cutout or GridMask", ops.h24_occlusion,
-           (_f(lo=.05, hi=.15, ratio=.45), _f(lo=.1, hi=.25, ratio=.6),
-            _f(lo=.2, hi=.4, ratio=.75)),
+           (dict(lo=.05, hi=.15, ratio=.45), dict(lo=.1, hi=.25, ratio=.6),
+            dict(lo=.2, hi=.4, ratio=.75)),
            lambda lo, hi, ratio: f"patch {lo:g}-{hi:g} / grid {ratio:g}",
            "keras.layers.RandomErasing; numpy GridMask"),
 ]
@@ -133,11 +130,11 @@ _MICRO = [
            _five((50, 30, 15, 10, 7), "quality"), lambda quality: f"quality {quality}",
            "Pillow JPEG (libjpeg)"),
     Family("defocus_blur", "defocus blur", ops.defocus_blur,
-           tuple(_f(radius=r, alias=a) for r, a in
+           tuple(dict(radius=r, alias=a) for r, a in
                  ((2, .01), (3, .1), (4, .1), (5, .1), (6, .1))),
            lambda radius, alias: f"disk r {radius:g} px@224", "numpy disk kernel"),
     Family("motion_blur", "motion blur", ops.motion_blur,
-           tuple(_f(radius=r, sigma=s) for r, s in
+           tuple(dict(radius=r, sigma=s) for r, s in
                  ((3, 3), (5, 5), (10, 5), (10, 7), (10, 9))),
            lambda radius, sigma: f"r {radius:g}, σ {sigma:g} px@224",
            "numpy line kernel (ImageMagick's)"),
@@ -149,13 +146,13 @@ _MICRO = [
     Family("saturate", "saturate", ops.saturate, _five((.05, .1, .15, .17, .2), "delta"),
            lambda delta: f"S +{delta:g}", "Pillow HSV", rgb_only=True),
     Family("stain_deposit", "stain deposit", ops.stain_deposit,
-           tuple(_f(marks=m, large=g) for m, g in
+           tuple(dict(marks=m, large=g) for m, g in
                  ((1, False), (2, False), (3, False), (3, False), (3, True))),
            lambda marks, large: (f"1-{marks} blots" if marks > 1 else "1 blot")
            + (", large" if large else ""),
            "Pillow ImageDraw blots"),
     Family("bubble", "bubbles", ops.bubble,
-           tuple(_f(max_radius=r, max_bubbles=b) for r, b in
+           tuple(dict(max_radius=r, max_bubbles=b) for r, b in
                  ((5, 10), (7, 10), (10, 10), (12, 12), (15, 12))),
            lambda max_radius, max_bubbles: f"7-{max_bubbles}, r ≤ {max_radius} px@224",
            "Pillow ImageDraw"),
