@@ -188,7 +188,8 @@ def _zip_default(prof, zip_path: str | None) -> Path:
 @click.option("--shift", "shift_suite", is_flag=False, flag_value="default", default=None,
               metavar="[SUITE]",
               help="Also score the test set under a seeded suite of distribution shifts: "
-                   "default, quick, or a list like blur:3,noise (see docs/shift-and-report.md).")
+                   "default, quick, hidden-2024, microscopy, or a list like blur:3,bubble; "
+                   "predicts the leaderboard from the ledger (docs/shift-and-report.md).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the shift suite.")
 @click.option("--tta-compare", is_flag=True,

@@ -61,6 +61,13 @@ def _fmt_lb(row: dict) -> str:
     return " / ".join(f"{phase} {_fmt_score(score)}" for phase, score in lb.items())
 
 
+def _fmt_predicted(row: dict) -> str:
+    p = row.get("predicted_leaderboard")
+    if not p:
+        return "-"
+    return f"{p['score']:.4f} ({p['low']:.2f}-{p['high']:.2f})"
+
+
 def _fmt_runtime(v: Any) -> str:
     try:
         return f"{float(v):.1f}s"
@@ -90,6 +97,8 @@ COLUMNS: dict[str, tuple[str, Callable[[dict], str], Callable[[dict], Any], bool
     "runtime": ("runtime", lambda r: _fmt_runtime(r.get("runtime_s")),
                 lambda r: r.get("runtime_s"), False),
     "leaderboard": ("leaderboard", _fmt_lb, lambda r: r.get("leaderboard_score"), True),
+    "predicted": ("predicted", _fmt_predicted,
+                  lambda r: (r.get("predicted_leaderboard") or {}).get("score"), True),
     "submission": ("submission", lambda r: _cut(r.get("submission_id"), 12),
                    lambda r: None if r.get("submission_id") is None
                    else str(r.get("submission_id")), False),
@@ -146,7 +155,8 @@ def render_table(rows: list[dict]) -> str:
 
 CSV_FIELDS = ["zip_name", "zip_sha256", "tag", "note", "weights_sha256", "keras_version",
               "metric", "clean_score", "shifted_score", "runtime_s", "local_ok",
-              "leaderboard_score", "leaderboard_phase", "platform", "competition",
+              "leaderboard_score", "leaderboard_phase", "predicted_leaderboard",
+              "predicted_low", "predicted_high", "platform", "competition",
               "submission_id", "status", "built", "updated", "zip"]
 
 
@@ -162,6 +172,9 @@ def render_csv(rows: list[dict]) -> str:
     w.writeheader()
     for r in rows:
         out = {k: r.get(k) for k in CSV_FIELDS}
+        pred = r.get("predicted_leaderboard") or {}
+        out.update(predicted_leaderboard=pred.get("score"), predicted_low=pred.get("low"),
+                   predicted_high=pred.get("high"))
         for p in phases:
             out[f"leaderboard_{p}"] = (r.get("leaderboard") or {}).get(p)
         w.writerow({k: ("" if v is None else v) for k, v in out.items()})
@@ -181,9 +194,14 @@ def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | Non
             reverse: bool, profile_name: str | None) -> None:
     """Every build, local score and leaderboard score, one row per zip.
 
+    The "predicted" column is the leaderboard score the other zips' leaderboard scores
+    predict for a zip from its `score-local --shift` run (same test set, suite and seed;
+    at least two such zips), with a leave-one-out band.
+
     \b
     subkit history                       # the table, oldest zip first
     subkit history --sort leaderboard    # best leaderboard score first
+    subkit history --sort predicted      # best predicted leaderboard score first
     subkit history note ZIP --text "V2M + AdamW + TTA"
     subkit history score ZIP --leaderboard 0.76 --phase final
     """
@@ -195,7 +213,7 @@ def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | Non
         raise UsageError("--json and --csv exclude each other", hint="pick one")
     prof = _load_profile(profile_name)
     ledger = _ledger(prof)
-    rows = ledger.table()
+    rows = _rows_with_predictions(ledger.records())
     if sort_col:
         better = bool(prof.data.get("evaluation", {}).get("higher_is_better", True))
         rows = sort_rows(rows, sort_col, reverse=reverse, higher_is_better=better)
@@ -212,6 +230,22 @@ def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | Non
                    "and `subkit submit` add to it")
         return
     click.echo(render_table(rows))
+
+
+def _rows_with_predictions(records: list[dict]) -> list[dict]:
+    """The history rows, each zip with a shift run given the leaderboard prediction the
+    other zips' leaderboard scores make for it now (subkit.calibration)."""
+    from subkit import calibration
+    from subkit.ledger import build_table
+
+    rows = build_table(records)
+    predicted = calibration.for_history(records)
+    for r in rows:
+        r.pop("shift_scores", None)  # per-set scores: the run's report has them
+        p = predicted.get(r["zip_sha256"])
+        r["predicted_leaderboard"] = None if p is None else {
+            k: p[k] for k in ("score", "low", "high", "calibrated_on", "loo_error", "phase")}
+    return rows
 
 
 def _zip_ref(ctx: click.Context, profile_name: str | None, ref: str):

@@ -80,6 +80,7 @@ class RunResult:
     zip_sha256: str = ""
     shift: dict | None = None
     tta_compare: dict | None = None
+    predicted_leaderboard: dict | None = None
 
     @property
     def score(self) -> float | None:
@@ -134,7 +135,7 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
                    time_limit: float, python: str | None = None, isolate_network: bool = True,
                    progress: bool = False, extra_env: dict | None = None,
                    label: str = "running the submission",
-                   extra_args: list[str] | None = None) -> ChildRun:
+                   extra_args: list[str] | None = None, bar_class=None) -> ChildRun:
     run_dir, submission_dir = Path(run_dir).resolve(), Path(submission_dir).resolve()
     input_dir, output_dir, log_dir = run_dir / "input_data", run_dir / "output", run_dir / "logs"
     for d in (input_dir, output_dir, log_dir):
@@ -148,7 +149,7 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
         cmd += ["--init-arg", str(a)]
     cmd += list(extra_args or [])  # ingestion.py's --proba / --extra-input (shift suite)
     status_path = output_dir / "ingestion.json"
-    bar = _Progress(label, time_limit, status_path, enabled=progress)
+    bar = (bar_class or _Progress)(label, time_limit, status_path, enabled=progress)
     try:
         child = sandbox.run_child(cmd, cwd=submission_dir, log_dir=log_dir, time_limit=time_limit,
                                   env=sandbox.clean_env(extra_env), isolate_network=isolate_network,
@@ -350,10 +351,13 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
         try:
             shiftmod.parse_suite(shift)
         except shiftmod.SuiteError as exc:
-            raise InputError(str(exc), hint="e.g. --shift default, --shift quick, "
-                                            "--shift blur:3,noise") from None
+            raise InputError(str(exc), hint="e.g. --shift default, quick, hidden-2024, "
+                                            "microscopy, or blur:3,noise") from None
     ds = data_io.load(data_path, prof, require_labels=True)
     X, warns = prepare_input(ds.images, prof)
+    if shift is not None and X.ndim not in (3, 4):
+        raise InputError(f"--shift needs a test set of images (n, h, w[, c]); this one is "
+                         f"shaped {X.shape}", hint="drop --shift for this competition")
     python, env_desc = python_for(prof, env, progress=progress)
     warns = env_warnings(env_desc) + warns
     limit = float(time_limit if time_limit else prof.time_limit_s)
@@ -370,11 +374,12 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
 
         if shift is not None:
             plan = shiftmod.make_plan(X, shift, seed, run_dir / "input_data" / "shifts",
-                                      value_range=prof.input_range)
+                                      value_range=prof.input_range, n_classes=prof.n_classes)
         label = f"clean + {len(plan)} shifted sets" if plan else "running the submission"
-        cr = shiftmod.run_with_plan(sub_dir, X, prof, plan, run_dir=run_dir, time_limit=limit,
-                                    python=python, isolate_network=isolate_network,
-                                    progress=progress, proba=True, label=label)
+        cr = shiftmod.run_with_plan(sub_dir, X, ds.labels, prof, plan, run_dir=run_dir,
+                                    time_limit=limit, python=python,
+                                    isolate_network=isolate_network, progress=progress,
+                                    proba=True, label=label)
     wall = time.monotonic() - t0
     try:
         result = _finish(cr, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns,
@@ -388,7 +393,9 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
                           "predict_s": result.timings.get("predict_s")},
                 run_dir=run_dir / "no_tta", time_limit=limit, python=python,
                 isolate_network=isolate_network, progress=progress)
-            write_json(run_dir / "run.json", result.to_dict())
+        if result.shift is not None:
+            result.predicted_leaderboard = _predict_leaderboard(result, prof, X, ds.labels)
+        write_json(run_dir / "run.json", result.to_dict())
     finally:
         if plan is not None and not keep_input:
             plan.cleanup()
@@ -402,6 +409,21 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     if record:
         _record(result, prof)
     return result
+
+
+def _predict_leaderboard(result: RunResult, prof, X: np.ndarray, y: np.ndarray) -> dict:
+    """The shift dict gets the test set's content sha256; the ledger's other zips with a
+    leaderboard score and a run of the same suite, seed and test set predict this one's."""
+    from subkit import calibration
+    from subkit.ledger import Ledger
+
+    result.shift["data_sha256"] = calibration.test_set_id(X, y)
+    try:
+        records = Ledger(prof.submissions_dir, on_warning=result.warnings.append).records()
+    except OSError as exc:
+        return {"score": None, "message": f"the ledger could not be read: {exc}"}
+    return calibration.for_run(records, result.shift, result.shift["data_sha256"],
+                               result.zip_sha256)
 
 
 def python_for(prof, env: str | None = None, *, echo=None,
@@ -483,14 +505,17 @@ def write_json(path: Path, obj) -> None:
 def _record(result: RunResult, prof) -> None:
     from subkit.ledger import Ledger
 
+    sh = result.shift or {}
+    rec = {"kind": "score-local", "zip": result.zip.name, "zip_sha256": result.zip_sha256,
+           "run_dir": str(result.run_dir), "metric": result.metric, "clean_score": result.score,
+           "shifted_score": sh.get("shifted_score"),
+           "runtime_s": result.timings.get("child_s"), "env": result.env.get("name"),
+           "ok": result.ok, "data": str(result.data), "n": result.n}
+    if sh.get("data_sha256"):  # what subkit.calibration reads back
+        rec.update(data_sha256=sh["data_sha256"], shift_suite=sh.get("suite"),
+                   shift_seed=sh.get("seed"), shift_scores=sh.get("scores"))
     try:
-        Ledger(prof.submissions_dir).append({
-            "kind": "score-local", "zip": result.zip.name, "zip_sha256": result.zip_sha256,
-            "run_dir": str(result.run_dir), "metric": result.metric, "clean_score": result.score,
-            "shifted_score": (result.shift or {}).get("shifted_score"),
-            "runtime_s": result.timings.get("child_s"), "env": result.env.get("name"),
-            "ok": result.ok, "data": str(result.data), "n": result.n,
-        })
+        Ledger(prof.submissions_dir).append(rec)
     except SubkitError:
         result.warnings.append("could not append to the ledger")
 

@@ -47,6 +47,8 @@ def print_score(result, prof) -> None:
         drop = sh["clean_score"] - sh["shifted_score"]
         click.secho(f"  shifted score {sh['shifted_score']:.4f}  (drop {drop:.4f} from clean; "
                     f"suite {sh.get('suite', '?')}, {sh.get('n_scored', '?')} sets)", bold=True)
+    if getattr(result, "predicted_leaderboard", None):
+        print_prediction(result.predicted_leaderboard)
     echo("")
     if result.shift:
         print_shift(result.shift)
@@ -89,28 +91,42 @@ def _cell(x) -> str:
     return f"{x:7.4f}" if x is not None else f"{'-':>7}"
 
 
+def print_prediction(p: dict) -> None:
+    """The leaderboard prediction of the ledger's calibration, or what it needs."""
+    if p.get("score") is None:
+        click.echo(f"  predicted leaderboard: - ({p.get('message', 'not available')})")
+        return
+    actual = f"; actual {p['actual']:.4f}" if p.get("actual") is not None else ""
+    click.secho(f"  predicted leaderboard {p['score']:.4f}  ({p['low']:.4f} to {p['high']:.4f}; "
+                f"calibrated on {p['calibrated_on']} zips' {p.get('phase')} scores, "
+                f"leave-one-out error {p['loo_error']:.4f}{actual})", bold=True)
+
+
 def print_shift(sh: dict) -> None:
     """The shift suite: metric per shift and severity, worst first."""
     echo = click.echo
     echo(f"  distribution shift (suite {sh.get('suite')}, seed {sh.get('seed')}): "
          f"{sh.get('metric', '')} per shift and severity")
     rows = sorted(sh.get("shifts", []), key=lambda r: (r["mean"] is None, r["mean"] or 0))
+    sevs = range(1, max([len(r.get("params") or r["severity"]) for r in rows] + [3]) + 1)
     width = max([len(r["name"]) for r in rows] + [5]) + 2
-    echo(f"  {'shift':<{width}}{'sev 1':>7} {'sev 2':>7} {'sev 3':>7} {'mean':>7} {'drop':>7}")
+    pad = " " * (8 * len(sevs))
+    echo(f"  {'shift':<{width}}" + " ".join(f"{'sev ' + str(s):>7}" for s in sevs)
+         + f" {'mean':>7} {'drop':>7}")
     for r in rows:
         by = dict(zip(r["severity"], r["scores"], strict=True))
-        echo(f"  {r['name']:<{width}}" + " ".join(_cell(by.get(s)) for s in (1, 2, 3))
+        echo(f"  {r['name']:<{width}}" + " ".join(_cell(by.get(s)) for s in sevs)
              + f" {_cell(r['mean'])} {_cell(r.get('drop'))}")
-    echo(f"  {'clean':<{width}}{'':>24}{_cell(sh.get('clean_score'))}")
-    echo(f"  {'shifted score':<{width}}{'':>24}{_cell(sh.get('shifted_score'))} "
+    echo(f"  {'clean':<{width}}{pad}{_cell(sh.get('clean_score'))}")
+    echo(f"  {'shifted score':<{width}}{pad}{_cell(sh.get('shifted_score'))} "
          f"{_cell(sh.get('drop'))}")
     for f in sh.get("failures") or []:
         click.secho(f"  not scored: {f['key']}: {f['error']}", fg="yellow")
     t = sh.get("timings") or {}
     echo(f"  (shifted sets generated in {t.get('generate_s', 0):.1f} s while the model ran, "
          f"predicted in {t.get('predict_s', 0):.1f} s; not counted against the time limit)")
-    echo("  The shifted score is a harder estimate than the clean one, "
-         "not the hidden test set's score.")
+    echo("  The shifted score is a harder estimate than the clean one, not the hidden test "
+         "set's score; the predicted leaderboard is calibrated on your leaderboard scores.")
     echo("")
 
 
