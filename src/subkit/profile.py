@@ -140,6 +140,11 @@ class Profile:
         return len(self.class_names)
 
     @property
+    def reference_counts(self) -> list[int]:
+        """Per-class counts of the competition's training file, when known."""
+        return [int(c) for c in self.data.get("classes", {}).get("reference_counts", [])]
+
+    @property
     def images_key(self) -> str:
         return self.data["data"]["images_key"]
 
