@@ -139,8 +139,9 @@ def version_check(infos: list[WeightsInfo], prof, rep: CheckReport) -> None:
 
 
 def smoke_test(zip_path: Path, prof, rep: CheckReport, *, echo: Echo, env: str = "current",
-               time_limit: float | None = None) -> None:
-    """Check 4: Model() and predict on a small batch, in a child whose cwd is a fresh unzip."""
+               time_limit: float | None = None, phase: str | None = None) -> None:
+    """Check 4: Model() and predict on a small batch, in a child whose cwd is a fresh unzip;
+    its output is validated as the profile's kind says (in ``phase``)."""
     from subkit.grader import run as grader_run
     from subkit.grader import sandbox, scoring
 
@@ -154,7 +155,8 @@ def smoke_test(zip_path: Path, prof, rep: CheckReport, *, echo: Echo, env: str =
         python, env_desc = grader_run.python_for(prof, env)
         cr = grader_run.run_submission(sub, X, prof, run_dir=tmpd, python=python,
                                        time_limit=float(time_limit or prof.time_limit_s),
-                                       progress=bool(echo), label="smoke test")
+                                       progress=bool(echo), label="smoke test",
+                                       inputs=smoke_inputs(prof))
         timings = cr.status.get("timings", {})
         rep.smoke = {"ok": cr.ok, "batch": SMOKE_BATCH, "timings": timings, "env": env_desc,
                      "peak_rss_mb": cr.child.peak_rss_mb, "versions": cr.status.get("versions", {})}
@@ -168,15 +170,48 @@ def smoke_test(zip_path: Path, prof, rep: CheckReport, *, echo: Echo, env: str =
                     echo("    " + line)
             return
         try:
-            labels, warns = scoring.validate_predictions(cr.predictions, SMOKE_BATCH, prof.n_classes)
+            values, warns = scoring.validate(prof.task_spec(phase), cr.predictions, SMOKE_BATCH)
         except scoring.PredictionError as exc:
             rep.smoke["ok"] = False
             rep.add("smoke test", "failed", exc.message, exc.hint)
             return
         for w in warns:
             rep.add("smoke test", "warning", w)
-        rep.add("smoke test", "ok", f"Model() {timings.get('init_s', 0):.1f} s, predict({SMOKE_BATCH}) "
-                f"{timings.get('predict_s', 0):.2f} s -> labels {labels.tolist()}")
+        if cr.status.get("output", {}).get("converted"):
+            note = "; the TF tensor it returned converts to numpy"
+            if not prof.returns_tensor:
+                rep.add("smoke test", "warning", f"predict returned a TensorFlow tensor under a "
+                        f"{prof.platform} profile", "return a numpy array: tensor.numpy()")
+        else:
+            note = ""
+        rep.add("smoke test", "ok", f"{_init_call(prof)} {timings.get('init_s', 0):.1f} s, "
+                f"predict({SMOKE_BATCH}) {timings.get('predict_s', 0):.2f} s -> "
+                f"{_output_words(prof, values, phase)}{note}")
+
+
+def _init_call(prof) -> str:
+    from subkit.profile import SUBMISSION_PLACEHOLDER
+
+    args = ("path" if a == SUBMISSION_PLACEHOLDER else repr(a) for a in prof.init_args)
+    return f"{prof.class_name}({', '.join(args)})"
+
+
+def _output_words(prof, values: np.ndarray, phase: str | None) -> str:
+    if prof.output_kind == "forecasts":
+        return (f"forecasts of shape {tuple(values.shape)} (horizon {prof.horizon(phase)}"
+                + (f" in the {prof.phase(phase)} phase)" if prof.phases else ")"))
+    if prof.output_kind == "masks":
+        return f"masks of shape {tuple(values.shape)}, classes {np.unique(values).tolist()}"
+    return f"labels {values.tolist()}"
+
+
+def smoke_inputs(prof) -> dict[str, np.ndarray]:
+    """predict's other inputs for the smoke batch: the profile's values in turn."""
+    out = {}
+    for name in prof.extra_inputs:
+        values = prof.extra_input_values(name) or [0]
+        out[name] = np.asarray([values[i % len(values)] for i in range(SMOKE_BATCH)])
+    return out
 
 
 def smoke_batch(prof) -> np.ndarray:
@@ -200,7 +235,8 @@ def _print_report(rep: CheckReport, echo: Echo) -> None:
 
 
 # -- check -------------------------------------------------------------------------------------
-def check_zip(zip_path: Path, prof, *, smoke: bool = True, echo: Echo = None, env: str = "current") -> CheckReport:
+def check_zip(zip_path: Path, prof, *, smoke: bool = True, echo: Echo = None, env: str = "current",
+              phase: str | None = None) -> CheckReport:
     from subkit.grader import sandbox
 
     zip_path = Path(zip_path)
@@ -235,7 +271,39 @@ def check_zip(zip_path: Path, prof, *, smoke: bool = True, echo: Echo = None, en
         static_checks(root, files, prof, rep)
         version_check(infos, prof, rep)
     if smoke and not any(c["status"] == "failed" and c["name"] in ("zip", "layout") for c in rep.checks):
-        smoke_test(zip_path, prof, rep, echo=echo, env=env)
+        smoke_test(zip_path, prof, rep, echo=echo, env=env, phase=phase)
+    _finish_check(rep, echo)
+    return rep
+
+
+def check_csv(path: Path, prof, *, data: Path | None = None, echo: Echo = None) -> CheckReport:
+    """A Kaggle CSV read back against the profile's layout (and the test set's ids)."""
+    from subkit import kaggle_csv
+    from subkit.data import io as data_io
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"CSV not found: {path}", hint="give the path of the CSV to upload")
+    rep = CheckReport(zip=str(path))
+    _say(echo, f"checking {path} against the {prof.csv.layout} layout of {prof.name}")
+    ids = None
+    if data is not None:
+        ds = data_io.load(data, prof, require_labels=False)
+        ids = kaggle_csv.test_ids(Path(data), prof, len(ds))
+    try:
+        info = kaggle_csv.check(path, prof, ids=ids)
+    except kaggle_csv.CsvProblem as exc:
+        rep.add(exc.name, "failed", exc.message, exc.hint)
+    except (UnicodeDecodeError, OSError) as exc:
+        rep.add("csv", "failed", f"{path.name} could not be read as a CSV: {exc}",
+                "save it as UTF-8 text")
+    else:
+        rep.add("csv", "ok", f"{info['rows']} rows of {info['columns']} columns in the "
+                f"{prof.csv.layout} layout" + (f", ids in the order of {Path(data).name}" if ids
+                                               else " (pass --data to check rows and ids)"))
+        if ids is None:
+            rep.add("rows", "warning", "the number of rows and the order of ids were not checked",
+                    "pass --data TEST.npz (the test set the CSV predicts)")
     _finish_check(rep, echo)
     return rep
 
@@ -278,7 +346,7 @@ def _resolve_model_py(model_py: Path | None, weights: list[Path], prof) -> tuple
 def build_submission(*, weights: list[Path], model_py: Path | None, includes: list[Path], tag: str,
                      out_dir: Path | None, profile, keep_optimizer: bool = False, smoke: bool = True,
                      echo: Echo = None, env: str = "current", target_keras: str | None = None,
-                     record: bool = True) -> dict:
+                     record: bool = True, phase: str | None = None) -> dict:
     prof = profile
     if not re.fullmatch(r"[A-Za-z0-9._+-]{1,80}", tag):
         raise UsageError(f"tag {tag!r} is not a safe file name part",
@@ -373,7 +441,7 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
             raise CheckFailed(f"the zip is {size / 1e6:.1f} MB, over the competition's {limit:g} MB limit",
                               hint="use a smaller model or fewer ensemble members")
         if smoke:
-            smoke_test(cand, prof, rep, echo=echo, env=env)
+            smoke_test(cand, prof, rep, echo=echo, env=env, phase=phase)
         else:
             rep.add("smoke test", "warning", "skipped (--no-smoke)")
         _print_report(rep, echo)

@@ -88,7 +88,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "numpy": (str, True), "extras": (dict, False),
     },
     "kaggle": {"id_column": (str, False), "label_column": (str, False),
-               "layout": (str, False), "label_values": (str, False)},
+               "layout": (str, False), "label_values": (str, False), "id_width": (int, False)},
 }
 OPTIONAL_TABLES = {"classes": ("forecasting",)}  # table -> tasks that need not have it
 
@@ -101,6 +101,7 @@ class CsvLayout:
     id_column: str
     label_column: str
     label_values: str  # "indices" or "names" (the class names, e.g. no_pain)
+    id_width: int = 0  # ids 0..n-1 zero-padded to this many digits (000, 001, ...)
 
 
 @dataclass
@@ -277,7 +278,8 @@ class Profile:
         kag = self.data.get("kaggle", {})
         return CsvLayout(layout=kag.get("layout", "labels"), id_column=kag.get("id_column", "id"),
                          label_column=kag.get("label_column", "label"),
-                         label_values=kag.get("label_values", "indices"))
+                         label_values=kag.get("label_values", "indices"),
+                         id_width=int(kag.get("id_width", 0)))
 
     def task_spec(self, phase: str | None = None):
         """What scoring needs, as plain values (subkit.grader.scoring stays profile-free)."""

@@ -202,8 +202,8 @@ def validate_forecasts(pred, n: int, horizon: int, phase: str | None = None
     if arr.shape[1] != horizon:
         got = arr.shape[1]
         fix = (f"return out[:, :{horizon}]" if got > horizon else
-               f"predict {horizon} steps (e.g. feed the forecast back in, or train a "
-               f"{horizon}-step head); the model cannot know the phase, so build one for each")
+               f"predict {horizon} steps (feed the forecast back in, or train a head of "
+               f"{horizon} outputs); predict is not told the phase: build a zip for each")
         raise PredictionError(f"predict returned {got} steps per series; the profile wants "
                               f"{horizon}{in_phase} (shape ({n}, {horizon}))",
                               fix + "; check each phase with --phase NAME")
@@ -297,18 +297,23 @@ def segmentation_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: li
     }
 
 
+def validate(spec: TaskSpec, pred, n: int) -> tuple[np.ndarray, list[str]]:
+    """The validator of the task's output kind: (values, warnings) or PredictionError."""
+    if spec.kind == "forecasts":
+        return validate_forecasts(pred, n, int(spec.horizon), spec.phase)
+    if spec.kind == "masks":
+        return validate_masks(pred, n, spec.mask_shape, len(spec.class_names))
+    return validate_predictions(pred, n, len(spec.class_names), spec.class_names)
+
+
 def evaluate(spec: TaskSpec, pred, truth: np.ndarray) -> Evaluation:
     """Validate ``pred`` for the task and score it against ``truth`` (PredictionError)."""
-    n = len(truth)
+    values, warns = validate(spec, pred, len(truth))
     if spec.kind == "forecasts":
-        values, warns = validate_forecasts(pred, n, int(spec.horizon), spec.phase)
-        scores = regression_metrics(truth, values)
-        return Evaluation(values, scores, [], [], warns)
+        return Evaluation(values, regression_metrics(truth, values), [], [], warns)
     if spec.kind == "masks":
-        values, warns = validate_masks(pred, n, spec.mask_shape, len(spec.class_names))
         m = segmentation_metrics(truth, values, spec.class_names, spec.ignore_classes)
     else:
-        values, warns = validate_predictions(pred, n, len(spec.class_names), spec.class_names)
         m = metrics(truth, values, spec.class_names)
     per_class, cm = m.pop("per_class"), m.pop("confusion_matrix")
     return Evaluation(values, m, per_class, cm, warns)
