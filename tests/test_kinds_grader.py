@@ -219,7 +219,8 @@ def test_a_codabench_profile_calls_Model_without_the_path(cli, tmp_path, test_np
                                                    "        pass\n    def predict(self, X):\n"
                                                    "        return [0] * len(X)\n"})
     r = cli("score-local", zp, "--data", test_npz, "--profile", "an2dl-2024-blood-cells")
-    assert r.code == 1 and "error: Model() failed" in r.err and "the grader calls Model()" in r.err
+    assert r.code == 1 and "error: Model() needs arguments" in r.err
+    assert "hint: the grader calls Model() with no argument (CodaLab's model(path)" in r.err
 
 
 # -- Kaggle CSVs -------------------------------------------------------------------------------

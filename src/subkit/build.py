@@ -27,7 +27,7 @@ import numpy as np
 
 from subkit import __version__
 from subkit.errors import CheckFailed, InputError, SubkitError, UsageError
-from subkit.modelcheck import check_source
+from subkit.modelcheck import check_source, init_call, predict_call
 from subkit.weights import WeightsInfo, inspect, is_weights_name, strip_optimizer, version_tuple
 
 Echo = Callable[[str], None] | None
@@ -89,13 +89,14 @@ def static_checks(root: Path, files: list[str], prof, rep: CheckReport) -> None:
     except UnicodeDecodeError:
         rep.add("model.py", "failed", f"{entry} is not UTF-8 text", "save it as UTF-8")
         return
+    _required_files(files, prof, rep)
     extras = set((prof.grader.get("extras") or {}).keys())
     mp = check_source(source, prof, files=files, extra_modules=extras, filename=entry)
     for f in mp.findings:
         rep.add("model.py", "failed" if f.level == "error" else "warning", f.message, f.hint)
     if not mp.errors:
-        rep.add("model.py", "ok", f"{entry} defines {prof.class_name}() and "
-                f"{prof.predict_method}(X); loads {', '.join(mp.weights_names) or 'no named weights file'}")
+        rep.add("model.py", "ok", f"{entry} defines {init_call(prof)} and "
+                f"{predict_call(prof)}; loads {', '.join(mp.weights_names) or 'no named weights file'}")
     unused = [f for f in files if is_weights_name(f) and f not in mp.weights_names
               and f.split("/")[-1] not in mp.weights_names]
     if unused and not mp.lists_directory:
@@ -110,6 +111,21 @@ def static_checks(root: Path, files: list[str], prof, rep: CheckReport) -> None:
                     f"{w['name']} needs custom class(es) {', '.join(missing)} that {entry} does not define",
                     f"copy their definitions into {entry} (decorated with "
                     "@keras.saving.register_keras_serializable()) or pass custom_objects to load_model")
+
+
+def _required_files(files: list[str], prof, rep: CheckReport) -> None:
+    """Files the platform needs besides the entry file (CodaLab's ``metadata``)."""
+    for name, text in prof.required_files.items():
+        if name in files:
+            rep.add("required files", "ok", f"{name} is at the zip root")
+            continue
+        nested = [f for f in files if f.endswith("/" + name)]
+        marks = " (it marks a CodaLab code submission)" if prof.platform == "codalab" else ""
+        rep.add("required files", "failed",
+                f"the zip has no {name!r} file at its root{marks}"
+                + (f"; found {nested[0]}" if nested else ""),
+                f"add a file named {name} holding {text.strip()!r} at the zip root "
+                "(subkit build adds it)")
 
 
 def version_check(infos: list[WeightsInfo], prof, rep: CheckReport) -> None:
@@ -184,16 +200,9 @@ def smoke_test(zip_path: Path, prof, rep: CheckReport, *, echo: Echo, env: str =
                         f"{prof.platform} profile", "return a numpy array: tensor.numpy()")
         else:
             note = ""
-        rep.add("smoke test", "ok", f"{_init_call(prof)} {timings.get('init_s', 0):.1f} s, "
+        rep.add("smoke test", "ok", f"{init_call(prof)} {timings.get('init_s', 0):.1f} s, "
                 f"predict({SMOKE_BATCH}) {timings.get('predict_s', 0):.2f} s -> "
                 f"{_output_words(prof, values, phase)}{note}")
-
-
-def _init_call(prof) -> str:
-    from subkit.profile import SUBMISSION_PLACEHOLDER
-
-    args = ("path" if a == SUBMISSION_PLACEHOLDER else repr(a) for a in prof.init_args)
-    return f"{prof.class_name}({', '.join(args)})"
 
 
 def _output_words(prof, values: np.ndarray, phase: str | None) -> str:
@@ -386,7 +395,12 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
         stage = Path(tmp)
         # check 1 first: a broken model.py fails before any weights are rewritten
         (stage / prof.entry_file).write_text(source, "utf-8")
-        staged_files = [prof.entry_file] + [w.name for w in weights] + [i.name for i in includes]
+        required = {name: text for name, text in prof.required_files.items()
+                    if name not in {i.name for i in includes}}
+        for name, text in required.items():
+            (stage / name).write_text(text, "utf-8")
+        staged_files = ([prof.entry_file] + [w.name for w in weights] + [i.name for i in includes]
+                        + list(required))
         static_checks(stage, staged_files, prof, rep)
         if rep.status == "FAILED":
             _print_report(rep, echo)
@@ -429,6 +443,8 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
         cand = stage / "candidate.zip"
         with zipfile.ZipFile(cand, "w") as zf:
             zf.write(stage / prof.entry_file, prof.entry_file, compress_type=zipfile.ZIP_DEFLATED)
+            for name in required:  # e.g. CodaLab's metadata, from the profile
+                zf.write(stage / name, name, compress_type=zipfile.ZIP_DEFLATED)
             for name, path in staged.items():
                 # a .keras is already a zip: store it, do not deflate it again
                 zf.write(path, name, compress_type=zipfile.ZIP_STORED)

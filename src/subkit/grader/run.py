@@ -227,12 +227,13 @@ _STAGE_WORDS = {"start": "starting", "load_input": "loading the input", "import"
 
 def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) -> Failure | None:
     """Turn what the child did into the message and hint a participant needs."""
+    from subkit.modelcheck import init_call, predict_call
+
     stage = status.get("stage", "start")
     where = _STAGE_WORDS.get(stage, stage)
     tail = child.tail("stderr", 30)
     entry, cls = prof.entry_file, prof.class_name
-    calls = (f"{cls}({', '.join('path' if a == '{submission}' else repr(a) for a in prof.init_args)})",
-             f"{prof.predict_method}({', '.join(['X', *prof.extra_inputs])})")
+    calls = (init_call(prof), predict_call(prof))
     if child.timed_out:
         return Failure(stage, f"the submission exceeded the time limit of {time_limit:g} s during {where} "
                               "(the grader kills it: 'Execution Time Limit exceeded')",
@@ -283,10 +284,14 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls, calls) -> Failure:
                        f"code at the top level of {entry} runs on import: move work into __init__", tb)
     if stage == "init":
         if etype == "TypeError" and ("positional argument" in low or "required" in low):
-            takes = "with no argument" if init_call.endswith("()") else f"as {init_call}"
-            return Failure(stage, f"{init_call} failed: {err}",
-                           f"the grader calls {init_call}: define __init__ to take exactly that "
-                           f"({takes}) and load the weights from a path next to model.py", tb)
+            if not init_call.endswith("()"):
+                return Failure(stage, f"{init_call} failed: {err}",
+                               f"the grader calls {init_call}: define __init__ to take exactly "
+                               "that and load the weights from os.path.join(path, NAME)", tb)
+            return Failure(stage, f"{init_call} needs arguments: {err}",
+                           f"the grader calls {init_call} with no argument (CodaLab's model(path) "
+                           "passed the folder; this grader does not): def __init__(self): and "
+                           "load the weights from os.path.dirname(os.path.abspath(__file__))", tb)
         if etype in ("FileNotFoundError", "OSError", "IOError") or "no such file" in low or "not found" in low \
                 or "file not found" in low or "unable to open" in low:
             return Failure(stage, f"{cls}() could not find its weights from the grader's working "
