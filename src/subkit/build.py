@@ -329,7 +329,7 @@ def _finish_check(rep: CheckReport, echo: Echo) -> None:
 # -- build -------------------------------------------------------------------------------------
 def _resolve_model_py(model_py: Path | None, weights: list[Path], prof) -> tuple[str, str]:
     """(source text, where it came from). Without --model: ./model.py, else the template."""
-    from subkit.workspace import template_text
+    from subkit.workspace import model_template
 
     if model_py is None:
         candidates = [Path.cwd() / prof.entry_file]
@@ -346,7 +346,7 @@ def _resolve_model_py(model_py: Path | None, weights: list[Path], prof) -> tuple
             return model_py.read_text("utf-8"), str(model_py)
         except UnicodeDecodeError:
             raise InputError(f"{model_py} is not UTF-8 text", hint="save it as UTF-8") from None
-    text = template_text("model.py")
+    text = model_template(prof)
     names = [w.name for w in weights]
     text = re.sub(r"^WEIGHTS = \[.*?\]$", "WEIGHTS = " + json.dumps(names), text, count=1, flags=re.M)
     return text, "subkit template"

@@ -308,11 +308,15 @@ def predict(zip_path, data_path, out_path, force, time_limit, phase_name, profil
 @click.option("--n", "n_images", default=2000, show_default=True, help="Synthetic images to generate.")
 @click.option("--epochs", default=None, type=int, help="Training epochs (default: train.py --quick's).")
 @click.option("--force", is_flag=True, help="Reuse a non-empty DIRECTORY.")
-def demo(directory, n_images, epochs, force) -> None:
+@click.option("--profile", "profile_name", metavar="NAME", default=None,
+              help="The kind of competition to demonstrate (a built-in profile; default: "
+                   "an2dl-2024-blood-cells). Kaggle profiles also write and check the CSV.")
+def demo(directory, n_images, epochs, force, profile_name) -> None:
     """End to end on built-in synthetic data: data, train, build, score-local."""
     from subkit.demo import run_demo
 
-    run_demo(Path(directory), n_images=n_images, epochs=epochs, force=force)
+    run_demo(Path(directory), n_images=n_images, epochs=epochs, force=force,
+             profile_name=profile_name)
 
 
 from subkit.cli_data import data as _data_group  # noqa: E402

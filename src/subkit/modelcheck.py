@@ -144,8 +144,9 @@ def _init_needs_more(name: str, missing: list[str], prof, rep: ModelPyReport) ->
     """__init__ wants arguments the grader does not pass (a CodaLab model(path) on Codabench)."""
     call = init_call(prof)
     if not prof.init_args and len(missing) == 1 and missing[0].lower() in PATH_NAMES:
-        rep.error(f"{name}.__init__(self, {missing[0]}) needs the submission's path (CodaLab's "
-                  f"model(path)), but a {prof.platform} grader calls {call} with no argument",
+        rep.error(f"{name}.__init__ requires argument(s) {missing[0]}, the submission's path as "
+                  f"CodaLab's model(path) passed it, but a {prof.platform} grader calls {call} "
+                  "with no argument",
                   "define def __init__(self): and find the folder yourself: "
                   "os.path.dirname(os.path.abspath(__file__))")
         return

@@ -85,7 +85,8 @@ def _string_labels(arr: np.ndarray, class_names: list[str] | None) -> Prediction
             f"predict returned labels the profile does not know: {', '.join(map(repr, unknown[:5]))} "
             f"(its classes: {', '.join(class_names)})",
             f"return class indices in the profile's order ({ids}); names are case-sensitive")
-    return PredictionError(f"predict returned class names (e.g. {values[0]!r}), not class indices",
+    return PredictionError(f"predict returned strings, class names (e.g. {values[0]!r}), not class "
+                           "indices",
                            f"return the index of each class ({ids}): np.argmax of the "
                            "probabilities, as the course's template does")
 
