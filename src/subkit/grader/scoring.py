@@ -277,6 +277,7 @@ def segmentation_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: li
     confusion matrix (pixels whose true class is ignored are left out of all of them)."""
     k = len(class_names)
     t, p = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    support = np.bincount(t, minlength=k)  # true pixels per class, ignored ones included
     if ignore:
         keep = ~np.isin(t, list(ignore))
         t, p = t[keep], p[keep]
@@ -293,7 +294,7 @@ def segmentation_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: li
         "n": int(len(y_true)),
         "per_class": [{"class": c, "name": class_names[c], "ignored": c in ignore,
                        "iou": None if np.isnan(iou[c]) or c in ignore else float(iou[c]),
-                       "support": int(cm[c].sum())} for c in range(k)],
+                       "support": int(support[c])} for c in range(k)],
         "confusion_matrix": cm.tolist(),
     }
 
