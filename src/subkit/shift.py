@@ -785,7 +785,7 @@ def collect(plan: Plan, status: dict, output_dir: Path, y_true: Array, prof,
 def run_with_plan(submission_dir: Path, X: Array, prof, plan: Plan | None, *, run_dir: Path,
                   time_limit: float, python: str | None = None, isolate_network: bool = True,
                   progress: bool = False, extra_env: dict | None = None, proba: bool = False,
-                  label: str = "running the submission"):
+                  label: str = "running the submission", inputs: dict | None = None):
     """One child: ``Model()``, ``predict(X)`` (the grader's run, timed against the limit),
     then ``predict`` once on each shifted copy. Returns the ChildRun of the clean part.
 
@@ -809,7 +809,8 @@ def run_with_plan(submission_dir: Path, X: Array, prof, plan: Plan | None, *, ru
         cr = grun.run_submission(submission_dir, X, prof, run_dir=run_dir,
                                  time_limit=time_limit * n_sets, python=python,
                                  isolate_network=isolate_network, progress=progress,
-                                 extra_env=extra_env, label=label, extra_args=args)
+                                 extra_env=extra_env, label=label, extra_args=args,
+                                 inputs=inputs)  # predict's other inputs (issue 16)
     finally:
         stop.set()
         if gen is not None:

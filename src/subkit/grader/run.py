@@ -342,19 +342,19 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     if not zip_path.is_file():
         raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
     phase = prof.phase(phase)
-    if (shift is not None or tta_compare or proba) and prof.kind != "classification":
-        raise SubkitError(f"--shift, --tta-compare and --proba are for image classification; "
-                          f"{prof.name} is {prof.kind}",
-                          hint="score it without them (shift suites for series and masks are "
-                               "not built yet)")
+    other_kind = prof.kind != "classification"  # shift_kinds' families, no TTA/proba/report
+    if (tta_compare or proba) and other_kind:
+        raise SubkitError(f"--tta-compare and --proba are for image classification; "
+                          f"{prof.name} is {prof.kind}", hint="score it without them")
     if shift is not None:
         from subkit import shift as shiftmod
+        from subkit import shift_kinds
 
         try:
-            shiftmod.parse_suite(shift)
-        except shiftmod.SuiteError as exc:
+            shift_kinds.parse(prof, shift) if other_kind else shiftmod.parse_suite(shift)
+        except (shiftmod.SuiteError, shift_kinds.KindSuiteError) as exc:
             raise InputError(str(exc), hint="e.g. --shift default, --shift quick, "
-                                            "--shift blur:3,noise") from None
+                                            "--shift noise:3,scaling") from None
     ds = data_io.load(data_path, prof, require_labels=True, phase=phase)
     X, warns = prepare_input(ds.images, prof)
     python, env_desc = python_for(prof, env)
@@ -364,7 +364,12 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     sandbox.safe_extract(zip_path, sub_dir)
     plan = None
     t0 = time.monotonic()
-    if shift is None and not proba:
+    if shift is not None and other_kind:
+        plan = shift_kinds.make_plan(prof, X, ds.labels, shift, seed, run_dir / "input_data" / "shifts")
+        cr = shiftmod.run_with_plan(sub_dir, X, prof, plan, run_dir=run_dir, time_limit=limit,
+                                    python=python, isolate_network=isolate_network, progress=progress,
+                                    label=f"clean + {len(plan)} shifted sets", inputs=ds.extras)
+    elif shift is None and not proba:
         cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
                             isolate_network=isolate_network, progress=progress, inputs=ds.extras)
     else:
@@ -380,7 +385,11 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     wall = time.monotonic() - t0
     try:
         result = _finish(cr, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns,
-                         plan=plan, phase=phase)
+                         plan=None if other_kind else plan, phase=phase)
+        if other_kind and plan is not None and result.ok:
+            result.shift = shift_kinds.collect(plan, cr.status, run_dir / "output", prof, phase,
+                                               result.score)
+            write_json(run_dir / "run.json", result.to_dict())
         if tta_compare and result.ok:
             from subkit import shift as shiftmod
 

@@ -35,7 +35,9 @@ def print_score(result, prof) -> None:
     if result.shift and result.shift.get("shifted_score") is not None:
         sh = result.shift
         drop = sh["clean_score"] - sh["shifted_score"]
-        click.secho(f"  shifted score {sh['shifted_score']:.4f}  (drop {drop:.4f} from clean; "
+        if not sh.get("higher_is_better", True):  # MSE: a rise is the loss
+            drop = -drop
+        click.secho(f"  shifted score {sh['shifted_score']:.4f}  ({'drop' if sh.get('higher_is_better', True) else 'rise'} {drop:.4f} from clean; "
                     f"suite {sh.get('suite', '?')}, {sh.get('n_scored', '?')} sets)", bold=True)
     echo("")
     if result.shift:
@@ -103,7 +105,8 @@ def print_shift(sh: dict) -> None:
     echo = click.echo
     echo(f"  distribution shift (suite {sh.get('suite')}, seed {sh.get('seed')}): "
          f"{sh.get('metric', '')} per shift and severity")
-    rows = sorted(sh.get("shifts", []), key=lambda r: (r["mean"] is None, r["mean"] or 0))
+    sign = 1 if sh.get("higher_is_better", True) else -1  # worst first
+    rows = sorted(sh.get("shifts", []), key=lambda r: (r["mean"] is None, sign * (r["mean"] or 0)))
     width = max([len(r["name"]) for r in rows] + [5]) + 2
     echo(f"  {'shift':<{width}}{'sev 1':>7} {'sev 2':>7} {'sev 3':>7} {'mean':>7} {'drop':>7}")
     for r in rows:
