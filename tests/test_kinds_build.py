@@ -23,11 +23,7 @@ class model:
         return tf.argmax(self.model.predict(X), axis=-1)
 '''
 
-
-@pytest.fixture(autouse=True)
-def _here(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SUBKIT_WORKSPACE", raising=False)
+pytestmark = pytest.mark.usefixtures("in_tmp")
 
 
 def check(cli, zp, profile, *extra):
@@ -69,8 +65,9 @@ def test_a_codabench_profile_needs_no_metadata_and_refuses_init_with_a_path(cli,
     zp = make_zip(tmp_path / "s.zip", {"model.py": src, "weights.keras": keras_weights})
     r, rep = check(cli, zp, "an2dl-2024-blood-cells")
     (f,) = failed(rep)
-    assert f["message"] == ("Model.__init__(self, path) needs the submission's path (CodaLab's "
-                            "model(path)), but a codabench grader calls Model() with no argument")
+    assert f["message"] == ("Model.__init__ requires argument(s) path, the submission's path as "
+                            "CodaLab's model(path) passed it, but a codabench grader calls Model() "
+                            "with no argument")
     assert f["hint"] == ("define def __init__(self): and find the folder yourself: "
                          "os.path.dirname(os.path.abspath(__file__))")
     assert r.code == 1

@@ -15,15 +15,11 @@ from subkit.data import io, synthetic
 
 FC, SEG, TS = "an2dl-2023-forecasting", "an2dl-2024-mars-terrain", "an2dl-2022-ts-classification"
 
+pytestmark = pytest.mark.usefixtures("in_tmp")
+
 
 def load(name):
     return profile.load(name, workspace=False)
-
-
-@pytest.fixture(autouse=True)
-def _here(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SUBKIT_WORKSPACE", raising=False)
 
 
 def test_forecasting_split_keeps_each_series_whole(cli, tmp_path):

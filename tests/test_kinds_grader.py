@@ -26,15 +26,11 @@ class Tensorish:  # what tf.argmax returns, as far as the grader can tell: it ha
         return self.a
 '''
 
+pytestmark = pytest.mark.usefixtures("in_tmp")
+
 
 def load(name):
     return profile.load(name, workspace=False)
-
-
-@pytest.fixture(autouse=True)
-def _here(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SUBKIT_WORKSPACE", raising=False)
 
 
 def make_test_set(tmp_path, name, n=24, seed=0, **kw):
@@ -198,7 +194,7 @@ class model:
 @pytest.mark.parametrize("out,code,needle", [
     ("Tensorish((X.mean(axis=(1, 2, 3)) > 100).astype(np.int64))", 0, None),
     ("np.where(X.mean(axis=(1, 2, 3)) > 100, 'unhealthy', 'healthy')", 1,
-     "predict returned class names (e.g. 'healthy'), not class indices"),
+     "predict returned strings, class names (e.g. 'healthy'), not class indices"),
     ("np.array(['healthy', 'sick'] * (len(X) // 2))", 1,
      "predict returned labels the profile does not know: 'sick' (its classes: healthy, unhealthy)"),
     ("np.full(len(X), 2)", 1, "12 labels are outside 0..1"),

@@ -14,6 +14,8 @@ from subkit.data import io, synthetic
 
 FC, SEG, TS = "an2dl-2023-forecasting", "an2dl-2024-mars-terrain", "an2dl-2022-ts-classification"
 
+pytestmark = pytest.mark.usefixtures("in_tmp")
+
 
 def load(name):
     return profile.load(name, workspace=False)
@@ -67,12 +69,6 @@ def test_suites_per_kind():
     with pytest.raises(shift_kinds.KindSuiteError) as exc:
         shift_kinds.parse(load(FC), "blur")
     assert "its shifts: noise, scaling, missing" in str(exc.value)
-
-
-@pytest.fixture(autouse=True)
-def _here(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SUBKIT_WORKSPACE", raising=False)
 
 
 NAIVE = ("import os\nimport numpy as np\nclass model:\n    def __init__(self, path):\n        pass\n"
