@@ -147,3 +147,17 @@ def test_forecasting_phases_end_to_end(cli, kind_workspace):
     assert "horizon 18 in the final phase" in final["checks"][-1]["message"]
     r = cli("score-local", final["path"], "--data", data, "--phase", "final", "--json")
     assert r.code == 0 and json.loads(r.out)["phase"] == "final"
+
+
+def test_demo_of_a_kaggle_series_competition(cli, tmp_path):
+    out = tmp_path / "demo"
+    r = cli("demo", out, "--profile", "an2dl-2025-pirate-pain", "--n", "200", "--epochs", "2")
+    assert r.code == 0, r.text[-3000:]
+    for step in ("[1/6]", "[3/6] train", "[5/6] score-local", "[6/6] predict", "PASSED",
+                 "demo finished"):
+        assert step in r.out
+    lines = (out / "submission.csv").read_text().splitlines()
+    assert lines[0] == "sample_index,label" and len(lines) == 1 + len(np.load(out / "data" / "local_test.npz")["X"])
+    train, test = np.load(out / "data" / "train.npz"), np.load(out / "data" / "local_test.npz")
+    assert len(train["X"]) + len(test["X"]) == 200 and set(test["labels"].ravel()) == {0, 1, 2}
+    assert 'local_test = "data/local_test.npz"' in (out / "subkit.toml").read_text()
