@@ -137,7 +137,7 @@ def test_build_check_score_predict(cli, kind_workspace, name):
 
 def test_forecasting_phases_end_to_end(cli, kind_workspace):
     ws, prof, weights, data = kind_workspace("an2dl-2023-forecasting")
-    first = build(cli, weights)["path"]
+    first = build(cli, weights, "--no-smoke")["path"]
     r = cli("score-local", first, "--data", data, "--phase", "final")
     assert r.code == 1 and "error: predict returned 9 steps per series; the profile wants 18 in " \
                           "the final phase" in r.err
@@ -151,7 +151,7 @@ def test_forecasting_phases_end_to_end(cli, kind_workspace):
 
 def test_demo_of_a_kaggle_series_competition(cli, tmp_path):
     out = tmp_path / "demo"
-    r = cli("demo", out, "--profile", "an2dl-2025-pirate-pain", "--n", "200", "--epochs", "2")
+    r = cli("demo", out, "--profile", "an2dl-2025-pirate-pain", "--n", "200", "--epochs", "1")
     assert r.code == 0, r.text[-3000:]
     for step in ("[1/6]", "[3/6] train", "[5/6] score-local", "[6/6] predict", "PASSED",
                  "demo finished"):

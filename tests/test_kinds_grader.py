@@ -125,7 +125,7 @@ def test_forecasting_refuses_a_test_set_too_short_for_the_final_phase(cli, tmp_p
     assert r.code == 1 and "holds 9 future steps; the horizon of the final phase is 18" in r.err
     r = cli("score-local", forecast_zip(tmp_path, 18), "--data", tmp_path / "short.npz",
             "--profile", "an2dl-2023-forecasting", "--phase", "last")
-    assert r.code == 1 and "has no phase 'last'" in r.err and "development, final" in r.err
+    assert r.code == 2 and "has no phase 'last'" in r.err and "development, final" in r.err
 
 
 # -- segmentation ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from subkit import __version__
-from subkit.errors import UsageError
+from subkit.errors import SubkitError, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -227,6 +227,12 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
                              hint="drop --bundle, or drop --shift/--tta-compare")
         return _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_index,
                                   time_limit, no_network_isolation, as_json)
+    if phase_name is not None:  # the profile's phase; a bundle's needs --bundle
+        try:
+            prof.phase(phase_name)
+        except SubkitError as exc:
+            raise UsageError(exc.message, hint=f"{exc.hint}; a Codabench bundle's phase needs "
+                                               "--bundle BUNDLE") from None
     if shift_suite and zip_path is None and shift_suite.lower().endswith(".zip"):
         zip_path, shift_suite = shift_suite, "default"  # `--shift my.zip`: the zip, not a suite
     zp = _zip_default(prof, zip_path)
