@@ -290,6 +290,7 @@ def check_csv(path: Path, prof, *, data: Path | None = None, echo: Echo = None) 
     """A Kaggle CSV read back against the profile's layout (and the test set's ids)."""
     from subkit import kaggle_csv
     from subkit.data import io as data_io
+    from subkit.submission_csv import check_csv as read_back
 
     path = Path(path)
     if not path.is_file():
@@ -300,18 +301,14 @@ def check_csv(path: Path, prof, *, data: Path | None = None, echo: Echo = None) 
     if data is not None:
         ds = data_io.load(data, prof, require_labels=False)
         ids = kaggle_csv.test_ids(Path(data), prof, len(ds))
-    try:
-        info = kaggle_csv.check(path, prof, ids=ids)
-    except kaggle_csv.CsvProblem as exc:
-        rep.add(exc.name, "failed", exc.message, exc.hint)
-    except (UnicodeDecodeError, OSError) as exc:
-        rep.add("csv", "failed", f"{path.name} could not be read as a CSV: {exc}",
-                "save it as UTF-8 text")
-    else:
-        rep.add("csv", "ok", f"{info['rows']} rows of {info['columns']} columns in the "
-                f"{prof.csv.layout} layout" + (f", ids in the order of {Path(data).name}" if ids
-                                               else " (pass --data to check rows and ids)"))
-        if ids is None:
+    rows, problems = read_back(path, prof, ids=ids)
+    for problem in problems:
+        rep.add("csv", "failed", problem, "write it with `subkit predict` (the profile's layout, "
+                "the test set's order), or fix what the message names")
+    if not problems:
+        rep.add("csv", "ok", f"{rows} rows in the {prof.csv.layout} layout"
+                + (f", ids in the order of {Path(data).name}" if ids is not None else ""))
+        if ids is None and not prof.csv.rows:
             rep.add("rows", "warning", "the number of rows and the order of ids were not checked",
                     "pass --data TEST.npz (the test set the CSV predicts)")
     _finish_check(rep, echo)

@@ -87,7 +87,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "python": (str, True), "tensorflow": (str, True), "keras": (str, True),
         "numpy": (str, True), "extras": (dict, False),
     },
-    "kaggle": {"id_column": (str, False), "label_column": (str, False),
+    "kaggle": {"id_column": (str, False), "label_column": (str, False), "rows": (int, False),
                "layout": (str, False), "label_values": (str, False), "id_width": (int, False)},
 }
 OPTIONAL_TABLES = {"classes": ("forecasting",)}  # table -> tasks that need not have it
@@ -102,6 +102,7 @@ class CsvLayout:
     label_column: str
     label_values: str  # "indices" or "names" (the class names, e.g. no_pain)
     id_width: int = 0  # ids 0..n-1 zero-padded to this many digits (000, 001, ...)
+    rows: int = 0  # the hidden test set's rows, when known (0: unknown)
 
 
 @dataclass
@@ -279,7 +280,7 @@ class Profile:
         return CsvLayout(layout=kag.get("layout", "labels"), id_column=kag.get("id_column", "id"),
                          label_column=kag.get("label_column", "label"),
                          label_values=kag.get("label_values", "indices"),
-                         id_width=int(kag.get("id_width", 0)))
+                         id_width=int(kag.get("id_width", 0)), rows=int(kag.get("rows", 0)))
 
     def task_spec(self, phase: str | None = None):
         """What scoring needs, as plain values (subkit.grader.scoring stays profile-free)."""
