@@ -152,8 +152,11 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
         cmd += ["--init-arg", str(a)]
     written = [x_path]
     for name in prof.extra_inputs:
+        if name not in (inputs or {}):
+            raise InputError(f"predict({', '.join(['X', *prof.extra_inputs])}) needs {name!r} "
+                             "and none was given", hint=f"store {name} in the test set's .npz")
         written.append(input_dir / f"{name}.npy")
-        np.save(written[-1], np.asarray((inputs or {})[name]), allow_pickle=False)
+        np.save(written[-1], np.asarray(inputs[name]), allow_pickle=False)
         cmd += ["--predict-input", f"{name}={written[-1]}"]
     cmd += list(extra_args or [])  # ingestion.py's --proba / --extra-input (shift suite)
     status_path = output_dir / "ingestion.json"
