@@ -4,7 +4,6 @@ of real models runs in tests/test_kinds_end_to_end.py)."""
 from __future__ import annotations
 
 import json
-import zipfile
 
 import pytest
 
@@ -100,17 +99,3 @@ def test_a_forecasting_predict_with_categories_passes(cli, tmp_path, keras_weigh
     _, rep = check(cli, zp, "an2dl-2023-forecasting")
     assert not failed(rep)
     assert any("defines model(path) and predict(X, categories)" in c["message"] for c in rep["checks"])
-
-
-def test_build_adds_the_metadata_file_from_the_profile(cli, tmp_path, keras_weights):
-    (tmp_path / "model.py").write_text(CODALAB)
-    r = cli("build", "--weights", keras_weights, "--model", tmp_path / "model.py", "--no-smoke",
-            "--profile", "an2dl-2023-plants", "--out-dir", tmp_path / "out", "--json")
-    assert r.code == 0, r.err
-    manifest = json.loads(r.out)
-    with zipfile.ZipFile(manifest["path"]) as zf:
-        assert sorted(zf.namelist()) == ["metadata", "model.py", "weights.keras"]
-        assert zf.read("metadata").decode() == METADATA
-    assert any(m["name"] == "metadata" for m in manifest["members"])
-    r, rep = check(cli, manifest["path"], "an2dl-2023-plants")
-    assert not failed(rep)

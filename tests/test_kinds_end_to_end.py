@@ -104,9 +104,11 @@ def test_build_check_score_predict(cli, kind_workspace, name):
     ws, prof, weights, data = kind_workspace(name)
     manifest = build(cli, weights)
     assert manifest["smoke"]["ok"], manifest["checks"]
-    with zipfile.ZipFile(manifest["path"]) as zf:
-        members = set(zf.namelist())
-    assert members == {"model.py", "weights.keras", *prof.required_files}
+    with zipfile.ZipFile(manifest["path"]) as zf:  # build adds CodaLab's metadata file
+        assert set(zf.namelist()) == {"model.py", "weights.keras", *prof.required_files}
+        for name, text in prof.required_files.items():
+            assert zf.read(name).decode() == text
+    assert any(m["name"] == "metadata" for m in manifest["members"]) == bool(prof.required_files)
     r = cli("check", manifest["path"], "--no-smoke")
     assert r.code == 0 and "PASSED" in r.out, r.out
     r = cli("score-local", manifest["path"], "--data", data, "--json")

@@ -99,7 +99,7 @@ def _check_class(cls: ast.ClassDef, prof, rep: ModelPyReport, filename: str) -> 
             _init_needs_more(name, req[n_init:] + kwonly_req, prof, rep)
         elif len(init.args.posonlyargs + init.args.args) - 1 < n_init and init.args.vararg is None:
             rep.error(f"{name}.__init__ takes no path, but the grader calls {init_call(prof)}",
-                      f"define def __init__(self, path): and load the weights from "
+                      "define def __init__(self, path): and load the weights from "
                       "os.path.join(path, NAME)")
     meth = prof.predict_method
     call = predict_call(prof)

@@ -18,7 +18,6 @@ allows it, killed at the time limit. Scoring happens here, in subkit's own proce
 from __future__ import annotations
 
 import json
-import os
 import signal as _signal
 import sys
 import time
