@@ -56,6 +56,14 @@ def workspace(tmp_path, monkeypatch):
     return ws
 
 
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """The test's tmp_path as the current directory, outside any workspace."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SUBKIT_WORKSPACE", raising=False)
+    return tmp_path
+
+
 def tiny_model(n_classes: int = 8, seed: int = 0, optimizer: bool = True):
     import keras
 

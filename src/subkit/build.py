@@ -26,7 +26,7 @@ import numpy as np
 
 from subkit import __version__
 from subkit.errors import CheckFailed, InputError, SubkitError, UsageError
-from subkit.modelcheck import check_source
+from subkit.modelcheck import check_source, init_call, predict_call
 from subkit.weights import WeightsInfo, inspect, is_weights_name, strip_optimizer, version_tuple
 
 Echo = Callable[[str], None] | None
@@ -89,13 +89,14 @@ def static_checks(root: Path, files: list[str], prof, rep: CheckReport) -> None:
     except UnicodeDecodeError:
         rep.add("model.py", "failed", f"{entry} is not UTF-8 text", "save it as UTF-8")
         return
+    _required_files(files, prof, rep)
     extras = set((prof.grader.get("extras") or {}).keys())
     mp = check_source(source, prof, files=files, extra_modules=extras, filename=entry)
     for f in mp.findings:
         rep.add("model.py", "failed" if f.level == "error" else "warning", f.message, f.hint)
     if not mp.errors:
-        rep.add("model.py", "ok", f"{entry} defines {prof.class_name}() and "
-                f"{prof.predict_method}(X); loads {', '.join(mp.weights_names) or 'no named weights file'}")
+        rep.add("model.py", "ok", f"{entry} defines {init_call(prof)} and "
+                f"{predict_call(prof)}; loads {', '.join(mp.weights_names) or 'no named weights file'}")
     unused = [f for f in files if is_weights_name(f) and f not in mp.weights_names
               and f.split("/")[-1] not in mp.weights_names]
     if unused and not mp.lists_directory:
@@ -110,6 +111,21 @@ def static_checks(root: Path, files: list[str], prof, rep: CheckReport) -> None:
                     f"{w['name']} needs custom class(es) {', '.join(missing)} that {entry} does not define",
                     f"copy their definitions into {entry} (decorated with "
                     "@keras.saving.register_keras_serializable()) or pass custom_objects to load_model")
+
+
+def _required_files(files: list[str], prof, rep: CheckReport) -> None:
+    """Files the platform needs besides the entry file (CodaLab's ``metadata``)."""
+    for name, text in prof.required_files.items():
+        if name in files:
+            rep.add("required files", "ok", f"{name} is at the zip root")
+            continue
+        nested = [f for f in files if f.endswith("/" + name)]
+        marks = " (it marks a CodaLab code submission)" if prof.platform == "codalab" else ""
+        rep.add("required files", "failed",
+                f"the zip has no {name!r} file at its root{marks}"
+                + (f"; found {nested[0]}" if nested else ""),
+                f"add a file named {name} holding {text.strip()!r} at the zip root "
+                "(subkit build adds it)")
 
 
 def _newer(saved: str | None, grader: str | None) -> bool | None:
@@ -162,8 +178,9 @@ def keras_versions(infos: list[WeightsInfo], prof, rep: CheckReport, *, names: l
 
 def smoke_test(zip_path: Path, prof, rep: CheckReport, *, echo: Echo, env: str | None = None,
                time_limit: float | None = None,
-               env_choice: tuple[str, dict] | None = None) -> None:
-    """Check 4: Model() and predict on a small batch, in a child whose cwd is a fresh unzip.
+               env_choice: tuple[str, dict] | None = None, phase: str | None = None) -> None:
+    """Check 4: Model() and predict on a small batch, in a child whose cwd is a fresh unzip;
+    its output is validated as the profile's kind says (in ``phase``).
 
     ``env``: auto|grader|current (environment.select_env); ``env_choice``: an already
     selected (python, description)."""
@@ -184,7 +201,8 @@ def smoke_test(zip_path: Path, prof, rep: CheckReport, *, echo: Echo, env: str |
         X = smoke_batch(prof)
         cr = grader_run.run_submission(sub, X, prof, run_dir=tmpd, python=python,
                                        time_limit=float(time_limit or prof.time_limit_s),
-                                       progress=bool(echo), label="smoke test")
+                                       progress=bool(echo), label="smoke test",
+                                       inputs=smoke_inputs(prof))
         timings = cr.status.get("timings", {})
         rep.smoke = {"ok": cr.ok, "batch": SMOKE_BATCH, "timings": timings, "env": env_desc,
                      "peak_rss_mb": cr.child.peak_rss_mb, "versions": cr.status.get("versions", {})}
@@ -198,16 +216,43 @@ def smoke_test(zip_path: Path, prof, rep: CheckReport, *, echo: Echo, env: str |
                     echo("    " + line)
             return
         try:
-            labels, warns = scoring.validate_predictions(cr.predictions, SMOKE_BATCH, prof.n_classes)
+            values, warns = scoring.validate(prof.task_spec(phase), cr.predictions, SMOKE_BATCH)
         except scoring.PredictionError as exc:
             rep.smoke["ok"] = False
             rep.add("smoke test", "failed", exc.message, exc.hint)
             return
         for w in warns:
             rep.add("smoke test", "warning", w)
-        rep.add("smoke test", "ok", f"Model() {timings.get('init_s', 0):.1f} s, predict({SMOKE_BATCH}) "
-                f"{timings.get('predict_s', 0):.2f} s -> labels {labels.tolist()} in keras "
-                f"{env_desc.get('keras')}, tensorflow {env_desc.get('tensorflow')}")
+        if cr.status.get("output", {}).get("converted"):
+            note = "; the TF tensor it returned converts to numpy"
+            if not prof.returns_tensor:
+                rep.add("smoke test", "warning", "predict returned a tensor (converted here with "
+                        ".numpy()); the profile does not say its grader accepts tensors",
+                        "return a numpy array: tensor.numpy()")
+        else:
+            note = ""
+        rep.add("smoke test", "ok", f"{init_call(prof)} {timings.get('init_s', 0):.1f} s, "
+                f"predict({SMOKE_BATCH}) {timings.get('predict_s', 0):.2f} s -> "
+                f"{_output_words(prof, values, phase)}{note} in keras {env_desc.get('keras')}, "
+                f"tensorflow {env_desc.get('tensorflow')}")
+
+
+def _output_words(prof, values: np.ndarray, phase: str | None) -> str:
+    if prof.output_kind == "forecasts":
+        return (f"forecasts of shape {tuple(values.shape)} (horizon {prof.horizon(phase)}"
+                + (f" in the {prof.phase(phase)} phase)" if prof.phases else ")"))
+    if prof.output_kind == "masks":
+        return f"masks of shape {tuple(values.shape)}, classes {np.unique(values).tolist()}"
+    return f"labels {values.tolist()}"
+
+
+def smoke_inputs(prof) -> dict[str, np.ndarray]:
+    """predict's other inputs for the smoke batch: the profile's values in turn."""
+    out = {}
+    for name in prof.extra_inputs:
+        values = prof.extra_input_values(name) or [0]
+        out[name] = np.asarray([values[i % len(values)] for i in range(SMOKE_BATCH)])
+    return out
 
 
 def smoke_batch(prof) -> np.ndarray:
@@ -238,7 +283,7 @@ def is_junk(name: str) -> bool:
 
 
 def check_zip(zip_path: Path, prof, *, smoke: bool = True, echo: Echo = None,
-              env: str | None = None) -> CheckReport:
+              env: str | None = None, phase: str | None = None) -> CheckReport:
     """Checks 1, 3 and 4 on any zip: PASSED / PASSED with warnings / FAILED.
 
     ``env``: which versions run the smoke test: "auto" (the grader's whenever the current
@@ -283,8 +328,37 @@ def check_zip(zip_path: Path, prof, *, smoke: bool = True, echo: Echo = None,
                 rep.weights.append(info.to_dict())
         static_checks(root, files, prof, rep)
     if smoke and not any(c["status"] == "failed" and c["name"] in ("zip", "layout") for c in rep.checks):
-        smoke_test(zip_path, prof, rep, echo=echo, env=env)
+        smoke_test(zip_path, prof, rep, echo=echo, env=env, phase=phase)
     keras_versions(infos, prof, rep, zip_hint=str(zip_path))
+    _finish_check(rep, echo)
+    return rep
+
+
+def check_csv(path: Path, prof, *, data: Path | None = None, echo: Echo = None) -> CheckReport:
+    """A Kaggle CSV read back against the profile's layout (and the test set's ids)."""
+    from subkit import kaggle_csv
+    from subkit.data import io as data_io
+    from subkit.submission_csv import check_csv as read_back
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"CSV not found: {path}", hint="give the path of the CSV to upload")
+    rep = CheckReport(zip=str(path))
+    _say(echo, f"checking {path} against the {prof.csv.layout} layout of {prof.name}")
+    ids = None
+    if data is not None:
+        ds = data_io.load(data, prof, require_labels=False)
+        ids = kaggle_csv.test_ids(Path(data), prof, len(ds))
+    rows, problems = read_back(path, prof, ids=ids)
+    for problem in problems:
+        rep.add("csv", "failed", problem, "write it with `subkit predict` (the profile's layout, "
+                "the test set's order), or fix what the message names")
+    if not problems:
+        rep.add("csv", "ok", f"{rows} rows in the {prof.csv.layout} layout"
+                + (f", ids in the order of {Path(data).name}" if ids is not None else ""))
+        if ids is None and not prof.csv.rows:
+            rep.add("rows", "warning", "the number of rows and the order of ids were not checked",
+                    "pass --data TEST.npz (the test set the CSV predicts)")
     _finish_check(rep, echo)
     return rep
 
@@ -305,7 +379,7 @@ def _finish_check(rep: CheckReport, echo: Echo) -> None:
 # -- build -------------------------------------------------------------------------------------
 def _resolve_model_py(model_py: Path | None, weights: list[Path], prof) -> tuple[str, str]:
     """(source text, where it came from). Without --model: ./model.py, else the template."""
-    from subkit.workspace import template_text
+    from subkit.workspace import model_template
 
     if model_py is None:
         candidates = [Path.cwd() / prof.entry_file]
@@ -322,7 +396,7 @@ def _resolve_model_py(model_py: Path | None, weights: list[Path], prof) -> tuple
             return model_py.read_text("utf-8"), str(model_py)
         except UnicodeDecodeError:
             raise InputError(f"{model_py} is not UTF-8 text", hint="save it as UTF-8") from None
-    text = template_text("model.py")
+    text = model_template(prof)
     names = [w.name for w in weights]
     text = re.sub(r"^WEIGHTS = \[.*?\]$", "WEIGHTS = " + json.dumps(names), text, count=1, flags=re.M)
     return text, "subkit template"
@@ -370,7 +444,7 @@ def _existing_grader_python(prof) -> str | None:
 def build_submission(*, weights: list[Path], model_py: Path | None, includes: list[Path], tag: str,
                      out_dir: Path | None, profile, keep_optimizer: bool = False, smoke: bool = True,
                      echo: Echo = None, env: str | None = None, target_keras: str | None = None,
-                     record: bool = True) -> dict:
+                     record: bool = True, phase: str | None = None) -> dict:
     """Build the zip. ``env`` (auto|grader|current, None: ``$SUBKIT_ENV`` or auto) picks the
     versions of the smoke test and where rewritten weights are proven to load;
     ``target_keras`` the Keras to rewrite for (default: the grader's, when the weights were
@@ -426,7 +500,11 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
         stage = Path(tmp)
         # check 1 first: a broken model.py fails before any weights are rewritten
         (stage / prof.entry_file).write_text(source, "utf-8")
-        staged_files = [prof.entry_file] + znames + [i.name for i in includes]
+        required = {name: text for name, text in prof.required_files.items()
+                    if name not in {i.name for i in includes}}
+        for name, text in required.items():
+            (stage / name).write_text(text, "utf-8")
+        staged_files = [prof.entry_file] + znames + [i.name for i in includes] + list(required)
         static_checks(stage, staged_files, prof, rep)
         _stop_if_failed(rep, echo)
         staged: dict[str, Path] = {}
@@ -444,6 +522,8 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
         cand = stage / "candidate.zip"
         with zipfile.ZipFile(cand, "w") as zf:
             zf.write(stage / prof.entry_file, prof.entry_file, compress_type=zipfile.ZIP_DEFLATED)
+            for name in required:  # e.g. CodaLab's metadata, from the profile
+                zf.write(stage / name, name, compress_type=zipfile.ZIP_DEFLATED)
             for name, path in staged.items():
                 # a .keras is already a zip: store it, do not deflate it again
                 zf.write(path, name, compress_type=zipfile.ZIP_STORED)
@@ -456,7 +536,7 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
             raise CheckFailed(f"the zip is {size / 1e6:.1f} MB, over the competition's {limit:g} MB limit",
                               hint="use a smaller model or fewer ensemble members")
         if smoke:
-            smoke_test(cand, prof, rep, echo=echo, env_choice=env_choice)
+            smoke_test(cand, prof, rep, echo=echo, env_choice=env_choice, phase=phase)
         else:
             rep.add("smoke test", "warning", "skipped (--no-smoke)")
         _weights_verdict(weights_manifest, [inspect(staged[zn]) for zn in znames], znames, prof,

@@ -59,7 +59,7 @@ def demo_directory(directory: Path | None) -> tuple[Path, str]:
 
 
 def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int | None = None,
-             force: bool = False, seed: int = 0) -> dict:
+             force: bool = False, seed: int = 0, profile_name: str | None = None) -> dict:
     from subkit import profile
     from subkit.workspace import init_workspace
 
@@ -70,8 +70,12 @@ def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int
                          hint="give another folder, or --force to reuse it")
     if n_images < 200:
         raise InputError(f"--n {n_images} is too small for a demo", hint="use at least 200 images")
-
     click.secho(f"the demo's workspace: {directory} ({why})", bold=True)
+    if profile_name and profile_name != profile.DEFAULT_PROFILE:  # every other kind
+        from subkit.demo_kinds import run_kind_demo
+
+        return run_kind_demo(directory, profile.load(profile_name, workspace=False), n=n_images,
+                             epochs=epochs, seed=seed)
     _step(1, f"workspace: subkit init {directory}")
     for p in init_workspace(directory, None, force=True):
         click.echo(f"  wrote {p}")
@@ -96,21 +100,7 @@ def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int
     set_local_test(prof, test_path)
 
     _step(3, "train: python train.py --quick (a small CNN; a real run uses EfficientNetV2B0)")
-    cmd = [sys.executable, "train.py", "--data", "data/train.npz", "--out", "weights.keras", "--quick",
-           "--seed", str(seed)]
-    if epochs:
-        cmd += ["--epochs", str(epochs)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    tail: list[str] = []
-    for line in proc.stdout:  # stream the epochs as they finish
-        tail = (tail + [line])[-60:]
-        if line.startswith(("train ", "Epoch", "{")) or " - accuracy" in line or line.startswith("note"):
-            click.echo("  " + line.strip()[:150])
-    if proc.wait() != 0:
-        click.echo("".join(tail), err=True)
-        raise SubkitError("training failed", hint="see the output above")
+    run_train(directory, seed, epochs)
 
     _step(4, "build: subkit build --weights weights.keras --tag demo")
     from subkit.build import build_submission
@@ -143,6 +133,26 @@ def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int
             "directory": str(directory), "env": result.env}
 
 
+def run_train(directory: Path, seed: int, epochs: int | None) -> None:
+    """``python train.py --quick`` in the workspace, its epochs streamed as they finish."""
+    cmd = [sys.executable, "train.py", "--data", "data/train.npz", "--out", "weights.keras", "--quick",
+           "--seed", str(seed)]
+    if epochs:
+        cmd += ["--epochs", str(epochs)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    tail: list[str] = []
+    for line in proc.stdout:  # stream the epochs as they finish
+        tail = (tail + [line])[-60:]
+        if line.startswith(("train ", "Epoch", "{")) or " - accuracy" in line or " - loss" in line \
+                or line.startswith("note"):
+            click.echo("  " + line.strip()[:150])
+    if proc.wait() != 0:
+        click.echo("".join(tail), err=True)
+        raise SubkitError("training failed", hint="see the output above")
+
+
 def _clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: int) -> None:
     """Drop every copy of a duplicated image, then a stratified group-aware split."""
     from subkit.data import duplicates
@@ -166,7 +176,8 @@ def _clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: i
         test_idx += idx[: max(1, int(round(len(idx) * 0.2)))].tolist()
     test_idx = np.array(sorted(test_idx))
     train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
-    data_io.save_npz(train_path, force=True, images=images[train_idx], labels=labels[train_idx][:, None])
-    data_io.save_npz(test_path, force=True, images=images[test_idx], labels=labels[test_idx][:, None])
+    ik, lk = prof.images_key, prof.labels_key
+    data_io.save_npz(train_path, force=True, **{ik: images[train_idx], lk: labels[train_idx][:, None]})
+    data_io.save_npz(test_path, force=True, **{ik: images[test_idx], lk: labels[test_idx][:, None]})
     click.echo(f"  split: {len(train_idx)} train / {len(test_idx)} local test (stratified; "
                "no image has a copy on the other side)")

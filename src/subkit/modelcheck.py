@@ -97,26 +97,63 @@ def _check_class(cls: ast.ClassDef, prof, rep: ModelPyReport, filename: str) -> 
         req = _required_positional(init)[1:]  # drop self
         kwonly_req = [a.arg for a, d in zip(init.args.kwonlyargs, init.args.kw_defaults) if d is None]
         if len(req) > n_init or kwonly_req:
-            rep.error(f"{name}.__init__ requires argument(s) {', '.join(req[n_init:] + kwonly_req)}, "
-                      f"but the grader calls {name}({', '.join(map(repr, prof.init_args))})",
-                      "take no argument: def __init__(self): and load the weights by a path "
-                      "relative to model.py")
+            _init_needs_more(name, req[n_init:] + kwonly_req, prof, rep)
+        elif len(init.args.posonlyargs + init.args.args) - 1 < n_init and init.args.vararg is None:
+            rep.error(f"{name}.__init__ takes no path, but the grader calls {init_call(prof)}",
+                      "define def __init__(self, path): and load the weights from "
+                      "os.path.join(path, NAME)")
     meth = prof.predict_method
+    call = predict_call(prof)
+    define = f"def {call.replace('(', '(self, ', 1)}:"
+    n_in = 1 + len(prof.extra_inputs)
     pred = _method(cls, meth)
     if pred is None:
         if not cls.bases:
-            rep.error(f"{name} has no method {meth}(self, X)", f"define def {meth}(self, X): returning labels")
+            rep.error(f"{name} has no method {call.replace('(', '(self, ', 1)}",
+                      f"define {define} returning {prof.output_kind}")
     else:
         args = pred.args.posonlyargs + pred.args.args
         is_static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in pred.decorator_list)
         positional = len(args) - (0 if is_static else 1)
         required = len(_required_positional(pred)) - (0 if is_static else 1)
-        if required > 1:
-            rep.error(f"{name}.{meth} requires {required} arguments, but the grader calls {meth}(X)",
-                      f"define def {meth}(self, X): with any other parameter given a default")
-        elif positional < 1 and pred.args.vararg is None:
-            rep.error(f"{name}.{meth} takes no input, but the grader calls {meth}(X)",
-                      f"define def {meth}(self, X):")
+        if required > n_in:
+            rep.error(f"{name}.{meth} requires {required} arguments, but the grader calls {call}",
+                      f"define {define} with any other parameter given a default")
+        elif positional < n_in and pred.args.vararg is None:
+            takes = "no input" if positional < 1 else f"{positional} input{'s' * (positional > 1)}"
+            rep.error(f"{name}.{meth} takes {takes}, but the grader calls {call}",
+                      f"define {define}")
+
+
+PATH_NAMES = ("path", "folder", "dir", "directory", "model_path", "submission_dir", "root")
+
+
+def init_call(prof) -> str:
+    """How the grader makes the model, in words: ``Model()``, ``model(path)``."""
+    from subkit.profile import SUBMISSION_PLACEHOLDER
+
+    args = ("path" if a == SUBMISSION_PLACEHOLDER else repr(a) for a in prof.init_args)
+    return f"{prof.class_name}({', '.join(args)})"
+
+
+def predict_call(prof) -> str:
+    """How the grader calls predict, in words: ``predict(X)``, ``predict(X, categories)``."""
+    return f"{prof.predict_method}({', '.join(['X', *prof.extra_inputs])})"
+
+
+def _init_needs_more(name: str, missing: list[str], prof, rep: ModelPyReport) -> None:
+    """__init__ wants arguments the grader does not pass (a CodaLab model(path) on Codabench)."""
+    call = init_call(prof)
+    if not prof.init_args and len(missing) == 1 and missing[0].lower() in PATH_NAMES:
+        rep.error(f"{name}.__init__ requires argument(s) {missing[0]}, the submission's path as "
+                  f"CodaLab's model(path) passed it, but a {prof.platform} grader calls {call} "
+                  "with no argument",
+                  "define def __init__(self): and find the folder yourself: "
+                  "os.path.dirname(os.path.abspath(__file__))")
+        return
+    rep.error(f"{name}.__init__ requires argument(s) {', '.join(missing)}, but the grader calls {call}",
+              "take no argument: def __init__(self): and load the weights by a path relative "
+              "to model.py" if not prof.init_args else f"define __init__ to take what {call} passes")
 
 
 _TEXT_CALLS = {"print", "debug", "info", "warning", "warn", "error", "exception", "critical",

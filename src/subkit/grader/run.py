@@ -18,7 +18,6 @@ allows it, killed at the time limit. Scoring happens here, in subkit's own proce
 from __future__ import annotations
 
 import json
-import os
 import signal as _signal
 import sys
 import time
@@ -81,6 +80,8 @@ class RunResult:
     shift: dict | None = None
     tta_compare: dict | None = None
     predicted_leaderboard: dict | None = None
+    kind: str = "classification"  # the profile's kind (issue 16)
+    phase: str | None = None
 
     @property
     def score(self) -> float | None:
@@ -135,7 +136,9 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
                    time_limit: float, python: str | None = None, isolate_network: bool = True,
                    progress: bool = False, extra_env: dict | None = None,
                    label: str = "running the submission",
-                   extra_args: list[str] | None = None, bar_class=None) -> ChildRun:
+                   extra_args: list[str] | None = None, bar_class=None,
+                   inputs: dict[str, np.ndarray] | None = None) -> ChildRun:
+    """``inputs``: predict's arrays after X, by the profile's names (``categories``)."""
     run_dir, submission_dir = Path(run_dir).resolve(), Path(submission_dir).resolve()
     input_dir, output_dir, log_dir = run_dir / "input_data", run_dir / "output", run_dir / "logs"
     for d in (input_dir, output_dir, log_dir):
@@ -147,6 +150,14 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
            "--class-name", prof.class_name, "--method", prof.predict_method]
     for a in prof.init_args:
         cmd += ["--init-arg", str(a)]
+    written = [x_path]
+    for name in prof.extra_inputs:
+        if name not in (inputs or {}):
+            raise InputError(f"predict({', '.join(['X', *prof.extra_inputs])}) needs {name!r} "
+                             "and none was given", hint=f"store {name} in the test set's .npz")
+        written.append(input_dir / f"{name}.npy")
+        np.save(written[-1], np.asarray(inputs[name]), allow_pickle=False)
+        cmd += ["--predict-input", f"{name}={written[-1]}"]
     cmd += list(extra_args or [])  # ingestion.py's --proba / --extra-input (shift suite)
     status_path = output_dir / "ingestion.json"
     bar = (bar_class or _Progress)(label, time_limit, status_path, enabled=progress)
@@ -156,10 +167,8 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
                                   on_tick=bar.tick)
     finally:
         bar.close()
-        try:
-            x_path.unlink()
-        except OSError:
-            pass
+        for path in written:
+            path.unlink(missing_ok=True)
     status = _read_json(status_path)
     preds = None
     pred_path = output_dir / "predictions.npy"
@@ -223,10 +232,13 @@ _STAGE_WORDS = {"start": "starting", "load_input": "loading the input", "import"
 
 def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) -> Failure | None:
     """Turn what the child did into the message and hint a participant needs."""
+    from subkit.modelcheck import init_call, predict_call
+
     stage = status.get("stage", "start")
     where = _STAGE_WORDS.get(stage, stage)
     tail = child.tail("stderr", 30)
     entry, cls = prof.entry_file, prof.class_name
+    calls = (init_call(prof), predict_call(prof))
     if child.timed_out:
         return Failure(stage, f"the submission exceeded the time limit of {time_limit:g} s during {where} "
                               "(the grader kills it: 'Execution Time Limit exceeded')",
@@ -241,7 +253,7 @@ def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) 
         return Failure(stage, err or "the submission called sys.exit()",
                        "never exit from model.py: raise an exception or return normally", tb_tail)
     if etype:
-        return _diagnose_exception(stage, etype, err, tb_tail, entry, cls,
+        return _diagnose_exception(stage, etype, err, tb_tail, entry, cls, calls,
                                    prof.grader.get("keras"))
     if child.signal is not None:
         name = _signal.Signals(child.signal).name if child.signal in set(_signal.Signals) else str(child.signal)
@@ -272,8 +284,11 @@ def _name_the_weights(f: Failure, submission_dir: Path) -> Failure:
     return f
 
 
-def _diagnose_exception(stage, etype, err, tb, entry, cls, keras=None) -> Failure:
+def _diagnose_exception(stage, etype, err, tb, entry, cls, calls, keras=None) -> Failure:
+    """``calls``: how the grader calls the class and predict, e.g. ("model(path)",
+    "predict(X, categories)")."""
     low = err.lower()
+    init_call, predict_call = calls
     if stage == "import":
         if etype in ("SyntaxError", "IndentationError", "TabError"):
             return Failure(stage, f"{entry} has a syntax error: {err}",
@@ -291,9 +306,14 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls, keras=None) -> Failur
                        f"code at the top level of {entry} runs on import: move work into __init__", tb)
     if stage == "init":
         if etype == "TypeError" and ("positional argument" in low or "required" in low):
-            return Failure(stage, f"{cls}() needs arguments: {err}",
-                           f"the grader calls {cls}() with no argument: def __init__(self): and load "
-                           "the weights from a path next to model.py", tb)
+            if not init_call.endswith("()"):
+                return Failure(stage, f"{init_call} failed: {err}",
+                               f"the grader calls {init_call}: define __init__ to take exactly "
+                               "that and load the weights from os.path.join(path, NAME)", tb)
+            return Failure(stage, f"{init_call} needs arguments: {err}",
+                           f"the grader calls {init_call} with no argument (CodaLab's model(path) "
+                           "passed the folder; this grader does not): def __init__(self): and "
+                           "load the weights from os.path.dirname(os.path.abspath(__file__))", tb)
         if etype in ("FileNotFoundError", "OSError", "IOError") or "no such file" in low or "not found" in low \
                 or "file not found" in low or "unable to open" in low:
             return Failure(stage, f"{cls}() could not find its weights from the grader's working "
@@ -313,9 +333,10 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls, keras=None) -> Failur
         return Failure(stage, f"{cls}() raised {etype}: {err}", "see the traceback tail", tb)
     if stage == "predict":
         if etype == "TypeError" and ("positional argument" in low or "takes" in low):
-            return Failure(stage, f"predict could not be called as predict(X): {err}",
-                           "define def predict(self, X): taking exactly one array", tb)
-        return Failure(stage, f"predict(X) raised {etype}: {err}",
+            return Failure(stage, f"predict could not be called as {predict_call}: {err}",
+                           f"define def {predict_call.replace('(', '(self, ', 1)}: the grader "
+                           "passes exactly these inputs", tb)
+        return Failure(stage, f"{predict_call} raised {etype}: {err}",
                        "X is a numpy array shaped and typed as the profile says (e.g. uint8 "
                        "(n, 96, 96, 3)); run `subkit check` to reproduce on a small batch", tb)
     if stage == "load_input":
@@ -329,8 +350,10 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
                 isolate_network: bool = True, progress: bool = False, env: str | None = None,
                 record: bool = True, keep_input: bool = False, shift: str | None = None,
                 seed: int = 0, tta_compare: bool = False, proba: bool = False,
-                report: bool = True) -> RunResult:
+                report: bool = True, phase: str | None = None) -> RunResult:
     """Run the zip like the grader and score it.
+
+    ``phase``: the profile's phase whose output is expected (a forecast's horizon).
 
     ``shift``: a shift suite (subkit.shift) whose sets the same child predicts after the
     clean set, once each; ``tta_compare``: a second child with SUBKIT_TTA=0; ``proba``: also
@@ -342,20 +365,23 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     zip_path = Path(zip_path)
     if not zip_path.is_file():
         raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
-    if prof.task != "classification":
-        raise SubkitError(f"score-local supports classification profiles; {prof.name} is {prof.task}",
-                          hint="segmentation scoring is not implemented yet")
+    phase = prof.phase(phase)
+    other_kind = prof.kind != "classification"  # shift_kinds' families, no TTA/proba/report
+    if (tta_compare or proba) and other_kind:
+        raise SubkitError(f"--tta-compare and --proba are for image classification; "
+                          f"{prof.name} is {prof.kind}", hint="score it without them")
     if shift is not None:
         from subkit import shift as shiftmod
+        from subkit import shift_kinds
 
         try:
-            shiftmod.parse_suite(shift)
-        except shiftmod.SuiteError as exc:
+            shift_kinds.parse(prof, shift) if other_kind else shiftmod.parse_suite(shift)
+        except (shiftmod.SuiteError, shift_kinds.KindSuiteError) as exc:
             raise InputError(str(exc), hint="e.g. --shift default, quick, hidden-2024, "
-                                            "microscopy, or blur:3,noise") from None
-    ds = data_io.load(data_path, prof, require_labels=True)
+                                            "microscopy, blur:3,noise (series: noise:3,scaling)") from None
+    ds = data_io.load(data_path, prof, require_labels=True, phase=phase)
     X, warns = prepare_input(ds.images, prof)
-    if shift is not None and X.ndim not in (3, 4):
+    if shift is not None and not other_kind and X.ndim not in (3, 4):
         raise InputError(f"--shift needs a test set of images (n, h, w[, c]); this one is "
                          f"shaped {X.shape}", hint="drop --shift for this competition")
     python, env_desc = python_for(prof, env, progress=progress)
@@ -366,9 +392,15 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     sandbox.safe_extract(zip_path, sub_dir)
     plan = None
     t0 = time.monotonic()
-    if shift is None and not proba:
+    if shift is not None and other_kind:
+        plan = shift_kinds.make_plan(prof, X, ds.labels, shift, seed, run_dir / "input_data" / "shifts")
+        cr = shiftmod.run_with_plan(sub_dir, X, ds.labels, prof, plan, run_dir=run_dir,
+                                    time_limit=limit,
+                                    python=python, isolate_network=isolate_network, progress=progress,
+                                    label=f"clean + {len(plan)} shifted sets", inputs=ds.extras)
+    elif shift is None and not proba:
         cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
-                            isolate_network=isolate_network, progress=progress)
+                            isolate_network=isolate_network, progress=progress, inputs=ds.extras)
     else:
         from subkit import shift as shiftmod
 
@@ -383,7 +415,11 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     wall = time.monotonic() - t0
     try:
         result = _finish(cr, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns,
-                         plan=plan)
+                         plan=None if other_kind else plan, phase=phase)
+        if other_kind and plan is not None and result.ok:
+            result.shift = shift_kinds.collect(plan, cr.status, run_dir / "output", prof, phase,
+                                               result.score)
+            write_json(run_dir / "run.json", result.to_dict())
         if tta_compare and result.ok:
             from subkit import shift as shiftmod
 
@@ -399,7 +435,7 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     finally:
         if plan is not None and not keep_input:
             plan.cleanup()
-    if report:
+    if report and prof.kind == "classification":  # the HTML report shows images and labels
         try:
             from subkit.report.html import write_report
 
@@ -442,7 +478,7 @@ def env_warnings(env_desc: dict) -> list[str]:
 
 
 def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns,
-            plan=None) -> RunResult:
+            plan=None, phase: str | None = None) -> RunResult:
     from subkit.ledger import sha256_file
 
     scores: dict = {}
@@ -452,13 +488,11 @@ def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_des
     warns = warns + cr.warnings
     if failure is None:
         try:
-            labels, w = scoring.validate_predictions(cr.predictions, len(ds), prof.n_classes)
-            warns += w
-            m = scoring.metrics(ds.labels, labels, prof.class_names)
-            per_class, cm = m.pop("per_class"), m.pop("confusion_matrix")
-            scores = m
+            ev = scoring.evaluate(prof.task_spec(phase), cr.predictions, ds.labels)
+            warns += ev.warnings
+            scores, per_class, cm = ev.scores, ev.per_class, ev.confusion_matrix
             scoring.write_scores_json(run_dir / "scores.json", scores)
-            np.save(run_dir / "output" / "labels.npy", labels)
+            np.save(run_dir / "output" / f"{prof.output_kind}.npy", ev.values)
         except scoring.PredictionError as exc:
             failure = Failure("scoring", exc.message, exc.hint)
     timings = dict(cr.status.get("timings", {}))
@@ -475,7 +509,8 @@ def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_des
                     metric=prof.metric, scores=scores, per_class=per_class, confusion_matrix=cm,
                     timings=timings, peak_rss_mb=cr.child.peak_rss_mb, time_limit_s=limit,
                     env=env_desc, network_isolated=cr.child.network_isolated, failure=failure,
-                    warnings=warns, class_names=prof.class_names, zip_sha256=sha256_file(zip_path))
+                    warnings=warns, class_names=prof.class_names, zip_sha256=sha256_file(zip_path),
+                    kind=prof.kind, phase=phase)
     if plan is not None:
         from subkit import shift as shiftmod
 
@@ -523,7 +558,9 @@ def _record(result: RunResult, prof) -> None:
 # -- predict -----------------------------------------------------------------------------------
 def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool = False,
                 time_limit: float | None = None, progress: bool = False, env: str | None = None,
-                isolate_network: bool = True) -> dict:
+                isolate_network: bool = True, phase: str | None = None) -> dict:
+    """Run the zip on unlabelled data and write the profile's Kaggle CSV exactly."""
+    from subkit import kaggle_csv
     from subkit.data import io as data_io
 
     out = Path(out)
@@ -533,7 +570,12 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
         raise InputError(f"folder {out.parent} does not exist", hint="create it first")
     if not Path(zip_path).is_file():
         raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
-    ds = data_io.load(data_path, prof, require_labels=False)
+    if prof.output_kind == "forecasts":
+        raise SubkitError(f"{prof.name} is a code competition: it takes the zip, not a CSV",
+                          hint="score it with `subkit score-local`, submit the zip")
+    phase = prof.phase(phase)
+    ds = data_io.load(data_path, prof, require_labels=False, phase=phase)
+    ids = kaggle_csv.test_ids(Path(data_path), prof, len(ds))
     X, warns = prepare_input(ds.images, prof)
     python, env_desc = python_for(prof, env, progress=progress)
     warns = env_warnings(env_desc) + warns
@@ -542,24 +584,17 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
     sub_dir = run_dir / "submission"
     sandbox.safe_extract(Path(zip_path), sub_dir)
     cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
-                        isolate_network=isolate_network, progress=progress)
+                        isolate_network=isolate_network, progress=progress, inputs=ds.extras)
     if cr.failure:
         raise _run_error(cr.failure, run_dir, env_desc)
     try:
-        labels, w = scoring.validate_predictions(cr.predictions, len(ds), prof.n_classes)
+        values, w = scoring.validate(prof.task_spec(phase), cr.predictions, len(ds))
     except scoring.PredictionError as exc:
         raise SubkitError(exc.message, hint=exc.hint) from None
-    kag = prof.data.get("kaggle", {})
-    id_col, label_col = kag.get("id_column", "id"), kag.get("label_column", "label")
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(f"{id_col},{label_col}\n")
-        for i, lab in enumerate(labels.tolist()):
-            fh.write(f"{i},{lab}\n")
-    os.replace(tmp, out)
-    return {"out": str(out), "rows": int(len(labels)), "run_dir": str(run_dir),
-            "warnings": warns + w, "predict_s": cr.status.get("timings", {}).get("predict_s"),
-            "env": env_desc}
+    rows = kaggle_csv.write(out, values, ids, prof)
+    return {"out": str(out), "rows": rows, "columns": len(kaggle_csv.header(prof)),
+            "layout": prof.csv.layout, "run_dir": str(run_dir), "warnings": warns + w,
+            "predict_s": cr.status.get("timings", {}).get("predict_s"), "env": env_desc}
 
 
 def env_line(env_desc: dict) -> str:

@@ -37,15 +37,19 @@ def print_score(result, prof) -> None:
         return
     s = result.scores
     head = f"{result.metric} {s[result.metric]:.4f}"
-    click.secho(f"{head}   ({result.zip.name} on {result.n} images of {result.data.name})",
+    noun = "images" if result.kind in ("classification", "segmentation") else "series"
+    phase = f", {result.phase} phase" if result.phase and result.kind == "forecasting" else ""
+    click.secho(f"{head}   ({result.zip.name} on {result.n} {noun} of {result.data.name}{phase})",
                 bold=True)
     _loud(result)
-    others = [k for k in ("accuracy", "balanced_accuracy", "macro_f1") if k != result.metric]
+    others = [k for k, v in s.items() if k not in (result.metric, "n") and isinstance(v, float)]
     echo("  " + "   ".join(f"{k} {s[k]:.4f}" for k in others))
     if result.shift and result.shift.get("shifted_score") is not None:
         sh = result.shift
         drop = sh["clean_score"] - sh["shifted_score"]
-        click.secho(f"  shifted score {sh['shifted_score']:.4f}  (drop {drop:.4f} from clean; "
+        if not sh.get("higher_is_better", True):  # MSE: a rise is the loss
+            drop = -drop
+        click.secho(f"  shifted score {sh['shifted_score']:.4f}  ({'drop' if sh.get('higher_is_better', True) else 'rise'} {drop:.4f} from clean; "
                     f"suite {sh.get('suite', '?')}, {sh.get('n_scored', '?')} sets)", bold=True)
     if getattr(result, "predicted_leaderboard", None):
         print_prediction(result.predicted_leaderboard)
@@ -54,20 +58,12 @@ def print_score(result, prof) -> None:
         print_shift(result.shift)
     if getattr(result, "tta_compare", None):
         print_tta(result.tta_compare)
-    width = max(len(n) for n in result.class_names) + 2
-    echo(f"  {'class':<{width}} precision  recall     f1  support")
-    for row in result.per_class:
-        echo(f"  {row['name']:<{width}} {row['precision']:9.3f} {row['recall']:7.3f} "
-             f"{row['f1']:6.3f} "
-             f"{row['support']:8d}")
-    echo("")
-    echo("  confusion matrix (rows: true, columns: predicted)")
-    cm = result.confusion_matrix
-    cw = max(4, max(len(str(v)) for r in cm for v in r) + 1)
-    echo("  " + " " * 4 + "".join(f"{j:>{cw}}" for j in range(len(cm))))
-    for i, r in enumerate(cm):
-        echo(f"  {i:>3} " + "".join(f"{v:>{cw}}" for v in r))
-    echo("")
+    if result.kind == "forecasting":
+        steps = s.get("mse_per_step") or []
+        echo("  MSE per forecast step: " + " ".join(f"{v:.4f}" for v in steps))
+        echo("")
+    else:
+        _per_class(result)
     t = result.timings
     total = t.get("child_s", 0.0)
     frac = total / result.time_limit_s if result.time_limit_s else 0
@@ -85,6 +81,31 @@ def print_score(result, prof) -> None:
     if report.is_file():
         echo(f"  report: {report}")
     click.secho(f"  {env_line(result.env)}", bold=True)
+
+
+def _per_class(result) -> None:
+    echo = click.echo
+    width = max(len(n) for n in result.class_names) + 2
+    if result.kind == "segmentation":
+        echo(f"  {'class':<{width}}    IoU  pixels (true)")
+        for row in result.per_class:
+            iou = "ignored" if row["ignored"] else ("     -" if row["iou"] is None else f"{row['iou']:.3f}")
+            echo(f"  {row['name']:<{width}} {iou:>6} {row['support']:14,d}")
+    else:
+        echo(f"  {'class':<{width}} precision  recall     f1  support")
+        for row in result.per_class:
+            echo(f"  {row['name']:<{width}} {row['precision']:9.3f} {row['recall']:7.3f} "
+                 f"{row['f1']:6.3f} "
+                 f"{row['support']:8d}")
+    echo("")
+    unit = " of pixels" if result.kind == "segmentation" else ""
+    echo(f"  confusion matrix{unit} (rows: true, columns: predicted)")
+    cm = result.confusion_matrix
+    cw = max(4, max(len(str(v)) for r in cm for v in r) + 1)
+    echo("  " + " " * 4 + "".join(f"{j:>{cw}}" for j in range(len(cm))))
+    for i, r in enumerate(cm):
+        echo(f"  {i:>3} " + "".join(f"{v:>{cw}}" for v in r))
+    echo("")
 
 
 def _cell(x) -> str:
@@ -107,7 +128,8 @@ def print_shift(sh: dict) -> None:
     echo = click.echo
     echo(f"  distribution shift (suite {sh.get('suite')}, seed {sh.get('seed')}): "
          f"{sh.get('metric', '')} per shift and severity")
-    rows = sorted(sh.get("shifts", []), key=lambda r: (r["mean"] is None, r["mean"] or 0))
+    sign = 1 if sh.get("higher_is_better", True) else -1  # worst first
+    rows = sorted(sh.get("shifts", []), key=lambda r: (r["mean"] is None, sign * (r["mean"] or 0)))
     sevs = range(1, max([len(r.get("params") or r["severity"]) for r in rows] + [3]) + 1)
     width = max([len(r["name"]) for r in rows] + [5]) + 2
     pad = " " * (8 * len(sevs))

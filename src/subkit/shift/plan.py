@@ -286,9 +286,10 @@ def run_with_plan(submission_dir: Path, X: Array, labels: Array | None, prof,
                   plan: Plan | None, *, run_dir: Path, time_limit: float,
                   python: str | None = None, isolate_network: bool = True,
                   progress: bool = False, extra_env: dict | None = None, proba: bool = False,
-                  label: str = "running the submission"):
+                  label: str = "running the submission", inputs: dict | None = None):
     """One child: ``Model()``, ``predict(X)`` (the grader's run, timed against the limit),
     then ``predict`` once on each shifted copy. Returns the ChildRun of the clean part.
+    ``inputs``: predict's other inputs (``categories``), the same for every set.
 
     The child may run for ``time_limit`` per predicted set; the clean part alone must fit
     ``time_limit``, as on the grader.
@@ -312,7 +313,7 @@ def run_with_plan(submission_dir: Path, X: Array, labels: Array | None, prof,
                                  time_limit=time_limit * n_sets, python=python,
                                  isolate_network=isolate_network, progress=progress,
                                  extra_env=extra_env, label=label, extra_args=args,
-                                 bar_class=bar)
+                                 bar_class=bar, inputs=inputs)
     finally:
         stop.set()
         if gen is not None:
