@@ -4,7 +4,7 @@ The data, model and zip of `bench_score_local.py` (2,000 synthetic images, an
 EfficientNetV2B0-sized model, the template model.py with `TTA = False`), in a temporary
 workspace, the same interpreter on both sides, interleaved (A B A B ...), medians:
 
-- A: `python -m subkit score-local ZIP --data test.npz --json` with `SUBKIT_SANDBOX=bwrap`
+- A: `python -m subkit score-local ZIP --data test.npz --json --env ENV` with `SUBKIT_SANDBOX=bwrap`
   (bubblewrap required: the run fails rather than fall back);
 - B (baseline): the same command with `SUBKIT_SANDBOX=none` (the path without isolation).
 
@@ -57,7 +57,7 @@ def startup_rounds(rounds: int) -> dict[str, list[float]]:
 def main(argv: list[str] | None = None) -> int:
     args, run, work, p = setup(argv, "bench_sandbox.py", __doc__)
     cmd = [sys.executable, "-m", "subkit", "score-local", str(Path("submissions") / p["zip"].name),
-           "--data", "test.npz", "--json"]
+           "--data", "test.npz", "--json", "--env", args.env]
     res: dict[str, list[dict]] = {"A": [], "B": []}
 
     def runner(key: str, mode: str):
@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         "`TTA = False`. The same interpreter runs subkit and the child on both sides; "
         f"{args.repeat} interleaved rounds after one untimed warm-up of each.")
     say()
-    say("- A: `SUBKIT_SANDBOX=bwrap python -m subkit score-local ZIP --data test.npz --json`")
+    say(f"- A: `SUBKIT_SANDBOX=bwrap python -m subkit score-local ZIP --data test.npz --json "
+        f"--env {args.env}` (the child in {'the grader venv' if args.env == 'grader' else 'this interpreter'})")
     say("- B: the same with `SUBKIT_SANDBOX=none`")
     say()
     say("| | A: sandboxed | B: no sandbox |")

@@ -1,12 +1,13 @@
 """Benchmark: `score-local --shift` suite wall time against N single clean runs' predict time.
 
 The shift suite is efficient when its time is the model's forward passes: the child loads
-the model once and calls predict once per shifted set (the grader's way), while the parent
-writes the next shifted sets in a thread. This script measures, in one run:
+the model once and calls predict once per shifted set (the grader's way), while subkit's
+generator process writes the next shifted sets with Keras and Pillow (one TensorFlow
+thread). This script measures, in one run:
 
 - A: `score_local(..., shift=SUITE)`: the whole wall time (unzip, child start, TensorFlow
-  import, Model(), the clean predict, the N-1 shifted predicts, generation, scoring,
-  report.html);
+  import, Model(), the clean predict, the N-1 shifted predicts, the generator process,
+  scoring, report.html);
 - B (baseline): plain `score_local(...)` runs of the same zip on the same images (no
   shift), interleaved with the A runs; their predict(X) time (the child's own timing of the
   grader's one call) times N, the number of sets A predicts (clean + shifted).
@@ -42,10 +43,9 @@ import zipfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-RESULT = Path(__file__).resolve().parent / "results" / "shift.md"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import loadavg, sh  # noqa: E402
+from _common import loadavg, sh, write_result  # noqa: E402
 
 MAKE_MODEL = r"""
 import os, sys
@@ -169,7 +169,7 @@ def main(argv=None) -> int:
 
     args = " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
-        "# Benchmark: the shift suite (`score-local --shift`, issue 5)",
+        "# Benchmark: the shift suite (`score-local --shift`, issues 5 and 15)",
         "",
         f"- date: {date}",
         f"- machine: `{uname}`; `nproc` {nproc}",
@@ -184,14 +184,15 @@ def main(argv=None) -> int:
         f"`{suite}`: N = {n_sets} sets (clean + {n_sets - 1} shifted)",
         "",
         "A = one `score_local(zip, data, prof, shift=SUITE)` call, wall time (everything: unzip, "
-        "child start, TensorFlow import, Model(), N predicts, generation of the shifted sets in a "
-        "thread, predict_proba for the report, scoring, report.html). B = plain `score_local` "
+        "child start, TensorFlow import, Model(), N predicts, the generator process writing the "
+        "shifted sets meanwhile, predict_proba for the report, scoring, report.html). B = plain "
+        "`score_local` "
         "runs interleaved with A; their predict(X) time as timed by the child. W = the median "
         "predict time of one shifted set inside A (a warm model). Medians.",
         "",
         "| model | B: one clean predict | N x B | A: suite wall | **A / (N x B)** | W | "
         "A / (N x W) | A's forward passes (N predicts + predict_proba) | their share of A | "
-        "generating the sets (thread) | child waited for a set |",
+        "generating the sets (process) | child waited for a set |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -219,11 +220,7 @@ def main(argv=None) -> int:
         + ") are meaningless here; only time is measured.",
     ]
     if not a.quick:
-        RESULT.parent.mkdir(parents=True, exist_ok=True)
-        tmp = RESULT.with_name(f".{RESULT.name}.tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        os.replace(tmp, RESULT)
-        print(f"wrote {RESULT}")
+        print(f"wrote {write_result('shift', lines)}")
     print("\n".join(lines))
     if not a.keep:
         shutil.rmtree(root, ignore_errors=True)

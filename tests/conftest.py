@@ -27,6 +27,14 @@ def alive_with(token: str) -> list[int]:
     return pids
 
 
+@pytest.fixture(autouse=True)
+def _current_versions_unless_asked(monkeypatch):
+    """Tests run the submission's child in the current versions (SUBKIT_ENV=current), so
+    that no test creates a 650 MB environment by surprise; the tests of `--env auto` and
+    the grader's versions delete it or pass --env (and are marked grader_env)."""
+    monkeypatch.setenv("SUBKIT_ENV", "current")
+
+
 class CliResult:
     def __init__(self, code: int, out: str, err: str):
         self.code, self.out, self.err = code, out, err
@@ -60,6 +68,14 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.chdir(ws)
     monkeypatch.delenv("SUBKIT_WORKSPACE", raising=False)
     return ws
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """The test's tmp_path as the current directory, outside any workspace."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SUBKIT_WORKSPACE", raising=False)
+    return tmp_path
 
 
 def tiny_model(n_classes: int = 8, seed: int = 0, optimizer: bool = True):
@@ -108,3 +124,21 @@ def make_zip(path: Path, files: dict[str, str | bytes | Path]) -> Path:
             else:
                 zf.writestr(name, textwrap.dedent(content))
     return path
+
+
+@pytest.fixture(scope="session")
+def grader_python() -> str:
+    """The python of the real grader environment (keras 3.4.1 + tensorflow 2.17.0) that
+    `.ci/run` creates; the test is skipped without it, unless SUBKIT_REQUIRE_GRADER_ENV."""
+    from subkit import profile
+    from subkit.errors import SubkitError
+    from subkit.grader import environment
+
+    prof = profile.load("an2dl-2024-blood-cells", workspace=False)
+    try:
+        return str(environment.ensure_env(prof, create=False))
+    except SubkitError as exc:
+        if os.environ.get("SUBKIT_REQUIRE_GRADER_ENV"):
+            pytest.fail(f"SUBKIT_REQUIRE_GRADER_ENV is set but: {exc.message}")
+        pytest.skip("needs the grader environment (keras 3.4.1 + tensorflow 2.17.0): run "
+                    "`subkit env create`; SUBKIT_REQUIRE_GRADER_ENV=1 makes this a failure")

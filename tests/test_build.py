@@ -103,12 +103,37 @@ def test_the_template_follows_the_weights_name(cli, same_keras, workspace, keras
         assert 'WEIGHTS = ["best_model.keras"]' in zf.read("model.py").decode()
 
 
-def test_placeholder_weights_name_is_caught(cli, same_keras, workspace, keras_weights, tmp_path):
-    other = tmp_path / "best_model.keras"
+def test_one_weights_file_is_stored_under_the_name_model_py_loads(cli, same_keras, workspace,
+                                                                   keras_weights, tmp_path):
+    # the design card's command in a fresh workspace: the template loads weights.keras
+    other = tmp_path / "model.keras"
     other.write_bytes(keras_weights.read_bytes())
-    r = cli("build", "--weights", other)  # the workspace's model.py loads weights.keras
+    r = cli("build", "--weights", other)
+    assert r.code == 0, r.text
+    assert "model.keras is stored in the zip as weights.keras: the name model.py loads" in r.out
+    (zp,) = _zips(workspace / "submissions")
+    with zipfile.ZipFile(zp) as zf:
+        assert set(zf.namelist()) == {"model.py", "weights.keras"}
+    man = json.loads(zp.with_suffix(".json").read_text())
+    assert man["weights"][0]["name"] == "weights.keras"
+    assert man["weights"][0]["source_name"] == "model.keras"
+    assert man["smoke"]["ok"] is True
+
+
+def test_placeholder_weights_name_is_caught(cli, same_keras, workspace, keras_weights, tmp_path):
+    # two weights files, or another kind of file: no guess, the placeholder is an error
+    a, b = tmp_path / "a.keras", tmp_path / "b.keras"
+    a.write_bytes(keras_weights.read_bytes())
+    b.write_bytes(keras_weights.read_bytes())
+    r = cli("build", "--weights", a, "--weights", b)
     assert r.code == 1
     assert "error:" in r.err and "'weights.keras'" in r.err and "hint:" in r.err
+    from conftest import tiny_model
+
+    h5 = tmp_path / "best.weights.h5"
+    tiny_model(optimizer=False).save_weights(h5)
+    r = cli("build", "--weights", h5, "--no-smoke")
+    assert r.code == 1 and "'weights.keras'" in r.err
     assert _nothing_written(workspace)
 
 
@@ -255,7 +280,12 @@ def test_check_warns_on_a_newer_keras_and_unused_weights(cli, workspace, tmp_pat
     assert rep["status"] == "PASSED with warnings", rep
     msgs = " ".join(c["message"] for c in rep["checks"])
     assert "never named" in msgs
-    assert "NEWER than the grader's 3.4.1" in msgs
+    # run in the current versions (SUBKIT_ENV=current): not proven, and says how to prove it
+    (kv,) = [c for c in rep["checks"] if c["name"] == "keras version"]
+    assert kv["status"] == "warning"
+    assert "newer than the grader's 3.4.1, and not loaded there" in kv["message"]
+    assert kv["hint"] == f"`subkit check {z} --env grader` loads it in keras 3.4.1"
+    assert rep["env"]["name"] == "current" and rep["env"]["requested"] == "current"
 
 
 def test_check_of_a_non_zip(cli, same_keras, workspace, tmp_path):

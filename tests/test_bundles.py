@@ -382,7 +382,10 @@ def test_failing_submission_fails_at_scoring_with_the_ingestion_log(tmp_path, pr
     z = make_zip(tmp_path / "bad.zip", {"model.py": FAILING_MODEL})
     res = cb.score_with_bundle(z, BUNDLES / "placeholder", prof, record=False)
     assert not res.ok
-    assert res.failure.message == "Could not find scores file, did the scoring program output it?"
+    # the scoring program crashed on the missing predictions: the worker's exit-code gate
+    # fires before it looks for scores (compute_worker.py, Run.start)
+    assert res.failure.message.startswith("Child task failed or non-zero return code (the "
+                                          "scoring program exited with 1")
     assert "ingestion program exited with 1" in res.failure.hint
     assert "boom in predict" in res.failure.tail
     assert read_meta(res.run_dir / "prediction" / "output" / "metadata")["ingestionExitCode"] == 1
@@ -390,7 +393,8 @@ def test_failing_submission_fails_at_scoring_with_the_ingestion_log(tmp_path, pr
     code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "placeholder",
                           "--profile", "an2dl-2024-blood-cells")
     assert code == 1 and "FAILED" in out and "boom in predict" in out
-    assert_error(code, err, "Could not find scores file", "prediction_ingestion_stderr")
+    assert_error(code, err, "Child task failed or non-zero return code",
+                 "prediction_ingestion_stderr")
 
 
 def test_submission_command_runs_concurrently_with_ingestion(tmp_path, prof):
@@ -590,3 +594,133 @@ def test_exported_bundle_scores_like_plain_score_local_keras(tmp_path, capsys, p
     for k in ("accuracy", "balanced_accuracy", "macro_f1"):
         assert bundled["scores"][k] == plain["scores"][k], k
     assert bundled["score"] == plain["score"]
+
+
+# -- Codabench parity (issue 12) --------------------------------------------------------------------
+def _with_scoring(tmp_path, body: str) -> Path:
+    """The placeholder bundle with its scoring program replaced by ``body``."""
+    b = shutil.copytree(BUNDLES / "placeholder", tmp_path / "b")
+    (b / "scoring_program" / "score.py").write_text(textwrap.dedent(body))
+    return b
+
+
+WRITE_SCORES = """
+    import json, os, sys
+    out = sys.argv[2]
+    with open(os.path.join(out, "scores.json"), "w") as fh:
+        json.dump({"accuracy": 0.75, "recall_0": 0.5}, fh)
+"""
+
+
+def test_scores_then_exit_1_fails_as_the_current_worker_does(tmp_path, prof, capsys):
+    # compute_worker.py, Run.start (v1.24): a non-zero exit of the scoring program fails the
+    # submission, "Child task failed or non-zero return code", whatever scores it wrote
+    b = _with_scoring(tmp_path, WRITE_SCORES + "sys.exit(1)\n")
+    z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
+    res = cb.score_with_bundle(z, b, prof, record=False)
+    assert not res.ok and res.failure.stage == "scoring"
+    assert res.failure.message.startswith("Child task failed or non-zero return code (the "
+                                          "scoring program exited with 1")
+    assert "scoring_stderr.txt" in res.failure.hint and "TTA" not in res.failure.hint
+    assert res.columns == []  # nothing reaches the leaderboard
+    code, out, err = _cli(capsys, "score-local", z, "--bundle", b,
+                          "--profile", "an2dl-2024-blood-cells")
+    assert code == 1 and "FAILED" in out
+    assert_error(code, err, "Child task failed or non-zero return code")
+    # the same program exiting 0 passes, with the same scores
+    ok = _with_scoring(tmp_path / "ok", WRITE_SCORES)
+    res = cb.score_with_bundle(z, ok, prof, record=False)
+    assert res.ok and res.scores["accuracy"] == 0.75
+
+
+def test_a_non_zero_ingestion_exit_in_the_prediction_run_is_a_warning(tmp_path, prof):
+    # the worker checks only the scoring program's exit code (6e19ba27, "For scoring
+    # program only"): predictions written, then exit 3, still scored
+    b = shutil.copytree(BUNDLES / "placeholder", tmp_path / "b")
+    ing = b / "ingestion_program" / "ingestion.py"
+    ing.write_text(ing.read_text() + "\nimport sys\nsys.exit(3)\n")
+    z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
+    res = cb.score_with_bundle(z, b, prof, record=False)
+    assert res.ok, res.failure
+    assert res.scores["accuracy"] == 0.8
+    assert any(w.startswith("the ingestion program exited with 3 in the prediction run")
+               for w in res.warnings), res.warnings
+
+
+def test_an_average_column_is_computed_from_the_scores_that_exist(tmp_path):
+    # Submission.calculate_scores: `if scores.exists(): score = column.compute(scores)`
+    b = cb.Bundle(source=tmp_path, root=tmp_path, extracted=False, data={"leaderboards": [{
+        "title": "R", "columns": [
+            {"key": "a", "index": 0}, {"key": "b", "index": 1}, {"key": "c", "index": 2},
+            {"key": "mean", "index": 3, "computation": "avg", "computation_indexes": "0,1,2"},
+            {"key": "none", "index": 4, "computation": "avg", "computation_indexes": [2]}]}]})
+    cols, scores, warns = cb.leaderboard_columns(b, {"a": 0.5, "b": 0.7})
+    assert scores["mean"] == pytest.approx(0.6)  # not "-": the mean of a and b
+    assert scores["none"] is None
+    assert any("'mean' (avg) is computed from 2 of its 3 columns" in w for w in warns)
+    assert any("'none' (avg): none of its columns got a score" in w for w in warns)
+
+
+def test_a_slow_scoring_program_gets_its_own_hint(tmp_path, prof):
+    b = _with_scoring(tmp_path, "import time\ntime.sleep(60)\n")
+    z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
+    res = cb.score_with_bundle(z, b, prof, record=False, time_limit=4)
+    assert not res.ok and res.failure.stage == "scoring"
+    assert "the scoring program of the scoring run still running" in res.failure.message
+    assert "scoring program itself is slow" in res.failure.hint
+    assert "TTA" not in res.failure.hint and "predict" not in res.failure.hint
+    slow = make_zip(tmp_path / "slow.zip", {"model.py": SLOW_MODEL})  # the submission's side
+    res = cb.score_with_bundle(slow, BUNDLES / "placeholder", prof, record=False, time_limit=3)
+    assert "TTA" in res.failure.hint
+
+
+def test_a_scoring_program_missing_a_module_says_which_and_how(tmp_path, prof):
+    b = _with_scoring(tmp_path, "import sklearn_not_installed_here\n")
+    z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
+    res = cb.score_with_bundle(z, b, prof, record=False)
+    assert not res.ok
+    assert "imports 'sklearn_not_installed_here'" in res.failure.hint
+    assert "--env current" in res.failure.hint and "codalab/codalab-legacy:py37" in res.failure.hint
+
+
+def test_the_summary_names_the_interpreter_versions_and_image(tmp_path, prof, capsys):
+    z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
+    code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "placeholder",
+                          "--profile", "an2dl-2024-blood-cells", "--env", "current")
+    assert code == 0, err
+    import keras
+
+    line = next(ln for ln in out.splitlines() if "the programs ran in" in ln)
+    assert "the current versions" in line and f"keras {keras.__version__}" in line
+    assert "docker image codalab/codalab-legacy:py37" in line
+    assert "codalab/codalab-legacy:py37 has no TensorFlow" in out
+    code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "placeholder",
+                          "--profile", "an2dl-2024-blood-cells", "--env", "current", "--json")
+    d = json.loads(out)
+    assert d["env"]["name"] == "current" and d["env"]["keras"] == keras.__version__
+    assert d["docker_image"] == "codalab/codalab-legacy:py37"
+
+
+def test_export_names_an_image_that_can_run_the_grader_versions(tmp_path, capsys, prof):
+    ref = _reference(tmp_path)
+    code, out, err = _cli(capsys, "bundle", "export", "--profile", "an2dl-2024-blood-cells",
+                          "--reference", ref, "--out", tmp_path / "b.zip", "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["docker_image"] == "tensorflow/tensorflow:2.17.0"
+    assert any("its Python, Keras and numpy are whatever that image ships" in w
+               for w in info["warnings"])
+    with zipfile.ZipFile(tmp_path / "b.zip") as zf:
+        comp = yaml.safe_load(zf.read("competition.yaml"))
+        docker = zf.read("docker/Dockerfile").decode()
+    assert comp["docker_image"] == "tensorflow/tensorflow:2.17.0"
+    assert "FROM python:3.10-slim" in docker
+    assert "tensorflow==2.17.0 keras==3.4.1 numpy==1.26.4" in docker
+    code, out, err = _cli(capsys, "bundle", "export", "--profile", "an2dl-2024-blood-cells",
+                          "--reference", ref, "--out", tmp_path / "c.zip",
+                          "--docker-image", "codalab/codalab-legacy:py37")
+    assert code == 0, err
+    assert "codalab/codalab-legacy:py37 has no TensorFlow" in out
+    assert cb.image_note("tensorflow/tensorflow:2.16.1-gpu", prof).startswith(
+        "docker image tensorflow/tensorflow:2.16.1-gpu has tensorflow 2.16.1, not the grader's")
+    assert "cannot see inside docker image myorg/grader:1" in cb.image_note("myorg/grader:1", prof)

@@ -289,9 +289,10 @@ def test_the_real_registry_lists_keras_versions_for_a_fake_pin():
     assert "3.4.1" in exc.value.message
 
 
-def test_real_pip_failing_removes_the_half_made_venv(tmp_path):
+def test_real_pip_failing_removes_the_half_made_venv(tmp_path, monkeypatch):
     """A real venv and real pip asked for a version that does not exist (the registry check
     is told it cannot answer, so pip itself fails): the folder goes, the log stays."""
+    monkeypatch.setenv("SUBKIT_INSTALLER", "pip")  # uv, when installed, is tested elsewhere
     folder = tmp_path / "envs" / "abc"
     folder.parent.mkdir(parents=True)
 

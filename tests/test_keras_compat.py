@@ -24,7 +24,6 @@ import pytest
 from subkit import keras_compat as kc
 from subkit.errors import SubkitError
 
-REQUIRE = bool(os.environ.get("SUBKIT_REQUIRE_GRADER_ENV"))
 TARGET = "3.4.1"
 
 
@@ -349,21 +348,6 @@ for path, batch, save in json.loads(sys.argv[1]):
     out[path] = {"loaded": True}
 print("@@" + json.dumps(out))
 """
-
-
-@pytest.fixture(scope="module")
-def grader_python():
-    from subkit import profile
-    from subkit.grader import environment
-
-    prof = profile.load("an2dl-2024-blood-cells", workspace=False)
-    try:
-        return str(environment.ensure_env(prof, create=False))
-    except SubkitError as exc:
-        if REQUIRE:
-            pytest.fail(f"SUBKIT_REQUIRE_GRADER_ENV is set but: {exc.message}")
-        pytest.skip("needs the grader environment (keras 3.4.1 + tensorflow 2.17.0): run "
-                    "`subkit env create`; SUBKIT_REQUIRE_GRADER_ENV=1 makes this a failure")
 
 
 @pytest.fixture(scope="module")

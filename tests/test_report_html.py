@@ -237,6 +237,29 @@ def centroid_zip(path: Path, seed: int = 1) -> Path:
     return path
 
 
+REPORT_SUITE = "randaugment:2,erasing,h24_mix:2,blur:3,stain_jitter:2,bubble"
+
+
+def _two_calibration_zips(ws: Path, d: dict, suite: str) -> None:
+    """Two earlier zips in the ledger with leaderboard scores and a run of the same suite on
+    the same test set: the report's run gets a leaderboard prediction and its chart."""
+    from subkit import shift
+    from subkit.calibration import test_set_id
+    from subkit.ledger import Ledger
+
+    keys = [shift.key(n, s) for n, s in shift.parse_suite(suite)]
+    data = test_set_id(d["images"], d["labels"])
+    led = Ledger(ws / "submissions", fsync=False)
+    for i, (level, board) in enumerate(((0.7, 0.55), (0.5, 0.38))):
+        sha = f"{i}" * 64
+        scores = {k: level - 0.02 * j for j, k in enumerate(keys)}
+        led.append({"kind": "score-local", "zip_sha256": sha, "zip": f"earlier-{i}.zip",
+                    "data_sha256": data, "shift_suite": suite, "shift_seed": 0,
+                    "shift_scores": scores})
+        led.append({"kind": "leaderboard", "zip_sha256": sha, "leaderboard_score": board,
+                    "phase": "development"})
+
+
 @pytest.fixture(scope="module")
 def shifted_run(tmp_path_factory):
     """score-local --shift on a small suite, through the CLI: the run folder."""
@@ -250,11 +273,12 @@ def shifted_run(tmp_path_factory):
     d = generate(48, seed=5)
     np.savez(ws / "test.npz", images=d["images"], labels=d["labels"])
     z = centroid_zip(ws / "centroid.zip")
+    _two_calibration_zips(ws, d, REPORT_SUITE)
     old = os.getcwd()
     os.chdir(ws)
     try:
         code = run(["score-local", str(z), "--data", "test.npz", "--json",
-                    "--shift", "randaugment:2,occlusion,blur:3,stain_jitter:2"])
+                    "--shift", REPORT_SUITE])
     finally:
         os.chdir(old)
     assert code == 0
@@ -272,12 +296,18 @@ def test_report_is_self_contained(shifted_run):
     assert page.count("<img") == page.count("src='data:image/png;base64,")
     for section in ("shifted score", "Per class", "Confusion matrix", "Most confident mistakes",
                     "Time against the limit", "Files of the submission",
-                    "What the shifts look like"):
+                    "What the shifts look like", "predicted leaderboard",
+                    "Predicted leaderboard score", "severity 5", "Hypothesis: a custom list",
+                    "keras.layers.RandomErasing", "Pillow ImageDraw"):
         assert section in page, section
     assert "centroids.npy" in page and "model.py" in page
     run = json.loads((shifted_run / "run.json").read_text())
     assert f"{run['scores']['accuracy']:.4f}" in page
     assert f"{run['shift']['shifted_score']:.4f}" in page
+    pred = run["predicted_leaderboard"]
+    assert pred["calibrated_on"] == 2 and f"{pred['score']:.4f}" in page
+    assert "earlier-0.zip" in page and "earlier-1.zip" in page  # the chart's rows
+    assert page.count("<path d='M") == 2  # their actual scores
 
 
 def test_report_ranks_mistakes_by_confidence(shifted_run):

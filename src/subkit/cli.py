@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from subkit import __version__
-from subkit.errors import UsageError
+from subkit.errors import SubkitError, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -30,6 +30,15 @@ profile_option = click.option(
     help="Competition profile (a built-in name or a .toml path); default: the workspace's "
          "subkit.toml, else an2dl-2024-blood-cells.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+env_option = click.option(
+    "--env", "env_name", type=click.Choice(["auto", "grader", "current"]), default=None,
+    help="Library versions that run the submission: auto (default; $SUBKIT_ENV) = the "
+         "profile's grader versions (a cached environment, created on first need) whenever "
+         "the current ones differ; grader; current.")
+phase_option = click.option(
+    "--phase", "phase_name", default=None, metavar="NAME",
+    help="The profile's phase (name or index; default: the first): it sets the expected "
+         "output where phases differ (a forecast's horizon).")
 
 
 @click.group(context_settings=CONTEXT)
@@ -120,12 +129,12 @@ def init(directory: str, profile_name: str | None, force: bool) -> None:
 @click.option("--target-keras", default=None, metavar="VERSION",
               help="Rewrite .keras files so this Keras loads them (default: the profile's grader "
                    "version when the weights were saved by a newer one).")
-@click.option("--env", "env_name", type=click.Choice(["current", "grader"]), default="current",
-              show_default=True, help="Environment that runs the smoke test.")
+@env_option
+@phase_option
 @profile_option
 @json_option
 def build(weights, model_py, includes, tag, out_dir, keep_optimizer, no_smoke, target_keras,
-          env_name, profile_name, as_json) -> None:
+          env_name, phase_name, profile_name, as_json) -> None:
     """Package weights and model.py into the competition zip, after checking it."""
     from subkit.build import build_submission
 
@@ -135,25 +144,33 @@ def build(weights, model_py, includes, tag, out_dir, keep_optimizer, no_smoke, t
         includes=[Path(i) for i in includes], tag=tag,
         out_dir=Path(out_dir) if out_dir else None, profile=prof,
         keep_optimizer=keep_optimizer, smoke=not no_smoke, echo=None if as_json else click.echo,
-        env=env_name, target_keras=target_keras)
+        env=env_name, target_keras=target_keras, phase=phase_name)
     if as_json:
         _echo_json(manifest)
 
 
 @main.command()
-@click.argument("zip_path", metavar="ZIP", type=click.Path(dir_okay=False))
+@click.argument("zip_path", metavar="ZIP|CSV", type=click.Path(dir_okay=False))
 @click.option("--no-smoke", is_flag=True, help="Only the static checks (no child process).")
-@click.option("--env", "env_name", type=click.Choice(["current", "grader"]), default="current",
-              show_default=True, help="Environment that runs the smoke test.")
+@env_option
+@click.option("--data", "data_path", default=None, metavar="FILE",
+              help="With a CSV: the test set it predicts (checks the rows and the ids' order).")
+@phase_option
 @profile_option
 @json_option
-def check(zip_path, no_smoke, env_name, profile_name, as_json) -> None:
-    """Check an existing zip the way the grader will use it: PASSED / FAILED."""
-    from subkit.build import check_zip
+def check(zip_path, no_smoke, env_name, data_path, phase_name, profile_name, as_json) -> None:
+    """Check an existing zip the way the grader will use it, or a Kaggle CSV against the
+    profile's layout: PASSED / FAILED."""
+    from subkit.build import check_csv, check_zip
 
     prof = _profile(profile_name)
-    report = check_zip(Path(zip_path), prof, smoke=not no_smoke, env=env_name,
-                       echo=None if as_json else click.echo)
+    echo = None if as_json else click.echo
+    if zip_path.lower().endswith(".csv"):
+        report = check_csv(Path(zip_path), prof, data=Path(data_path) if data_path else None,
+                           echo=echo)
+    else:
+        report = check_zip(Path(zip_path), prof, smoke=not no_smoke, env=env_name, echo=echo,
+                           phase=phase_name)
     if as_json:
         _echo_json(report.to_dict())
     if report.status == "FAILED":
@@ -179,13 +196,16 @@ def _zip_default(prof, zip_path: str | None) -> Path:
               help="A Codabench competition bundle (folder or zip with competition.yaml): run "
                    "its own ingestion and scoring programs, as the compute worker does.")
 @click.option("--phase", "phase_name", default=None, metavar="NAME",
-              help="With --bundle: the phase (name or index; default: the first).")
+              help="With --bundle: the bundle's phase (name or index; default: the first). "
+                   "Else the profile's phase, which sets the expected output (the forecast "
+                   "horizon: 9 in development, 18 in the final phase of an2dl-2023-forecasting).")
 @click.option("--task", "task_index", type=int, default=None, metavar="N",
               help="With --bundle: the task index (default: the phase's first).")
 @click.option("--shift", "shift_suite", is_flag=False, flag_value="default", default=None,
               metavar="[SUITE]",
               help="Also score the test set under a seeded suite of distribution shifts: "
-                   "default, quick, or a list like blur:3,noise (see docs/shift-and-report.md).")
+                   "default, quick, hidden-2024, microscopy, or a list like blur:3,bubble; "
+                   "predicts the leaderboard from the ledger (docs/shift-and-report.md).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the shift suite.")
 @click.option("--tta-compare", is_flag=True,
@@ -193,11 +213,12 @@ def _zip_default(prof, zip_path: str | None) -> Path:
 @click.option("--proba", is_flag=True,
               help="Also call predict_proba (when the model has one) to rank the report's "
                    "mistakes by confidence (implied by --shift).")
+@env_option
 @profile_option
 @json_option
 def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_name, as_json,
                 bundle_path=None, phase_name=None, task_index=None, shift_suite=None, seed=0,
-                tta_compare=False, proba=False):
+                tta_compare=False, proba=False, env_name=None):
     """Run a zip the way the hidden evaluation runs it, and score it.
 
     With --bundle, the competition's own programs run instead of subkit's grader."""
@@ -205,12 +226,18 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
     from subkit.report.terminal import print_score
 
     prof = _profile(profile_name)
-    if bundle_path or phase_name is not None or task_index is not None:
+    if bundle_path or task_index is not None:
         if shift_suite or tta_compare:
             raise UsageError("--shift and --tta-compare run subkit's own grader, not a bundle's",
                              hint="drop --bundle, or drop --shift/--tta-compare")
         return _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_index,
-                                  time_limit, no_network_isolation, as_json)
+                                  time_limit, no_network_isolation, as_json, env_name)
+    if phase_name is not None:  # the profile's phase; a bundle's needs --bundle
+        try:
+            prof.phase(phase_name)
+        except SubkitError as exc:
+            raise UsageError(exc.message, hint=f"{exc.hint}; a Codabench bundle's phase needs "
+                                               "--bundle BUNDLE") from None
     if shift_suite and zip_path is None and shift_suite.lower().endswith(".zip"):
         zip_path, shift_suite = shift_suite, "default"  # `--shift my.zip`: the zip, not a suite
     zp = _zip_default(prof, zip_path)
@@ -218,7 +245,7 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
     result = run_score(zp, data, prof, time_limit=time_limit,
                        isolate_network=not no_network_isolation,
                        progress=not as_json, shift=shift_suite, seed=seed,
-                       tta_compare=tta_compare, proba=proba)
+                       tta_compare=tta_compare, proba=proba, env=env_name, phase=phase_name)
     if as_json:
         _echo_json(result.to_dict())
     else:
@@ -228,12 +255,12 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
 
 
 def _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_index,
-                       time_limit, no_network_isolation, as_json):
+                       time_limit, no_network_isolation, as_json, env_name=None):
     """score-local --bundle: the bundle's programs (issue 7)."""
     from subkit.grader.codabench import score_with_bundle, summary_lines
 
     if not bundle_path:
-        raise UsageError("--phase and --task choose a phase and task of a bundle",
+        raise UsageError("--task chooses a task of a bundle",
                          hint="pass --bundle BUNDLE too")
     if data_path:
         raise UsageError("--data and --bundle together: the bundle brings its own test data",
@@ -241,7 +268,7 @@ def _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_
     zp = _zip_default(prof, zip_path)
     result = score_with_bundle(zp, Path(bundle_path), prof, phase_name, task_index,
                                time_limit=time_limit, isolate_network=not no_network_isolation,
-                               progress=not as_json)
+                               progress=not as_json, env=env_name)
     if as_json:
         _echo_json(result.to_dict())
     else:
@@ -268,38 +295,53 @@ def _data_default(prof, data_path: str | None) -> Path:
 @click.option("--out", "out_path", required=True, metavar="FILE.csv", help="Kaggle-style CSV to write.")
 @click.option("--force", is_flag=True, help="Overwrite --out.")
 @click.option("--time-limit", type=float, default=None, metavar="S")
+@env_option
+@phase_option
 @profile_option
 @json_option
-def predict(zip_path, data_path, out_path, force, time_limit, profile_name, as_json):
-    """Run a zip on unlabelled data (isolated, like score-local) and write a CSV."""
+def predict(zip_path, data_path, out_path, force, time_limit, env_name, phase_name, profile_name,
+            as_json):
+    """Run a zip on unlabelled data (isolated, like score-local) and write the profile's
+    CSV exactly (e.g. Mars: id then 8192 pixel columns; Pirate Pain: sample_index,label)."""
     from subkit.grader.run import predict_csv
 
     prof = _profile(profile_name)
     zp = _zip_default(prof, zip_path)
     info = predict_csv(zp, Path(data_path), Path(out_path), prof, force=force,
-                       time_limit=time_limit, progress=not as_json)
+                       time_limit=time_limit, progress=not as_json, env=env_name,
+                       phase=phase_name)
     if as_json:
         _echo_json(info)
-    else:
-        from subkit.report.terminal import print_sandbox
+        return
+    from subkit.grader.run import env_line
+    from subkit.report.terminal import print_sandbox
 
-        for w in info["warnings"]:
-            click.secho(f"  warning: {w}", fg="yellow")
-        click.echo(f"wrote {info['rows']} predictions to {info['out']}")
-        print_sandbox(info["sandbox"])
+    for w in info["warnings"]:
+        click.secho(f"warning: {w}", fg="yellow", bold=w is info["warnings"][0]
+                    and bool(info["env"].get("warning")))
+    click.echo(f"wrote {info['rows']} predictions to {info['out']}")
+    click.echo(env_line(info["env"]))
+    print_sandbox(info["sandbox"])
 
 
 # -- demo ------------------------------------------------------------------------------------
 @main.command()
-@click.argument("directory", required=False, default="subkit-demo", type=click.Path(file_okay=False))
+@click.argument("directory", required=False, default=None, type=click.Path(file_okay=False))
 @click.option("--n", "n_images", default=2000, show_default=True, help="Synthetic images to generate.")
 @click.option("--epochs", default=None, type=int, help="Training epochs (default: train.py --quick's).")
 @click.option("--force", is_flag=True, help="Reuse a non-empty DIRECTORY.")
-def demo(directory, n_images, epochs, force) -> None:
-    """End to end on built-in synthetic data: data, train, build, score-local."""
+@click.option("--profile", "profile_name", metavar="NAME", default=None,
+              help="The kind of competition to demonstrate (a built-in profile; default: "
+                   "an2dl-2024-blood-cells). Kaggle profiles also write and check the CSV.")
+def demo(directory, n_images, epochs, force, profile_name) -> None:
+    """End to end on built-in synthetic data: data, train, build, score-local.
+
+    DIRECTORY defaults to ./subkit-demo, or ~/subkit-demo when the current folder is inside
+    a source checkout (-2, -3... when taken); the demo says where."""
     from subkit.demo import run_demo
 
-    run_demo(Path(directory), n_images=n_images, epochs=epochs, force=force)
+    run_demo(Path(directory) if directory else None, n_images=n_images, epochs=epochs,
+             force=force, profile_name=profile_name)
 
 
 from subkit.cli_data import data as _data_group  # noqa: E402

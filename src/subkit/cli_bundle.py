@@ -26,8 +26,9 @@ def bundle() -> None:
               help="Labelled test set (.npz with the profile's keys, or class folders).")
 @click.option("--out", "out", required=True, metavar="bundle.zip", help="The bundle zip to write.")
 @click.option("--docker-image", default=None, metavar="IMAGE",
-              help="competition.yaml's docker_image (default: codalab/codalab-legacy:py3); it "
-                   "must hold the profile's grader versions.")
+              help="competition.yaml's docker_image (default: tensorflow/tensorflow:<the "
+                   "profile's tensorflow>); it must hold the profile's grader versions "
+                   "(the bundle's docker/Dockerfile builds one that does).")
 @click.option("--force", is_flag=True, help="Overwrite --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def export(profile_name, reference, out, docker_image, force, as_json) -> None:

@@ -85,6 +85,16 @@ def inspect(file, near, similarity, z_threshold, html_path, no_open, profile_nam
     outliers, suggested class weights."""
     from subkit.data import inspect as insp
 
+    from subkit import profile
+
+    prof = profile.load(profile_name)
+    if prof.kind == "segmentation":
+        from subkit.data import io, kinds
+
+        report = kinds.inspect(io.load(file, prof, require_labels=False), prof, near=near,
+                               min_similarity=similarity)
+        _echo_json(report) if as_json else click.echo(kinds.to_text(report))
+        return
     if html_path is not None and Path(html_path).suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--html {html_path}: the page's name must end in .html",
                          hint="e.g. --html inspect.html (this guards against overwriting data)")
@@ -130,18 +140,36 @@ def inspect(file, near, similarity, z_threshold, html_path, no_open, profile_nam
 @click.option("--record", "record", metavar="FILE", default=None,
               help="The JSON record of what was removed (default: <out>.removed.json).")
 @click.option("--force", is_flag=True, help="Overwrite --out and the record if they exist.")
+@click.option("--drop-shared-masks", is_flag=True,
+              help="Segmentation: also drop every image of a group of 3 or more whose masks "
+                   "are identical (and not uniform), like Mars' 110 'alien' images.")
 @profile_option
 @json_option
-def dedupe(file, out, drop, near, similarity, record, force, profile_name, as_json):
+def dedupe(file, out, drop, near, similarity, record, force, drop_shared_masks, profile_name,
+           as_json):
     """Write a copy of FILE without duplicates, and a JSON record of each removed image
     (index, reason, group). FILE is never changed."""
     from subkit import profile
     from subkit.data.duplicates import dedupe_file
 
     prof = profile.load(profile_name)
-    summary = dedupe_file(Path(file), prof, out=Path(out), drop=drop, near=near,
-                          min_similarity=similarity, force=force,
-                          record=Path(record) if record else None)
+    kwargs = dict(out=Path(out), drop=drop, near=near, min_similarity=similarity, force=force,
+                  record=Path(record) if record else None)
+    if prof.kind == "segmentation":
+        from subkit.data import kinds
+
+        summary = kinds.dedupe_file(Path(file), prof, drop_shared_masks=drop_shared_masks, **kwargs)
+        if not as_json:
+            click.echo(f"{summary['n_input']:,} -> {summary['n_output']:,} images: removed "
+                       f"{summary['n_removed']:,} ({summary['drop']}; {summary['n_groups']} groups "
+                       f"of duplicate images, {summary['n_removed_shared_masks']} images sharing "
+                       f"a mask)\nwrote {summary['output']} and {summary['record']}")
+            return
+    elif drop_shared_masks:
+        raise UsageError("--drop-shared-masks is for segmentation profiles",
+                         hint=f"{prof.name} is {prof.kind}: drop the option")
+    else:
+        summary = dedupe_file(Path(file), prof, **kwargs)
     if as_json:
         _echo_json(summary)
         return
@@ -183,11 +211,18 @@ def split(file, test_size, out_train, out_test, seed, near, similarity, set_defa
     from subkit.data.split import split_file
 
     prof = profile.load(profile_name)
+    if prof.kind in ("forecasting", "segmentation"):
+        from subkit.data import kinds
+
+        split_file = kinds.split_file
     report = split_file(Path(file), prof, test_size=test_size, out_train=Path(out_train),
                         out_test=Path(out_test), seed=seed, near=near,
                         min_similarity=similarity, force=force, set_default=set_default)
     if as_json:
         _echo_json(report)
+        return
+    if "kind" in report:
+        _print_kind_split(report)
         return
     width = max(len(c["name"]) for c in report["classes"])
     click.echo(f"{report['n_images']:,} images -> train {report['train']['n_images']:,}, "
@@ -203,6 +238,23 @@ def split(file, test_size, out_train, out_test, seed, near, similarity, set_defa
         click.echo(f"warning: class {name!r} has no image on either side")
     for key in report["skipped_arrays"]:
         click.echo(f"warning: array {key!r} holds Python objects and was not copied")
+    click.echo(f"wrote {report['train']['path']} and {report['test']['path']}")
+    if report.get("set_default"):
+        click.echo(f"set local_test in {report['set_default']}")
+
+
+def _print_kind_split(report: dict) -> None:
+    click.echo(f"{report['n_samples']:,} samples -> train {report['train']['n_samples']:,}, "
+               f"test {report['test']['n_samples']:,} (test size {report['test_size']}, "
+               f"seed {report['seed']})")
+    if report["kind"] == "forecasting":
+        click.echo(f"split by series: {report['test_series']} of {report['n_series']} series on "
+                   "the test side, each whole (no window of a test series in training)")
+        for c in report["categories"]:
+            click.echo(f"  category {c['category']}: {c['series']} series, {c['test_series']} test")
+    else:
+        click.echo(f"duplicate image groups kept together: {report['groups_kept_together']} "
+                   f"({report['images_in_groups']} images)")
     click.echo(f"wrote {report['train']['path']} and {report['test']['path']}")
     if report.get("set_default"):
         click.echo(f"set local_test in {report['set_default']}")

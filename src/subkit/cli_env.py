@@ -56,7 +56,10 @@ def _print_status(st: dict) -> None:
         click.echo("             an install that did not finish: `subkit env create` removes "
                    "and rebuilds it")
     else:
-        click.echo("             not created yet: `subkit env create` (about 600 MB once)")
+        from subkit.grader.environment import DOWNLOAD_HINT_MB
+
+        click.echo("             not created yet: `subkit env create` (about "
+                   f"{DOWNLOAD_HINT_MB} MB once)")
     if st.get("note"):
         click.echo(f"note         {st['note']}")
 
@@ -91,6 +94,7 @@ def create(profile_name: str | None, force: bool, as_json: bool) -> None:
             click.echo("(--force rebuilds it)")
         return
     environment.ensure_env(prof, create=True, echo=_err, force=force)
+    environment.clear_failure(prof)
     after = environment.env_status(prof)
     if as_json:
         _echo_json({**after, "created_now": True})

@@ -1,6 +1,6 @@
-"""`subkit history ...` and `subkit submit` (issue 8).
+"""`subkit history ...` and `subkit submit`.
 
-Thin click commands over ``subkit.ledger`` and ``subkit.remote``; nothing here imports
+Thin click commands over ``subkit.ledger`` and ``subkit.submit``; nothing here imports
 TensorFlow (the check before an upload imports it lazily, inside ``subkit.build``).
 """
 
@@ -61,6 +61,13 @@ def _fmt_lb(row: dict) -> str:
     return " / ".join(f"{phase} {_fmt_score(score)}" for phase, score in lb.items())
 
 
+def _fmt_predicted(row: dict) -> str:
+    p = row.get("predicted_leaderboard")
+    if not p:
+        return "-"
+    return f"{p['score']:.4f} ({p['low']:.2f}-{p['high']:.2f})"
+
+
 def _fmt_runtime(v: Any) -> str:
     try:
         return f"{float(v):.1f}s"
@@ -90,6 +97,8 @@ COLUMNS: dict[str, tuple[str, Callable[[dict], str], Callable[[dict], Any], bool
     "runtime": ("runtime", lambda r: _fmt_runtime(r.get("runtime_s")),
                 lambda r: r.get("runtime_s"), False),
     "leaderboard": ("leaderboard", _fmt_lb, lambda r: r.get("leaderboard_score"), True),
+    "predicted": ("predicted", _fmt_predicted,
+                  lambda r: (r.get("predicted_leaderboard") or {}).get("score"), True),
     "submission": ("submission", lambda r: _cut(r.get("submission_id"), 12),
                    lambda r: None if r.get("submission_id") is None
                    else str(r.get("submission_id")), False),
@@ -146,7 +155,8 @@ def render_table(rows: list[dict]) -> str:
 
 CSV_FIELDS = ["zip_name", "zip_sha256", "tag", "note", "weights_sha256", "keras_version",
               "metric", "clean_score", "shifted_score", "runtime_s", "local_ok",
-              "leaderboard_score", "leaderboard_phase", "platform", "competition",
+              "leaderboard_score", "leaderboard_phase", "predicted_leaderboard",
+              "predicted_low", "predicted_high", "platform", "competition",
               "submission_id", "status", "built", "updated", "zip"]
 
 
@@ -162,6 +172,9 @@ def render_csv(rows: list[dict]) -> str:
     w.writeheader()
     for r in rows:
         out = {k: r.get(k) for k in CSV_FIELDS}
+        pred = r.get("predicted_leaderboard") or {}
+        out.update(predicted_leaderboard=pred.get("score"), predicted_low=pred.get("low"),
+                   predicted_high=pred.get("high"))
         for p in phases:
             out[f"leaderboard_{p}"] = (r.get("leaderboard") or {}).get(p)
         w.writerow({k: ("" if v is None else v) for k, v in out.items()})
@@ -181,9 +194,14 @@ def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | Non
             reverse: bool, profile_name: str | None) -> None:
     """Every build, local score and leaderboard score, one row per zip.
 
+    The "predicted" column is the leaderboard score the other zips' leaderboard scores
+    predict for a zip from its `score-local --shift` run (same test set, suite and seed;
+    at least two such zips), with a leave-one-out band.
+
     \b
     subkit history                       # the table, oldest zip first
     subkit history --sort leaderboard    # best leaderboard score first
+    subkit history --sort predicted      # best predicted leaderboard score first
     subkit history note ZIP --text "V2M + AdamW + TTA"
     subkit history score ZIP --leaderboard 0.76 --phase final
     """
@@ -199,7 +217,7 @@ def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | Non
     for note in recover(prof):  # a build or run a killed subkit left half-done
         _err(f"note: {note}")
     ledger = _ledger(prof)
-    rows = ledger.table()
+    rows = _rows_with_predictions(ledger.records())
     if sort_col:
         better = bool(prof.data.get("evaluation", {}).get("higher_is_better", True))
         rows = sort_rows(rows, sort_col, reverse=reverse, higher_is_better=better)
@@ -216,6 +234,22 @@ def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | Non
                    "and `subkit submit` add to it")
         return
     click.echo(render_table(rows))
+
+
+def _rows_with_predictions(records: list[dict]) -> list[dict]:
+    """The history rows, each zip with a shift run given the leaderboard prediction the
+    other zips' leaderboard scores make for it now (subkit.calibration)."""
+    from subkit import calibration
+    from subkit.ledger import build_table
+
+    rows = build_table(records)
+    predicted = calibration.for_history(records)
+    for r in rows:
+        r.pop("shift_scores", None)  # per-set scores: the run's report has them
+        p = predicted.get(r["zip_sha256"])
+        r["predicted_leaderboard"] = None if p is None else {
+            k: p[k] for k in ("score", "low", "high", "calibrated_on", "loo_error", "phase")}
+    return rows
 
 
 def _zip_ref(ctx: click.Context, profile_name: str | None, ref: str):
@@ -270,60 +304,88 @@ def history_score(ctx, zip_ref: str, score: float, phase: str | None, profile_na
 
 
 # -- submit ---------------------------------------------------------------------------------------
+def is_interactive() -> bool:
+    import sys
+
+    try:
+        return sys.stdin.isatty() and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # pragma: no cover
+        return False
+
+
+def prompt_login(server: str) -> tuple[str, str]:
+    click.echo(f"Log in to {server} (once: the token is saved, the password is not).", err=True)
+    username = click.prompt("Codabench user name or e-mail", err=True)
+    password = click.prompt("Codabench password", hide_input=True, err=True)
+    return username, password
+
+
 @click.command(name="submit")
-@click.argument("file", metavar="ZIP|FILE.csv", type=click.Path(dir_okay=False))
+@click.argument("file", metavar="[ZIP|FILE.csv]", required=False,
+                type=click.Path(dir_okay=False))
 @click.option("--codabench", "codabench", metavar="COMPETITION",
               help="Codabench competition number or URL.")
-@click.option("--kaggle", "kaggle", metavar="COMPETITION", help="Kaggle competition slug.")
+@click.option("--kaggle", "kaggle", metavar="COMPETITION",
+              help="Kaggle competition slug or URL.")
 @click.option("--phase", metavar="ID|NAME",
-              help="Codabench phase (default: the one open now).")
+              help="Codabench phase (default: the one open now; a closed one needs --force).")
 @click.option("-m", "--message", metavar="TEXT",
-              help="Submission description (required for Kaggle).")
+              help="Submission description: required for Kaggle, which shows it; for "
+                   "Codabench kept in the ledger (its API takes no description).")
 @click.option("--wait", is_flag=True,
               help="Wait until the submission is scored and record the score.")
-@click.option("--force", is_flag=True, help="Upload even if `subkit check` fails.")
+@click.option("--force", is_flag=True,
+              help="Submit even when subkit's own checks say no (a failed check or CSV check, "
+                   "a closed Codabench phase, Kaggle's limits as read before the upload).")
 @click.option("--no-smoke", is_flag=True,
               help="Check without the smoke test in a child process (faster).")
+@click.option("--env", "env_name", type=click.Choice(["auto", "grader", "current"]),
+              default=None, help="Python environment of the check's smoke test (default: auto).")
 @click.option("--server", metavar="URL",
-              help="Codabench server (default: $CODABENCH_URL, else https://www.codabench.org).")
+              help="API host, scheme://host[:port] (Codabench: default $CODABENCH_URL, else "
+                   "https://www.codabench.org; Kaggle: https://api.kaggle.com).")
+@click.option("--kernel", metavar="OWNER/NOTEBOOK",
+              help="Kaggle code competition: submit this notebook's version (FILE, if given, "
+                   "names its output file, e.g. submission.csv).")
+@click.option("--version", "kernel_version", type=click.IntRange(min=1), metavar="N",
+              help="The notebook version to submit with --kernel.")
 @click.option("--wait-timeout", type=float, default=7200.0, show_default=True, metavar="S",
               help="Give up waiting after S seconds (the submission stays on the server).")
 @profile_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def submit(file: str, codabench: str | None, kaggle: str | None, phase: str | None,
-           message: str | None, wait: bool, force: bool, no_smoke: bool, server: str | None,
+def submit(file: str | None, codabench: str | None, kaggle: str | None, phase: str | None,
+           message: str | None, wait: bool, force: bool, no_smoke: bool, env_name: str | None,
+           server: str | None, kernel: str | None, kernel_version: int | None,
            wait_timeout: float, profile_name: str | None, as_json: bool) -> None:
-    """Submit a zip to Codabench (after `subkit check`) or a CSV to Kaggle.
+    """Submit a zip to Codabench (after `subkit check`), or a CSV or a notebook version to
+    Kaggle.
 
     \b
     subkit submit submissions/v2m.zip --codabench 1234 --wait
     subkit submit preds.csv --kaggle an2dl-mars -m "UNet + TTA"
+    subkit submit --kaggle some-code-comp --kernel me/my-notebook --version 3 -m "v3"
 
     Codabench credentials: CODABENCH_TOKEN, else a login asked once on a terminal (the
-    token is saved in ~/.config/subkit, owner-only). Kaggle: ~/.kaggle/kaggle.json or
-    KAGGLE_USERNAME/KAGGLE_KEY. Every submission and score goes into the ledger
-    (`subkit history`).
+    token is saved in ~/.config/subkit, owner-only). Kaggle, in the official client's
+    order: an access token (KAGGLE_API_TOKEN, ~/.kaggle/access_token), else kaggle.json or
+    KAGGLE_USERNAME/KAGGLE_KEY. Credentials are read only after the check. Every
+    submission and score goes into the ledger (`subkit history`).
     """
+    from subkit.submit import SubmitOptions, Ui
+    from subkit.submit import submit as run_submit
+
     if bool(codabench) == bool(kaggle):
         raise UsageError("say where to submit: --codabench COMPETITION or --kaggle COMPETITION",
                          hint="e.g. subkit submit sub.zip --codabench 1234")
     prof = _load_profile(profile_name)
-    ledger = _ledger(prof)
-    if codabench:
-        from subkit.remote import codabench as cb
-
-        result = cb.submit(Path(file), codabench, profile=prof, ledger=ledger, phase=phase,
-                           wait=wait, force=force, smoke=not no_smoke, server=server,
-                           message=message, echo=_err,
-                           check_echo=None if as_json else _err,
-                           wait_timeout=wait_timeout)
-    else:
-        if phase:
-            raise UsageError("--phase is for Codabench", hint="Kaggle has one public leaderboard")
-        from subkit.remote import kaggle as kg
-
-        result = kg.submit(Path(file), kaggle, message or "", ledger=ledger, wait=wait,
-                           echo=_err, wait_timeout=wait_timeout)
+    opts = SubmitOptions(
+        platform="codabench" if codabench else "kaggle", competition=codabench or kaggle,
+        file=Path(file) if file else None, phase=phase, message=message, wait=wait,
+        force=force, smoke=not no_smoke, env=env_name, server=server,
+        wait_timeout=wait_timeout, kernel=kernel, version=kernel_version)
+    ui = Ui(echo=_err, check_echo=None if as_json else _err, interactive=is_interactive(),
+            prompt_login=prompt_login)
+    result = run_submit(opts, prof, _ledger(prof), ui)
     if as_json:
         _echo_json(result)
     else:
@@ -345,5 +407,6 @@ def _print_result(r: dict) -> None:
         extra = ""
         if r.get("scores") and len(r["scores"]) > 1:
             extra = " (" + ", ".join(f"{k} {v:.4f}" for k, v in r["scores"].items()) + ")"
-        click.echo(f"leaderboard score: {r['leaderboard_score']:.4f}{extra}")
+        column = f" ({r['column']})" if r.get("column") and not extra else ""
+        click.echo(f"leaderboard score: {r['leaderboard_score']:.4f}{column}{extra}")
     click.echo(f"recorded in the ledger; see `subkit history` ({r.get('url')})")

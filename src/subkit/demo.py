@@ -23,19 +23,59 @@ def _step(n: int, text: str) -> None:
     click.secho(f"\n[{n}/5] {text}", bold=True)
 
 
-def run_demo(directory: Path, *, n_images: int = 2000, epochs: int | None = None, force: bool = False,
-             seed: int = 0) -> dict:
+DEFAULT_NAME = "subkit-demo"
+
+
+def source_checkout(folder: Path) -> Path | None:
+    """The git work tree or Python project (pyproject.toml, setup.py) ``folder`` is in, if
+    any: a demo's 2000 images, weights and runs do not belong there by surprise."""
+    for d in [folder, *folder.parents]:
+        if (d / ".git").exists() or (d / "pyproject.toml").is_file() or (d / "setup.py").is_file():
+            return d
+    return None
+
+
+def _free(folder: Path) -> Path:
+    """``folder``, or ``folder-2``, ``folder-3``... : the first that is missing or empty."""
+    cand, i = folder, 1
+    while cand.exists() and (not cand.is_dir() or any(cand.iterdir())):
+        i += 1
+        cand = folder.with_name(f"{folder.name}-{i}")
+    return cand
+
+
+def demo_directory(directory: Path | None) -> tuple[Path, str]:
+    """Where the demo's workspace goes, and why there. Given: that folder. Not given:
+    ./subkit-demo, unless the current folder is inside a source checkout (then
+    ~/subkit-demo); the next free name when that one is taken."""
+    if directory is not None:
+        return Path(directory).resolve(), "as asked"
+    cwd = Path.cwd().resolve()
+    checkout = source_checkout(cwd)
+    if checkout is None:
+        return _free(cwd / DEFAULT_NAME), "in the current folder"
+    return (_free(Path.home() / DEFAULT_NAME),
+            f"in your home folder, not inside the source checkout {checkout}")
+
+
+def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int | None = None,
+             force: bool = False, seed: int = 0, profile_name: str | None = None) -> dict:
     from subkit import profile
     from subkit.workspace import init_workspace
 
     t0 = time.monotonic()
-    directory = Path(directory)
+    directory, why = demo_directory(directory)
     if directory.exists() and any(directory.iterdir()) and not force:
         raise InputError(f"{directory} exists and is not empty",
                          hint="give another folder, or --force to reuse it")
     if n_images < 200:
         raise InputError(f"--n {n_images} is too small for a demo", hint="use at least 200 images")
+    click.secho(f"the demo's workspace: {directory} ({why})", bold=True)
+    if profile_name and profile_name != profile.DEFAULT_PROFILE:  # every other kind
+        from subkit.demo_kinds import run_kind_demo
 
+        return run_kind_demo(directory, profile.load(profile_name, workspace=False), n=n_images,
+                             epochs=epochs, seed=seed)
     _step(1, f"workspace: subkit init {directory}")
     for p in init_workspace(directory, None, force=True):
         click.echo(f"  wrote {p}")
@@ -60,21 +100,7 @@ def run_demo(directory: Path, *, n_images: int = 2000, epochs: int | None = None
     set_local_test(prof, test_path)
 
     _step(3, "train: python train.py --quick (a small CNN; a real run uses EfficientNetV2B0)")
-    cmd = [sys.executable, "train.py", "--data", "data/train.npz", "--out", "weights.keras", "--quick",
-           "--seed", str(seed)]
-    if epochs:
-        cmd += ["--epochs", str(epochs)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    tail: list[str] = []
-    for line in proc.stdout:  # stream the epochs as they finish
-        tail = (tail + [line])[-60:]
-        if line.startswith(("train ", "Epoch", "{")) or " - accuracy" in line or line.startswith("note"):
-            click.echo("  " + line.strip()[:150])
-    if proc.wait() != 0:
-        click.echo("".join(tail), err=True)
-        raise SubkitError("training failed", hint="see the output above")
+    run_train(directory, seed, epochs)
 
     _step(4, "build: subkit build --weights weights.keras --tag demo")
     from subkit.build import build_submission
@@ -84,7 +110,7 @@ def run_demo(directory: Path, *, n_images: int = 2000, epochs: int | None = None
                                 includes=[], tag="demo", out_dir=None, profile=prof, echo=click.echo)
 
     _step(5, "score-local: the zip run the way the grader runs it, on the local test set")
-    from subkit.grader.run import score_local
+    from subkit.grader.run import env_warnings, score_local
     from subkit.report.terminal import print_score
 
     result = score_local(Path(manifest["path"]), test_path, prof, progress=True)
@@ -97,7 +123,34 @@ def run_demo(directory: Path, *, n_images: int = 2000, epochs: int | None = None
     click.echo(f"next: cd {directory} && subkit history")
     if not result.ok:
         raise SubkitError("the demo's submission failed its local run", hint="see the summary above")
-    return {"zip": manifest["path"], "score": result.score, "seconds": took}
+    from subkit.grader.run import env_line
+
+    click.secho(f"local score: {result.metric} {result.score:.4f}, {env_line(result.env)}",
+                bold=True)
+    for w in env_warnings(result.env):
+        click.secho(f"WARNING: {w}", fg="yellow", bold=True)
+    return {"zip": manifest["path"], "score": result.score, "seconds": took,
+            "directory": str(directory), "env": result.env}
+
+
+def run_train(directory: Path, seed: int, epochs: int | None) -> None:
+    """``python train.py --quick`` in the workspace, its epochs streamed as they finish."""
+    cmd = [sys.executable, "train.py", "--data", "data/train.npz", "--out", "weights.keras", "--quick",
+           "--seed", str(seed)]
+    if epochs:
+        cmd += ["--epochs", str(epochs)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    tail: list[str] = []
+    for line in proc.stdout:  # stream the epochs as they finish
+        tail = (tail + [line])[-60:]
+        if line.startswith(("train ", "Epoch", "{")) or " - accuracy" in line or " - loss" in line \
+                or line.startswith("note"):
+            click.echo("  " + line.strip()[:150])
+    if proc.wait() != 0:
+        click.echo("".join(tail), err=True)
+        raise SubkitError("training failed", hint="see the output above")
 
 
 def _clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: int) -> None:
@@ -123,7 +176,8 @@ def _clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: i
         test_idx += idx[: max(1, int(round(len(idx) * 0.2)))].tolist()
     test_idx = np.array(sorted(test_idx))
     train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
-    data_io.save_npz(train_path, force=True, images=images[train_idx], labels=labels[train_idx][:, None])
-    data_io.save_npz(test_path, force=True, images=images[test_idx], labels=labels[test_idx][:, None])
+    ik, lk = prof.images_key, prof.labels_key
+    data_io.save_npz(train_path, force=True, **{ik: images[train_idx], lk: labels[train_idx][:, None]})
+    data_io.save_npz(test_path, force=True, **{ik: images[test_idx], lk: labels[test_idx][:, None]})
     click.echo(f"  split: {len(train_idx)} train / {len(test_idx)} local test (stratified; "
                "no image has a copy on the other side)")

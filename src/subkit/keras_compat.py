@@ -369,25 +369,51 @@ for line in sys.stdin:
 '''
 
 
+class _Work:
+    """The folder a retarget's workers and subkit exchange files through: ``in_`` holds what
+    subkit gives them (the model, linked or copied in; the rewrite), read-only for them;
+    ``out`` what they write. Locked while in use: a killed subkit's is swept later."""
+
+    def __init__(self, prefix: str = "subkit-retarget-"):
+        self.root = Path(tempfile.mkdtemp(prefix=prefix))
+        self._lock = hold_lock(self.root)
+        self.in_, self.out = self.root / "in", self.root / "out"
+        self.in_.mkdir()
+        self.out.mkdir()
+
+    def give(self, src: Path) -> Path:
+        """``src`` inside ``in_`` (a hard link where it can be, else a copy)."""
+        dst = self.in_ / Path(src).name
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+        return dst
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+        os.close(self._lock)
+
+
 class _Worker:
     """A keras process in one environment, driven by JSON lines.
 
     It loads weights a participant may have been handed (a config.json can name any module
     for Keras 3.4 to import, even in safe mode), so it runs in subkit's sandbox like a
-    submission: the files it is given (``readable``, ``writable``) at their own paths, the
-    system and its interpreter read-only, nothing else, no network."""
+    submission: the system and its interpreter read-only, the ``work`` folders (read-only /
+    writable) at their own paths, nothing else, no network."""
 
     def __init__(self, python: str, label: str, timeout: float = WORKER_TIMEOUT_S,
-                 readable: tuple[Path, ...] = (), writable: tuple[Path, ...] = ()):
+                 work: _Work | None = None):
         from subkit.grader import sandbox
 
         self.label = label
         self.timeout = timeout
+        self.work = work
         self._box = sandbox.Sandbox(sandbox.Limits(), python=python)
-        for path in readable:
-            self._box.bind(path)
-        for path in writable:
-            self._box.bind(path, writable=True)
+        if work is not None:
+            self._box.bind(work.in_)
+            self._box.bind(work.out, writable=True)
         env = {"TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow",
                "PYTHONNOUSERSITE": "1"}
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
@@ -734,9 +760,28 @@ def _max_abs_diff(a_path: Path, b_path: Path) -> float:
         return worst
 
 
+def start_workers(env_python: str | None,
+                  source_python: str | None = None) -> tuple[_Worker, _Worker | None]:
+    """The two Keras workers of a ``retarget``, started now: importing TensorFlow takes
+    seconds in each, which a caller can spend on other work (build strips the optimizer
+    state meanwhile). ``retarget(..., workers=...)`` uses and closes them."""
+    work = _Work()
+    source = _Worker(source_python or sys.executable, "current", work=work)
+    return source, (_Worker(env_python, "grader", work=work) if env_python else None)
+
+
+def close_workers(workers: tuple[_Worker, _Worker | None]) -> None:
+    for w in workers:
+        if w is not None:
+            w.close()
+    if workers[0].work is not None:
+        workers[0].work.close()
+
+
 def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | None,
              echo: Echo = _stderr_echo, source_python: str | None = None,
-             strict: bool = True) -> dict:
+             strict: bool = True,
+             workers: tuple[_Worker, _Worker | None] | None = None) -> dict:
     """Rewrite the ``.keras`` file ``src`` into ``dst`` so that keras ``target_version``
     loads it, and verify it there.
 
@@ -784,19 +829,17 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
                 hint="create the grader environment: subkit env create (then build again)")
     echo(f"retargeting {src.name} from keras {source_version or '(unknown)'} to "
          f"{target_version}: asking both Kerases about {len(classes)} classes...")
-    work = Path(tempfile.mkdtemp(prefix="subkit-retarget-"))
-    work_lock = hold_lock(work)  # what a killed subkit leaves, the next one sweeps
-    source_worker = _Worker(source_python or sys.executable, "current", readable=(src,),
-                            writable=(work,))
-    target_worker = _Worker(env_python, "grader", readable=(src,),
-                            writable=(work,)) if env_python else None
+    source_worker, target_worker = workers or start_workers(env_python, source_python)
+    work = source_worker.work
     try:
         req = [list(c) for c in classes]
         originals = layer_objects(config)
         source_worker.send("probe", classes=req)
-        batch, out_src, out_dst = work / "batch.npz", work / "source.npz", work / "target.npz"
+        out = work.out
+        batch, out_src, out_dst = out / "batch.npz", out / "source.npz", out / "target.npz"
         if target_worker is not None:
-            source_worker.send("predict", model=str(src), batch=str(batch), out=str(out_src),
+            source_worker.send("predict", model=str(work.give(src)), batch=str(batch),
+                               out=str(out_src),
                                make_batch={"n": BATCH_SIZE, "seed": BATCH_SEED})
             target_worker.send("probe", classes=req, samples=collect_samples(config))
             target_worker.send("trial", objects=originals)
@@ -829,7 +872,7 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
         report["unchecked"] = unchecked
         report["status"] = "rewritten" if changed else "unchanged"
         new_metadata = _metadata_for(metadata, source_version, target_version, changed)
-        tmp_dst = work / "retargeted.keras"
+        tmp_dst = work.in_ / "retargeted.keras"
         write_keras(src, tmp_dst, new_config if changed else None, new_metadata)
 
         if target_worker is not None:
@@ -863,11 +906,7 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
         shutil.move(str(tmp_dst), str(dst.with_name(f".{dst.name}.tmp-{os.getpid()}")))
         os.replace(dst.with_name(f".{dst.name}.tmp-{os.getpid()}"), dst)
     finally:
-        source_worker.close()
-        if target_worker is not None:
-            target_worker.close()
-        shutil.rmtree(work, ignore_errors=True)
-        os.close(work_lock)
+        close_workers((source_worker, target_worker))
     report["seconds"] = round(time.monotonic() - t0, 2)
     verdict = ("verified" if report["verified"] else
                "NOT verified" if report["verified"] is False else "not verified")
@@ -924,3 +963,85 @@ def _result(worker: _Worker, op: str, **payload: Any) -> dict:
     except _WorkerError as exc:
         raise SubkitError(f"{op} failed in the {worker.label} environment: {exc.message}",
                           hint="rerun with --debug for the worker's traceback") from None
+
+
+def verify_load(src: Path, target_version: str, *, env_python: str, echo: Echo = _stderr_echo,
+                source_python: str | None = None) -> dict:
+    """Load a model file (``.keras`` or a legacy ``.h5`` model) in the target environment
+    as it is, and compare its outputs on a fixed seeded batch with the current
+    environment's: the proof that the target loads it, without rewriting anything.
+
+    Returns ``{"status": "loads", "source_version", "target_version", "verified",
+    "max_abs_diff", "seconds"}``; raises SubkitError with the target's own refusal."""
+    t0 = time.monotonic()
+    src = Path(src)
+    echo(f"loading {src.name} in keras {target_version} and comparing predictions on "
+         f"{BATCH_SIZE} fixed inputs...")
+    source_worker, target_worker = start_workers(env_python, source_python)
+    work = source_worker.work
+    try:
+        model, out = str(work.give(src)), work.out
+        batch, out_src, out_dst = out / "batch.npz", out / "source.npz", out / "target.npz"
+        _result(source_worker, "predict", model=model, batch=str(batch), out=str(out_src),
+                make_batch={"n": BATCH_SIZE, "seed": BATCH_SEED})
+        try:
+            pred = _result(target_worker, "predict", model=model, batch=str(batch),
+                           out=str(out_dst))
+        except SubkitError as exc:
+            raise SubkitError(f"keras {target_version} cannot load {src.name}: "
+                              f"{exc.message.split(': ', 1)[-1]}",
+                              hint="save it from keras " + target_version) from None
+        diff = _max_abs_diff(out_src, out_dst)
+    finally:
+        close_workers((source_worker, target_worker))
+    return {"status": "loads", "target_version": target_version,
+            "verified": diff < TOLERANCE and not pred.get("warnings"), "max_abs_diff": diff,
+            "load_warnings": pred.get("warnings") or [],
+            "seconds": round(time.monotonic() - t0, 2)}
+
+
+# -- verified rewrites, cached by the weights' sha256 ----------------------------------------
+CACHE_KEEP = 3  # rewritten files kept (each is as big as the stripped weights)
+
+
+def _cache_dir() -> Path:
+    from subkit.grader.environment import cache_root
+
+    return cache_root() / "retargets"
+
+
+def cached_retarget(key: str) -> tuple[Path, dict] | None:
+    """The verified rewrite stored under ``key`` (see ``store_retarget``): (file, report),
+    or None. A hit counts as a use (the cache keeps the most recently used)."""
+    folder = _cache_dir()
+    path, meta = folder / f"{key}.keras", folder / f"{key}.json"
+    try:
+        report = json.loads(meta.read_text("utf-8"))
+        if path.stat().st_size != report.get("cached_size"):
+            return None
+        os.utime(meta)
+    except (OSError, ValueError):
+        return None
+    return path, report
+
+
+def store_retarget(key: str, path: Path, report: dict) -> None:
+    """Keep a verified rewrite (a cache: failures to write are ignored); only the
+    ``CACHE_KEEP`` most recently used entries stay."""
+    folder = _cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}.tmp-{os.getpid()}"
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, folder / f"{key}.keras")
+        meta = dict(report, cached_size=(folder / f"{key}.keras").stat().st_size)
+        meta.pop("path", None)
+        tmp_meta = folder / f".{key}.json.tmp-{os.getpid()}"
+        tmp_meta.write_text(json.dumps(meta), "utf-8")
+        os.replace(tmp_meta, folder / f"{key}.json")
+        entries = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[CACHE_KEEP:]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".keras").unlink(missing_ok=True)
+    except OSError:
+        pass

@@ -8,6 +8,8 @@ moved or deleted keeps its history. Record kinds (``record["kind"]``)::
 
     build        zip, zip_sha256, tag, weights: [{name, sha256, keras_version}], profile, size
     score-local  zip, zip_sha256, run_dir, metric, clean_score, shifted_score, runtime_s, env, ok
+                 (with --shift: data_sha256, shift_suite, shift_seed, shift_scores {set: score},
+                 read back by subkit.calibration)
     submit       zip_sha256, platform, competition, phase, submission_id, status
     leaderboard  zip_sha256, leaderboard_score, phase, source ("manual"|"codabench"|"kaggle")
     note         zip_sha256, text

@@ -29,6 +29,7 @@ class ModelPyReport:
     findings: list[Finding] = field(default_factory=list)
     weights_names: list[str] = field(default_factory=list)
     lists_directory: bool = False
+    missing_weights: list[str] = field(default_factory=list)  # surely loaded, not in the zip
     defined_names: set[str] = field(default_factory=set)
 
     def error(self, message: str, hint: str = "") -> None:
@@ -96,60 +97,172 @@ def _check_class(cls: ast.ClassDef, prof, rep: ModelPyReport, filename: str) -> 
         req = _required_positional(init)[1:]  # drop self
         kwonly_req = [a.arg for a, d in zip(init.args.kwonlyargs, init.args.kw_defaults) if d is None]
         if len(req) > n_init or kwonly_req:
-            rep.error(f"{name}.__init__ requires argument(s) {', '.join(req[n_init:] + kwonly_req)}, "
-                      f"but the grader calls {name}({', '.join(map(repr, prof.init_args))})",
-                      "take no argument: def __init__(self): and load the weights by a path "
-                      "relative to model.py")
+            _init_needs_more(name, req[n_init:] + kwonly_req, prof, rep)
+        elif len(init.args.posonlyargs + init.args.args) - 1 < n_init and init.args.vararg is None:
+            rep.error(f"{name}.__init__ takes no path, but the grader calls {init_call(prof)}",
+                      "define def __init__(self, path): and load the weights from "
+                      "os.path.join(path, NAME)")
     meth = prof.predict_method
+    call = predict_call(prof)
+    define = f"def {call.replace('(', '(self, ', 1)}:"
+    n_in = 1 + len(prof.extra_inputs)
     pred = _method(cls, meth)
     if pred is None:
         if not cls.bases:
-            rep.error(f"{name} has no method {meth}(self, X)", f"define def {meth}(self, X): returning labels")
+            rep.error(f"{name} has no method {call.replace('(', '(self, ', 1)}",
+                      f"define {define} returning {prof.output_kind}")
     else:
         args = pred.args.posonlyargs + pred.args.args
         is_static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in pred.decorator_list)
         positional = len(args) - (0 if is_static else 1)
         required = len(_required_positional(pred)) - (0 if is_static else 1)
-        if required > 1:
-            rep.error(f"{name}.{meth} requires {required} arguments, but the grader calls {meth}(X)",
-                      f"define def {meth}(self, X): with any other parameter given a default")
-        elif positional < 1 and pred.args.vararg is None:
-            rep.error(f"{name}.{meth} takes no input, but the grader calls {meth}(X)",
-                      f"define def {meth}(self, X):")
+        if required > n_in:
+            rep.error(f"{name}.{meth} requires {required} arguments, but the grader calls {call}",
+                      f"define {define} with any other parameter given a default")
+        elif positional < n_in and pred.args.vararg is None:
+            takes = "no input" if positional < 1 else f"{positional} input{'s' * (positional > 1)}"
+            rep.error(f"{name}.{meth} takes {takes}, but the grader calls {call}",
+                      f"define {define}")
+
+
+PATH_NAMES = ("path", "folder", "dir", "directory", "model_path", "submission_dir", "root")
+
+
+def init_call(prof) -> str:
+    """How the grader makes the model, in words: ``Model()``, ``model(path)``."""
+    from subkit.profile import SUBMISSION_PLACEHOLDER
+
+    args = ("path" if a == SUBMISSION_PLACEHOLDER else repr(a) for a in prof.init_args)
+    return f"{prof.class_name}({', '.join(args)})"
+
+
+def predict_call(prof) -> str:
+    """How the grader calls predict, in words: ``predict(X)``, ``predict(X, categories)``."""
+    return f"{prof.predict_method}({', '.join(['X', *prof.extra_inputs])})"
+
+
+def _init_needs_more(name: str, missing: list[str], prof, rep: ModelPyReport) -> None:
+    """__init__ wants arguments the grader does not pass (a CodaLab model(path) on Codabench)."""
+    call = init_call(prof)
+    if not prof.init_args and len(missing) == 1 and missing[0].lower() in PATH_NAMES:
+        rep.error(f"{name}.__init__ requires argument(s) {missing[0]}, the submission's path as "
+                  f"CodaLab's model(path) passed it, but a {prof.platform} grader calls {call} "
+                  "with no argument",
+                  "define def __init__(self): and find the folder yourself: "
+                  "os.path.dirname(os.path.abspath(__file__))")
+        return
+    rep.error(f"{name}.__init__ requires argument(s) {', '.join(missing)}, but the grader calls {call}",
+              "take no argument: def __init__(self): and load the weights by a path relative "
+              "to model.py" if not prof.init_args else f"define __init__ to take what {call} passes")
+
+
+_TEXT_CALLS = {"print", "debug", "info", "warning", "warn", "error", "exception", "critical",
+               "log", "write", "echo", "secho", "format"}
+_EXISTS_CALLS = {"exists", "isfile", "isdir", "is_file", "is_dir", "access", "lexists"}
+_ABSOLUTE = ("/content/", "/kaggle/", "/home/", "/Users/", "/mnt/", "/gdrive", "/drive/")
+
+
+def _call_name(node: ast.AST) -> str:
+    fn = node.func if isinstance(node, ast.Call) else None
+    return fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
+
+
+def _context(node: ast.AST, parents: dict) -> str:
+    """How sure a string's use is: "text" (printed, logged, a piece of an f-string: never
+    a path that is loaded), "fallback" (in an except handler, under an `if
+    os.path.exists(...)` or `if __name__ == "__main__"`: maybe never run), or "direct"."""
+    cur = parents.get(node)
+    while cur is not None:
+        if isinstance(cur, ast.JoinedStr) or (isinstance(cur, ast.Call)
+                                              and _call_name(cur) in _TEXT_CALLS):
+            return "text"
+        if isinstance(cur, ast.ExceptHandler):
+            return "fallback"
+        if isinstance(cur, (ast.If, ast.IfExp, ast.While)):
+            names = {_call_name(n) for n in ast.walk(cur.test)} | \
+                {n.id for n in ast.walk(cur.test) if isinstance(n, ast.Name)}
+            if names & (_EXISTS_CALLS | {"__name__"}):
+                return "fallback"
+        cur = parents.get(cur)
+    return "direct"
+
+
+def _siblings(node: ast.AST, parents: dict) -> list[str]:
+    """The other strings of the dict/list/tuple/set literal a string is a member of: the
+    alternatives model.py chooses from."""
+    parent = parents.get(node)
+    if isinstance(parent, ast.Dict):
+        items = parent.values if node in parent.values else []
+    elif isinstance(parent, (ast.List, ast.Tuple, ast.Set)):
+        items = parent.elts
+    else:
+        items = []
+    return [n.value for n in items if n is not node and isinstance(n, ast.Constant)
+            and isinstance(n.value, str)]
 
 
 def _check_strings(tree: ast.AST, rep: ModelPyReport, files: list[str], filename: str) -> None:
+    """Weights names and absolute paths in model.py's strings. An error only where the
+    string is surely used as a path; where it may never be (printed, a fallback, one of
+    several alternatives), a warning that leaves the verdict to the smoke test."""
     root = {f.split("/")[-1] for f in files}
     all_files = set(files)
-    mentioned: list[str] = []
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def present(name: str) -> bool:
+        rel = name[2:] if name.startswith("./") else name
+        return rel in all_files or rel.split("/")[-1] in root
+
+    seen: list[str] = []
+    missing: dict[str, str] = {}  # name -> why it may be fine ("" when it surely is used)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            fn = node.func
-            fname = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
-            if fname in ("listdir", "glob", "iglob", "scandir", "walk", "rglob", "iterdir"):
-                rep.lists_directory = True
+        if isinstance(node, ast.Call) and _call_name(node) in (
+                "listdir", "glob", "iglob", "scandir", "walk", "rglob", "iterdir"):
+            rep.lists_directory = True
         if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
             continue
         s = node.value.strip()
-        if not s or "\n" in s or len(s) > 400:
+        if not s or "\n" in s or len(s) > 400 or any(c.isspace() for c in s):
             continue
-        if s.startswith(("/content/", "/kaggle/", "/home/", "/Users/", "/mnt/", "/gdrive", "/drive/")) \
-                or (len(s) > 2 and s[1] == ":" and s[2] in "\\/"):
-            rep.error(f"{filename} uses the absolute path {s!r}, which exists only on your machine",
-                      "load files relative to model.py: os.path.join(os.path.dirname(os.path.abspath(__file__)), NAME)")
+        ctx = _context(node, parents)
+        if ctx == "text":
             continue
-        if is_weights_name(s) and "*" not in s and "{" not in s and "%" not in s:
-            mentioned.append(s)
-    seen = []
-    for s in mentioned:
-        rel = s[2:] if s.startswith("./") else s
-        if rel in all_files or rel.split("/")[-1] in root:
-            seen.append(rel)
+        if s.startswith(_ABSOLUTE) or (len(s) > 2 and s[1] == ":" and s[2] in "\\/"):
+            fix = ("load files relative to model.py: "
+                   "os.path.join(os.path.dirname(os.path.abspath(__file__)), NAME)")
+            if ctx == "fallback":
+                rep.warn(f"{filename} names the absolute path {s!r} in a fallback (an except "
+                         "handler or an existence test): the grader has no such path, so "
+                         "that branch must never be needed there; the smoke test decides",
+                         fix)
+            else:
+                rep.error(f"{filename} uses the absolute path {s!r}, which exists only on "
+                          "your machine", fix)
             continue
-        rep.error(f"{filename} loads {s!r}, which is not in the submission (it has: "
-                  f"{', '.join(sorted(f for f in files if is_weights_name(f))) or 'no weights file'})",
-                  "make the name in model.py match the weights file you zip (a placeholder name?), "
-                  "or pass that file with --weights")
+        if not is_weights_name(s) or any(c in s for c in "*{%"):
+            continue
+        if present(s):
+            seen.append(s[2:] if s.startswith("./") else s)
+            continue
+        zipped = [a for a in _siblings(node, parents) if is_weights_name(a) and present(a)]
+        why = ("one of several alternatives, and " + ", ".join(repr(z) for z in zipped)
+               + " is zipped") if zipped else \
+            ("only in a fallback (an except handler or an existence test)"
+             if ctx == "fallback" else "")
+        if s not in missing or not why:
+            missing[s] = why
+    have = ", ".join(sorted(f for f in files if is_weights_name(f))) or "no weights file"
+    for name, why in missing.items():
+        if why:
+            rep.warn(f"{filename} names {name!r}, which is not in the submission ({why}); "
+                     "the smoke test decides",
+                     "nothing to do if the smoke test passes; otherwise zip that file too")
+        else:
+            rep.missing_weights.append(name)
+            rep.error(f"{filename} loads {name!r}, which is not in the submission (it has: "
+                      f"{have})",
+                      "make the name in model.py match the weights file you zip (a placeholder "
+                      "name?), or pass that file with --weights")
     rep.weights_names = sorted(set(seen))
 
 

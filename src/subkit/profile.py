@@ -35,9 +35,21 @@ from subkit.errors import ProfileError
 WORKSPACE_FILE = "subkit.toml"
 DEFAULT_PROFILE = "an2dl-2024-blood-cells"
 
-PLATFORMS = ("codabench", "kaggle")
-TASKS = ("classification", "segmentation")
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "mean_iou_ignore_0")
+PLATFORMS = ("codabench", "codalab", "kaggle")
+TASKS = ("classification", "segmentation", "forecasting")
+# the metrics each task can be ranked by (subkit.grader.scoring computes them)
+TASK_METRICS = {
+    "classification": ("accuracy", "balanced_accuracy", "macro_f1"),
+    "segmentation": ("mean_iou", "pixel_accuracy"),
+    "forecasting": ("mse", "mae", "rmse"),
+}
+METRICS = tuple(m for ms in TASK_METRICS.values() for m in ms)
+TASK_OUTPUT = {"classification": "labels", "segmentation": "masks", "forecasting": "forecasts"}
+INPUT_KINDS = ("images", "series")
+LOWER_IS_BETTER = ("mse", "mae", "rmse")
+CSV_LAYOUTS = ("labels", "pixels")  # one label per row | `id` then one column per pixel
+CSV_LABEL_VALUES = ("indices", "names")
+SUBMISSION_PLACEHOLDER = "{submission}"  # in init_args: the unzipped submission's folder
 DTYPES = ("uint8", "float32", "float64", "int32", "int64", "float16")
 
 # field -> (type, required) of every table; unknown keys are refused (typos must not
@@ -47,30 +59,36 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "name": (str, True), "title": (str, False), "platform": (str, True),
         "task": (str, True), "profile": (str, False),
     },
-    "input": {"shape": (list, True), "dtype": (str, True), "range": (list, True)},
+    "input": {"shape": (list, True), "dtype": (str, True), "range": (list, True),
+              "kind": (str, False), "extra_values": (dict, False)},
     "classes": {"names": (list, True), "reference_counts": (list, False)},
     "data": {
         "file": (str, False), "images_key": (str, True), "labels_key": (str, True),
         "labels_shape": (str, False), "n_samples": (int, False),
         "n_duplicated_outliers": (int, False), "n_clean": (int, False),
+        "allow_pickle": (bool, False),
     },
     "submission": {
         "entry_file": (str, True), "class_name": (str, True), "init_args": (list, False),
         "predict_method": (str, True), "files_at_root": (bool, False),
         "working_directory": (str, False), "zip_size_limit_mb": ((int, float), False),
-        "weights_formats": (list, False),
+        "weights_formats": (list, False), "predict_extra_inputs": (list, False),
+        "required_files": (dict, False),
     },
-    "output": {"kind": (str, True), "shape": (str, False), "dtype": (str, False)},
+    "output": {"kind": (str, True), "shape": (str, False), "dtype": (str, False),
+               "tensor": (bool, False), "horizon": (int, False), "phase": (dict, False)},
     "evaluation": {
         "metric": (str, True), "higher_is_better": (bool, False),
         "time_limit_s": ((int, float), True), "max_submissions_per_day": (int, False),
         "phases": (list, False), "hidden_set_shifted": (bool, False),
+        "ignore_classes": (list, False), "secondary_metrics": (list, False),
     },
     "grader": {
         "python": (str, True), "tensorflow": (str, True), "keras": (str, True),
         "numpy": (str, True), "extras": (dict, False),
     },
-    "kaggle": {"id_column": (str, False), "label_column": (str, False)},
+    "kaggle": {"id_column": (str, False), "label_column": (str, False), "rows": (int, False),
+               "layout": (str, False), "label_values": (str, False), "id_width": (int, False)},
     # what the sandbox allows one run (subkit.grader.sandbox.Limits, safezip.bounds)
     "limits": {
         "processes": (int, False), "memory_mb": (int, False), "file_size_mb": (int, False),
@@ -78,9 +96,22 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "zip_members": (int, False),
     },
 }
+OPTIONAL_TABLES = {"classes": ("forecasting",)}  # table -> tasks that need not have it
 # [limits] keys where 0 means "derive it" (memory: from this machine; unzipped: from the zip
 # size limit); the others must be positive
 _LIMITS_ZERO_OK = ("memory_mb", "unzipped_mb")
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """A Kaggle CSV: ``labels`` (id, label) or ``pixels`` (id, then one column per pixel)."""
+
+    layout: str
+    id_column: str
+    label_column: str
+    label_values: str  # "indices" or "names" (the class names, e.g. no_pain)
+    id_width: int = 0  # ids 0..n-1 zero-padded to this many digits (000, 001, ...)
+    rows: int = 0  # the hidden test set's rows, when known (0: unknown)
 
 
 @dataclass
@@ -113,11 +144,16 @@ class Profile:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.data["classes"]["names"])
+        return list(self.data.get("classes", {}).get("names", []))
 
     @property
     def n_classes(self) -> int:
-        return len(self.data["classes"]["names"])
+        return len(self.class_names)
+
+    @property
+    def reference_counts(self) -> list[int]:
+        """Per-class counts of the competition's training file, when known."""
+        return [int(c) for c in self.data.get("classes", {}).get("reference_counts", [])]
 
     @property
     def images_key(self) -> str:
@@ -170,6 +206,100 @@ class Profile:
     @property
     def platform(self) -> str:
         return self.data["platform"]
+
+    # -- the kind of competition (issue 16) ---------------------------------------------
+    @property
+    def input_kind(self) -> str:
+        """``images`` or ``series`` (time steps x features, or one value per step)."""
+        return self.data["input"].get("kind", "images")
+
+    @property
+    def kind(self) -> str:
+        """classification | series-classification | forecasting | segmentation."""
+        if self.task == "classification" and self.input_kind == "series":
+            return "series-classification"
+        return self.task
+
+    @property
+    def extra_inputs(self) -> list[str]:
+        """Names of predict's inputs after X, in order (the test set's arrays of that name)."""
+        return list(self.data["submission"].get("predict_extra_inputs", []))
+
+    def extra_input_values(self, name: str) -> list | None:
+        """The values an extra input may hold (e.g. the categories A-F), if the profile says."""
+        values = self.data["input"].get("extra_values", {}).get(name)
+        return list(values) if values is not None else None
+
+    @property
+    def required_files(self) -> dict[str, str]:
+        """Files the zip must hold besides the entry file: name -> text (CodaLab's metadata)."""
+        return dict(self.data["submission"].get("required_files", {}))
+
+    @property
+    def output_kind(self) -> str:
+        return self.data["output"]["kind"]
+
+    @property
+    def returns_tensor(self) -> bool:
+        """The course's own template returns a TF tensor (CodaLab: ``tf.argmax(...)``)."""
+        return bool(self.data["output"].get("tensor", False))
+
+    @property
+    def phases(self) -> list[str]:
+        return list(self.data["evaluation"].get("phases", []))
+
+    def phase(self, name: str | None) -> str | None:
+        """The profile's phase called ``name`` (a name or a 0-based index); None: the first."""
+        phases = self.phases
+        if name is None:
+            return phases[0] if phases else None
+        if name in phases:
+            return name
+        if name.isdigit() and int(name) < len(phases):
+            return phases[int(name)]
+        raise ProfileError(f"profile {self.name} has no phase {name!r}",
+                           hint=f"its phases: {', '.join(phases) or 'none'} (a name or an index)")
+
+    def horizon(self, phase: str | None = None) -> int | None:
+        """Steps a forecast must hold in ``phase`` (the first phase by default)."""
+        out = self.data["output"]
+        over = out.get("phase", {}).get(self.phase(phase) or "", {})
+        return over.get("horizon", out.get("horizon"))
+
+    @property
+    def higher_is_better(self) -> bool:
+        return bool(self.data["evaluation"].get("higher_is_better", self.metric not in LOWER_IS_BETTER))
+
+    @property
+    def secondary_metrics(self) -> list[str]:
+        return list(self.data["evaluation"].get("secondary_metrics", []))
+
+    @property
+    def ignore_classes(self) -> list[int]:
+        return [int(c) for c in self.data["evaluation"].get("ignore_classes", [])]
+
+    @property
+    def allow_pickle(self) -> bool:
+        """The competition's file stores Python objects (e.g. string labels)."""
+        return bool(self.data["data"].get("allow_pickle", False))
+
+    @property
+    def csv(self) -> CsvLayout:
+        kag = self.data.get("kaggle", {})
+        return CsvLayout(layout=kag.get("layout", "labels"), id_column=kag.get("id_column", "id"),
+                         label_column=kag.get("label_column", "label"),
+                         label_values=kag.get("label_values", "indices"),
+                         id_width=int(kag.get("id_width", 0)), rows=int(kag.get("rows", 0)))
+
+    def task_spec(self, phase: str | None = None):
+        """What scoring needs, as plain values (subkit.grader.scoring stays profile-free)."""
+        from subkit.grader.scoring import TaskSpec
+
+        return TaskSpec(kind=self.output_kind, metric=self.metric, class_names=self.class_names,
+                        horizon=self.horizon(phase), phase=self.phase(phase),
+                        ignore_classes=self.ignore_classes,
+                        mask_shape=self.input_shape[:2] if self.output_kind == "masks" else (),
+                        secondary=self.secondary_metrics)
 
     def workspace_path(self, key: str, default: str | None = None) -> Path | None:
         """A path from ``[workspace]`` of subkit.toml, resolved against its folder."""
@@ -260,6 +390,9 @@ def validate(data: dict[str, Any], where: str) -> None:
             _check_type(key, value, SCHEMA[""][key][0], where)
     # required fields
     for table, fields in SCHEMA.items():
+        if table in OPTIONAL_TABLES and data.get("task") in OPTIONAL_TABLES[table] \
+                and table not in data:
+            continue
         section = data if table == "" else data.get(table, {})
         for k, (_, required) in fields.items():
             if required and k not in section and not (table == "" and k == "profile"):
@@ -281,7 +414,7 @@ def validate(data: dict[str, Any], where: str) -> None:
     if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
         raise ProfileError(f"{where}: [input] shape must be positive integers, got {shape}",
                            hint="e.g. shape = [96, 96, 3] (one sample, without the batch axis)")
-    if len(data["classes"]["names"]) < 2:
+    if "classes" in data and len(data["classes"]["names"]) < 2:
         raise ProfileError(f"{where}: [classes] names needs at least two classes",
                            hint='e.g. names = ["cat", "dog"]')
     for k, v in (data.get("limits") or {}).items():
@@ -292,6 +425,73 @@ def validate(data: dict[str, Any], where: str) -> None:
     if float(data["evaluation"]["time_limit_s"]) <= 0:
         raise ProfileError(f"{where}: [evaluation] time_limit_s must be positive",
                            hint="Codabench's default is 600")
+    _validate_kind(data, where)
+
+
+def _refuse(where: str, what: str, hint: str) -> None:
+    raise ProfileError(f"{where}: {what}", hint=hint)
+
+
+def _validate_kind(data: dict[str, Any], where: str) -> None:
+    """What the task, the output, the metric and the CSV layout must agree on."""
+    task, ev, out = data["task"], data["evaluation"], data["output"]
+    sub, inp = data["submission"], data["input"]
+    if ev["metric"] not in TASK_METRICS[task]:
+        _refuse(where, f"metric {ev['metric']!r} does not rank a {task} task",
+                f"one of: {', '.join(TASK_METRICS[task])}")
+    for m in ev.get("secondary_metrics", []):
+        if m not in TASK_METRICS[task]:
+            _refuse(where, f"[evaluation] secondary_metrics: {m!r} is not a {task} metric",
+                    f"any of: {', '.join(TASK_METRICS[task])}")
+    if out["kind"] != TASK_OUTPUT[task]:
+        _refuse(where, f"[output] kind {out['kind']!r} does not fit a {task} task",
+                f'a {task} task returns kind = "{TASK_OUTPUT[task]}"')
+    if inp.get("kind", "images") not in INPUT_KINDS:
+        _refuse(where, f"[input] kind {inp['kind']!r} is not known", f"one of: {', '.join(INPUT_KINDS)}")
+    n_classes = len(data.get("classes", {}).get("names", []))
+    for c in ev.get("ignore_classes", []):
+        if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < n_classes:
+            _refuse(where, f"[evaluation] ignore_classes: {c!r} is not a class id 0..{n_classes - 1}",
+                    "e.g. ignore_classes = [0] (the background)")
+    phases = ev.get("phases", [])
+    if task == "forecasting" and (not isinstance(out.get("horizon"), int) or out["horizon"] < 1):
+        _refuse(where, "[output] horizon is missing for a forecasting task",
+                "say how many steps predict returns, e.g. horizon = 9")
+    for phase, over in out.get("phase", {}).items():
+        if phase not in phases:
+            _refuse(where, f"[output.phase.{phase}] names no phase of [evaluation] phases {phases}",
+                    "name one of the phases listed in [evaluation] phases")
+        if not isinstance(over, dict) or set(over) - {"horizon"}:
+            _refuse(where, f"[output.phase.{phase}] may only change horizon",
+                    f"e.g. [output.phase.{phase}] horizon = 18")
+        if not isinstance(over.get("horizon", 1), int) or isinstance(over.get("horizon"), bool) \
+                or over.get("horizon", 1) < 1:
+            _refuse(where, f"[output.phase.{phase}] horizon should be a positive int",
+                    "e.g. horizon = 18")
+    names = sub.get("predict_extra_inputs", [])
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier():
+            _refuse(where, f"[submission] predict_extra_inputs: {name!r} is not a name",
+                    'names of the test set\'s arrays passed after X, e.g. ["categories"]')
+    for name, values in inp.get("extra_values", {}).items():
+        if name not in names or not isinstance(values, list) or not values:
+            _refuse(where, f"[input] extra_values: {name!r} is not a predict input or has no values",
+                    'e.g. extra_values = { categories = ["A", "B"] } with "categories" in '
+                    "[submission] predict_extra_inputs")
+    for fname, text in sub.get("required_files", {}).items():
+        if not isinstance(text, str) or "/" in fname or fname in ("", sub["entry_file"]):
+            _refuse(where, f"[submission] required_files: {fname!r} should map a file name at the "
+                           "zip root to its text", 'e.g. required_files = { metadata = "..." }')
+    for a in sub.get("init_args", []):
+        if not isinstance(a, str):
+            _refuse(where, f"[submission] init_args: {a!r} should be a string",
+                    f'e.g. init_args = ["{SUBMISSION_PLACEHOLDER}"] (the submission\'s folder)')
+    kag = data.get("kaggle", {})
+    if kag.get("layout", "labels") not in CSV_LAYOUTS:
+        _refuse(where, f"[kaggle] layout {kag['layout']!r} is not known", f"one of: {', '.join(CSV_LAYOUTS)}")
+    if kag.get("label_values", "indices") not in CSV_LABEL_VALUES:
+        _refuse(where, f"[kaggle] label_values {kag['label_values']!r} is not known",
+                f"one of: {', '.join(CSV_LABEL_VALUES)}")
 
 
 def _check_type(label: str, value: Any, typ: Any, where: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -13,17 +15,62 @@ def template_text(name: str) -> str:
     return (resources.files("subkit") / "templates" / name).read_text("utf-8")
 
 
+# the template files of each kind of competition: (model.py, train.py)
+KIND_TEMPLATES = {
+    "classification": ("model.py", "train.py"),
+    "series-classification": ("model_series.py", "train_series.py"),
+    "forecasting": ("model_forecast.py", "train_forecast.py"),
+    "segmentation": ("model_segmentation.py", "train_segmentation.py"),
+}
+
+
+def model_template(prof) -> str:
+    """The template model.py of the profile's kind, written for its grader: the class
+    name (``model`` on CodaLab), ``__init__(self, path)`` where the grader passes the
+    submission's folder, the first phase's forecast horizon."""
+    from subkit.profile import SUBMISSION_PLACEHOLDER
+
+    text = template_text(KIND_TEMPLATES[prof.kind][0])
+    text = re.sub(r"^class Model:", f"class {prof.class_name}:", text, count=1, flags=re.M)
+    if prof.init_args == [SUBMISSION_PLACEHOLDER]:
+        text = text.replace("def __init__(self, path=None):", "def __init__(self, path):", 1)
+    if prof.kind == "forecasting":
+        text = re.sub(r"^HORIZON = \d+", f"HORIZON = {prof.horizon()}", text, count=1, flags=re.M)
+        values = prof.extra_input_values("categories")
+        if values:
+            text = re.sub(r"^CATEGORIES = .*$", "CATEGORIES = " + json.dumps(values), text,
+                          count=1, flags=re.M)
+    return text
+
+
+def train_template(prof) -> str:
+    """The reference train.py of the profile's kind, its DATA line set from the profile."""
+    data = {"images_key": prof.images_key, "labels_key": prof.labels_key}
+    if prof.kind == "forecasting":
+        data["steps"] = max(prof.horizon(p) or 0 for p in prof.phases or [None])
+        data["categories"] = prof.extra_input_values("categories") or []
+    elif prof.kind == "segmentation":
+        data.update(n_classes=prof.n_classes, ignore_classes=prof.ignore_classes)
+    else:
+        data["class_names"] = prof.class_names
+    text = template_text(KIND_TEMPLATES[prof.kind][1])
+    return re.sub(r"^DATA = \{.*?\}$", "DATA = " + json.dumps(data), text, count=1,
+                  flags=re.M | re.S)
+
+
 def init_workspace(directory: Path, profile_name: str | None, *, force: bool = False) -> list[Path]:
     from subkit import profile
 
     prof_name = profile_name or profile.DEFAULT_PROFILE
     prof = profile.load(prof_name, workspace=False)  # validates the name
     files = {
-        directory / "model.py": template_text("model.py"),
-        directory / "train.py": template_text("train.py"),
+        directory / "model.py": model_template(prof),
+        directory / "train.py": train_template(prof),
         directory / "subkit.toml": _workspace_toml(prof.name),
         directory / "submissions" / ".gitignore": "*.zip\nruns/\n",
     }
+    for name, text in prof.required_files.items():  # CodaLab's metadata, for zips by hand
+        files[directory / name] = text
     existing = [p for p in files if p.exists()]
     if existing and not force:
         raise InputError(f"{existing[0]} exists; refusing to overwrite",

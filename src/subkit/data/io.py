@@ -1,16 +1,28 @@
 """Reading and writing data sets in the profile's layout.
 
-A data set is an ``.npz`` with the profile's keys (``images``, ``labels``; labels may be
-(n,) or (n, 1)), or a folder of class-named sub-folders of images. Every check here raises
-an InputError with a hint; nothing is half-loaded.
+A data set is an ``.npz`` with the profile's keys, or (image classification) a folder of
+class-named sub-folders of images. Per kind of competition:
+
+- classification: the inputs (``images``, or ``X`` for series) and ``labels``, (n,) or
+  (n, 1), class ids or class names (``healthy``) mapped through the profile's classes;
+- segmentation: ``images`` and ``masks`` (n, H, W) of class ids;
+- forecasting: ``X`` (n, steps), ``y`` (n, >= horizon) the values that follow (cut to the
+  phase's horizon), and predict's other inputs (``categories``) under their names.
+
+Arrays of Python objects (string labels saved by pickling) are read only when the profile
+says the competition's file needs it (``[data] allow_pickle``), and then by an unpickler
+that accepts numpy arrays of strings and nothing else. Every check raises an InputError
+with a hint; nothing is half-loaded.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import pickle
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,33 +34,99 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".we
 
 @dataclass
 class Dataset:
-    images: np.ndarray
-    labels: np.ndarray | None  # always (n,) int64 here, whatever the file stored
+    images: np.ndarray  # what predict receives first: images, or the series X
+    # the targets: labels (n,) int64 whatever the file stored, masks (n, H, W) int64, or
+    # forecasts (n, horizon) float64
+    labels: np.ndarray | None
     path: Path
     labels_stored_shape: tuple[int, ...] | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # predict's other inputs
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
 
 def load(path: str | os.PathLike, profile, *, require_labels: bool = True,
-         check_shape: bool = True) -> Dataset:
+         check_shape: bool = True, phase: str | None = None) -> Dataset:
+    """``phase``: the profile's phase whose forecast horizon the targets are cut to."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"data not found: {p}",
                          hint="give an .npz with the profile's keys or a folder of class folders")
     if p.is_dir():
+        if profile.kind != "classification":
+            raise InputError(f"{p} is a folder; a {profile.kind} data set is an .npz",
+                             hint=f"save it with numpy.savez(path, {_keys_hint(profile)})")
         ds = _load_folder(p, profile, require_labels)
     else:
         ds = _load_npz(p, profile, require_labels)
     _validate(ds, profile, require_labels, check_shape)
+    ds.labels = _targets(ds, profile, phase)
     return ds
+
+
+def _keys_hint(profile) -> str:
+    keys = [profile.images_key, *profile.extra_inputs, profile.labels_key]
+    return ", ".join(f"{k}=..." for k in keys)
+
+
+# -- arrays of Python objects ------------------------------------------------------------------
+_NUMPY_RECONSTRUCT = ("numpy.core.multiarray", "numpy._core.multiarray")
+
+
+class _StringArrayUnpickler(pickle.Unpickler):
+    """Unpickles a numpy array of strings (Python's or numpy's ``str_`` scalars), and
+    refuses any other global: nothing a hostile file names is imported or called."""
+
+    def find_class(self, module: str, name: str):
+        if module in _NUMPY_RECONSTRUCT and name in ("_reconstruct", "scalar"):
+            for mod in reversed(_NUMPY_RECONSTRUCT):  # numpy 2 names it numpy._core
+                try:
+                    return getattr(importlib.import_module(mod), name)
+                except (ImportError, AttributeError):
+                    continue
+        if (module, name) in (("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not a numpy array of strings")
+
+
+def _read_object_array(p: Path, key: str) -> np.ndarray:
+    """A pickled object array of strings from an npz, without running arbitrary code."""
+    fmt = np.lib.format
+    try:
+        with zipfile.ZipFile(p) as zf, zf.open(f"{key}.npy") as fh:
+            major, _ = fmt.read_magic(fh)
+            header = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+            header(fh)
+            arr = _StringArrayUnpickler(fh).load()
+    except (pickle.UnpicklingError, ValueError, EOFError, KeyError, AttributeError) as exc:
+        raise InputError(f"{p}: the {key!r} array holds Python objects that are not strings ({exc})",
+                         hint=f"re-save it as strings or numbers: numpy.savez(..., {key}=values.astype(str))"
+                         ) from None
+    if not isinstance(arr, np.ndarray) or not all(isinstance(v, (str, bytes)) for v in arr.ravel()):
+        raise InputError(f"{p}: the {key!r} array holds Python objects that are not strings",
+                         hint=f"re-save it as strings or numbers: numpy.savez(..., {key}=values.astype(str))")
+    return arr.astype(str)
+
+
+def _get(npz, p: Path, key: str, profile) -> np.ndarray:
+    try:
+        return npz[key]
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise
+    if not profile.allow_pickle:
+        raise InputError(f"{p}: the {key!r} array holds pickled Python objects",
+                         hint=f"the profile {profile.name} does not expect them: re-save it as strings "
+                              f"or numbers (numpy.savez(..., {key}=values.astype(str))), or set "
+                              "[data] allow_pickle = true in subkit.toml")
+    return _read_object_array(p, key)
 
 
 def _load_npz(p: Path, profile, require_labels: bool) -> Dataset:
     if not zipfile.is_zipfile(p):
         raise InputError(f"{p} is not an .npz file (not a zip archive)",
-                         hint="save data with numpy.savez(path, images=..., labels=...)")
+                         hint=f"save data with numpy.savez(path, {_keys_hint(profile)})")
     try:
         with np.load(p, allow_pickle=False) as npz:
             keys = list(npz.keys())
@@ -57,14 +135,21 @@ def _load_npz(p: Path, profile, require_labels: bool) -> Dataset:
                 raise InputError(f"{p} has no {ik!r} array (it has: {', '.join(keys) or 'nothing'})",
                                  hint=f"the profile expects keys {ik!r} and {lk!r}; "
                                       "override [data] images_key in subkit.toml if yours differ")
-            images = npz[ik]
+            images = _get(npz, p, ik, profile)
             labels = None
             if lk in keys:
-                labels = npz[lk]
+                labels = _get(npz, p, lk, profile)
             elif require_labels:
                 raise InputError(f"{p} has no {lk!r} array (it has: {', '.join(keys)})",
                                  hint=f"a labelled set needs {lk!r}; override [data] labels_key "
                                       "in subkit.toml if yours differs")
+            extras = {}
+            for name in profile.extra_inputs:
+                if name not in keys:
+                    raise InputError(f"{p} has no {name!r} array (it has: {', '.join(keys)})",
+                                     hint=f"predict({', '.join(['X', *profile.extra_inputs])}) "
+                                          f"needs it: save it in the npz as {name}=...")
+                extras[name] = _get(npz, p, name, profile)
     except InputError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
@@ -72,12 +157,72 @@ def _load_npz(p: Path, profile, require_labels: bool) -> Dataset:
                          hint="the file may be truncated or hold pickled objects; re-save it "
                               "with numpy.savez") from None
     stored = tuple(labels.shape) if labels is not None else None
-    return Dataset(images=images, labels=_normalise_labels(labels, p) if labels is not None else None,
-                   path=p, labels_stored_shape=stored)
+    return Dataset(images=images, labels=labels, path=p, labels_stored_shape=stored, extras=extras)
 
 
-def _normalise_labels(labels: np.ndarray, p: Path) -> np.ndarray:
+def _targets(ds: Dataset, profile, phase: str | None) -> np.ndarray | None:
+    """The stored targets in the form scoring compares with (see Dataset.labels)."""
+    if ds.labels is None:
+        return None
+    if profile.output_kind == "masks":
+        return _masks(ds.labels, ds.path, profile, len(ds))
+    if profile.output_kind == "forecasts":
+        return _forecast_targets(ds.labels, ds.path, profile, phase, len(ds))
+    lab = _normalise_labels(ds.labels, ds.path, profile.class_names)
+    bad = (lab < 0) | (lab >= profile.n_classes)
+    if bad.any():
+        vals = sorted(set(lab[bad].tolist()))[:5]
+        raise InputError(
+            f"{ds.path}: {int(bad.sum())} labels outside the profile's classes "
+            f"0..{profile.n_classes - 1} (e.g. {vals})",
+            hint="the profile has these classes: " + ", ".join(profile.class_names))
+    return lab
+
+
+def _masks(masks: np.ndarray, p: Path, profile, n: int) -> np.ndarray:
+    m = np.asarray(masks)
+    h, w = profile.input_shape[:2]
+    if m.ndim == 4 and m.shape[-1] == 1:
+        m = m[..., 0]
+    if m.shape != (n, h, w):
+        raise InputError(f"{p}: masks have shape {m.shape}, the profile expects ({n}, {h}, {w})",
+                         hint="one mask of class ids per image, the size of the image")
+    if m.dtype.kind not in "uif" or (m.dtype.kind == "f" and not np.all(m == np.round(m))):
+        raise InputError(f"{p}: masks are not whole class ids ({m.dtype})",
+                         hint=f"store class ids 0..{profile.n_classes - 1} per pixel")
+    m = m.astype(np.int64)
+    bad = (m < 0) | (m >= profile.n_classes)
+    if bad.any():
+        raise InputError(f"{p}: {int(bad.sum())} mask pixels hold classes outside "
+                         f"0..{profile.n_classes - 1} (e.g. {sorted(set(m[bad].tolist()))[:5]})",
+                         hint="the profile has these classes: " + ", ".join(profile.class_names))
+    return m
+
+
+def _forecast_targets(y: np.ndarray, p: Path, profile, phase: str | None, n: int) -> np.ndarray:
+    y = np.asarray(y)
+    horizon = profile.horizon(phase)
+    where = f" of the {profile.phase(phase)} phase" if profile.phases else ""
+    if y.ndim != 2 or y.shape[0] != n or y.dtype.kind not in "uif":
+        raise InputError(f"{p}: {profile.labels_key!r} has shape {y.shape} ({y.dtype}); the "
+                         f"profile expects the future values, ({n}, {horizon}) numbers",
+                         hint="one row of the values that follow each input series, in order")
+    if y.shape[1] < horizon:
+        raise InputError(f"{p}: {profile.labels_key!r} holds {y.shape[1]} future steps; the "
+                         f"horizon{where} is {horizon}",
+                         hint=f"store at least {horizon} steps (a longer y serves every phase: "
+                              "each is scored on its first steps)")
+    if not np.isfinite(y).all():
+        raise InputError(f"{p}: {profile.labels_key!r} holds NaN or inf",
+                         hint="drop or fill those series")
+    return y[:, :horizon].astype(np.float64)
+
+
+def _normalise_labels(labels: np.ndarray, p: Path, class_names: list[str]) -> np.ndarray:
     lab = np.asarray(labels)
+    if lab.dtype.kind in "US":
+        lab = _labels_from_names(lab.reshape(-1) if lab.ndim == 2 and lab.shape[1] == 1 else lab,
+                                 p, class_names)
     if lab.ndim == 2 and lab.shape[1] == 1:
         lab = lab[:, 0]
     elif lab.ndim == 2 and lab.shape[1] > 1:
@@ -100,29 +245,54 @@ def _normalise_labels(labels: np.ndarray, p: Path) -> np.ndarray:
     return lab.astype(np.int64)
 
 
+def _labels_from_names(lab: np.ndarray, p: Path, class_names: list[str]) -> np.ndarray:
+    """Class names ('healthy') to class ids, in the profile's order."""
+    values = np.char.decode(lab) if lab.dtype.kind == "S" else lab
+    lookup = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted(set(values.ravel().tolist()) - set(lookup))
+    if unknown:
+        raise InputError(f"{p}: labels the profile does not know: {', '.join(map(repr, unknown[:5]))}",
+                         hint="the profile's classes are " + ", ".join(map(repr, class_names))
+                              + " (names are case-sensitive); set [classes] names in subkit.toml "
+                                "if the competition's differ")
+    return np.vectorize(lookup.__getitem__, otypes=[np.int64])(values) if values.size \
+        else np.zeros(values.shape, np.int64)
+
+
 def _validate(ds: Dataset, profile, require_labels: bool, check_shape: bool) -> None:
     imgs = ds.images
+    what = "images" if profile.input_kind == "images" else f"the series {profile.images_key!r}"
     if imgs.dtype == object or imgs.dtype.kind not in "uif":
-        raise InputError(f"{ds.path}: images have dtype {imgs.dtype}, not numeric",
-                         hint="store images as one numeric array (n, H, W, C)")
+        raise InputError(f"{ds.path}: {what} have dtype {imgs.dtype}, not numeric",
+                         hint="store them as one numeric array (n, ...) shaped as the profile says")
     if imgs.ndim == 0 or imgs.shape[0] == 0:
-        raise InputError(f"{ds.path}: the data set is empty", hint="it needs at least one image")
+        raise InputError(f"{ds.path}: the data set is empty", hint="it needs at least one sample")
     if check_shape and tuple(imgs.shape[1:]) != profile.input_shape:
         raise InputError(
-            f"{ds.path}: images have shape {tuple(imgs.shape[1:])}, the profile expects "
+            f"{ds.path}: {what} have shape {tuple(imgs.shape[1:])}, the profile expects "
             f"{profile.input_shape}",
-            hint="resize the images, or set [input] shape in subkit.toml if the competition differs")
+            hint="resize them, or set [input] shape in subkit.toml if the competition differs")
+    for name, arr in ds.extras.items():
+        _validate_extra(ds.path, profile, name, arr, len(imgs))
     if ds.labels is not None:
         if len(ds.labels) != len(imgs):
-            raise InputError(f"{ds.path}: {len(imgs)} images but {len(ds.labels)} labels",
-                             hint="images and labels must have the same length, in the same order")
-        bad = (ds.labels < 0) | (ds.labels >= profile.n_classes)
-        if bad.any():
-            vals = sorted(set(ds.labels[bad].tolist()))[:5]
-            raise InputError(
-                f"{ds.path}: {int(bad.sum())} labels outside the profile's classes "
-                f"0..{profile.n_classes - 1} (e.g. {vals})",
-                hint="the profile has these classes: " + ", ".join(profile.class_names))
+            noun = "images" if profile.input_kind == "images" else "series"
+            targets = {"labels": "labels", "masks": "masks"}.get(profile.output_kind, "target rows")
+            raise InputError(f"{ds.path}: {len(imgs)} {noun} but {len(ds.labels)} {targets}",
+                             hint="inputs and targets must have the same length, in the same order")
+
+
+def _validate_extra(p: Path, profile, name: str, arr: np.ndarray, n: int) -> None:
+    if arr.ndim < 1 or arr.shape[0] != n:
+        raise InputError(f"{p}: {name!r} has shape {arr.shape}; predict needs one per sample ({n})",
+                         hint=f"store {name} in the same order as {profile.images_key}")
+    allowed = profile.extra_input_values(name)
+    if allowed is not None:
+        unknown = sorted(set(np.asarray(arr).astype(str).ravel().tolist()) - set(map(str, allowed)))
+        if unknown:
+            raise InputError(f"{p}: {name!r} holds values the profile does not know: "
+                             f"{', '.join(map(repr, unknown[:5]))}",
+                             hint=f"the profile's {name}: {', '.join(map(str, allowed))}")
 
 
 def _load_folder(p: Path, profile, require_labels: bool) -> Dataset:

@@ -35,9 +35,10 @@ from subkit.errors import InputError, ProfileError, UsageError
 def check_classification(profile) -> None:
     if profile.task != "classification":
         raise UsageError(
-            f"profile {profile.name} is a {profile.task} competition; the data tools handle "
+            f"profile {profile.name} is a {profile.task} competition; this data tool handles "
             "classification labels (one class id per image)",
-            hint="pass --profile with a classification profile (subkit profile list)")
+            hint="`subkit data split` handles forecasting and segmentation sets, `inspect` and "
+                 "`dedupe` segmentation sets too; see docs/competitions.md")
 
 
 def read_arrays(ds, profile) -> tuple[dict[str, np.ndarray], list[str]]:

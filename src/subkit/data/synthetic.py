@@ -179,3 +179,235 @@ def generate(n: int = 2000, *, seed: int = 0, n_classes: int = 8, duplicates: in
     labels = labels.astype(np.uint8 if n_classes <= 255 else np.int64)
     return {"images": images, "labels": labels[:, None] if labels_2d else labels,
             "is_duplicate": is_dup}
+
+
+# -- the other kinds of competition (issue 16) ---------------------------------------------
+# Each generator is seeded and offline, and made so that a small network learns it well
+# but not perfectly: the classes differ by texture, shape or frequency, never by one
+# value alone, and every sample carries noise and a random nuisance (lighting, phase,
+# amplitude, scale).
+TERRAIN_CLASSES = ["Background", "Soil", "Bedrock", "Sand", "Big Rock"]
+PLANT_CLASSES = ["healthy", "unhealthy"]
+CATEGORIES = list("ABCDEF")
+
+
+def _upsample(grid: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bilinear upsampling of a batch of coarse grids (n, gh, gw) to (n, h, w)."""
+    def weights(n_out, n_in):
+        pos = np.linspace(0, n_in - 1, n_out)
+        lo = np.clip(np.floor(pos).astype(int), 0, n_in - 2)
+        f = pos - lo
+        m = np.zeros((n_out, n_in), np.float32)
+        m[np.arange(n_out), lo] = 1 - f
+        m[np.arange(n_out), lo + 1] = f
+        return m
+    return np.einsum("hi,nij,wj->nhw", weights(h, grid.shape[1]), grid, weights(w, grid.shape[2]))
+
+
+def terrain(n: int = 400, *, seed: int = 0, shape: tuple[int, int] = (64, 128), aliens: int = 0,
+            shuffle: bool = True) -> dict[str, np.ndarray]:
+    """Mars-like grayscale terrain: ``images`` (n, H, W) float32 on 0..255 (not integers)
+    and ``masks`` (n, H, W) uint8 with five classes, told apart by texture more than by
+    brightness: 0 background (dark, smooth), 1 soil (grainy), 2 bedrock (smooth with
+    cracks), 3 sand (ripples), 4 big rock (rare bright blobs with a shadow).
+
+    ``aliens`` extra images of the reference set's trap: varied "alien" pictures that all
+    share ONE identical mask (``is_outlier`` marks them).
+    """
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    fields = _upsample(rng.normal(size=(n * 4, 5, 9)).astype(np.float32), h, w).reshape(n, 4, h, w)
+    masks = (1 + np.argmax(fields[:, :3], axis=1)).astype(np.uint8)
+    masks[fields[:, 3] < -0.9] = 0  # shadowed / no-data areas
+    images = np.empty((n + aliens, h, w), np.float32)
+    for i in range(n):
+        for _ in range(int(rng.integers(0, 3))):
+            cy, cx = rng.uniform(4, h - 4), rng.uniform(4, w - 4)
+            ry, rx = rng.uniform(2, 6), rng.uniform(3, 9)
+            masks[i][((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1] = 4
+        images[i] = _terrain_image(rng, masks[i], yy, xx)
+    is_outlier = np.zeros(n + aliens, bool)
+    if aliens:
+        alien_mask = np.zeros((h, w), np.uint8)
+        alien_mask[h // 4: 3 * h // 4, w // 3: 2 * w // 3] = 4
+        alien_mask[:, : w // 6] = 1
+        masks = np.concatenate([masks, np.broadcast_to(alien_mask, (aliens, h, w))])
+        for i in range(n, n + aliens):
+            face = ((yy - h / 2) / rng.uniform(14, 22)) ** 2 + ((xx - w / 2) / rng.uniform(10, 16)) ** 2
+            eyes = np.minimum(np.hypot(yy - h / 2 + 5, xx - w / 2 - 6), np.hypot(yy - h / 2 + 5, xx - w / 2 + 6))
+            images[i] = np.clip(rng.uniform(20, 60) + 180 * (face < 1) - 150 * (eyes < 3)
+                                + rng.normal(0, 10, (h, w)), 0, 255)
+        is_outlier[n:] = True
+    idx = rng.permutation(len(images)) if shuffle else np.arange(len(images))
+    return {"images": images[idx], "masks": np.ascontiguousarray(masks[idx]),
+            "is_outlier": is_outlier[idx]}
+
+
+def _terrain_image(rng: np.random.Generator, mask: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    h, w = mask.shape
+    light = rng.uniform(0.8, 1.2) + rng.uniform(-0.15, 0.15) * (xx / w - 0.5)
+    grain = rng.normal(0, 1, (h, w)).astype(np.float32)
+    smooth = _upsample(rng.normal(size=(1, h // 4, w // 4)).astype(np.float32), h, w)[0]
+    ang = rng.uniform(0, np.pi)
+    ripples = np.sin((xx * np.cos(ang) + yy * np.sin(ang)) * rng.uniform(0.7, 1.1))
+    cracks = (np.abs(np.sin(xx * 0.21 + yy * 0.13 + 3 * smooth)) < 0.06).astype(np.float32)
+    base = rng.normal([45, 115, 135, 125, 165], 8)
+    img = np.choose(mask, [
+        base[0] + 6 * smooth + 4 * grain,
+        base[1] + 22 * grain + 8 * smooth,
+        base[2] + 10 * smooth + 3 * grain - 45 * cracks,
+        base[3] + 18 * ripples + 4 * grain,
+        base[4] + 8 * smooth + 5 * grain,
+    ])
+    rock = (mask == 4).astype(np.float32)
+    shadow = np.clip(np.roll(rock, 3, axis=1) - rock, 0, 1)  # the side away from the sun
+    img = img - 60 * shadow
+    return np.clip(img * light + rng.normal(0, 4, (h, w)), 0, 255).astype(np.float32)
+
+
+def plants(n: int = 400, *, seed: int = 0, duplicates: int = 0, n_joke_images: int = 2,
+           shuffle: bool = True) -> dict[str, np.ndarray]:
+    """Plant-like leaves, 96x96 RGB float32 on 0..255, ``labels`` strings 'healthy' /
+    'unhealthy' (about 3:2, as the reference set): an unhealthy leaf is yellower and carries
+    brown lesions, but healthy leaves vary in colour and may show a small spot or two.
+
+    ``duplicates`` copies of a few "joke" images (the reference set's Shrek and Trololo)
+    with random labels; ``is_duplicate`` marks them.
+    """
+    rng = np.random.default_rng(seed)
+    sick = np.zeros(n, bool)
+    sick[: int(round(n * 0.385))] = True
+    images = np.empty((n + duplicates, SIZE, SIZE, 3), np.float32)
+    for i in range(n):
+        images[i] = _leaf(rng, bool(sick[i]))
+    labels = np.array([PLANT_CLASSES[int(s)] for s in sick] +
+                      [PLANT_CLASSES[int(v)] for v in rng.integers(0, 2, duplicates)])
+    is_dup = np.zeros(n + duplicates, bool)
+    if duplicates:
+        jokes = [_joke_image(rng).astype(np.float32) for _ in range(max(1, n_joke_images))]
+        images[n:] = np.stack(jokes)[rng.integers(0, len(jokes), duplicates)]
+        is_dup[n:] = True
+    idx = rng.permutation(len(labels)) if shuffle else np.arange(len(labels))
+    return {"data": images[idx], "labels": labels[idx], "is_duplicate": is_dup[idx]}
+
+
+def _leaf(rng: np.random.Generator, sick: bool) -> np.ndarray:
+    soil = np.array([120, 95, 70], np.float32) + rng.normal(0, 15, 3)
+    img = np.broadcast_to(soil, (SIZE, SIZE, 3)).astype(np.float32).copy()
+    img += rng.normal(0, 10, (SIZE, SIZE, 1))
+    cy, cx = SIZE / 2 + rng.normal(0, 5, 2)
+    ang = rng.uniform(0, np.pi)
+    leaf = _ellipse(cy, cx, rng.uniform(18, 26), rng.uniform(34, 44), ang)
+    green = np.array([60, 140, 50], np.float32) + rng.normal(0, 14, 3)
+    if sick:
+        green += np.array([45, 10, -5]) * rng.uniform(0.2, 1.0)  # chlorosis: yellower
+    _paint(img, leaf, green)
+    vein = _ellipse(cy, cx, 1.2, rng.uniform(30, 40), ang) * leaf
+    _paint(img, vein * 0.6, green * 1.3)
+    n_spots = int(rng.integers(3, 12)) if sick else int(rng.integers(0, 3))
+    for _ in range(n_spots):
+        r = rng.uniform(2.5, 7) if sick else rng.uniform(1.5, 3)
+        sy, sx = cy + rng.normal(0, 10), cx + rng.normal(0, 16)
+        _paint(img, _disc(sy, sx, r) * leaf, np.array([110, 70, 30]) + rng.normal(0, 15, 3))
+    img *= rng.uniform(0.75, 1.2)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255)
+
+
+def _series_signal(rng: np.random.Generator, category: int, length: int) -> np.ndarray:
+    """One series of a category: its own periods and shape, random phase, trend, noise."""
+    periods = [(12, 6), (7, 3.5), (24, 8), (5, 10), (30, 15), (9, 18)][category]
+    t = np.arange(length, dtype=np.float64)
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    amp = rng.uniform(0.6, 1.4, 2)
+    s = amp[0] * np.sin(2 * np.pi * t / periods[0] + phase[0])
+    s += 0.5 * amp[1] * np.sin(2 * np.pi * t / periods[1] + phase[1])
+    if category == 3:  # sharp peaks
+        s = np.sign(s) * np.abs(s) ** 3
+    s += rng.uniform(-1, 1) * t / length * 2  # trend
+    noise = np.zeros(length)
+    e = rng.normal(0, rng.uniform(0.05, 0.2), length)
+    for i in range(1, length):  # AR(1) noise
+        noise[i] = 0.6 * noise[i - 1] + e[i]
+    return s + noise
+
+
+def forecasting(n_series: int = 120, *, seed: int = 0, windows: int = 4, history: int = 200,
+                horizon: int = 18) -> dict[str, np.ndarray]:
+    """Seasonal series of six categories A-F (each its own periods and shape, with random
+    phase, amplitude, trend and AR noise), min-max scaled to [0, 1] per series, cut into
+    ``windows`` windows per series: ``X`` (n, history) float32, ``y`` (n, horizon) the
+    values that follow, ``categories`` (n,) letters, ``series`` (n,) the series' id (keep
+    a series on one side of a split)."""
+    rng = np.random.default_rng(seed)
+    X, Y, cats, ids = [], [], [], []
+    for sid in range(n_series):
+        c = int(rng.integers(0, len(CATEGORIES)))
+        length = int(rng.integers(history + horizon + windows * 10, 3 * (history + horizon)))
+        s = _series_signal(rng, c, length)
+        s = (s - s.min()) / max(s.max() - s.min(), 1e-9)
+        for start in rng.choice(length - history - horizon + 1, windows, replace=False):
+            X.append(s[start:start + history])
+            Y.append(s[start + history:start + history + horizon])
+            cats.append(CATEGORIES[c])
+            ids.append(sid)
+    return {"X": np.asarray(X, np.float32), "y": np.asarray(Y, np.float32),
+            "categories": np.asarray(cats), "series": np.asarray(ids, np.int64)}
+
+
+def multivariate(n: int = 600, *, seed: int = 0, steps: int = 36, features: int = 6,
+                 n_classes: int = 12, class_weights: list[float] | None = None,
+                 shuffle: bool = True) -> dict[str, np.ndarray]:
+    """Multivariate series for classification: ``X`` (n, steps, features) float32,
+    ``labels`` (n,) int. A class is a frequency (class % 4) and a pattern (class // 4) of
+    which features carry it and with which phase lags; every sample has its own phase,
+    amplitude, per-feature scale and offset (the data are not normalised) and noise."""
+    rng = np.random.default_rng(seed)
+    p = np.asarray(class_weights if class_weights is not None else np.ones(n_classes), float)
+    labels = rng.choice(n_classes, n, p=p / p.sum())
+    t = np.arange(steps, dtype=np.float32)[:, None]
+    freqs = np.array([1.5, 2.5, 3.5, 5.0]) / steps * 2 * np.pi
+    n_patterns = max(1, -(-n_classes // 4))
+    pattern_rng = np.random.default_rng(1234)  # the patterns are the task, not the sample
+    carriers = pattern_rng.random((n_patterns, features)) < 0.6
+    carriers[np.arange(n_patterns), np.arange(n_patterns) % features] = True
+    lags = pattern_rng.uniform(0, np.pi, (n_patterns, features))
+    scale = rng.uniform(0.5, 20, features)
+    X = np.empty((n, steps, features), np.float32)
+    for i, c in enumerate(labels):
+        f, pat = freqs[c % 4] * rng.uniform(0.85, 1.15), c // 4
+        sig = np.sin(f * t + rng.uniform(0, 2 * np.pi) + lags[pat]) * carriers[pat]
+        X[i] = (sig * rng.uniform(0.5, 1.5) + rng.normal(0, 0.9, (steps, features))) * scale \
+            + rng.normal(0, 2, features)
+    idx = rng.permutation(n) if shuffle else np.arange(n)
+    return {"X": X[idx], "labels": labels[idx].astype(np.int64)}
+
+
+def for_profile(prof, n: int, *, seed: int = 0, **kwargs) -> dict[str, np.ndarray]:
+    """A synthetic set shaped as ``prof`` says, under the profile's own keys (plus the
+    generator's markers: ``series``, ``is_duplicate``, ``is_outlier``)."""
+    kind = prof.kind
+    if kind == "forecasting":
+        steps = max(prof.horizon(p) or 0 for p in prof.phases or [None])
+        d = forecasting(max(1, n // kwargs.pop("windows", 4)), seed=seed,
+                        history=prof.input_shape[0], horizon=steps, **kwargs)
+        return {prof.images_key: d["X"], prof.labels_key: d["y"], "categories": d["categories"],
+                "series": d["series"]}
+    if kind == "segmentation":
+        d = terrain(n, seed=seed, shape=prof.input_shape[:2], **kwargs)
+        return {prof.images_key: d["images"].astype(prof.input_dtype), prof.labels_key: d["masks"],
+                "is_outlier": d["is_outlier"]}
+    if kind == "series-classification":
+        steps, features = prof.input_shape
+        counts = prof.reference_counts or None
+        d = multivariate(n, seed=seed, steps=steps, features=features,
+                         n_classes=prof.n_classes, class_weights=counts, **kwargs)
+        return {prof.images_key: d["X"], prof.labels_key: d["labels"]}
+    if prof.class_names == PLANT_CLASSES:
+        d = plants(n, seed=seed, **kwargs)
+        return {prof.images_key: d["data"], prof.labels_key: d["labels"],
+                "is_duplicate": d["is_duplicate"]}
+    d = generate(n, seed=seed, n_classes=prof.n_classes, **kwargs)
+    return {prof.images_key: d["images"], prof.labels_key: d["labels"],
+            "is_duplicate": d["is_duplicate"]}

@@ -83,6 +83,11 @@ from subkit.grader.runfolder import RunFolder
 DEFAULT_TIME_LIMIT = 600  # Codabench's default execution_time_limit (seconds)
 DEFAULT_QUEUE_CAP = 600  # MAX_EXECUTION_TIME_LIMIT of the public default queue
 DEFAULT_IMAGE = "codalab/codalab-legacy:py3"  # the v2 unpacker's default docker_image
+# images known to have no TensorFlow: Codabench's defaults (py37, py3, py39, ...)
+NO_TENSORFLOW = ("codalab/codalab-legacy", "codalab/codalab:")
+CHECK_IMAGE = ("docker run --rm {image} python3 -c \"import sys, tensorflow, keras, numpy; "
+               "print(sys.version.split()[0], tensorflow.__version__, keras.__version__, "
+               "numpy.__version__)\"")
 LOG_NAMES = ("prediction_stdout", "prediction_stderr", "prediction_ingestion_stdout",
              "prediction_ingestion_stderr", "scoring_stdout", "scoring_stderr",
              "scoring_ingestion_stdout", "scoring_ingestion_stderr")
@@ -466,6 +471,7 @@ class BundleRunResult:
     network_isolated: bool
     docker_image: str
     interpreter: str
+    env: dict = field(default_factory=dict)
     columns: list = field(default_factory=list)
     scores: dict = field(default_factory=dict)
     raw_scores: dict = field(default_factory=dict)
@@ -676,13 +682,21 @@ def leaderboard_columns(bundle: Bundle, raw: dict) -> tuple[list[dict], dict, li
                 src = by_index.get(int(i)) if str(i).lstrip("-").isdigit() else None
                 vals.append(src["value"] if src else None)
             fn = {"avg": statistics.mean, "sum": sum, "min": min, "max": max}.get(str(comp).lower())
+            have = [v for v in vals if v is not None]
             if fn is None:
                 warnings.append(f"column {row['key']!r}: unknown computation {comp!r}")
-            elif vals and all(v is not None for v in vals):
-                row["value"] = float(fn(vals))
+            elif have:
+                # the site computes a column from the scores that exist
+                # (src/apps/competitions/models.py, Submission.calculate_scores:
+                # `if scores.exists(): score = column.compute(scores)`)
+                row["value"] = float(fn(have))
+                if len(have) < len(vals):
+                    warnings.append(f"column {row['key']!r} ({comp}) is computed from "
+                                    f"{len(have)} of its {len(vals)} columns: the others got "
+                                    "no score (Codabench does the same)")
             else:
-                warnings.append(f"column {row['key']!r} ({comp}) misses some of its columns' "
-                                "scores")
+                warnings.append(f"column {row['key']!r} ({comp}): none of its columns got a "
+                                "score")
     for row in columns:
         scores[row["key"]] = row["value"]
     dropped = sorted(k for k in raw if k not in keys)
@@ -700,14 +714,14 @@ def _read_scores(output: Path) -> dict:
     sj, st = output / "scores.json", output / "scores.txt"
     if sj.exists():
         try:
-            data = json.loads(sj.read_text("utf-8", errors="replace"))
+            data = json.loads(_scores_text(sj))
         except json.JSONDecodeError as exc:
             raise _RunFailure(Failure("scores", "Could not decode scores json properly, it "
                                       f"contains an error.\n{exc.msg}",
                                       "write scores.json with json.dump"))
     elif st.exists():
         try:
-            data = yaml.safe_load(st.read_text("utf-8", errors="replace"))
+            data = yaml.safe_load(_scores_text(st))
         except yaml.YAMLError as exc:
             raise _RunFailure(Failure("scores", f"scores.txt is not valid YAML: {exc}",
                                       "write one `key: value` a line"))
@@ -719,6 +733,15 @@ def _read_scores(output: Path) -> dict:
                                   "does not hold a mapping of keys to scores",
                                   'write {"accuracy": 0.91, ...}'))
     return data
+
+
+def _scores_text(path: Path) -> str:
+    """A scores file the scoring program wrote (no link followed, at most 1 MiB)."""
+    data = untrusted.read_untrusted(path, 1 << 20)
+    if data is None:
+        raise _RunFailure(Failure("scores", f"{path.name} is not a plain file of at most 1 MiB",
+                                  "write the scores with json.dump into $output/scores.json"))
+    return data.decode("utf-8", "replace")
 
 
 def _tail(path: str | Path, lines: int = 15) -> str:
@@ -753,8 +776,14 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
                       task: int | None = None, *, time_limit: float | None = None,
                       isolate_network: bool = True, sandbox_mode: str = "auto",
                       python: str | None = None, progress: bool = False,
-                      record: bool = True) -> BundleRunResult:
-    """Run ``zip_path`` through the bundle's own ingestion and scoring programs."""
+                      record: bool = True, env: str | None = None) -> BundleRunResult:
+    """Run ``zip_path`` through the bundle's own ingestion and scoring programs.
+
+    Commands that start with ``python``/``python3`` run with ``python``, else with the
+    interpreter ``env`` selects (auto|grader|current: environment.select_env), which the
+    result names next to the bundle's docker image."""
+    from subkit.grader.environment import current_description
+    from subkit.grader.run import env_warnings, python_for
     from subkit.ledger import sha256_file
     from subkit.recovery import recover
 
@@ -789,7 +818,19 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
     except BaseException:
         folder.discard()
         raise
-    warnings = notes + list(bundle_notes)
+    try:
+        if python:
+            env_desc = dict(current_description(), name="given", path=python)
+        else:
+            python, env_desc = python_for(prof, env, progress=progress)
+    except BaseException:
+        folder.discard()
+        raise
+    image = str(bundle.data.get("docker_image") or DEFAULT_IMAGE)
+    warnings = env_warnings(env_desc) + notes + list(bundle_notes)
+    image_warning = image_note(image, prof)
+    if image_warning:
+        warnings.append(image_warning)
     limit_raw = ph.get("execution_time_limit", ph.get("execution_time_limit_ms"))
     limit = float(_float(limit_raw) or DEFAULT_TIME_LIMIT)
     if time_limit:
@@ -808,13 +849,11 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
         isolation=sandbox.Sandbox(sandbox.Limits.of(prof), network=not isolate_network,
                                   mode=mode).describe(),
         network_isolated=isolate_network and mode == "bubblewrap",
-        docker_image=str(bundle.data.get("docker_image") or DEFAULT_IMAGE),
-        interpreter=python or sys.executable,
+        docker_image=image, interpreter=python, env=env_desc,
         detailed_results_enabled=bool(bundle.data.get("enable_detailed_results", False)),
         warnings=warnings, zip_sha256=sha256_file(zip_path))
     runner = _Runner(run_dir, time_limit=limit, mode=mode, isolate_network=isolate_network,
-                     python=python or sys.executable, progress=progress,
-                     limits=sandbox.Limits.of(prof))
+                     python=python, progress=progress, limits=sandbox.Limits.of(prof))
     try:
         _prediction_run(runner, bundle, tk, ingestion_cmd, res)
         _scoring_run(runner, bundle, tk, scoring_cmd, ingestion_cmd, res)
@@ -906,21 +945,53 @@ def _prediction_run(runner: _Runner, bundle: Bundle, tk: Task, ingestion_cmd: st
     status = _status(program, ingestion)
     res.prediction.update(output=str(root / "output"), metadata=status)
     _check_timeout(runner, [c for c, _, _ in jobs], "prediction", res)
+    for c in (c for c, _, _ in jobs if c.returncode not in (0, None)):
+        res.warnings.append(f"the {_role(c)} exited with {c.returncode} in the prediction run; "
+                            "Codabench does not fail a submission for that (its worker checks "
+                            "only the scoring program's exit code), so the scoring run decides")
     write_worker_metadata(root / "output", status)
+
+
+_SLOW_HINTS = {
+    "submission": "the limit is the phase's execution_time_limit; predict in batches, use a "
+                  "smaller model or fewer TTA views",
+    "ingestion program": "the ingestion program runs the submission: predict in batches, use a "
+                         "smaller model or fewer TTA views (the limit is the phase's "
+                         "execution_time_limit)",
+    "scoring program": "the scoring program itself is slow (the organiser's code, not the "
+                       "submission): make it faster or raise the phase's execution_time_limit",
+}
+
+
+def _role(c: Container) -> str:
+    if c.kind == "ingestion":
+        return "ingestion program"
+    return "submission" if c.run == "prediction" else "scoring program"
 
 
 def _check_timeout(runner: _Runner, containers: list[Container], run: str,
                    res: BundleRunResult) -> None:
     late = [c for c in containers if c.timed_out]
     if late:
-        who = " and ".join("the ingestion program" if c.kind == "ingestion" else
-                           ("the submission" if run == "prediction" else "the scoring program")
-                           for c in late)
+        who = " and ".join(f"the {_role(c)}" for c in late)
         raise _RunFailure(Failure(
             run, f"Execution Time Limit exceeded. Limit was {runner.time_limit:g} seconds "
                  f"({who} of the {run} run still running; the worker kills both)",
-            "the limit is the phase's execution_time_limit; predict in batches, use a smaller "
-            "model or fewer TTA views", _tail(late[0].stderr)))
+            _SLOW_HINTS[_role(late[0])], _tail(late[0].stderr)))
+
+
+def _check_exit_code(program: Container, res: BundleRunResult) -> None:
+    """The worker fails the submission when the scoring program exits non-zero, even after
+    writing its scores (codalab/codabench compute_worker/compute_worker.py, Run.start:
+    "Child task failed or non-zero return code"; since commit f9104263, for the scoring
+    program only since 6e19ba27, both in release v1.24). The prediction run's exit codes
+    are not checked there: a non-zero one is a warning here."""
+    if program.returncode in (0, None):
+        return
+    raise _RunFailure(Failure(
+        "scoring", "Child task failed or non-zero return code (the scoring program exited "
+                   f"with {program.returncode}; Codabench ignores whatever scores it wrote)",
+        _no_scores_hint(res, program)))
 
 
 def _scoring_run(runner: _Runner, bundle: Bundle, tk: Task, scoring_cmd: str,
@@ -958,6 +1029,7 @@ def _scoring_run(runner: _Runner, bundle: Bundle, tk: Task, scoring_cmd: str,
     _check_timeout(runner, [c for c, _, _ in jobs], "scoring", res)
     out = root / "output"
     try:
+        _check_exit_code(program, res)
         raw = _read_scores(out)
     except _RunFailure as exc:
         exc.failure.stage = "scoring"
@@ -991,6 +1063,7 @@ def _failure_tail(runner: _Runner, program: Container, res: BundleRunResult) -> 
 
 
 def _no_scores_hint(res: BundleRunResult, program: Container) -> str:
+    """The one place to look, for the program that failed."""
     meta = res.prediction.get("metadata", {})
     if meta.get("ingestionExitCode") not in (0, None):
         return (f"the ingestion program exited with {meta['ingestionExitCode']} in the prediction "
@@ -998,8 +1071,17 @@ def _no_scores_hint(res: BundleRunResult, program: Container) -> str:
     if meta.get("exitCode") not in (0, None):
         return (f"the submission's own command exited with {meta['exitCode']}: see "
                 "prediction_stderr.txt")
-    return (f"the scoring program exited with {program.returncode} without writing scores.json "
-            "to its output: see scoring_stderr.txt")
+    missing = re.search(r"No module named '([\w.]+)'", _tail(program.stderr, 40))
+    if missing:
+        return (f"the scoring program imports {missing.group(1)!r}, which the python that ran "
+                f"it lacks ({res.interpreter}): run with `--env current` if this machine has "
+                f"it (Codabench runs it in {res.docker_image}, which must have it too)")
+    if program.returncode not in (0, None):
+        return (f"the scoring program exited with {program.returncode}: see scoring_stderr.txt "
+                "(it is the organiser's code: a crash after writing scores fails the "
+                "submission on Codabench too)")
+    return ("the scoring program exited with 0 without writing scores.json to its output: "
+            "see scoring_stderr.txt")
 
 
 def _ledger_row(res: BundleRunResult) -> dict:
@@ -1049,6 +1131,10 @@ def summary_lines(res: BundleRunResult) -> list[tuple[str, dict]]:
     for w in res.warnings:
         out.append((f"  note: {w}", {"fg": "yellow"}))
     out.append((f"  {res.sandbox_note}", {}))
+    from subkit.grader.run import env_line
+
+    out.append((f"  the programs {env_line(res.env)} ({res.interpreter}); on Codabench they "
+                f"run in the bundle's docker image {res.docker_image}", {"bold": True}))
     if res.detailed_results:
         state = "" if res.detailed_results_enabled else \
             " (the competition does not show it to participants)"
@@ -1057,6 +1143,54 @@ def summary_lines(res: BundleRunResult) -> list[tuple[str, dict]]:
                 "logs)", {}))
     out.append((f"  run folder: {res.run_dir}", {}))
     return out
+
+
+# -- the docker image ------------------------------------------------------------------------------
+def _pins_text(prof) -> str:
+    g = prof.grader
+    return ", ".join(f"{k} {g.get(k)}" for k in ("python", "tensorflow", "keras", "numpy"))
+
+
+def default_image(prof) -> str:
+    """The image an exported bundle names: the official image of the profile's TensorFlow
+    (``tensorflow/tensorflow:2.17.0``), which exists for every release; Codabench's own
+    default has no TensorFlow."""
+    tf = prof.grader.get("tensorflow")
+    return f"tensorflow/tensorflow:{tf}" if tf else DEFAULT_IMAGE
+
+
+def image_note(image: str, prof) -> str | None:
+    """What is known about ``image`` against the profile's grader versions: a warning when
+    it cannot run them, a reminder to check when subkit cannot see inside it."""
+    pins = _pins_text(prof)
+    check = CHECK_IMAGE.format(image=image)
+    if image.startswith(NO_TENSORFLOW):
+        return (f"docker image {image} has no TensorFlow: on Codabench every submission "
+                f"would fail to import it; name an image with {pins} (`subkit bundle export` "
+                "writes one, docker/Dockerfile)")
+    m = re.fullmatch(r"(?:docker\.io/)?tensorflow/tensorflow:(\d+(?:\.\d+)*)(?:-\S+)?", image)
+    tf = str(prof.grader.get("tensorflow") or "")
+    if m and tf and m.group(1) != tf:
+        return (f"docker image {image} has tensorflow {m.group(1)}, not the grader's {tf}: "
+                f"name tensorflow/tensorflow:{tf} or an image with {pins}")
+    if m:
+        return (f"docker image {image} has tensorflow {tf}; its Python, Keras and numpy are "
+                f"whatever that image ships, not necessarily {pins}: check with `{check}`, or "
+                "build docker/Dockerfile for exactly those")
+    return (f"subkit cannot see inside docker image {image}: check that it has {pins} with "
+            f"`{check}`")
+
+
+def dockerfile(prof) -> str:
+    """A Dockerfile for an image with exactly the profile's grader versions."""
+    from subkit.grader.environment import pins, requirements
+
+    reqs = " ".join(requirements(pins(prof)))
+    return (f"# The grader's versions of profile {prof.name}, for competition.yaml's "
+            f"docker_image:\n#   docker build -t YOU/{prof.name}:grader docker/ && docker push "
+            f"YOU/{prof.name}:grader\n#   then set docker_image: YOU/{prof.name}:grader\n"
+            f"FROM python:{prof.grader.get('python')}-slim\n"
+            f"RUN pip install --no-cache-dir {reqs}\n")
 
 
 # -- export ----------------------------------------------------------------------------------------
@@ -1190,7 +1324,8 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
     limit = int(round(prof.time_limit_s))
     ev = prof.data["evaluation"]
     phase_names = list(ev.get("phases") or ["development"])
-    image = docker_image or DEFAULT_IMAGE
+    image = docker_image or default_image(prof)
+    note = image_note(image, prof)
     init = "".join(f" --init-arg {shlex.quote(str(a))}" for a in prof.init_args)
     ingestion_cmd = (f"python3 $ingestion_program/ingestion.py --submission $submission_program "
                      f"--input $input/X.npy --output $output "
@@ -1277,6 +1412,7 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
         "scoring_program/scoring.py": scoring_src,
         "scoring_program/settings.json": json.dumps(settings, indent=2).encode(),
         "starting_kit/model.py": template_text("model.py").encode(),
+        "docker/Dockerfile": dockerfile(prof).encode(),
         "starting_kit/README.md": kit_readme.encode(),
     }
     import io
@@ -1307,4 +1443,4 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
         raise
     return {"out": str(out), "profile": prof.name, "n": int(len(X)), "phases": phase_names,
             "time_limit_s": limit, "metric": metric, "columns": columns, "docker_image": image,
-            "files": sorted(files), "warnings": warns}
+            "files": sorted(files), "warnings": warns + ([note] if note else [])}

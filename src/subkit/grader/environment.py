@@ -37,6 +37,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -45,9 +46,11 @@ from subkit.errors import SubkitError, UsageError
 
 MARKER = "subkit-env.json"
 ENV_NAMES = ("current", "grader")
+ENV_CHOICES = ("auto", "grader", "current")
 MAIN_PACKAGES = ("tensorflow", "keras", "numpy")
-DOWNLOAD_HINT_MB = 600  # measured: tensorflow 2.17 + keras 3.4 + numpy 1.26 wheels
+DOWNLOAD_HINT_MB = 650  # measured: tensorflow 2.17 + keras 3.4 + numpy 1.26 and 35 others
 PIP_TIMEOUT_S = 3600
+FAILED_RETRY_S = 3600  # after a failed automatic creation, `auto` waits this long to retry
 
 Echo = Callable[[str], None]
 # installer(python, requirements, log_path, echo, progress) -> None; raises on failure
@@ -298,12 +301,106 @@ def _pip_for(python: str) -> list[str]:
     return [python, "-m", "pip"]
 
 
-def pip_install(python: str, reqs: list, log_path: Path, echo: Echo, progress: bool) -> None:
-    """``python -m pip install reqs``; its output goes to ``log_path`` and, on a terminal,
-    one line at a time to ``echo``. Raises SubkitError with pip's last error on failure."""
+def uv_binary() -> str | None:
+    """The ``uv`` executable: the one the ``uv`` package ships (``pip install uv``), else
+    one on PATH; None without uv."""
+    try:
+        import uv
+
+        return uv.find_uv_bin()
+    except (ImportError, FileNotFoundError, AttributeError):
+        return shutil.which("uv")
+
+
+def installer_kind() -> str:
+    """"uv" when uv is installed (it installs the 650 MB several times faster than pip),
+    else "pip". ``$SUBKIT_INSTALLER=pip|uv`` picks one."""
+    want = os.environ.get("SUBKIT_INSTALLER", "").strip().lower()
+    if want not in ("", "pip", "uv"):
+        raise UsageError(f"SUBKIT_INSTALLER={want!r} is not pip or uv",
+                         hint="unset SUBKIT_INSTALLER, or set it to pip or uv")
+    if want == "pip":
+        return "pip"
+    if uv_binary():
+        return "uv"
+    if want == "uv":
+        raise SubkitError("SUBKIT_INSTALLER=uv, but uv is not installed",
+                          hint="pip install uv (or unset SUBKIT_INSTALLER to use pip)")
+    return "pip"
+
+
+def install_command(python: str, reqs: list, *, attached: bool, log_path: Path) -> list[str]:
+    """The command that installs ``reqs`` into the venv of ``python``. ``attached``: the
+    installer draws its own progress bars on the terminal (pip then also logs to
+    ``log_path``)."""
+    if installer_kind() == "uv":
+        return [str(uv_binary()), "pip", "install", "--python", python, *reqs]
     cmd = [*_pip_for(python), "install", "--disable-pip-version-check", "--no-input",
-           "--progress-bar", "off", *reqs]
+           "--progress-bar", "on" if attached else "off"]
+    if attached:
+        cmd += ["--log", str(log_path)]
+    return cmd + list(reqs)
+
+
+def download_size(python: str, reqs: list, *, timeout: float = 180) -> dict | None:
+    """What installing ``reqs`` into the venv of ``python`` downloads: ``{"packages": n,
+    "bytes": total}`` from pip's resolution (``install --dry-run --report``) and the size
+    of each file the index serves; None when the index cannot be asked (then the install
+    itself says why)."""
+    import concurrent.futures
+
+    import requests
+
+    with tempfile.TemporaryDirectory(prefix="subkit-resolve-") as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [*_pip_for(python), "install", "--dry-run", "--ignore-installed", "--quiet",
+               "--disable-pip-version-check", "--no-input", "--report", str(report), *reqs]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            items = json.loads(report.read_text("utf-8")).get("install", []) \
+                if out.returncode == 0 else None
+        except (OSError, ValueError, subprocess.SubprocessError):
+            items = None
+    if not items:
+        return None
+    urls = [(it.get("download_info") or {}).get("url", "") for it in items]
+
+    def size(url: str) -> int:
+        if not url.startswith(("http://", "https://")):
+            return 0
+        resp = requests.head(url, allow_redirects=True, timeout=20)
+        return int(resp.headers.get("Content-Length") or 0)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            total = sum(pool.map(size, urls))
+    except (requests.RequestException, ValueError):
+        return None
+    return {"packages": len(items), "bytes": total}
+
+
+def pip_install(python: str, reqs: list, log_path: Path, echo: Echo, progress: bool) -> None:
+    """Install ``reqs`` into the venv of ``python`` with uv or pip (``installer_kind``).
+
+    On a terminal (``progress`` and a tty) the installer draws its own progress bars there;
+    otherwise its output goes to ``log_path`` and, with ``progress``, one line at a time to
+    ``echo``. Raises SubkitError with the installer's last error on failure."""
+    attached = progress and sys.stderr.isatty()
+    kind = installer_kind()
+    cmd = install_command(python, reqs, attached=attached, log_path=log_path)
     start = time.monotonic()
+    if attached:
+        try:
+            rc = subprocess.run(cmd, timeout=PIP_TIMEOUT_S).returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
+        if rc != 0:
+            raise SubkitError(f"{kind} could not install the grader's packages (its error is "
+                              "above)",
+                              hint="the partial environment was removed; fix what it says and "
+                                   "run `subkit env create`" + (f" (log: {log_path})"
+                                                                if kind == "pip" else ""))
+        return
     with open(log_path, "w", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
@@ -324,10 +421,10 @@ def pip_install(python: str, reqs: list, log_path: Path, echo: Echo, progress: b
             raise
     if rc != 0:
         lines = log_path.read_text("utf-8", "replace").splitlines()
-        errors = [ln.strip() for ln in lines if ln.startswith("ERROR")]
+        errors = [ln.strip() for ln in lines if ln.lstrip().lower().startswith("error")]
         why = errors[-1] if errors else (lines[-1].strip() if lines else "no output")
-        raise SubkitError(f"pip could not install the grader's packages: {why}",
-                          hint=f"the partial environment was removed; pip's log: {log_path}")
+        raise SubkitError(f"{kind} could not install the grader's packages: {why}",
+                          hint=f"the partial environment was removed; {kind}'s log: {log_path}")
 
 
 _CHECK = r"""
@@ -414,11 +511,16 @@ def _remove(folder: Path) -> None:
 def create_env(pin_set: dict, folder: Path, interpreter: dict, *, echo: Echo = _stderr_echo,
                progress: bool = False, installer: Installer | None = None,
                check: Callable[[str, dict], dict] | None = None,
-               runner: Runner = _run_capture, profile_name: str = "") -> dict:
+               runner: Runner = _run_capture, profile_name: str = "",
+               sizer: Callable[[str, list], dict | None] | None = None) -> dict:
     """Build the environment in ``folder`` (which must not exist); write the marker last.
 
     On any failure (or Ctrl-C) the folder is removed before the error goes on.
+    ``sizer`` measures the download (default: ``download_size``, not asked when a test
+    passes its own ``installer``).
     """
+    if sizer is None:
+        sizer = download_size if installer is None else (lambda python, reqs: None)
     installer = installer or pip_install
     check = check or import_check
     if interpreter.get("note"):
@@ -429,11 +531,15 @@ def create_env(pin_set: dict, folder: Path, interpreter: dict, *, echo: Echo = _
     echo(f"creating the grader environment{' of ' + profile_name if profile_name else ''}: "
          f"Python {interpreter['version']} + {' '.join(reqs)}")
     echo(f"  in {folder}")
-    echo(f"  (downloads about {DOWNLOAD_HINT_MB} MB once; later runs reuse it; "
-         f"pip's log: {log_path})")
     start = time.monotonic()
     try:
         python = make_venv(interpreter["path"], folder)
+        echo("  measuring the download (asking the package index)...")
+        size = sizer(str(python), reqs)
+        what = (f"{size['bytes'] / 1e6:.0f} MB in {size['packages']} packages" if size
+                else f"about {DOWNLOAD_HINT_MB} MB (the index did not say)")
+        echo(f"  downloading {what} with {installer_kind()}, once: later runs reuse it "
+             f"(log: {log_path})")
         installer(str(python), reqs, log_path, echo, progress)
         echo("  checking that the new environment imports tensorflow, keras and numpy...")
         found = check(str(python), pin_set)
@@ -447,6 +553,7 @@ def create_env(pin_set: dict, folder: Path, interpreter: dict, *, echo: Echo = _
             "versions": found,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "install_seconds": round(time.monotonic() - start, 1),
+            "download_bytes": size["bytes"] if size else None,
             "size_bytes": _tree_size(folder),
         }
         tmp = folder / (MARKER + ".tmp")
@@ -565,7 +672,7 @@ def current_description() -> dict:
 
 
 def resolve_python(profile, env: str, *, echo: Echo | None = None,
-                   create: bool = True) -> tuple[str, dict]:
+                   create: bool = True, progress: bool | None = None) -> tuple[str, dict]:
     """The python to run a submission's child with, and a description for the run record.
 
     ``env`` is "current" (``sys.executable``) or "grader" (the profile's pinned environment,
@@ -577,7 +684,7 @@ def resolve_python(profile, env: str, *, echo: Echo | None = None,
     if env != "grader":
         raise UsageError(f"unknown environment {env!r}",
                          hint=f"use one of: {', '.join(ENV_NAMES)}")
-    python = ensure_env(profile, create=create, echo=echo)
+    python = ensure_env(profile, create=create, echo=echo, progress=progress)
     marker = read_marker(python.parent.parent) or {}
     versions = marker.get("versions") or {}
     return str(python), {
@@ -590,3 +697,133 @@ def resolve_python(profile, env: str, *, echo: Echo | None = None,
         "pins": marker.get("pins"),
         "note": marker.get("note"),
     }
+
+
+# -- which versions run the submission: --env auto|grader|current --------------------------------
+def default_env() -> str:
+    """``$SUBKIT_ENV`` when set (auto, grader or current), else "auto"."""
+    value = os.environ.get("SUBKIT_ENV", "").strip().lower() or "auto"
+    if value not in ENV_CHOICES:
+        raise UsageError(f"SUBKIT_ENV={value!r} is not one of {', '.join(ENV_CHOICES)}",
+                         hint="unset SUBKIT_ENV, or set it to auto, grader or current")
+    return value
+
+
+def _same_version(have: str | None, pin: str) -> bool:
+    """Whether an installed version satisfies an exact pin ("3.10" matches 3.10.13); a pin
+    that is a range (">=1.2") is not compared here."""
+    if not pin[:1].isdigit():
+        return True
+    if have is None:
+        return False
+    want = pin.split(".")
+    return have.split(".")[:len(want)] == want
+
+
+def differences(pin_set: dict) -> list[str]:
+    """How the current interpreter's versions differ from ``pin_set``, in words:
+    ``["python 3.11.7 (grader 3.10)", "keras 3.15.1 (grader 3.4.1)", ...]``."""
+    cur = current_description()
+    have = {"python": cur["python_version"], "tensorflow": cur["tensorflow"],
+            "keras": cur["keras"], "numpy": cur["numpy"]}
+    out = []
+    for name, pin in pin_set.items():
+        version = have[name] if name in have else _dist_version(name)
+        if not _same_version(version, pin):
+            out.append(f"{name} {version or 'not installed'} (grader {pin})")
+    return out
+
+
+def versions_text(desc: dict) -> str:
+    """"python 3.10.13, tensorflow 2.17.0, keras 3.4.1, numpy 1.26.4" of an env description."""
+    return ", ".join(f"{k} {desc.get(v) or '-'}" for k, v in (
+        ("python", "python_version"), ("tensorflow", "tensorflow"), ("keras", "keras"),
+        ("numpy", "numpy")))
+
+
+def _failed_marker(profile) -> Path:
+    folder = env_dir(profile)
+    return folder.parent / f"{folder.name}.failed.json"
+
+
+def _recent_failure(profile) -> dict | None:
+    """The reason an automatic creation failed less than FAILED_RETRY_S ago, if one did."""
+    try:
+        info = json.loads(_failed_marker(profile).read_text("utf-8"))
+        if time.time() - float(info["time"]) < FAILED_RETRY_S:
+            return info
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _note_failure(profile, message: str) -> None:
+    path = _failed_marker(profile)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"time": time.time(), "reason": message}), "utf-8")
+
+
+def clear_failure(profile) -> None:
+    with contextlib.suppress(OSError):
+        _failed_marker(profile).unlink()
+
+
+def select_env(profile, env: str | None = None, *, echo: Echo | None = None,
+               progress: bool | None = None, create: bool = True) -> tuple[str, dict]:
+    """The python that runs a submission, and the description every summary shows.
+
+    ``env``: "current" (this interpreter), "grader" (the profile's pinned environment,
+    created on demand; an error when it cannot be), or "auto" (the default, or
+    ``$SUBKIT_ENV``): the grader environment whenever this interpreter's versions differ
+    from the pins, else this interpreter. When ``auto`` cannot create the environment
+    (offline, no wheel for this platform or Python, ...), the current versions run the
+    submission and the description carries ``warning`` (loud: a pass then proves less);
+    a failed automatic creation is not retried for an hour (``subkit env create`` retries
+    at once).
+
+    The description: ``{name: "grader"|"current", requested, reason, python_version,
+    tensorflow, keras, numpy, path, pins, differences, matches_grader, warning?, note?}``.
+    """
+    env = env or default_env()
+    if env not in ENV_CHOICES:
+        raise UsageError(f"unknown environment {env!r}",
+                         hint=f"use one of: {', '.join(ENV_CHOICES)}")
+    pin_set = pins(profile)
+    diff = differences(pin_set)
+    grader_text = ", ".join(f"{k} {v}" for k, v in pin_set.items())
+    if env == "current" or (env == "auto" and not diff):
+        desc = current_description()
+        desc.update(requested=env, pins=pin_set, differences=diff, matches_grader=not diff,
+                    reason=("they are the grader's pinned versions" if not diff else
+                            "--env current: NOT the grader's versions (" + "; ".join(diff)
+                            + ")"))
+        return sys.executable, desc
+    failed = _recent_failure(profile) if env == "auto" else None
+    try:
+        if failed:
+            raise SubkitError(f"{failed['reason']} (an automatic attempt "
+                              f"{(time.time() - failed['time']) / 60:.0f} min ago)")
+        python, desc = resolve_python(profile, "grader", echo=echo, create=create,
+                                      progress=progress)
+    except SubkitError as exc:
+        if env == "grader":
+            raise
+        if not failed and create:
+            _note_failure(profile, exc.message)
+        desc = current_description()
+        desc.update(requested=env, pins=pin_set, differences=diff, matches_grader=False,
+                    fallback=True, reason="the grader environment could not be set up",
+                    warning=(f"NOT the grader's versions: the grader environment ({grader_text}"
+                             f") could not be set up ({exc.message}), so the submission ran "
+                             f"in the current ones ({versions_text(desc)}); a pass here does "
+                             "not prove that the grader accepts it. `subkit env create` "
+                             "retries and shows why"))
+        return sys.executable, desc
+    clear_failure(profile)
+    desc.update(requested=env, differences=diff,
+                matches_grader=_same_version(desc.get("python_version"), pin_set["python"]),
+                reason=("--env grader" if env == "grader" else
+                        "the current versions differ from the grader's (" + "; ".join(diff)
+                        + ")"))
+    return python, desc

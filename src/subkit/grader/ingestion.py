@@ -6,12 +6,18 @@ environment that has no subkit installed, and inside an exported Codabench bundl
 
     python ingestion.py --submission DIR --input X.npy --output DIR
         [--entry model.py] [--class-name Model] [--method predict] [--init-arg A ...]
+        [--predict-input NAME=PATH ...]
         [--proba] [--extra-input NAME=PATH ...] [--extra-wait S]
 
 It does exactly what the grader does: puts the submission first on sys.path, changes the
-working directory to it, ``from model import Model``, ``Model()``, one ``predict(X)``, and
-saves what predict returned. Progress and failures go to ``OUTPUT/ingestion.json`` at every
-stage (written atomically), so a parent that sees the process die knows where it died.
+working directory to it, ``from model import Model``, ``Model(*init_args)``, one
+``predict(X, *predict_inputs)``, and saves what predict returned. An init argument
+``{submission}`` is the submission's folder (CodaLab's ``model(path)``); each
+``--predict-input`` is one more array passed after X, in order (the forecasting
+competition's ``predict(X, categories)``). A TensorFlow tensor returned by predict (the
+CodaLab template's ``tf.argmax(...)``) is converted with ``.numpy()``, as numpy would.
+Progress and failures go to ``OUTPUT/ingestion.json`` at every stage (written atomically),
+so a parent that sees the process die knows where it died.
 
 Options beyond the grader's run (subkit's shift suite and report; unused, nothing changes):
 after the clean run has been saved and marked ok,
@@ -72,7 +78,7 @@ class Status:
 
 
 def _versions():
-    out = {}
+    out = {"python": "%d.%d.%d" % sys.version_info[:3]}
     for mod in ("numpy", "tensorflow", "keras", "torch"):
         m = sys.modules.get(mod)
         if m is not None:
@@ -80,9 +86,21 @@ def _versions():
     return out
 
 
+SUBMISSION_PLACEHOLDER = "{submission}"
+
+
 def describe_output(y, np):
     """What predict returned, in words the parent can turn into a hint."""
     info = {"python_type": type(y).__module__ + "." + type(y).__name__}
+    to_numpy = getattr(y, "numpy", None)
+    if not isinstance(y, np.ndarray) and callable(to_numpy):  # a TF/Keras tensor
+        try:
+            y = to_numpy()
+            info["converted"] = "tensor.numpy()"
+        except Exception as exc:
+            info["convertible"] = False
+            info["error"] = "tensor.numpy() failed: " + str(exc)[:500]
+            return info, None
     try:
         arr = np.asarray(y)
     except Exception as exc:
@@ -101,19 +119,18 @@ def main(argv=None):
     p.add_argument("--entry", default="model.py")
     p.add_argument("--class-name", default="Model")
     p.add_argument("--method", default="predict")
-    p.add_argument("--init-arg", action="append", default=[])
+    p.add_argument("--init-arg", action="append", default=[],
+                   help=SUBMISSION_PLACEHOLDER + " is the submission's folder")
+    p.add_argument("--predict-input", action="append", default=[], metavar="NAME=PATH",
+                   help="one more .npy passed to predict after X (repeatable, in order)")
     p.add_argument("--proba", action="store_true", help="also save predict_proba(X) if any")
     p.add_argument("--extra-input", action="append", default=[], metavar="NAME=PATH",
                    help="predict once more on this .npy after the main run (repeatable)")
     p.add_argument("--extra-wait", type=float, default=600.0, metavar="S",
                    help="seconds to wait for an extra input that does not exist yet")
     a = p.parse_args(argv)
-    extras = []
-    for item in a.extra_input:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            p.error(f"--extra-input wants NAME=PATH, got {item!r}")
-        extras.append((name, path))
+    extras = [_name_path(p, "--extra-input", item) for item in a.extra_input]
+    inputs = [_name_path(p, "--predict-input", item) for item in a.predict_input]
 
     os.makedirs(a.output, exist_ok=True)
     status = Status(os.path.join(a.output, "ingestion.json"))
@@ -128,6 +145,10 @@ def main(argv=None):
         t = time.time()
         X = np.load(a.input, allow_pickle=False)
         status.data["input"] = {"shape": list(X.shape), "dtype": str(X.dtype)}
+        more = [np.load(path, allow_pickle=False) for _, path in inputs]
+        if inputs:
+            status.data["predict_inputs"] = {name: {"shape": list(v.shape), "dtype": str(v.dtype)}
+                                             for (name, _), v in zip(inputs, more)}
         status.data["timings"]["load_input_s"] = time.time() - t
 
         stage = "import"
@@ -152,7 +173,7 @@ def main(argv=None):
         stage = "init"
         status.stage(stage)
         t = time.time()
-        model = cls(*a.init_arg)
+        model = cls(*[sub if arg == SUBMISSION_PLACEHOLDER else arg for arg in a.init_arg])
         status.data["timings"]["init_s"] = time.time() - t
         if not hasattr(model, a.method):
             raise AttributeError(f"{a.class_name} has no method {a.method!r}")
@@ -160,7 +181,7 @@ def main(argv=None):
         stage = "predict"
         status.stage(stage)
         t = time.time()
-        y = getattr(model, a.method)(X)
+        y = getattr(model, a.method)(X, *more)
         status.data["timings"]["predict_s"] = time.time() - t
 
         stage = "save"
@@ -176,7 +197,7 @@ def main(argv=None):
         status.data["peak_rss_mb"] = _peak_rss_mb()
         status.data["ok"] = True
         if a.proba or extras:
-            _after_main(a, extras, model, X, status, np)
+            _after_main(a, extras, model, X, more, status, np)
         status.stage("done")
     except SystemExit as exc:
         status.data["versions"] = _versions()
@@ -196,6 +217,13 @@ def main(argv=None):
     os._exit(0)  # skip interpreter teardown: TF's can take seconds and is not ours to time
 
 
+def _name_path(parser, flag, item):
+    name, sep, path = item.partition("=")
+    if not sep or not name or not path:
+        parser.error(f"{flag} wants NAME=PATH, got {item!r}")
+    return name, path
+
+
 def _wait_for(path, seconds, parent):
     """True when ``path`` exists; False when ``path.failed`` appears, time runs out or the
     parent is gone."""
@@ -207,8 +235,9 @@ def _wait_for(path, seconds, parent):
     return True
 
 
-def _after_main(a, extras, model, X, status, np):
-    """--proba and --extra-input: after the clean run, which is already saved and ok."""
+def _after_main(a, extras, model, X, more, status, np):
+    """--proba and --extra-input: after the clean run, which is already saved and ok.
+    ``more``: predict's other inputs, the same for every extra input."""
     if a.proba:
         status.stage("proba")
         fn = getattr(model, "predict_proba", None)
@@ -217,7 +246,7 @@ def _after_main(a, extras, model, X, status, np):
         else:
             t = time.time()
             try:
-                p = np.asarray(fn(X))
+                p = np.asarray(fn(X, *more))
                 np.save(os.path.join(a.output, "proba.npy"), p, allow_pickle=False)
                 status.data["proba"] = {"ok": True, "shape": list(p.shape)}
             except (Exception, SystemExit) as exc:
@@ -253,7 +282,7 @@ def _after_main(a, extras, model, X, status, np):
         try:
             Xe = np.load(path, allow_pickle=False)
             t = time.time()
-            y = getattr(model, a.method)(Xe)
+            y = getattr(model, a.method)(Xe, *more)
             info["predict_s"] = time.time() - t
             del Xe
             out, arr = describe_output(y, np)

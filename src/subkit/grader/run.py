@@ -23,7 +23,6 @@ saw (``runfolder.RunFolder``).
 from __future__ import annotations
 
 import io
-import os
 import signal as _signal
 import sys
 import time
@@ -87,6 +86,9 @@ class RunResult:
     zip_sha256: str = ""
     shift: dict | None = None
     tta_compare: dict | None = None
+    predicted_leaderboard: dict | None = None
+    kind: str = "classification"  # the profile's kind (issue 16)
+    phase: str | None = None
     sandbox: dict = field(default_factory=dict)
 
     @property
@@ -124,7 +126,9 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
                    time_limit: float, python: str | None = None, isolate_network: bool = True,
                    progress: bool = False, extra_env: dict | None = None,
                    label: str = "running the submission",
-                   extra_args: list[str] | None = None) -> ChildRun:
+                   extra_args: list[str] | None = None, bar_class=None,
+                   inputs: dict[str, np.ndarray] | None = None) -> ChildRun:
+    """``inputs``: predict's arrays after X, by the profile's names (``categories``)."""
     run_dir, submission_dir = Path(run_dir).resolve(), Path(submission_dir).resolve()
     input_dir, output_dir, log_dir = run_dir / "input_data", run_dir / "output", run_dir / "logs"
     for d in (input_dir, output_dir, log_dir):
@@ -143,13 +147,21 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
            "--method", prof.predict_method]
     for a in prof.init_args:
         cmd += ["--init-arg", str(a)]
+    written = [x_path]
+    for name in prof.extra_inputs:
+        if name not in (inputs or {}):
+            raise InputError(f"predict({', '.join(['X', *prof.extra_inputs])}) needs {name!r} "
+                             "and none was given", hint=f"store {name} in the test set's .npz")
+        written.append(input_dir / f"{name}.npy")
+        np.save(written[-1], np.asarray(inputs[name]), allow_pickle=False)
+        cmd += ["--predict-input", f"{name}={box.path(written[-1])}"]
     extra_args = list(extra_args or [])  # --proba / --extra-input NAME=PATH (shift suite)
     for i, folder in enumerate(_extra_folders(extra_args, input_dir)):
         box.bind(folder, f"/app/extra_input/{i}")  # read-only, written by subkit as it goes
     cmd += box.args_inside(extra_args)
     status_path, pred_path = output_dir / "ingestion.json", output_dir / "predictions.npy"
-    cap = _predictions_cap(len(X), prof)
-    bar = _Progress(label, time_limit, status_path, enabled=progress)
+    cap = _predictions_cap(X)
+    bar = (bar_class or _Progress)(label, time_limit, status_path, enabled=progress)
     clean = _CleanWatch(status_path, pred_path, cap) if extra_args else None
 
     def tick(elapsed: float) -> None:
@@ -163,10 +175,8 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
     finally:
         bar.close()
         box.close()
-        try:
-            x_path.unlink()
-        except OSError:
-            pass
+        for path in written:
+            path.unlink(missing_ok=True)
     # the sandbox is gone: read what it left, trusting nothing of it
     status = untrusted.sane_status(untrusted.read_untrusted_json(status_path))
     if clean is not None and clean.done:
@@ -176,6 +186,8 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
         clean_s = child.elapsed_s
     preds = _load_npy(data)
     failure = diagnose(child, status, prof, time_limit)
+    if failure is not None:
+        failure = _name_the_weights(failure, submission_dir)
     if failure is None and preds is None:
         out = status.get("output", {})
         failure = Failure("save", f"predict returned {out.get('python_type', 'something')} that is not an array "
@@ -193,9 +205,10 @@ def _extra_folders(extra_args: list[str], input_dir: Path) -> list[Path]:
     return sorted({p.parent for p in paths if input_dir.resolve() not in p.parents})
 
 
-def _predictions_cap(n: int, prof) -> int:
-    """The most bytes a predictions file may have: labels or probabilities, with room."""
-    return 16 * 1024**2 + n * max(prof.n_classes, 1) * 16
+def _predictions_cap(X: np.ndarray) -> int:
+    """The most bytes a predictions file may have: labels, probabilities, masks or forecasts
+    of the input's size (as int64 or float64), with room."""
+    return 16 * 1024**2 + 8 * int(X.size)
 
 
 def _load_npy(data: bytes | None) -> np.ndarray | None:
@@ -263,10 +276,13 @@ _STAGE_WORDS = {"start": "starting", "load_input": "loading the input", "import"
 
 def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) -> Failure | None:
     """Turn what the child did into the message and hint a participant needs."""
+    from subkit.modelcheck import init_call, predict_call
+
     stage = status.get("stage", "start")
     where = _STAGE_WORDS.get(stage, stage)
     tail = child.tail("stderr", 30)
     entry, cls = prof.entry_file, prof.class_name
+    calls = (init_call(prof), predict_call(prof))
     lim = child.sandbox.get("limits") or sandbox.Limits.of(prof).to_dict()
     if child.timed_out:
         paused = (f"; subkit itself was stopped for {child.paused_s:g} s of it, and the grader's "
@@ -293,7 +309,8 @@ def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) 
                        "never exit from model.py: raise an exception or return normally", tb_tail)
     if etype:
         return _limit_exception(stage, etype, err, tb_tail, lim) or \
-            _diagnose_exception(stage, etype, err, tb_tail, entry, cls)
+            _diagnose_exception(stage, etype, err, tb_tail, entry, cls, calls,
+                                prof.grader.get("keras"))
     if child.signal is not None:
         return _diagnose_signal(child.signal, stage, where, lim, tail)
     return Failure(stage, f"the submission's process ended with exit code {child.returncode} during {where} "
@@ -339,8 +356,27 @@ def _limit_exception(stage, etype, err, tb, lim: dict) -> Failure | None:
     return None
 
 
-def _diagnose_exception(stage, etype, err, tb, entry, cls) -> Failure:
+def keras_cause(err: str) -> str:
+    """The cause Keras nests after "Exception encountered:", behind pages of config."""
+    if "Exception encountered:" in err:
+        err = err.rsplit("Exception encountered:", 1)[1]
+    lines = err.strip().splitlines() or [""]
+    return lines[0][:400]
+
+
+def _name_the_weights(f: Failure, submission_dir: Path) -> Failure:
+    """The hint's YOUR_WEIGHTS.keras, as the one .keras file of the submission."""
+    found = sorted(p.name for p in submission_dir.glob("*.keras"))
+    if len(found) == 1:
+        f.hint = f.hint.replace("YOUR_WEIGHTS.keras", found[0])
+    return f
+
+
+def _diagnose_exception(stage, etype, err, tb, entry, cls, calls, keras=None) -> Failure:
+    """``calls``: how the grader calls the class and predict, e.g. ("model(path)",
+    "predict(X, categories)")."""
     low = err.lower()
+    init_call, predict_call = calls
     if stage == "import":
         if etype in ("SyntaxError", "IndentationError", "TabError"):
             return Failure(stage, f"{entry} has a syntax error: {err}",
@@ -358,9 +394,14 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls) -> Failure:
                        f"code at the top level of {entry} runs on import: move work into __init__", tb)
     if stage == "init":
         if etype == "TypeError" and ("positional argument" in low or "required" in low):
-            return Failure(stage, f"{cls}() needs arguments: {err}",
-                           f"the grader calls {cls}() with no argument: def __init__(self): and load "
-                           "the weights from a path next to model.py", tb)
+            if not init_call.endswith("()"):
+                return Failure(stage, f"{init_call} failed: {err}",
+                               f"the grader calls {init_call}: define __init__ to take exactly "
+                               "that and load the weights from os.path.join(path, NAME)", tb)
+            return Failure(stage, f"{init_call} needs arguments: {err}",
+                           f"the grader calls {init_call} with no argument (CodaLab's model(path) "
+                           "passed the folder; this grader does not): def __init__(self): and "
+                           "load the weights from os.path.dirname(os.path.abspath(__file__))", tb)
         if etype in ("FileNotFoundError", "OSError", "IOError") or "no such file" in low or "not found" in low \
                 or "file not found" in low or "unable to open" in low:
             return Failure(stage, f"{cls}() could not find its weights from the grader's working "
@@ -372,15 +413,18 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls) -> Failure:
                            "define the class in model.py (decorated with "
                            "@keras.saving.register_keras_serializable()) or pass custom_objects", tb)
         if "unrecognized keyword" in low or "keyword argument" in low or "deserializ" in low:
-            return Failure(stage, f"{cls}() could not load the weights: {etype}: {err}",
-                           "the weights were probably saved by a newer Keras than the grader's: "
-                           "rebuild with `subkit build --target-keras` or save with the grader's version", tb)
+            cause = keras_cause(tb if "Exception encountered:" in tb else err)
+            return Failure(stage, f"{cls}() could not load the weights: {etype}: {cause}",
+                           "the weights were saved by a newer Keras than this one: rebuild the zip "
+                           f"with `subkit build --weights YOUR_WEIGHTS.keras` (it rewrites them for "
+                           f"keras {keras} and proves they load there)", tb)
         return Failure(stage, f"{cls}() raised {etype}: {err}", "see the traceback tail", tb)
     if stage == "predict":
         if etype == "TypeError" and ("positional argument" in low or "takes" in low):
-            return Failure(stage, f"predict could not be called as predict(X): {err}",
-                           "define def predict(self, X): taking exactly one array", tb)
-        return Failure(stage, f"predict(X) raised {etype}: {err}",
+            return Failure(stage, f"predict could not be called as {predict_call}: {err}",
+                           f"define def {predict_call.replace('(', '(self, ', 1)}: the grader "
+                           "passes exactly these inputs", tb)
+        return Failure(stage, f"{predict_call} raised {etype}: {err}",
                        "X is a numpy array shaped and typed as the profile says (e.g. uint8 "
                        "(n, 96, 96, 3)); run `subkit check` to reproduce on a small batch", tb)
     if stage == "load_input":
@@ -391,11 +435,13 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls) -> Failure:
 
 # -- score-local -------------------------------------------------------------------------------
 def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | None = None,
-                isolate_network: bool = True, progress: bool = False, env: str = "current",
+                isolate_network: bool = True, progress: bool = False, env: str | None = None,
                 record: bool = True, keep_input: bool = False, shift: str | None = None,
                 seed: int = 0, tta_compare: bool = False, proba: bool = False,
-                report: bool = True) -> RunResult:
+                report: bool = True, phase: str | None = None) -> RunResult:
     """Run the zip like the grader and score it.
+
+    ``phase``: the profile's phase whose output is expected (a forecast's horizon).
 
     ``shift``: a shift suite (subkit.shift) whose sets the same child predicts after the
     clean set, once each; ``tta_compare``: a second child with SUBKIT_TTA=0; ``proba``: also
@@ -408,28 +454,36 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     zip_path = Path(zip_path)
     if not zip_path.is_file():
         raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
-    if prof.task != "classification":
-        raise SubkitError(f"score-local supports classification profiles; {prof.name} is {prof.task}",
-                          hint="segmentation scoring is not implemented yet")
+    phase = prof.phase(phase)
+    other_kind = prof.kind != "classification"  # shift_kinds' families, no TTA/proba/report
+    if (tta_compare or proba) and other_kind:
+        raise SubkitError(f"--tta-compare and --proba are for image classification; "
+                          f"{prof.name} is {prof.kind}", hint="score it without them")
     if shift is not None:
         from subkit import shift as shiftmod
+        from subkit import shift_kinds
 
         try:
-            shiftmod.parse_suite(shift)
-        except shiftmod.SuiteError as exc:
-            raise InputError(str(exc), hint="e.g. --shift default, --shift quick, "
-                                            "--shift blur:3,noise") from None
+            shift_kinds.parse(prof, shift) if other_kind else shiftmod.parse_suite(shift)
+        except (shiftmod.SuiteError, shift_kinds.KindSuiteError) as exc:
+            raise InputError(str(exc), hint="e.g. --shift default, quick, hidden-2024, "
+                                            "microscopy, blur:3,noise (series: noise:3,scaling)") from None
     notes = recover(prof)
-    ds = data_io.load(data_path, prof, require_labels=True)
+    ds = data_io.load(data_path, prof, require_labels=True, phase=phase)
     X, warns = prepare_input(ds.images, prof)
-    python, env_desc = python_for(prof, env)
+    if shift is not None and not other_kind and X.ndim not in (3, 4):
+        raise InputError(f"--shift needs a test set of images (n, h, w[, c]); this one is "
+                         f"shaped {X.shape}", hint="drop --shift for this competition")
+    python, env_desc = python_for(prof, env, progress=progress)
+    warns = env_warnings(env_desc) + notes + warns
     limit = float(time_limit if time_limit else prof.time_limit_s)
     folder = _open_run(prof, zip_path, zip_path.stem, "score-local", data_path)
     try:
         result = _run_and_score(folder.path, zip_path, data_path, ds, X, prof, python, env_desc,
-                                limit, notes + warns, isolate_network=isolate_network,
+                                limit, warns, isolate_network=isolate_network,
                                 progress=progress, keep_input=keep_input, shift=shift,
-                                seed=seed, tta_compare=tta_compare, proba=proba, report=report)
+                                seed=seed, tta_compare=tta_compare, proba=proba, report=report,
+                                phase=phase, other_kind=other_kind)
     except BaseException as exc:
         folder.abandon(f"interrupted: {type(exc).__name__}: {exc}"[:300])
         raise
@@ -459,27 +513,42 @@ def _open_run(prof, zip_path: Path, stem: str, kind: str, data_path: Path) -> Ru
 def _run_and_score(run_dir: Path, zip_path: Path, data_path: Path, ds, X, prof, python: str,
                    env_desc: dict, limit: float, warns: list[str], *, isolate_network: bool,
                    progress: bool, keep_input: bool, shift: str | None, seed: int,
-                   tta_compare: bool, proba: bool, report: bool) -> RunResult:
+                   tta_compare: bool, proba: bool, report: bool, phase: str | None,
+                   other_kind: bool) -> RunResult:
     sub_dir = run_dir / "submission"
     plan = None
     t0 = time.monotonic()
-    if shift is None and not proba:
+    if shift is not None and other_kind:
+        from subkit import shift as shiftmod
+        from subkit import shift_kinds
+
+        plan = shift_kinds.make_plan(prof, X, ds.labels, shift, seed, run_dir / "input_data" / "shifts")
+        cr = shiftmod.run_with_plan(sub_dir, X, ds.labels, prof, plan, run_dir=run_dir,
+                                    time_limit=limit,
+                                    python=python, isolate_network=isolate_network, progress=progress,
+                                    label=f"clean + {len(plan)} shifted sets", inputs=ds.extras)
+    elif shift is None and not proba:
         cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
-                            isolate_network=isolate_network, progress=progress)
+                            isolate_network=isolate_network, progress=progress, inputs=ds.extras)
     else:
         from subkit import shift as shiftmod
 
         if shift is not None:
             plan = shiftmod.make_plan(X, shift, seed, run_dir / "input_data" / "shifts",
-                                      value_range=prof.input_range)
+                                      value_range=prof.input_range, n_classes=prof.n_classes)
         label = f"clean + {len(plan)} shifted sets" if plan else "running the submission"
-        cr = shiftmod.run_with_plan(sub_dir, X, prof, plan, run_dir=run_dir, time_limit=limit,
-                                    python=python, isolate_network=isolate_network,
-                                    progress=progress, proba=True, label=label)
+        cr = shiftmod.run_with_plan(sub_dir, X, ds.labels, prof, plan, run_dir=run_dir,
+                                    time_limit=limit, python=python,
+                                    isolate_network=isolate_network, progress=progress,
+                                    proba=True, label=label)
     wall = time.monotonic() - t0
     try:
         result = _finish(cr, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns,
-                         plan=plan)
+                         plan=None if other_kind else plan, phase=phase)
+        if other_kind and plan is not None and result.ok:
+            result.shift = shift_kinds.collect(plan, cr.status, run_dir / "output", prof, phase,
+                                               result.score)
+            write_json(run_dir / "run.json", result.to_dict())
         if tta_compare and result.ok:
             from subkit import shift as shiftmod
 
@@ -489,11 +558,13 @@ def _run_and_score(run_dir: Path, zip_path: Path, data_path: Path, ds, X, prof, 
                           "predict_s": result.timings.get("predict_s")},
                 run_dir=run_dir / "no_tta", time_limit=limit, python=python,
                 isolate_network=isolate_network, progress=progress)
-            write_json(run_dir / "run.json", result.to_dict())
+        if result.shift is not None:
+            result.predicted_leaderboard = _predict_leaderboard(result, prof, X, ds.labels)
+        write_json(run_dir / "run.json", result.to_dict())
     finally:
         if plan is not None and not keep_input:
             plan.cleanup()
-    if report:
+    if report and prof.kind == "classification":  # the HTML report shows images and labels
         try:
             from subkit.report.html import write_report
 
@@ -503,22 +574,38 @@ def _run_and_score(run_dir: Path, zip_path: Path, data_path: Path, ds, X, prof, 
     return result
 
 
-def python_for(prof, env: str) -> tuple[str, dict]:
-    if env == "current":
-        import platform
+def _predict_leaderboard(result: RunResult, prof, X: np.ndarray, y: np.ndarray) -> dict:
+    """The shift dict gets the test set's content sha256; the ledger's other zips with a
+    leaderboard score and a run of the same suite, seed and test set predict this one's."""
+    from subkit import calibration
+    from subkit.ledger import Ledger
 
-        return sys.executable, {"name": "current", "python": platform.python_version(),
-                                "path": sys.executable}
+    result.shift["data_sha256"] = calibration.test_set_id(X, y)
     try:
-        from subkit.grader.environment import resolve_python
-    except ImportError:  # pragma: no cover
-        raise SubkitError("the grader environment is not available in this version",
-                          hint="run without --env") from None
-    return resolve_python(prof, env)
+        records = Ledger(prof.submissions_dir, on_warning=result.warnings.append).records()
+    except OSError as exc:
+        return {"score": None, "message": f"the ledger could not be read: {exc}"}
+    return calibration.for_run(records, result.shift, result.shift["data_sha256"],
+                               result.zip_sha256)
+
+
+def python_for(prof, env: str | None = None, *, echo=None,
+               progress: bool | None = None) -> tuple[str, dict]:
+    """The python that runs the submission's child and its description (``--env``:
+    auto, grader or current; see ``environment.select_env``)."""
+    from subkit.grader.environment import select_env
+
+    return select_env(prof, env, echo=echo, progress=progress)
+
+
+def env_warnings(env_desc: dict) -> list[str]:
+    """The loud warning of an environment that is not the one asked for (auto could not
+    set up the grader's versions), as the first warning of a summary."""
+    return [env_desc["warning"]] if env_desc.get("warning") else []
 
 
 def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns,
-            plan=None) -> RunResult:
+            plan=None, phase: str | None = None) -> RunResult:
     from subkit.ledger import sha256_file
 
     scores: dict = {}
@@ -528,13 +615,11 @@ def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_des
     warns = warns + cr.warnings
     if failure is None:
         try:
-            labels, w = scoring.validate_predictions(cr.predictions, len(ds), prof.n_classes)
-            warns += w
-            m = scoring.metrics(ds.labels, labels, prof.class_names)
-            per_class, cm = m.pop("per_class"), m.pop("confusion_matrix")
-            scores = m
+            ev = scoring.evaluate(prof.task_spec(phase), cr.predictions, ds.labels)
+            warns += ev.warnings
+            scores, per_class, cm = ev.scores, ev.per_class, ev.confusion_matrix
             scoring.write_scores_json(run_dir / "scores.json", scores)
-            np.save(run_dir / "output" / "labels.npy", labels)
+            np.save(run_dir / "output" / f"{prof.output_kind}.npy", ev.values)
         except scoring.PredictionError as exc:
             failure = Failure("scoring", exc.message, exc.hint)
     timings = dict(cr.status.get("timings", {}))  # the child's own words, for the summary
@@ -550,6 +635,7 @@ def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_des
                     timings=timings, peak_rss_mb=cr.child.peak_rss_mb, time_limit_s=limit,
                     env=env_desc, network_isolated=cr.child.network_isolated, failure=failure,
                     warnings=warns, class_names=prof.class_names, zip_sha256=sha256_file(zip_path),
+                    kind=prof.kind, phase=phase,
                     sandbox={**cr.child.sandbox, "written_mb": cr.child.written_mb,
                              "paused_s": cr.child.paused_s})
     if plan is not None:
@@ -579,18 +665,25 @@ def write_json(path: Path, obj) -> None:
 
 
 def _ledger_row(result: RunResult) -> dict:
-    return {"kind": "score-local", "zip": result.zip.name, "zip_sha256": result.zip_sha256,
-            "run_dir": str(result.run_dir), "metric": result.metric, "clean_score": result.score,
-            "shifted_score": (result.shift or {}).get("shifted_score"),
-            "runtime_s": result.timings.get("child_s"), "env": result.env.get("name"),
-            "ok": result.ok, "data": str(result.data), "n": result.n,
-            "isolated": bool(result.sandbox.get("isolated"))}
+    sh = result.shift or {}
+    rec = {"kind": "score-local", "zip": result.zip.name, "zip_sha256": result.zip_sha256,
+           "run_dir": str(result.run_dir), "metric": result.metric, "clean_score": result.score,
+           "shifted_score": sh.get("shifted_score"),
+           "runtime_s": result.timings.get("child_s"), "env": result.env.get("name"),
+           "ok": result.ok, "data": str(result.data), "n": result.n,
+           "isolated": bool(result.sandbox.get("isolated"))}
+    if sh.get("data_sha256"):  # what subkit.calibration reads back
+        rec.update(data_sha256=sh["data_sha256"], shift_suite=sh.get("suite"),
+                   shift_seed=sh.get("seed"), shift_scores=sh.get("scores"))
+    return rec
 
 
 # -- predict -----------------------------------------------------------------------------------
 def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool = False,
-                time_limit: float | None = None, progress: bool = False, env: str = "current",
-                isolate_network: bool = True) -> dict:
+                time_limit: float | None = None, progress: bool = False, env: str | None = None,
+                isolate_network: bool = True, phase: str | None = None) -> dict:
+    """Run the zip on unlabelled data and write the profile's Kaggle CSV exactly."""
+    from subkit import kaggle_csv
     from subkit.data import io as data_io
     from subkit.recovery import recover
 
@@ -601,16 +694,23 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
         raise InputError(f"folder {out.parent} does not exist", hint="create it first")
     if not Path(zip_path).is_file():
         raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
+    if prof.output_kind == "forecasts":
+        raise SubkitError(f"{prof.name} is a code competition: it takes the zip, not a CSV",
+                          hint="score it with `subkit score-local`, submit the zip")
+    phase = prof.phase(phase)
     notes = recover(prof)
-    ds = data_io.load(data_path, prof, require_labels=False)
+    ds = data_io.load(data_path, prof, require_labels=False, phase=phase)
+    ids = kaggle_csv.test_ids(Path(data_path), prof, len(ds))
     X, warns = prepare_input(ds.images, prof)
-    python, env_desc = python_for(prof, env)
+    python, env_desc = python_for(prof, env, progress=progress)
+    warns = env_warnings(env_desc) + notes + warns
     limit = float(time_limit if time_limit else prof.time_limit_s)
     folder = _open_run(prof, Path(zip_path), Path(zip_path).stem + "-predict", "predict", data_path)
     run_dir = folder.path
     try:
         cr = run_submission(run_dir / "submission", X, prof, run_dir=run_dir, time_limit=limit,
-                            python=python, isolate_network=isolate_network, progress=progress)
+                            python=python, isolate_network=isolate_network, progress=progress,
+                            inputs=ds.extras)
     except BaseException as exc:
         folder.abandon(f"interrupted: {type(exc).__name__}: {exc}"[:300])
         raise
@@ -619,27 +719,32 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
               "sandbox": cr.child.sandbox, "env": env_desc}
     if cr.failure:
         folder.finish(record)
-        raise _run_error(cr.failure, run_dir)
+        raise _run_error(cr.failure, run_dir, env_desc)
     try:
-        labels, w = scoring.validate_predictions(cr.predictions, len(ds), prof.n_classes)
+        values, w = scoring.validate(prof.task_spec(phase), cr.predictions, len(ds))
     except scoring.PredictionError as exc:
         folder.finish({**record, "ok": False, "failure": {"stage": "scoring", "message": exc.message}})
         raise SubkitError(exc.message, hint=exc.hint) from None
-    kag = prof.data.get("kaggle", {})
-    id_col, label_col = kag.get("id_column", "id"), kag.get("label_column", "label")
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(f"{id_col},{label_col}\n")
-        for i, lab in enumerate(labels.tolist()):
-            fh.write(f"{i},{lab}\n")
-    os.replace(tmp, out)
-    folder.finish({**record, "rows": int(len(labels))})
-    return {"out": str(out), "rows": int(len(labels)), "run_dir": str(run_dir),
-            "warnings": notes + warns + w, "sandbox": cr.child.sandbox,
-            "predict_s": cr.status.get("timings", {}).get("predict_s")}
+    rows = kaggle_csv.write(out, values, ids, prof)
+    folder.finish({**record, "rows": rows})
+    return {"out": str(out), "rows": rows, "columns": len(kaggle_csv.header(prof)),
+            "layout": prof.csv.layout, "run_dir": str(run_dir), "warnings": warns + w,
+            "predict_s": cr.status.get("timings", {}).get("predict_s"), "env": env_desc,
+            "sandbox": cr.child.sandbox}
 
 
-def _run_error(f: Failure, run_dir: Path) -> SubkitError:
+def env_line(env_desc: dict) -> str:
+    """The summary line that names the versions that ran the submission."""
+    from subkit.grader.environment import versions_text
+
+    where = {"grader": "the grader's versions", "current": "the current versions"}.get(
+        env_desc.get("name"), "the given interpreter")
+    if env_desc.get("name") == "current" and env_desc.get("matches_grader"):
+        where = "the current versions, which are the grader's"
+    return f"ran in {where}: {versions_text(env_desc)}"
+
+
+def _run_error(f: Failure, run_dir: Path, env_desc: dict) -> SubkitError:
     import click
 
     from subkit.errors import RunFailed
@@ -647,4 +752,7 @@ def _run_error(f: Failure, run_dir: Path) -> SubkitError:
     if f.tail:  # the child's own words first, then our one error line
         click.echo("--- the submission's traceback/log tail ---", err=True)
         click.echo("\n".join("    " + line for line in f.tail.splitlines()[-12:]), err=True)
+    click.echo(env_line(env_desc), err=True)
+    for w in env_warnings(env_desc):
+        click.secho(f"warning: {w}", fg="yellow", err=True)
     return RunFailed(f.message, hint=f"{f.hint} (logs: {run_dir / 'logs'})")

@@ -1,8 +1,8 @@
-"""Clients of the platforms' APIs (requests only, no platform SDK).
+"""HTTP clients of the platforms' APIs (requests only, no platform SDK); no printing,
+no decisions about what to submit (that is ``subkit.submit``).
 
-- ``http``: retries with backoff, Retry-After, upload with a progress bar, and the
-  server's own error text in every failure.
-- ``codabench``: log in, pick the phase, upload the zip, create the submission, wait.
-- ``kaggle``: StartSubmissionUpload -> PUT -> CreateSubmission, with hints for the usual
-  400/403/404 causes.
+- ``http``: retries with backoff, Retry-After, uploads with a progress bar, the server's
+  own words in every failure, secrets scrubbed.
+- ``codabench``: Codabench's REST API as its server code answers.
+- ``kaggle``: Kaggle's public API (api.kaggle.com/v1) as the official client calls it.
 """

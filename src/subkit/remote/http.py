@@ -6,7 +6,11 @@
   submission already (that would burn one of the day's submissions twice).
 - A failure raises ``HttpError`` (a ``SubkitError``) whose message carries the server's
   own words: the ``detail``/``message``/``error`` field of a JSON body, a DRF field-error
-  dict flattened, or the first 300 characters of the body; never a bare status code.
+  dict flattened, the ``<Code>``/``<Message>`` of a storage service's XML error (S3, GCS
+  and Azure all answer so), the title or text of an HTML page, or the first 300
+  characters of the body; never a bare status code.
+- ``api_host`` checks a ``--server`` value: it names the API host (scheme, host, port);
+  the clients append their own paths.
 - Secrets (tokens, keys, signed query strings) are scrubbed from every message.
 - Uploads stream the file with a ``Content-Length`` (signed-URL storage such as GCS
   resumable uploads refuses chunked bodies) and a tqdm bar on stderr when it is a tty.
@@ -23,10 +27,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
+from urllib.parse import urlparse
 
 import requests
 
-from subkit.errors import SubkitError
+from subkit.errors import SubkitError, UsageError
 
 # the sleep used between retries and polls; tests replace it (monkeypatch) to run at once
 SLEEP: Callable[[float], None] = time.sleep
@@ -66,6 +71,27 @@ def format_size(n: int | float) -> str:
 _WS = re.compile(r"\s+")
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
 _TAGS = re.compile(r"<[^>]+>")
+# <Error><Code>SignatureDoesNotMatch</Code><Message>...</Message></Error>: S3 (and MinIO),
+# GCS's XML API and Azure Blob storage all report a refused upload this way
+_XML_CODE = re.compile(r"<Code>(.*?)</Code>", re.S)
+_XML_MESSAGE = re.compile(r"<Message>(.*?)</Message>", re.S)
+
+
+def api_host(url: str, what: str = "--server") -> str:
+    """``scheme://host[:port]`` from a ``--server`` value, or a UsageError saying why not.
+
+    The value names the API host only: subkit appends the paths it uses, so a mirror or
+    a local replay can stand in for the real service."""
+    text = (url or "").strip()
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise UsageError(f"{what} expects a URL like https://host[:port], got {text!r}",
+                         hint="give the scheme and the host, e.g. https://www.codabench.org")
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment or parsed.params:
+        raise UsageError(f"{what} names the API host only (scheme://host[:port]), got {text!r}",
+                         hint=f"drop the path: {parsed.scheme}://{parsed.netloc} "
+                              "(subkit appends the API paths itself)")
+    return f"{parsed.scheme}://{parsed.netloc}"
 
 
 def server_text(resp: requests.Response, limit: int = 300) -> str:
@@ -91,7 +117,12 @@ def server_text(resp: requests.Response, limit: int = 300) -> str:
     if isinstance(data, list) and data:
         return "; ".join(str(m) for m in data)[:limit]
     body = resp.text or ""
-    if "<html" in body[:500].lower() or "<!doctype" in body[:200].lower():
+    code, message = _XML_CODE.search(body), _XML_MESSAGE.search(body)
+    if code or message:
+        parts = [m.group(1).strip() for m in (code, message) if m]
+        return ": ".join(parts)[:limit]
+    if "<html" in body[:500].lower() or "<!doctype" in body[:200].lower() \
+            or re.match(r"\s*<h1>", body):
         m = _TITLE.search(body)
         body = m.group(1) if m else _TAGS.sub(" ", body)
     return _WS.sub(" ", body).strip()[:limit]

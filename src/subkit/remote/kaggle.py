@@ -1,50 +1,89 @@
-"""Submit a file (CSV) to a Kaggle competition with ``requests``.
+"""Kaggle's public API, as the official client calls it.
 
-API shapes relied on (sources: github.com/Kaggle/kaggle-api ``kaggle/api/
-kaggle_api_extended.py`` competition_submit, and its ``kagglesdk`` package:
+Sources: Kaggle/kaggle-cli (ex kaggle-api) ``src/kaggle/api/kaggle_api_extended.py`` and
+the ``kagglesdk`` package it uses (0.1.38: ``kaggle_http_client.py``, ``kaggle_env.py``,
 ``competitions/services/competition_api_service.py``, ``competitions/types/
-competition_api_service.py``, ``kaggle_http_client.py``):
+competition_api_service.py``, ``security/services/oauth_service.py``):
 
-- Every call is an RPC: ``POST {base}/competitions.CompetitionApiService/<Method>`` with a
-  JSON body whose keys are the request's fields in lowerCamelCase, HTTP Basic auth with
-  the user's name and API key (``~/.kaggle/kaggle.json`` or KAGGLE_USERNAME/KAGGLE_KEY).
-  ``base`` is ``https://www.kaggle.com/api/i`` (kagglesdk's ``_get_request_url``; newer
-  kagglesdk releases also serve ``https://api.kaggle.com/v1``: set SUBKIT_KAGGLE_URL).
-- ``StartSubmissionUpload`` {competitionName, fileName, contentLength,
-  lastModifiedEpochSeconds} -> {"token": str, "createUrl": str}.
-- ``PUT createUrl`` the file's bytes with a Content-Length (a resumable Google Cloud
-  Storage upload; a chunked body is not accepted) -> 200/201.
-- ``CreateSubmission`` {competitionName, blobFileTokens: token, submissionDescription}
-  -> {"message": str, "ref": int} (ApiCreateSubmissionResponse).
-- ``GetSubmission`` {ref} -> ApiSubmission {"ref", "status", "publicScore",
-  "privateScore", "errorDescription", ...}; status is PENDING / COMPLETE / ERROR (matched
-  case-insensitively: its JSON spelling is not documented).
-- Errors are JSON {"code": 4xx, "message": "..."} (kagglesdk ``_prepare_response``).
-  The usual ones, from the kaggle-api issue tracker: rules not accepted ("You must accept
-  this competition's rules before you'll be able to ..." / "You cannot submit until you
-  accept the competition rules", 400/403, issues #177 and openai/mle-bench#29), a slug
-  typo ("403 - Forbidden - Permission 'competitions.participate' was denied", kaggle-cli
-  #530 and #488, or 404 {"code":404,"message":"NotFound"}, kaggle-cli #21).
+- Every call is ``POST {host}/v1/{service}/{Method}`` with a JSON body whose keys are the
+  request's fields in lowerCamelCase (``KaggleHttpClient._get_request_url``,
+  ``_prepare_request``); the production host is ``https://api.kaggle.com``
+  (``kaggle_env._env_to_endpoint[PROD]``). ``/api/i/...`` on www.kaggle.com is the web
+  site's internal API, not this one.
+- Auth (``KaggleHttpClient._try_fill_auth``): an access token as ``Authorization: Bearer``,
+  else HTTP Basic with the user name and legacy key. ``KaggleApi.authenticate`` checks an
+  access token with ``security.OAuthService/IntrospectToken`` {token} -> {active,
+  username} and, when refused (400/403/404 or not active), ignores it and goes on with the
+  legacy key (``_authenticate_with_access_token``, ``_introspect_token``).
+- Bodies are proto3 JSON: a field at its default value is left out
+  (``kaggle_object.py`` ``FieldMetadata.get_as_dict_item``/``set_from_dict``). So a pending
+  ``ApiSubmission`` has no ``status`` (PENDING is the enum's 0), an empty score no
+  ``publicScore``, a false flag no key at all.
+- Errors: an HTTP error status, or a JSON body {"code": >= 400, "message"} even under 200
+  (``KaggleHttpClient._prepare_response``).
+- ``competitions.CompetitionApiService``: ``GetCompetition`` {competitionName} ->
+  ApiCompetition (``isKernelsSubmissionsOnly``, ``submissionsDisabled``, ``userHasEntered``,
+  ``maxDailySubmissions``...); ``GetSubmissionLimits`` {competitionName} -> {numToday,
+  numTotal, numAllowedNow, limitedByTotal} (all zero when the user is on no team yet);
+  ``StartSubmissionUpload`` {competitionName, fileName, contentLength,
+  lastModifiedEpochSeconds} -> {token, createUrl}; ``PUT createUrl`` the bytes (a resumable
+  Google Cloud Storage session, ``KaggleApi.upload_complete``: no Content-Type of its own);
+  ``CreateSubmission`` {competitionName, blobFileTokens, submissionDescription} ->
+  {message, ref}; ``CreateCodeSubmission`` {competitionName, kernelOwner, kernelSlug,
+  kernelVersion, fileName, submissionDescription} -> {message, ref}
+  (``KaggleApi.competition_submit_code``); ``GetSubmission`` {ref} -> ApiSubmission {ref,
+  status PENDING/COMPLETE/ERROR, publicScore, privateScore, errorDescription, ...}.
+- Right after CreateSubmission, GetSubmission may answer 404 for a while (the submission
+  is not readable yet); the official client's ``competitions submit --wait`` counts that as
+  pending (Kaggle/kaggle-cli pull request #1139).
+
+Nothing here prints; every failure is a ``SubkitError`` carrying the server's words.
 """
 
 from __future__ import annotations
 
-import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from subkit import credentials
-from subkit.errors import InputError, SubkitError, UsageError
-from subkit.remote.http import Http, HttpError, format_size
+import requests
 
-DEFAULT_URL = "https://www.kaggle.com/api/i"
-SERVICE = "competitions.CompetitionApiService"
+from subkit.credentials import KAGGLE_TOKEN_URL, KaggleAuth
+from subkit.errors import SubkitError, UsageError
+from subkit.remote.http import Http, HttpError
+
+DEFAULT_SERVER = "https://api.kaggle.com"
+COMPETITIONS = "competitions.CompetitionApiService"
+OAUTH = "security.OAuthService"
+WEB = "https://www.kaggle.com"
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
-def hint_for(competition: str) -> Callable[[int | None, str], str | None]:
+def parse_competition(arg: str) -> str:
+    """A competition slug from the slug or the competition's URL."""
+    text = (arg or "").strip()
+    m = re.match(r"^https?://(?:www\.)?kaggle\.com/(?:competitions|c)/([^/?#]+)", text)
+    slug = m.group(1) if m else text
+    if not _SLUG.match(slug):
+        raise UsageError(f"--kaggle expects a competition slug, got {text!r}",
+                         hint="the slug is the last part of the competition's URL: "
+                              f"{WEB}/competitions/<slug>")
+    return slug
+
+
+def parse_kernel(arg: str) -> tuple[str, str]:
+    owner, sep, slug = (arg or "").strip().strip("/").partition("/")
+    if not sep or not owner or not slug or "/" in slug:
+        raise UsageError(f"--kernel expects OWNER/NOTEBOOK, got {arg!r}",
+                         hint=f"as in the notebook's URL: {WEB}/code/<owner>/<notebook>")
+    return owner, slug
+
+
+def hint_for(competition: str, auth: KaggleAuth | None = None
+             ) -> Callable[[int | None, str], str | None]:
     """Turn Kaggle's terse 400/401/403/404 answers into what to do."""
-    rules_url = f"https://www.kaggle.com/competitions/{competition}/rules"
+    rules_url = f"{WEB}/competitions/{competition}/rules"
 
     def hint(status: int | None, text: str) -> str | None:
         low = text.lower()
@@ -52,17 +91,16 @@ def hint_for(competition: str) -> Callable[[int | None, str], str | None]:
             return (f"accept the competition's rules first: open {rules_url} and join the "
                     "competition (the API cannot accept rules for you)")
         if status == 401:
-            return ("Kaggle refused the credentials: check KAGGLE_USERNAME/KAGGLE_KEY or "
-                    "~/.kaggle/kaggle.json; an old key may have been revoked: create a new "
-                    "token at https://www.kaggle.com/settings")
+            where = f" ({auth.source})" if auth else ""
+            return (f"Kaggle refused the credentials{where}: an old token or key may have "
+                    f"been revoked or expired; create a new one at {KAGGLE_TOKEN_URL}")
         if "competitions.participate" in low or (status == 403 and "permission" in low):
             return (f"Kaggle denies submitting to {competition!r}: most often a typo in the "
-                    "slug (copy it from the competition's URL, "
-                    "https://www.kaggle.com/competitions/<slug>), else you have not joined "
-                    f"the competition ({rules_url})")
+                    f"slug (copy it from the competition's URL, {WEB}/competitions/<slug>), "
+                    f"else you have not joined the competition ({rules_url})")
         if status == 404 or "notfound" in low.replace(" ", ""):
             return (f"no competition {competition!r} on Kaggle: copy the slug from the "
-                    "competition's URL (https://www.kaggle.com/competitions/<slug>)")
+                    f"competition's URL ({WEB}/competitions/<slug>)")
         if "limit" in low or "daily" in low:
             return "the daily submission limit is reached; try again after it resets (UTC)"
         if status in (400, 403):
@@ -74,164 +112,177 @@ def hint_for(competition: str) -> Callable[[int | None, str], str | None]:
     return hint
 
 
-class KaggleClient:
-    def __init__(self, username: str, key: str, http: Http, base_url: str | None = None):
-        self.base = (base_url or os.environ.get("SUBKIT_KAGGLE_URL") or DEFAULT_URL).rstrip("/")
-        self.auth = (username, key)
-        self.http = http
-        http.add_secret(key)
+class _Bearer(requests.auth.AuthBase):
+    """``Authorization: Bearer`` as kagglesdk's ``KaggleHttpClient.BearerAuth`` sets it (an
+    auth object, so that no ~/.netrc entry replaces it)."""
 
-    def call(self, method: str, body: dict, *, what: str,
+    def __init__(self, token: str):
+        self.token = token
+
+    def __call__(self, r):
+        r.headers["Authorization"] = f"Bearer {self.token}"
+        return r
+
+
+class KaggleClient:
+    def __init__(self, auth: KaggleAuth, http: Http, server: str | None = None):
+        self.server = (server or DEFAULT_SERVER).rstrip("/")
+        self.auth = auth
+        self.http = http
+        http.add_secret(auth.secret)
+
+    def _auth(self) -> Any:
+        if self.auth.kind == "bearer":
+            return _Bearer(self.auth.secret)
+        return (self.auth.username or "", self.auth.secret)
+
+    def call(self, service: str, method: str, body: dict, *, what: str,
              hint: Callable[[int | None, str], str | None] | None = None,
-             idempotent: bool = False) -> dict:
-        resp = self.http.request("POST", f"{self.base}/{SERVICE}/{method}", what=what,
-                                 json=body, auth=self.auth, idempotent=idempotent,
-                                 headers={"Accept": "application/json"}, hint=hint)
+             idempotent: bool = False, allow: tuple[int, ...] = ()) -> dict | None:
+        """The JSON object answered, or None for a status in ``allow``."""
+        resp = self.http.request("POST", f"{self.server}/v1/{service}/{method}", what=what,
+                                 json=body, idempotent=idempotent, hint=hint, allow=allow,
+                                 auth=self._auth(), headers={"Accept": "application/json"})
+        if resp.status_code in allow:
+            return None
         try:
-            data = resp.json()
+            data = resp.json() if resp.content else {}
         except ValueError:
             data = None
         if not isinstance(data, dict):
             raise HttpError(f"{what}: Kaggle did not answer a JSON object "
                             f"(HTTP {resp.status_code})",
-                            hint="set SUBKIT_KAGGLE_URL if Kaggle moved its API")
+                            hint=f"is {self.server} Kaggle's API host? (--server)")
         code = data.get("code")
         if isinstance(code, int) and code >= 400:  # an error inside a 200 (kagglesdk checks)
             text = str(data.get("message") or "")
+            if code in allow:
+                return None
             raise HttpError(f"{what} failed: {code}: {text}",
                             hint=(hint(code, text) if hint else None), status=code,
                             server_text=text)
         return data
 
+    def introspect(self) -> str | None:
+        """The user name an access token belongs to, or None if Kaggle refuses it
+        (kaggle_api_extended.py ``_introspect_token``: 400/403/404 or not active)."""
+        data = self.call(OAUTH, "IntrospectToken", {"token": self.auth.secret},
+                         what="checking the Kaggle access token", idempotent=True,
+                         allow=(400, 401, 403, 404))
+        if not data or not data.get("active") or not data.get("username"):
+            return None
+        return str(data["username"])
+
+    def competition(self, competition: str) -> dict:
+        # competition_api_service.py get_competition -> ApiCompetition
+        return self.call(COMPETITIONS, "GetCompetition", {"competitionName": competition},
+                         what=f"reading competition {competition!r}", idempotent=True,
+                         hint=hint_for(competition, self.auth)) or {}
+
+    def submission_limits(self, competition: str) -> dict | None:
+        """The user's remaining submissions (competition_api_service.py
+        get_submission_limits -> ApiSubmissionLimits), or None when Kaggle does not say."""
+        try:
+            return self.call(COMPETITIONS, "GetSubmissionLimits",
+                             {"competitionName": competition}, idempotent=True,
+                             what="reading the submission limits")
+        except HttpError:
+            return None
+
     def start_upload(self, competition: str, path: Path) -> dict:
+        # kaggle_api_extended.py competition_submit: ApiStartSubmissionUploadRequest
         st = path.stat()
-        data = self.call("StartSubmissionUpload", {
+        data = self.call(COMPETITIONS, "StartSubmissionUpload", {
             "competitionName": competition, "fileName": path.name,
             "contentLength": st.st_size, "lastModifiedEpochSeconds": int(st.st_mtime),
-        }, what="starting the upload", hint=hint_for(competition), idempotent=True)
-        if not data.get("createUrl") or not data.get("token"):
+        }, what="starting the upload", hint=hint_for(competition, self.auth), idempotent=True)
+        if not data or not data.get("createUrl") or not data.get("token"):
             raise HttpError("starting the upload: Kaggle's answer has no createUrl/token",
                             hint="the API differs from the one subkit knows")
         return data
 
     def upload(self, url: str, path: Path) -> None:
-        self.http.upload("PUT", url, path, what="uploading the file to Kaggle's storage",
-                         headers={"Content-Type": "application/octet-stream"})
+        # kaggle_api_extended.py upload_complete: a plain PUT of the bytes, no Content-Type
+        self.http.upload("PUT", url, path, what="uploading the file to Kaggle's storage")
 
     def create_submission(self, competition: str, token: str, message: str) -> dict:
-        return self.call("CreateSubmission", {
+        # kaggle_api_extended.py competition_submit: ApiCreateSubmissionRequest
+        return self.call(COMPETITIONS, "CreateSubmission", {
             "competitionName": competition, "blobFileTokens": token,
             "submissionDescription": message,
-        }, what="creating the submission", hint=hint_for(competition))
+        }, what="creating the submission", hint=hint_for(competition, self.auth)) or {}
 
-    def get_submission(self, ref: int) -> dict:
-        return self.call("GetSubmission", {"ref": ref}, what=f"reading submission {ref}",
-                         idempotent=True)
+    def create_code_submission(self, competition: str, owner: str, kernel: str,
+                               version: int, file_name: str | None, message: str) -> dict:
+        # kaggle_api_extended.py competition_submit_code: ApiCreateCodeSubmissionRequest
+        body: dict[str, Any] = {"competitionName": competition, "kernelOwner": owner,
+                                "kernelSlug": kernel, "kernelVersion": int(version),
+                                "submissionDescription": message}
+        if file_name:
+            body["fileName"] = file_name
+        return self.call(COMPETITIONS, "CreateCodeSubmission", body,
+                         what=f"submitting notebook {owner}/{kernel} version {version}",
+                         hint=hint_for(competition, self.auth)) or {}
+
+    def get_submission(self, ref: int) -> dict | None:
+        """The submission (competition_api_service.py get_submission -> ApiSubmission), or
+        None while Kaggle answers 404 for it."""
+        return self.call(COMPETITIONS, "GetSubmission", {"ref": ref},
+                         what=f"reading submission {ref}", idempotent=True, allow=(404,))
 
 
-def _state(status: Any) -> str:
-    s = str(status or "").lower()
-    if "complete" in s:
+def state(sub: dict) -> str:
+    """pending / complete / error from an ApiSubmission; a missing status is PENDING, the
+    enum's default (competitions/types/submission_status.py SubmissionStatus; kagglesdk's
+    EnumSerializer._from_str also reads SUBMISSION_STATUS_COMPLETE-style names)."""
+    s = str(sub.get("status") or "PENDING").upper()
+    if s.endswith("COMPLETE"):
         return "complete"
-    if "error" in s or "fail" in s:
+    if s.endswith("ERROR"):
         return "error"
     return "pending"
 
 
-def _float(value: Any) -> float | None:
+def score(value: Any) -> float | None:
     try:
         return float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
 
 
-def _wait(client: KaggleClient, ref: int, *, poll: float, timeout: float,
-          sleep: Callable[[float], None], clock: Callable[[], float],
-          echo: Callable[[str], None]) -> tuple[dict, str]:
+class WaitTimeout(SubkitError):
+    pass
+
+
+def wait_for(client: KaggleClient, ref: int, *, poll: float = 10.0, timeout: float = 3600.0,
+             not_found_grace: float = 120.0, sleep: Callable[[float], None] = time.sleep,
+             clock: Callable[[], float] = time.monotonic,
+             on_status: Callable[[str], None] = lambda s: None) -> tuple[dict, str]:
+    """Poll GetSubmission until the submission is complete or in error; a 404 counts as
+    pending for ``not_found_grace`` seconds after the start."""
     begin = clock()
     interval = poll
     last = None
     while True:
         sub = client.get_submission(ref)
-        state = _state(sub.get("status"))
-        if state != last:
-            echo(f"submission {ref}: {sub.get('status')}")
-            last = state
-        if state != "pending":
-            return sub, state
+        if sub is None:
+            if clock() - begin > not_found_grace:
+                raise SubkitError(f"Kaggle still does not know submission {ref} after "
+                                  f"{not_found_grace:.0f} s (GetSubmission: 404)",
+                                  hint="see the competition's My Submissions page; enter the "
+                                       "score later with `subkit history score`")
+            current = "pending (not visible yet)"
+        else:
+            current = state(sub)
+        if current != last:
+            on_status(current)
+            last = current
+        if sub is not None and current != "pending":
+            return sub, current
         if clock() - begin > timeout:
-            raise SubkitError(f"stopped waiting after {timeout:.0f} s: submission {ref} "
+            raise WaitTimeout(f"stopped waiting after {timeout:.0f} s: submission {ref} "
                               "is still pending on Kaggle",
                               hint="enter its score later with `subkit history score FILE "
                                    "--leaderboard SCORE --phase public`")
         sleep(interval)
         interval = min(interval * 1.5, 60.0)
-
-
-def submit(path: Path, competition: str, message: str, *, ledger: Any, wait: bool = False,
-           http: Http | None = None, base_url: str | None = None,
-           echo: Callable[[str], None] = lambda m: None, poll: float = 10.0,
-           wait_timeout: float = 3600.0, sleep: Callable[[float], None] | None = None,
-           clock: Callable[[], float] = time.monotonic) -> dict:
-    from subkit.ledger import sha256_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no such file: {path}",
-                         hint="write predictions first, e.g. `subkit predict --out sub.csv`")
-    if not competition or "/" in competition or " " in competition:
-        raise UsageError(f"--kaggle expects a competition slug, got {competition!r}",
-                         hint="the slug is the last part of the competition's URL: "
-                              "https://www.kaggle.com/competitions/<slug>")
-    if not message:
-        raise UsageError("a Kaggle submission needs a message", hint='pass -m "what changed"')
-    username, key, _where = credentials.kaggle_credentials()
-    http = http or Http(echo=echo, sleep=sleep)
-    sleep = sleep or http.sleep
-    client = KaggleClient(username, key, http, base_url)
-    size = path.stat().st_size
-    sha = sha256_file(path)
-
-    echo(f"uploading {path.name} ({format_size(size)}) to Kaggle competition {competition!r}")
-    start = client.start_upload(competition, path)
-    http.add_secret(str(start["createUrl"]).partition("?")[2])
-    client.upload(start["createUrl"], path)
-    created = client.create_submission(competition, start["token"], message)
-    ref = created.get("ref")
-    echo(f"submitted: {created.get('message') or 'ok'} (ref {ref})")
-    record = ledger.append({
-        "kind": "submit", "zip": str(path), "zip_sha256": sha, "platform": "kaggle",
-        "competition": competition, "phase": None, "submission_id": ref,
-        "status": "submitted", "message": message, "size": size,
-    })
-    result: dict[str, Any] = {
-        "platform": "kaggle", "competition": competition, "submission_id": ref,
-        "status": "submitted", "server_message": created.get("message"), "file": str(path),
-        "zip_sha256": sha, "size": size, "ledger_ids": [record["id"]],
-        "url": f"https://www.kaggle.com/competitions/{competition}/submissions",
-    }
-    if not wait:
-        return result
-    if not ref:
-        raise SubkitError("Kaggle gave no submission ref to wait for",
-                          hint=f"see the score on {result['url']}")
-    try:
-        sub, state = _wait(client, int(ref), poll=poll, timeout=wait_timeout, sleep=sleep,
-                           clock=clock, echo=echo)
-    except KeyboardInterrupt:
-        echo(f"\nstopped waiting: submission {ref} goes on on Kaggle and is in the "
-             "ledger; enter its score later with `subkit history score`")
-        raise
-    public = _float(sub.get("publicScore"))
-    lb = ledger.append({
-        "kind": "leaderboard", "zip": str(path), "zip_sha256": sha,
-        "leaderboard_score": public if state == "complete" else None, "phase": "public",
-        "source": "kaggle", "submission_id": ref, "status": state,
-        "private_score": _float(sub.get("privateScore")),
-        "error": sub.get("errorDescription") or None,
-    })
-    result.update({"status": state, "leaderboard_score": lb["leaderboard_score"],
-                   "private_score": lb.get("private_score"),
-                   "error": sub.get("errorDescription") or None})
-    result["ledger_ids"].append(lb["id"])
-    return result

@@ -3,10 +3,11 @@
 One self-contained file: inline CSS, charts as inline SVG, images as ``data:`` URIs, no
 script, and a Content-Security-Policy that forbids any outside request, so it opens
 offline and doubles as Codabench's ``detailed_results.html``. Sections: the headline
-scores, the shift suite (bar chart, table, sample images), TTA comparison, the per-class
-table, the confusion matrix as a heat map with counts, the most confident mistakes per
-class, the timing against the time limit, and the exact versions and files of the
-submission.
+scores (with the predicted leaderboard score and its band), the leaderboard prediction
+(predicted against actual per zip of the ledger), the shift suite (hypothesis, bar chart,
+table with each family's library, sample images), TTA comparison, the per-class table, the
+confusion matrix as a heat map with counts, the most confident mistakes per class, the
+timing against the time limit, and the exact versions and files of the submission.
 
 Everything comes from the run folder (``run.json``, ``output/labels.npy``,
 ``output/proba.npy``, ``output/shift_samples.npz``, ``submission/``) plus the test images,
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -157,6 +159,9 @@ def _headline(run: dict) -> str:
     cards = [f"<div class='card main'><div class='k'>clean {_e(metric)}</div>"
              f"<div class='v'>{_f(scores.get(metric))}</div>"
              f"<div class='d'>{run.get('n', 0):,} local test images</div></div>"]
+    pred = run.get("predicted_leaderboard")
+    if pred:
+        cards.append(_prediction_card(pred))
     if shift.get("shifted_score") is not None:
         drop = shift.get("drop") or 0.0
         cards.append(f"<div class='card main'><div class='k'>shifted score</div>"
@@ -177,6 +182,91 @@ def _headline(run: dict) -> str:
     return "<div class='cards'>" + "".join(cards) + "</div>"
 
 
+def _prediction_card(p: dict) -> str:
+    if p.get("score") is None:
+        return ("<div class='card'><div class='k'>predicted leaderboard</div>"
+                f"<div class='v muted'>–</div><div class='d'>{_e(p.get('message', ''))}</div>"
+                "</div>")
+    actual = (f"; actual <b>{p['actual']:.4f}</b>" if p.get("actual") is not None else "")
+    return ("<div class='card main'><div class='k'>predicted leaderboard</div>"
+            f"<div class='v'>{p['score']:.4f}</div><div class='d'>{p['low']:.3f} to "
+            f"{p['high']:.3f} (90% band); calibrated on {p['calibrated_on']} zips' "
+            f"{_e(p.get('phase'))} scores, leave-one-out error {p['loo_error']:.3f}{actual}"
+            "</div></div>")
+
+
+def _prediction_chart(p: dict, zipname: str) -> str:
+    """Predicted against actual per zip: each calibration zip predicted from the others
+    (leave-one-out), and this zip with its band."""
+    rows = [(pt.get("zip") or pt["zip_sha256"][:12], pt["predicted"], None, None, pt["actual"])
+            for pt in p.get("points") or []]
+    rows.append((f"{zipname} (this run)", p["score"], p["low"], p["high"], p.get("actual")))
+    vals = [v for r in rows for v in r[1:] if v is not None]
+    lo = max(0.0, math.floor((min(vals) - 0.02) * 20) / 20)
+    hi = min(1.0, math.ceil((max(vals) + 0.02) * 20) / 20)
+    label_w, chart_w, row_h, top = 230, 560, 24, 14
+    h = top + row_h * len(rows) + 30
+    X = lambda v: label_w + chart_w * (v - lo) / max(hi - lo, 1e-9)  # noqa: E731
+    out = [f"<svg width='{label_w + chart_w + 30}' height='{h}' viewBox='0 0 "
+           f"{label_w + chart_w + 30} {h}' role='img' aria-label='predicted and actual "
+           "leaderboard scores' font-family='system-ui,sans-serif' font-size='12'>"]
+    step = 0.05 if hi - lo <= 0.5 else 0.1
+    for i in range(int(round((hi - lo) / step)) + 1):
+        t = lo + i * step
+        x = X(t)
+        out.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{h - 22}' "
+                   f"stroke='#eef0f4'/><text x='{x:.1f}' y='{h - 8}' text-anchor='middle' "
+                   f"fill='#6b7380'>{t:.2f}</text>")
+    for j, (name, pred, low, high, actual) in enumerate(rows):
+        y = top + j * row_h + row_h / 2
+        weight = " font-weight='600'" if j == len(rows) - 1 else ""
+        out.append(f"<text x='{label_w - 10}' y='{y + 4}' text-anchor='end' fill='#1d2430'"
+                   f"{weight}>{_e(_short(name, 34))}</text>")
+        if low is not None:
+            out.append(f"<rect x='{X(low):.1f}' y='{y - 7}' width='{X(high) - X(low):.1f}' "
+                       f"height='14' rx='3' fill='#3558d633'><title>band {low:.4f} to "
+                       f"{high:.4f}</title></rect>")
+        if actual is not None:
+            out.append(f"<line x1='{X(pred):.1f}' y1='{y}' x2='{X(actual):.1f}' y2='{y}' "
+                       "stroke='#b9c0cc' stroke-width='2'/>")
+            out.append(f"<path d='M{X(actual):.1f} {y - 6} l6 6 l-6 6 l-6 -6 z' "
+                       f"fill='#2e7d32'><title>actual {actual:.4f}</title></path>")
+        out.append(f"<circle cx='{X(pred):.1f}' cy='{y}' r='5' fill='#3558d6'><title>"
+                   f"predicted {pred:.4f}</title></circle>")
+    out.append("</svg>")
+    legend = ("<div class='legend'><span><i style='background:#3558d6;border-radius:5px'></i>"
+              "predicted (a calibration zip: from the others)</span><span><i style='background:"
+              "#2e7d32'></i>actual leaderboard score</span><span><i style='background:"
+              "#3558d633'></i>this run's 90% band</span></div>")
+    return legend + "".join(out)
+
+
+def _prediction_section(run: dict) -> str:
+    p = run.get("predicted_leaderboard")
+    if not p:
+        return ""
+    head = "<section><h2>Predicted leaderboard score</h2>"
+    if p.get("score") is None:
+        return head + f"<p class='muted'>{_e(p.get('message', ''))}</p></section>"
+    zipname = Path(str(run.get("zip", "this zip"))).name
+    weights = ", ".join(f"<code>{_e(k)}</code> {w:.2f}" for k, w in
+                        list((p.get("weights") or {}).items())[:8])
+    return (head + f"<p>The ledger's {p['calibrated_on']} other zips with a "
+            f"<b>{_e(p.get('phase'))}</b> leaderboard score and a run of this suite, seed and "
+            f"test set say which of the {p.get('n_sets', 0)} shifted sets explain the "
+            f"leaderboard (non-negative weights summing to 1, pulled towards the plain mean "
+            f"{_f(p.get('plain_mean'))}). Predicted <b>{p['score']:.4f}</b>, 90% band "
+            f"{p['low']:.4f} to {p['high']:.4f}; each calibration zip predicted from the others "
+            f"misses its actual score by {p['loo_error']:.4f} (root mean square) and "
+            f"{p['loo_max_error']:.4f} at worst.</p>"
+            + _prediction_chart(p, zipname)
+            + (f"<p class='note'>Heaviest sets: {weights}.</p>" if weights else "")
+            + "<p class='note'>The band is as wide as the leave-one-out errors allow; with "
+              "few zips it is wide on purpose. Record leaderboard scores with <code>subkit "
+              "history score ZIP --leaderboard SCORE</code> (or <code>subkit submit "
+              "--wait</code>) to narrow it.</p></section>")
+
+
 def _failure(run: dict) -> str:
     f = run.get("failure") or {}
     tail = f.get("tail") or ""
@@ -186,6 +276,18 @@ def _failure(run: dict) -> str:
             + (f"<pre>{_e(tail)}</pre>" if tail else "") + "</section>")
 
 
+def _n_severities(rows: list[dict]) -> int:
+    return max([len(r.get("params") or r["severity"]) for r in rows] + [1])
+
+
+def _shades(n: int) -> list[str]:
+    """``n`` blues from light (severity 1) to dark (the strongest)."""
+    light, dark = (0x9d, 0xb4, 0xf0), (0x23, 0x3f, 0x9c)
+    mix = [i / max(n - 1, 1) for i in range(n)]
+    return ["#" + "".join(f"{round(a + (b - a) * m):02x}" for a, b in zip(light, dark))
+            for m in mix]
+
+
 def _shift_chart(shift: dict) -> str:
     rows = [r for r in shift.get("shifts", []) if any(s is not None for s in r["scores"])]
     if not rows:
@@ -193,9 +295,11 @@ def _shift_chart(shift: dict) -> str:
     rows = sorted(rows, key=lambda r: (r["mean"] if r["mean"] is not None else 2))
     clean = shift.get("clean_score")
     shifted = shift.get("shifted_score")
+    n_sev = _n_severities(rows)
+    colours = _shades(n_sev)
     label_w, chart_w, right = 190, 640, 70
-    bar_h, gap = 9, 12
-    row_h = 3 * bar_h + gap
+    bar_h, gap = (9, 12) if n_sev <= 3 else (6, 10)
+    row_h = n_sev * bar_h + gap
     top = 26
     h = top + row_h * len(rows) + 26
     w = label_w + chart_w + right
@@ -208,10 +312,9 @@ def _shift_chart(shift: dict) -> str:
         out.append(f"<line x1='{x:.1f}' y1='{top - 6}' x2='{x:.1f}' y2='{h - 20}' "
                    f"stroke='#eef0f4'/><text x='{x:.1f}' y='{h - 6}' text-anchor='middle' "
                    f"fill='#6b7380'>{i / 10:.1f}</text>")
-    colours = {1: "#9db4f0", 2: "#5b7fe0", 3: "#233f9c"}
     for j, r in enumerate(rows):
         y0 = top + j * row_h
-        out.append(f"<text x='{label_w - 10}' y='{y0 + 1.5 * bar_h + 4}' text-anchor='end' "
+        out.append(f"<text x='{label_w - 10}' y='{y0 + n_sev * bar_h / 2 + 4}' text-anchor='end' "
                    f"fill='#1d2430'>{_e(r.get('title') or r['name'])}</text>")
         for sev, sc in zip(r["severity"], r["scores"], strict=True):
             y = y0 + (sev - 1) * bar_h
@@ -220,10 +323,10 @@ def _shift_chart(shift: dict) -> str:
                            f"font-size='10'>severity {sev}: failed</text>")
                 continue
             out.append(f"<rect x='{label_w}' y='{y}' width='{X(sc) - label_w:.1f}' "
-                       f"height='{bar_h - 1}' rx='2' fill='{colours.get(sev, '#5b7fe0')}'><title>"
+                       f"height='{bar_h - 1}' rx='2' fill='{colours[sev - 1]}'><title>"
                        f"{_e(r['name'])} severity {sev}: {sc:.4f}</title></rect>")
         if r["mean"] is not None:
-            out.append(f"<text x='{label_w + chart_w + 8}' y='{y0 + 1.5 * bar_h + 4}' "
+            out.append(f"<text x='{label_w + chart_w + 8}' y='{y0 + n_sev * bar_h / 2 + 4}' "
                        f"fill='#1d2430'>{r['mean']:.3f}</text>")
     for v, colour, name in ((clean, "#2e7d32", "clean"), (shifted, "#c62828", "shifted")):
         if v is None:
@@ -238,10 +341,10 @@ def _shift_chart(shift: dict) -> str:
                    f"<text x='{tx:.1f}' y='{top - 12}' text-anchor='{anchor}' fill='{colour}' "
                    f"font-weight='600'>{name} {v:.3f}</text>")
     out.append("</svg>")
-    legend = ("<div class='legend'><span><i style='background:#9db4f0'></i>severity 1</span>"
-              "<span><i style='background:#5b7fe0'></i>severity 2</span>"
-              "<span><i style='background:#233f9c'></i>severity 3</span>"
-              "<span><i style='background:#2e7d32'></i>clean</span>"
+    legend = ("<div class='legend'>"
+              + "".join(f"<span><i style='background:{c}'></i>severity {i}</span>"
+                        for i, c in enumerate(colours, 1))
+              + "<span><i style='background:#2e7d32'></i>clean</span>"
               "<span><i style='background:#c62828'></i>shifted score (mean)</span></div>")
     return legend + "".join(out)
 
@@ -254,8 +357,12 @@ def _shift_section(run: dict) -> str:
                 "data; run <code>subkit score-local --shift</code> for a harder, more realistic "
                 "estimate than the clean score.</p></section>")
     metric = shift.get("metric", "accuracy")
+    gen = shift.get("generator") or {}
+    made = ", ".join(f"{k} {v}" for k, v in gen.items() if k != "backend")
     P = [f"<section><h2>Distribution shift: suite <code>{_e(shift.get('suite'))}</code>, seed "
          f"{_e(shift.get('seed'))}</h2>",
+         f"<p class='note'>Hypothesis: {_e(shift.get('hypothesis', ''))}."
+         + (f" Made by subkit with {_e(made)}." if made else "") + "</p>",
          f"<p>{_e(metric)} on the clean test set and on {shift.get('n_shifted_sets', 0)} "
          f"shifted copies of it (each predicted once, like the grader). <b>Shifted score "
          f"{_f(shift.get('shifted_score'))}</b> = the mean over every shift and severity; "
@@ -264,10 +371,12 @@ def _shift_section(run: dict) -> str:
          _shift_chart(shift)]
     tta = run.get("tta_compare") or {}
     no_tta = {r["name"]: r.get("no_tta") for r in tta.get("shifts") or []}
-    P.append("<table style='margin-top:12px'><tr><th class='l'>shift</th><th>severity 1</th>"
-             "<th>severity 2</th><th>severity 3</th><th>mean</th><th>drop</th>"
+    sevs = range(1, _n_severities(shift.get("shifts", [])) + 1)
+    P.append("<table style='margin-top:12px'><tr><th class='l'>shift</th>"
+             + "".join(f"<th>severity {s}</th>" for s in sevs) + "<th>mean</th><th>drop</th>"
              + ("<th>mean without TTA</th>" if no_tta else "")
-             + "<th class='l'>parameters (1 / 2 / 3)</th></tr>")
+             + f"<th class='l'>parameters ({' / '.join(map(str, sevs))})</th>"
+             "<th class='l'>made with</th></tr>")
     for r in shift.get("shifts", []):
         by = dict(zip(r["severity"], r["scores"], strict=True))
         params = " / ".join(r.get("shown") or [", ".join(f"{k} {v}" for k, v in p.items())
@@ -275,11 +384,12 @@ def _shift_section(run: dict) -> str:
         drop = r.get("drop")
         P.append(f"<tr><td class='l'>{_e(r.get('title') or r['name'])} <span class='muted'>"
                  f"({_e(r['name'])})</span></td>"
-                 + "".join(f"<td>{_f(by.get(s))}</td>" for s in (1, 2, 3))
+                 + "".join(f"<td>{_f(by.get(s))}</td>" for s in sevs)
                  + f"<td><b>{_f(r.get('mean'))}</b></td>"
                  f"<td class='{'bad' if (drop or 0) > 0.05 else ''}'>{_f(drop)}</td>"
                  + (f"<td>{_f(no_tta.get(r['name']))}</td>" if no_tta else "")
-                 + f"<td class='l note'>{_e(params)}</td></tr>")
+                 + f"<td class='l note'>{_e(params)}</td>"
+                 f"<td class='l note'>{_e(r.get('source', ''))}</td></tr>")
     P.append("</table>")
     for fl in shift.get("failures") or []:
         P.append(f"<p class='bad'>{_e(fl['key'])}: {_e(fl['error'])}</p>")
@@ -289,12 +399,12 @@ def _shift_section(run: dict) -> str:
     t = shift.get("timings") or {}
     P.append(f"<p class='note'>generating the shifted sets: {t.get('generate_s', 0):.1f} s "
              f"(while the model ran); predicting them: {t.get('predict_s', 0):.1f} s.</p>")
-    P.append("<p class='note'>What this is: the same images under colour, blur, noise, "
-             "compression, geometry, occlusion and random compositions of augmentation ops, at "
-             "three strengths, seeded and reproducible. What it is not: the hidden test set. The "
-             "real shift is unknown; a model can be tuned to this suite and still drop on the "
-             "leaderboard. "
-             "Use it to compare submissions, not to predict a leaderboard score.</p></section>")
+    P.append("<p class='note'>What this is: the same images under the suite's shifts, at "
+             "growing strengths, seeded and reproducible, made with Keras' and Pillow's own "
+             "operations. What it is not: the hidden test set. The real shift is unknown; a model "
+             "can be tuned to this suite and still drop on the leaderboard. The plain mean is "
+             "for comparing submissions; the predicted leaderboard above is calibrated on your "
+             "own leaderboard scores.</p></section>")
     return "".join(P)
 
 
@@ -311,7 +421,8 @@ def _gallery(run: dict, samples: dict | None, clean_images: np.ndarray | None) -
         if clean_images is not None and i < len(clean_images):
             cells.append(f"<figure><img alt='clean' src='{data_uri(clean_images[i])}'>"
                          "<figcaption>clean</figcaption></figure>")
-        for sev in (1, 2, 3):
+        n = len(r.get("params") or r["severity"])
+        for sev in sorted({1, (n + 1) // 2, n}):
             a = samples.get(f"{r['name']}-{sev}")
             if a is not None and i < len(a):
                 cells.append(f"<figure><img alt='{_e(r['name'])} {sev}' src='{data_uri(a[i])}'>"
@@ -484,7 +595,8 @@ def _environment(run: dict, files: list[dict]) -> str:
     P = ["<section><h2>Submission and environment</h2><table>"]
     rows = [("zip", Path(str(run.get("zip", ""))).name), ("zip sha256", run.get("zip_sha256", "")),
             ("test data", f"{run.get('data', '')} ({run.get('n', 0):,} images)"),
-            ("environment", env.get("name", "")), ("python", env.get("python", ""))]
+            ("environment", env.get("name", "")),
+            ("python", env.get("python_version") or env.get("python", ""))]
     rows += [(k, v) for k, v in vers.items()]
     rows.append(("network", "cut (as a grader with network disabled)" if run.get("network_isolated")
                  else "NOT isolated"))
@@ -528,6 +640,7 @@ def render(run: dict, *, images: np.ndarray | None = None, y_true: np.ndarray | 
         P.append(_failure(run))
     if ok:
         clean = images[: min(3, len(images))] if images is not None else None
+        P.append(_prediction_section(run))
         P.append(_shift_section(run))
         P.append(_tta_section(run))
         P.append(_per_class(run))

@@ -4,57 +4,67 @@ from __future__ import annotations
 
 import click
 
+from subkit.grader.run import env_line, env_warnings
+
 
 def _pct(x: float | None) -> str:
     return "   -  " if x is None else f"{x:6.4f}"
+
+
+def _loud(result) -> None:
+    """The environment warning (not the grader's versions), right under the headline."""
+    for w in env_warnings(result.env):
+        click.secho(f"  WARNING: {w}", fg="yellow", bold=True)
 
 
 def print_score(result, prof) -> None:
     echo = click.echo
     if not result.ok:
         f = result.failure
-        click.secho(f"FAILED  {result.zip.name}: the grader would fail the same way",
-                    fg="red", bold=True)
+        who = "the grader would fail the same way" if result.env.get("matches_grader") else \
+            "it failed in the versions named below"
+        click.secho(f"FAILED  {result.zip.name}: {who}", fg="red", bold=True)
+        _loud(result)
         echo(f"  stage: {f.stage}")
         if f.tail:
             echo("  --- the submission's traceback/log tail ---")
             for line in f.tail.splitlines()[-15:]:
                 echo("    " + line)
+        echo(f"  {env_line(result.env)}")
+        echo(f"  logs: {result.run_dir / 'logs'}")
         click.secho(f"error: {f.message}", fg="red", err=True)
         echo(f"hint: {f.hint}", err=True)
         print_sandbox(result.sandbox)
-        echo(f"  logs: {result.run_dir / 'logs'}")
         return
     s = result.scores
     head = f"{result.metric} {s[result.metric]:.4f}"
-    click.secho(f"{head}   ({result.zip.name} on {result.n} images of {result.data.name})",
+    noun = "images" if result.kind in ("classification", "segmentation") else "series"
+    phase = f", {result.phase} phase" if result.phase and result.kind == "forecasting" else ""
+    click.secho(f"{head}   ({result.zip.name} on {result.n} {noun} of {result.data.name}{phase})",
                 bold=True)
-    others = [k for k in ("accuracy", "balanced_accuracy", "macro_f1") if k != result.metric]
+    _loud(result)
+    others = [k for k, v in s.items() if k not in (result.metric, "n") and isinstance(v, float)]
     echo("  " + "   ".join(f"{k} {s[k]:.4f}" for k in others))
     if result.shift and result.shift.get("shifted_score") is not None:
         sh = result.shift
         drop = sh["clean_score"] - sh["shifted_score"]
-        click.secho(f"  shifted score {sh['shifted_score']:.4f}  (drop {drop:.4f} from clean; "
+        if not sh.get("higher_is_better", True):  # MSE: a rise is the loss
+            drop = -drop
+        click.secho(f"  shifted score {sh['shifted_score']:.4f}  ({'drop' if sh.get('higher_is_better', True) else 'rise'} {drop:.4f} from clean; "
                     f"suite {sh.get('suite', '?')}, {sh.get('n_scored', '?')} sets)", bold=True)
+    if getattr(result, "predicted_leaderboard", None):
+        print_prediction(result.predicted_leaderboard)
     echo("")
     if result.shift:
         print_shift(result.shift)
     if getattr(result, "tta_compare", None):
         print_tta(result.tta_compare)
-    width = max(len(n) for n in result.class_names) + 2
-    echo(f"  {'class':<{width}} precision  recall     f1  support")
-    for row in result.per_class:
-        echo(f"  {row['name']:<{width}} {row['precision']:9.3f} {row['recall']:7.3f} "
-             f"{row['f1']:6.3f} "
-             f"{row['support']:8d}")
-    echo("")
-    echo("  confusion matrix (rows: true, columns: predicted)")
-    cm = result.confusion_matrix
-    cw = max(4, max(len(str(v)) for r in cm for v in r) + 1)
-    echo("  " + " " * 4 + "".join(f"{j:>{cw}}" for j in range(len(cm))))
-    for i, r in enumerate(cm):
-        echo(f"  {i:>3} " + "".join(f"{v:>{cw}}" for v in r))
-    echo("")
+    if result.kind == "forecasting":
+        steps = s.get("mse_per_step") or []
+        echo("  MSE per forecast step: " + " ".join(f"{v:.4f}" for v in steps))
+        echo("")
+    else:
+        _per_class(result)
     t = result.timings
     total = t.get("child_s", 0.0)
     frac = total / result.time_limit_s if result.time_limit_s else 0
@@ -63,17 +73,40 @@ def print_score(result, prof) -> None:
          f"predict {t.get('predict_s', 0):.1f} s]")
     if result.peak_rss_mb:
         echo(f"  peak memory: {result.peak_rss_mb:.0f} MB")
-    env = result.env
-    vers = env.get("versions", {})
-    echo(f"  environment: {env.get('name')} (python {env.get('python')}"
-         + "".join(f", {k} {v}" for k, v in vers.items()) + ")")
     print_sandbox(result.sandbox)
     for w in result.warnings:
-        click.secho(f"  warning: {w}", fg="yellow")
+        if w not in env_warnings(result.env):
+            click.secho(f"  warning: {w}", fg="yellow")
     echo(f"  run folder: {result.run_dir}")
     report = result.run_dir / "report.html"
     if report.is_file():
         echo(f"  report: {report}")
+    click.secho(f"  {env_line(result.env)}", bold=True)
+
+
+def _per_class(result) -> None:
+    echo = click.echo
+    width = max(len(n) for n in result.class_names) + 2
+    if result.kind == "segmentation":
+        echo(f"  {'class':<{width}}    IoU  pixels (true)")
+        for row in result.per_class:
+            iou = "ignored" if row["ignored"] else ("     -" if row["iou"] is None else f"{row['iou']:.3f}")
+            echo(f"  {row['name']:<{width}} {iou:>6} {row['support']:14,d}")
+    else:
+        echo(f"  {'class':<{width}} precision  recall     f1  support")
+        for row in result.per_class:
+            echo(f"  {row['name']:<{width}} {row['precision']:9.3f} {row['recall']:7.3f} "
+                 f"{row['f1']:6.3f} "
+                 f"{row['support']:8d}")
+    echo("")
+    unit = " of pixels" if result.kind == "segmentation" else ""
+    echo(f"  confusion matrix{unit} (rows: true, columns: predicted)")
+    cm = result.confusion_matrix
+    cw = max(4, max(len(str(v)) for r in cm for v in r) + 1)
+    echo("  " + " " * 4 + "".join(f"{j:>{cw}}" for j in range(len(cm))))
+    for i, r in enumerate(cm):
+        echo(f"  {i:>3} " + "".join(f"{v:>{cw}}" for v in r))
+    echo("")
 
 
 def print_sandbox(box: dict) -> None:
@@ -94,28 +127,43 @@ def _cell(x) -> str:
     return f"{x:7.4f}" if x is not None else f"{'-':>7}"
 
 
+def print_prediction(p: dict) -> None:
+    """The leaderboard prediction of the ledger's calibration, or what it needs."""
+    if p.get("score") is None:
+        click.echo(f"  predicted leaderboard: - ({p.get('message', 'not available')})")
+        return
+    actual = f"; actual {p['actual']:.4f}" if p.get("actual") is not None else ""
+    click.secho(f"  predicted leaderboard {p['score']:.4f}  ({p['low']:.4f} to {p['high']:.4f}; "
+                f"calibrated on {p['calibrated_on']} zips' {p.get('phase')} scores, "
+                f"leave-one-out error {p['loo_error']:.4f}{actual})", bold=True)
+
+
 def print_shift(sh: dict) -> None:
     """The shift suite: metric per shift and severity, worst first."""
     echo = click.echo
     echo(f"  distribution shift (suite {sh.get('suite')}, seed {sh.get('seed')}): "
          f"{sh.get('metric', '')} per shift and severity")
-    rows = sorted(sh.get("shifts", []), key=lambda r: (r["mean"] is None, r["mean"] or 0))
+    sign = 1 if sh.get("higher_is_better", True) else -1  # worst first
+    rows = sorted(sh.get("shifts", []), key=lambda r: (r["mean"] is None, sign * (r["mean"] or 0)))
+    sevs = range(1, max([len(r.get("params") or r["severity"]) for r in rows] + [3]) + 1)
     width = max([len(r["name"]) for r in rows] + [5]) + 2
-    echo(f"  {'shift':<{width}}{'sev 1':>7} {'sev 2':>7} {'sev 3':>7} {'mean':>7} {'drop':>7}")
+    pad = " " * (8 * len(sevs))
+    echo(f"  {'shift':<{width}}" + " ".join(f"{'sev ' + str(s):>7}" for s in sevs)
+         + f" {'mean':>7} {'drop':>7}")
     for r in rows:
         by = dict(zip(r["severity"], r["scores"], strict=True))
-        echo(f"  {r['name']:<{width}}" + " ".join(_cell(by.get(s)) for s in (1, 2, 3))
+        echo(f"  {r['name']:<{width}}" + " ".join(_cell(by.get(s)) for s in sevs)
              + f" {_cell(r['mean'])} {_cell(r.get('drop'))}")
-    echo(f"  {'clean':<{width}}{'':>24}{_cell(sh.get('clean_score'))}")
-    echo(f"  {'shifted score':<{width}}{'':>24}{_cell(sh.get('shifted_score'))} "
+    echo(f"  {'clean':<{width}}{pad}{_cell(sh.get('clean_score'))}")
+    echo(f"  {'shifted score':<{width}}{pad}{_cell(sh.get('shifted_score'))} "
          f"{_cell(sh.get('drop'))}")
     for f in sh.get("failures") or []:
         click.secho(f"  not scored: {f['key']}: {f['error']}", fg="yellow")
     t = sh.get("timings") or {}
     echo(f"  (shifted sets generated in {t.get('generate_s', 0):.1f} s while the model ran, "
          f"predicted in {t.get('predict_s', 0):.1f} s; not counted against the time limit)")
-    echo("  The shifted score is a harder estimate than the clean one, "
-         "not the hidden test set's score.")
+    echo("  The shifted score is a harder estimate than the clean one, not the hidden test "
+         "set's score; the predicted leaderboard is calibrated on your leaderboard scores.")
     echo("")
 
 

@@ -1,13 +1,15 @@
 """Submission model: loads the trained Keras weights and predicts class labels.
 
-Made by `subkit init` from subkit's template. The grader imports this file and runs
+Made by `subkit init` from subkit's template for image classification. The grader imports
+this file and runs
 
-    from model import Model
-    model = Model()                 # no arguments
-    labels = model.predict(X)       # X: numpy array (n, 96, 96, 3), uint8
+    from model import Model         # CodaLab competitions: `class model`
+    m = Model()                     # CodaLab: model(path), path = the submission's folder
+    labels = m.predict(X)           # X: numpy array (n, H, W, 3), e.g. uint8 (n, 96, 96, 3)
 
-and expects an int array of shape (n,). This file needs numpy and tensorflow/keras only:
-the grader has no subkit installed.
+and expects an int array of shape (n,). `subkit init --profile NAME` writes the class
+name and constructor the profile's grader uses. This file needs numpy and tensorflow/keras
+only: the grader has no subkit installed.
 
 Test-time augmentation (TTA): each batch is predicted under several views (identity,
 flips, 90-degree rotations: a blood cell has no orientation) and the class probabilities
@@ -70,18 +72,21 @@ _VIEWS = {
 
 
 class Model:
-    def __init__(self):
+    def __init__(self, path=None):
+        # Codabench calls Model(): the weights sit next to this file. CodaLab calls
+        # model(path) with the submission's folder.
         import tensorflow as tf
         import keras
 
         self.tf = tf
         self.models = []
+        folder = path or HERE
         for name in WEIGHTS:
-            path = os.path.join(HERE, name)
+            path = os.path.join(folder, name)
             if not os.path.exists(path):
                 raise FileNotFoundError(
-                    f"weights file {name!r} not found next to model.py ({HERE}); "
-                    f"files there: {sorted(os.listdir(HERE))}")
+                    f"weights file {name!r} not found in the submission ({folder}); "
+                    f"files there: {sorted(os.listdir(folder))}")
             self.models.append(keras.models.load_model(
                 path, compile=False, custom_objects=CUSTOM_OBJECTS or None))
         unknown = [v for v in TTA_VIEWS if v not in _VIEWS]

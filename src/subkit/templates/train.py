@@ -24,6 +24,10 @@ import time
 
 import numpy as np
 
+# The competition's file layout, written by `subkit init` from its profile: the arrays'
+# keys, and the class names when the labels are stored as names (e.g. 'healthy').
+DATA = {"images_key": "images", "labels_key": "labels", "class_names": []}
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -45,14 +49,25 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="small CNN, few epochs: CPU-friendly (subkit demo uses it)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--images-key", default="images")
-    p.add_argument("--labels-key", default="labels")
+    p.add_argument("--images-key", default=DATA["images_key"])
+    p.add_argument("--labels-key", default=DATA["labels_key"])
     args = p.parse_args(argv)
     if args.backbone is None:
         args.backbone = "small" if args.quick else "efficientnetv2b0"
     if args.epochs is None:
         args.epochs = 10 if args.quick else 40
     return args
+
+
+def class_ids(labels, class_names):
+    """Labels as class ids; names ('healthy') are looked up in class_names."""
+    if labels.dtype.kind in "iub" or labels.dtype.kind == "f":
+        return labels.astype(np.int64)
+    lookup = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted(set(map(str, labels)) - set(lookup))
+    if unknown:
+        sys.exit(f"error: labels {unknown[:5]} are not among the classes {class_names}")
+    return np.array([lookup[str(v)] for v in labels], np.int64)
 
 
 def stratified_split(labels, val_fraction, seed):
@@ -156,10 +171,10 @@ def main(argv=None):
     import keras
 
     keras.utils.set_random_seed(args.seed)
-    with np.load(args.data) as d:
+    with np.load(args.data, allow_pickle=True) as d:  # your own file: some store strings
         images = d[args.images_key]
-        labels = d[args.labels_key].reshape(-1).astype(np.int64)
-    n_classes = int(labels.max()) + 1
+        labels = class_ids(d[args.labels_key].reshape(-1), DATA["class_names"])
+    n_classes = max(int(labels.max()) + 1, len(DATA["class_names"]))
     train_idx, val_idx = stratified_split(labels, args.val_split, args.seed)
     x_tr, y_tr = images[train_idx], labels[train_idx]
     x_va, y_va = images[val_idx], labels[val_idx]
