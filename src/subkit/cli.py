@@ -314,12 +314,14 @@ def predict(zip_path, data_path, out_path, force, time_limit, env_name, phase_na
         _echo_json(info)
         return
     from subkit.grader.run import env_line
+    from subkit.report.terminal import print_sandbox
 
     for w in info["warnings"]:
         click.secho(f"warning: {w}", fg="yellow", bold=w is info["warnings"][0]
                     and bool(info["env"].get("warning")))
     click.echo(f"wrote {info['rows']} predictions to {info['out']}")
     click.echo(env_line(info["env"]))
+    print_sandbox(info["sandbox"])
 
 
 # -- demo ------------------------------------------------------------------------------------
