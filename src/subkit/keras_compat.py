@@ -391,8 +391,12 @@ class _Work:
         return dst
 
     def close(self) -> None:
+        """Idempotent: a retarget closes its workers, and so does build when it started them."""
+        if self._lock is None:
+            return
         shutil.rmtree(self.root, ignore_errors=True)
         os.close(self._lock)
+        self._lock = None
 
 
 class _Worker:
