@@ -179,7 +179,10 @@ def python_layout(python: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], 
         except (OSError, subprocess.SubprocessError, ValueError, IndexError):
             info = {"prefixes": [], "executable": python, "usersite": None}
     exe = os.path.realpath(info.get("executable") or python)
-    candidates = list(info["prefixes"]) + [os.path.dirname(os.path.dirname(exe))]
+    # the prefix of the path as given too: a venv-like folder whose python is a bare link
+    # (no pyvenv.cfg) reports the linked interpreter's prefixes only
+    candidates = list(info["prefixes"]) + [os.path.dirname(os.path.dirname(exe)),
+                                           os.path.dirname(os.path.dirname(os.path.abspath(python)))]
     home = os.path.realpath(os.path.expanduser("~"))
     folders: set[str] = set()
     for p in candidates:
