@@ -45,7 +45,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import loadavg, sh, write_result  # noqa: E402
+from _common import loadavg, sh, write_result
 
 MAKE_MODEL = r"""
 import os, sys

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data_helpers import digest, listing, make_set, save  # noqa: E402
+from subkit.__main__ import run
+from subkit.data import duplicates as D
+from subkit.data import split as S
+from subkit.data import weights as W
 
-from subkit.__main__ import run  # noqa: E402
-from subkit.data import duplicates as D  # noqa: E402
-from subkit.data import split as S  # noqa: E402
-from subkit.data import weights as W  # noqa: E402
+from data_helpers import digest, listing, make_set, save
 
 NAMES = ["Basophil", "Eosinophil", "Erythroblast", "Immature granulocytes",
          "Lymphocyte", "Monocyte", "Neutrophil", "Platelet"]

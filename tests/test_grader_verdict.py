@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_zip
 from subkit import profile as profile_mod
 from subkit.errors import SubkitError, UsageError
 from subkit.grader import environment
+
+from conftest import make_zip
 
 LOCAL = f"{sys.version_info.major}.{sys.version_info.minor}"
 

@@ -148,7 +148,8 @@ def test_network_is_cut_where_the_machine_allows(cli, workspace, tmp_path, test_
     res = json.loads(r.out)
     srv.close()
     assert res["network_isolated"] is True
-    assert not res["ok"] and "refused" in res["failure"]["message"].lower() or "unreachable" in res["failure"]["message"].lower()
+    assert not res["ok"] and "refused" in res["failure"]["message"].lower() \
+        or "unreachable" in res["failure"]["message"].lower()
 
 
 def test_megabytes_of_output_are_capped(cli, workspace, tmp_path, test_npz):

@@ -22,10 +22,11 @@ import pytest
 import subkit.cli_ledger as cli_ledger
 import subkit.remote.http as http_mod
 import subkit.submit as submit_mod
-from fake_servers import start_codabench, start_flaky, start_kaggle
 from subkit import credentials
 from subkit.ledger import Ledger, sha256_file
 from subkit.remote import codabench as cb
+
+from fake_servers import start_codabench, start_flaky, start_kaggle
 
 SECRET_VARS = ("CODABENCH_TOKEN", "CODABENCH_URL", "KAGGLE_USERNAME", "KAGGLE_KEY",
                "KAGGLE_CONFIG_DIR", "KAGGLE_API_TOKEN", "KAGGLE_KERNEL_RUN_TYPE",

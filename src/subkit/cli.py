@@ -356,7 +356,7 @@ from subkit.cli_report import report as _report_command  # noqa: E402
 main.add_command(_bundle_group)
 main.add_command(_report_command)
 try:  # the grader-environment commands (issue 6) land in their own module
-    from subkit.cli_env import env as _env_group  # noqa: E402
+    from subkit.cli_env import env as _env_group
 
     main.add_command(_env_group)
 except ImportError:  # pragma: no cover - until that module exists

@@ -83,9 +83,8 @@ def data() -> None:
 def inspect(file, near, similarity, z_threshold, html_path, no_open, profile_name, as_json):
     """Shapes, classes, imbalance, exact and near duplicates (and their labels), colour
     outliers, suggested class weights."""
-    from subkit.data import inspect as insp
-
     from subkit import profile
+    from subkit.data import inspect as insp
 
     prof = profile.load(profile_name)
     if prof.kind == "segmentation":

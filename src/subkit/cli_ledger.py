@@ -10,8 +10,9 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -112,6 +113,7 @@ def sort_rows(rows: list[dict], column: str, reverse: bool = False,
     """Sort by a history column; scores best first, everything else ascending; rows
     without a value last whatever the direction. ``leaderboard:PHASE`` sorts by one
     phase's score."""
+    key_fn: Callable[[dict], Any]
     if column.startswith("leaderboard:"):
         phase = column.split(":", 1)[1]
 

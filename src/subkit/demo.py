@@ -145,8 +145,8 @@ def run_train(directory: Path, seed: int, epochs: int | None) -> None:
     tail: list[str] = []
     for line in proc.stdout:  # stream the epochs as they finish
         tail = (tail + [line])[-60:]
-        if line.startswith(("train ", "Epoch", "{")) or " - accuracy" in line or " - loss" in line \
-                or line.startswith("note"):
+        if line.startswith(("train ", "Epoch", "{", "note")) or " - accuracy" in line \
+                or " - loss" in line:
             click.echo("  " + line.strip()[:150])
     if proc.wait() != 0:
         click.echo("".join(tail), err=True)
@@ -169,12 +169,12 @@ def _clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: i
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    test_idx = []
+    picked: list[int] = []
     for c in range(prof.n_classes):
         idx = np.flatnonzero(labels == c)
         rng.shuffle(idx)
-        test_idx += idx[: max(1, int(round(len(idx) * 0.2)))].tolist()
-    test_idx = np.array(sorted(test_idx))
+        picked += idx[: max(1, int(round(len(idx) * 0.2)))].tolist()
+    test_idx = np.array(sorted(picked))
     train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
     ik, lk = prof.images_key, prof.labels_key
     data_io.save_npz(train_path, force=True, **{ik: images[train_idx], lk: labels[train_idx][:, None]})

@@ -304,7 +304,7 @@ class Profile:
 
     @property
     def submissions_dir(self) -> Path:
-        return self.workspace_path("submissions", "submissions")  # type: ignore[return-value]
+        return self.workspace_path("submissions", "submissions")
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self.data)
@@ -380,14 +380,14 @@ def validate(data: dict[str, Any], where: str) -> None:
                 )
             _check_type(key, value, SCHEMA[""][key][0], where)
     # required fields
-    for table, fields in SCHEMA.items():
-        if table in OPTIONAL_TABLES and data.get("task") in OPTIONAL_TABLES[table] \
-                and table not in data:
+    for name, fields in SCHEMA.items():
+        if name in OPTIONAL_TABLES and data.get("task") in OPTIONAL_TABLES[name] \
+                and name not in data:
             continue
-        section = data if table == "" else data.get(table, {})
+        section = data if name == "" else data.get(name, {})
         for k, (_, required) in fields.items():
-            if required and k not in section and not (table == "" and k == "profile"):
-                label = k if table == "" else f"[{table}] {k}"
+            if required and k not in section and not (name == "" and k == "profile"):
+                label = k if name == "" else f"[{name}] {k}"
                 raise ProfileError(f"{where}: missing {label}", hint="every profile must say it")
     if data["platform"] not in PLATFORMS:
         raise ProfileError(f"{where}: platform {data['platform']!r} is not known",

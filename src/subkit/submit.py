@@ -23,9 +23,10 @@ from __future__ import annotations
 import os
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from subkit import credentials
 from subkit.errors import CheckFailed, InputError, SubkitError, UsageError

@@ -350,7 +350,7 @@ def save_npz(path: str | os.PathLike, *, force: bool = False, **arrays: np.ndarr
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):

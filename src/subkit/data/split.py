@@ -121,7 +121,7 @@ def write_all(npz_outputs: dict[Path, dict[str, np.ndarray]],
             tmp = _temp_path(final, ".npz.tmp")
             temps.append((tmp, final))
             with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+                np.savez(fh, **arrays)  # type: ignore[arg-type]
         for final, obj in (json_outputs or {}).items():
             tmp = _temp_path(final, ".json.tmp")
             temps.append((tmp, final))
@@ -153,7 +153,7 @@ def split_indices(labels: np.ndarray, groups: list[np.ndarray], n_classes: int,
     names = class_names or [str(i) for i in range(n_classes)]
     counts = np.bincount(labels, minlength=n_classes)
     quota = quotas(counts, test_size)
-    for c in np.flatnonzero(counts):
+    for c in np.flatnonzero(counts).tolist():
         if quota[c] < 1 or quota[c] >= counts[c]:
             side = "test" if quota[c] < 1 else "training"
             raise InputError(
@@ -169,7 +169,7 @@ def split_indices(labels: np.ndarray, groups: list[np.ndarray], n_classes: int,
     multi = [g for g in groups if len(g) > 1]
     for g in multi:
         in_group[g] = True
-    test_count = np.zeros(n_classes, np.int64)
+    test_count: np.ndarray = np.zeros(n_classes, np.int64)
     comp = [np.bincount(labels[g], minlength=n_classes) for g in multi]
     order = rng.permutation(len(multi))
     draws = rng.random(len(multi))
@@ -194,7 +194,7 @@ def split_indices(labels: np.ndarray, groups: list[np.ndarray], n_classes: int,
                 is_test[multi[gi]] = True
                 test_count += comp[gi]
     train_count = counts - test_count
-    for c in np.flatnonzero(counts):
+    for c in np.flatnonzero(counts).tolist():
         if test_count[c] == 0 or train_count[c] == 0:
             side = "test" if test_count[c] == 0 else "training"
             raise InputError(

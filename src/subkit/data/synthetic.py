@@ -79,7 +79,10 @@ def _one_image(rng: np.random.Generator, cls: int) -> np.ndarray:
         _paint(img, _disc(cy, cx, r * 0.45) * 0.35, bg)  # pale centre
     (r_lo, r_hi), cyto, nuc, kind, (s_lo, s_hi), gran = _CLASSES[cls]
     cy, cx = SIZE / 2 + rng.normal(0, 4, 2)
-    jitter = lambda c, s=18: np.clip(np.asarray(c, np.float32) + rng.normal(0, s, 3), 0, 255)
+
+    def jitter(c, s=18):
+        return np.clip(np.asarray(c, np.float32) + rng.normal(0, s, 3), 0, 255)
+
     if kind == "fragments":
         for _ in range(rng.integers(2, 7)):
             fy, fx = cy + rng.normal(0, 10), cx + rng.normal(0, 10)

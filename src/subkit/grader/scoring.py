@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,8 +127,8 @@ def validate_predictions(pred, n: int, n_classes: int,
                               "return integer labels 0..n_classes-1")
     if arr.dtype.kind in "fc":
         if not np.isfinite(arr).all():
-            bad = int((~np.isfinite(arr)).sum())
-            raise PredictionError(f"predict returned {bad} NaN/inf values",
+            n_bad = int((~np.isfinite(arr)).sum())
+            raise PredictionError(f"predict returned {n_bad} NaN/inf values",
                                   "check the model's input scaling and the weights; return integer labels")
         if not (arr == np.round(arr)).all():
             raise PredictionError("predict returned fractional numbers (probabilities of one class?), not labels",
@@ -272,7 +273,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 
 
 def segmentation_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str],
-                         ignore: list[int] = ()) -> dict:
+                         ignore: Sequence[int] = ()) -> dict:
     """Mean IoU over the classes not ignored, pixel accuracy, per-class IoU, the pixel
     confusion matrix (pixels whose true class is ignored are left out of all of them)."""
     k = len(class_names)

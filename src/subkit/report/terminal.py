@@ -49,7 +49,8 @@ def print_score(result, prof) -> None:
         drop = sh["clean_score"] - sh["shifted_score"]
         if not sh.get("higher_is_better", True):  # MSE: a rise is the loss
             drop = -drop
-        click.secho(f"  shifted score {sh['shifted_score']:.4f}  ({'drop' if sh.get('higher_is_better', True) else 'rise'} {drop:.4f} from clean; "
+        word = "drop" if sh.get("higher_is_better", True) else "rise"
+        click.secho(f"  shifted score {sh['shifted_score']:.4f}  ({word} {drop:.4f} from clean; "
                     f"suite {sh.get('suite', '?')}, {sh.get('n_scored', '?')} sets)", bold=True)
     if getattr(result, "predicted_leaderboard", None):
         print_prediction(result.predicted_leaderboard)

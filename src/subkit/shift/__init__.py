@@ -20,10 +20,30 @@ The shifted score is the mean of the metric over every (family, severity) of the
 ledger has leaderboard scores of other zips (docs/shift-and-report.md).
 """
 
-from subkit.shift.families import (FAMILIES, SUITES, Family, Suite, SuiteError, describe,
-                                   hypothesis, key, n_severities, parse_suite)
-from subkit.shift.plan import (SAMPLES, Plan, SetProgress, collect, make_plan, prepare,
-                               run_with_plan, save_samples, tta_available, tta_compare)
+from subkit.shift.families import (
+    FAMILIES,
+    SUITES,
+    Family,
+    Suite,
+    SuiteError,
+    describe,
+    hypothesis,
+    key,
+    n_severities,
+    parse_suite,
+)
+from subkit.shift.plan import (
+    SAMPLES,
+    Plan,
+    SetProgress,
+    collect,
+    make_plan,
+    prepare,
+    run_with_plan,
+    save_samples,
+    tta_available,
+    tta_compare,
+)
 
 __all__ = ["FAMILIES", "SUITES", "Family", "Suite", "SuiteError", "describe", "hypothesis",
            "key", "n_severities", "parse_suite", "SAMPLES", "Plan", "SetProgress", "collect",
