@@ -320,6 +320,7 @@ def retargeted(tmp_path_factory, keras_weights, grader_python) -> Path:
 
 
 LOAD_MODEL = """
+import os
 import numpy as np
 import keras
 

@@ -595,7 +595,8 @@ def _environment(run: dict, files: list[dict]) -> str:
     P = ["<section><h2>Submission and environment</h2><table>"]
     rows = [("zip", Path(str(run.get("zip", ""))).name), ("zip sha256", run.get("zip_sha256", "")),
             ("test data", f"{run.get('data', '')} ({run.get('n', 0):,} images)"),
-            ("environment", env.get("name", "")), ("python", env.get("python", ""))]
+            ("environment", env.get("name", "")),
+            ("python", env.get("python_version") or env.get("python", ""))]
     rows += [(k, v) for k, v in vers.items()]
     rows.append(("network", "cut (as a grader with network disabled)" if run.get("network_isolated")
                  else "NOT isolated"))
