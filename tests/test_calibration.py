@@ -270,7 +270,7 @@ def test_a_held_out_models_prediction_falls_in_its_band(cli, workspace):
 
 
 def test_terminal_summary_of_a_prediction(capsys):
-    from subkit.report.terminal import print_prediction
+    from subkit.cli.terminal import print_prediction
 
     print_prediction({"score": .61, "low": .52, "high": .7, "calibrated_on": 3,
                       "phase": "final", "loo_error": .031, "actual": None})

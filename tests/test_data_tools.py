@@ -647,7 +647,7 @@ def test_segmentation_profile_is_refused_clearly(capsys, jokes_file):
 
 # -- CLI hygiene -----------------------------------------------------------------------------------
 def test_cli_defaults_match_the_library():
-    from subkit import cli_data
+    from subkit.cli import data as cli_data
 
     assert cli_data.DEFAULT_NEAR == D.DEFAULT_NEAR
     assert cli_data.DEFAULT_SIMILARITY == D.DEFAULT_SIMILARITY

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-import subkit.cli_ledger as cli_ledger
 import subkit.remote.http as http_mod
 import subkit.submit as submit_mod
 from subkit import credentials
+from subkit.cli import ledger as cli_ledger
 from subkit.ledger import Ledger, sha256_file
 from subkit.remote import codabench as cb
 
@@ -1158,7 +1158,7 @@ def test_retries_follow_retry_after_and_never_resend_an_ambiguous_post(sleeps):
 
 
 def test_no_tensorflow_in_submit():
-    code = ("import sys, subkit.submit, subkit.cli_ledger; "
+    code = ("import sys, subkit.submit, subkit.cli.ledger; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60,
                    env=dict(os.environ, PYTHONPATH=str(Path(submit_mod.__file__).parents[1])))

@@ -110,8 +110,8 @@ def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int
                                 includes=[], tag="demo", out_dir=None, profile=prof, echo=click.echo)
 
     _step(5, "score-local: the zip run the way the grader runs it, on the local test set")
+    from subkit.cli.terminal import print_score
     from subkit.grader.run import env_warnings, score_local
-    from subkit.report.terminal import print_score
 
     result = score_local(Path(manifest["path"]), test_path, prof, progress=True)
     print_score(result, prof)

@@ -25,11 +25,11 @@ def _step(n: int, total: int, text: str) -> None:
 
 def run_kind_demo(directory: Path, prof, *, n: int, epochs: int | None, seed: int) -> dict:
     from subkit.build import build_submission, check_csv
+    from subkit.cli.terminal import print_score
     from subkit.data.split import set_local_test
     from subkit.demo import run_train
     from subkit.grader.run import predict_csv, score_local
     from subkit.profile import load
-    from subkit.report.terminal import print_score
     from subkit.workspace import init_workspace
 
     t0 = time.monotonic()

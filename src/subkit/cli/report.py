@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from subkit.cli.options import echo_json, json_option, profile_option
 
 
 def newest_run(prof) -> Path:
@@ -22,9 +23,8 @@ def newest_run(prof) -> Path:
 @click.command(name="report")
 @click.argument("run_dir", metavar="[RUN]", required=False,
                 type=click.Path(file_okay=False))
-@click.option("--profile", "profile_name", metavar="NAME",
-              help="Competition profile (to reload the test images for the thumbnails).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report's path as JSON.")
+@profile_option
+@json_option
 def report(run_dir, profile_name, as_json) -> None:
     """Write (or rewrite) report.html of a run folder and print its path.
 
@@ -42,6 +42,6 @@ def report(run_dir, profile_name, as_json) -> None:
                          hint="give a folder under submissions/runs/ made by `subkit score-local`")
     path = write_report(folder, prof)
     if as_json:
-        click.echo(json.dumps({"report": str(path)}))
+        echo_json({"report": str(path)})
     else:
         click.echo(f"wrote {path}")

@@ -10,35 +10,16 @@ from pathlib import Path
 import click
 
 from subkit import __version__
+from subkit.cli.options import (
+    CONTEXT,
+    echo_json,
+    env_option,
+    json_option,
+    load_profile,
+    phase_option,
+    profile_option,
+)
 from subkit.errors import SubkitError, UsageError
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _profile(name: str | None):
-    from subkit import profile
-
-    return profile.load(name)
-
-
-def _echo_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
-
-
-profile_option = click.option(
-    "--profile", "profile_name", metavar="NAME",
-    help="Competition profile (a built-in name or a .toml path); default: the workspace's "
-         "subkit.toml, else an2dl-2024-blood-cells.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-env_option = click.option(
-    "--env", "env_name", type=click.Choice(["auto", "grader", "current"]), default=None,
-    help="Library versions that run the submission: auto (default; $SUBKIT_ENV) = the "
-         "profile's grader versions (a cached environment, created on first need) whenever "
-         "the current ones differ; grader; current.")
-phase_option = click.option(
-    "--phase", "phase_name", default=None, metavar="NAME",
-    help="The profile's phase (name or index; default: the first): it sets the expected "
-         "output where phases differ (a forecast's horizon).")
 
 
 @click.group(context_settings=CONTEXT)
@@ -83,7 +64,7 @@ def profile_show(profile_name: str | None, as_json: bool) -> None:
 
     prof = profile.load(profile_name)
     if as_json:
-        _echo_json({"source": prof.source, "profile": prof.to_dict(),
+        echo_json({"source": prof.source, "profile": prof.to_dict(),
                     "workspace": str(prof.workspace) if prof.workspace else None,
                     "workspace_settings": prof.workspace_settings})
         return
@@ -138,7 +119,7 @@ def build(weights, model_py, includes, tag, out_dir, keep_optimizer, no_smoke, t
     """Package weights and model.py into the competition zip, after checking it."""
     from subkit.build import build_submission
 
-    prof = _profile(profile_name)
+    prof = load_profile(profile_name)
     manifest = build_submission(
         weights=[Path(w) for w in weights], model_py=Path(model_py) if model_py else None,
         includes=[Path(i) for i in includes], tag=tag,
@@ -146,7 +127,7 @@ def build(weights, model_py, includes, tag, out_dir, keep_optimizer, no_smoke, t
         keep_optimizer=keep_optimizer, smoke=not no_smoke, echo=None if as_json else click.echo,
         env=env_name, target_keras=target_keras, phase=phase_name)
     if as_json:
-        _echo_json(manifest)
+        echo_json(manifest)
 
 
 @main.command()
@@ -163,7 +144,7 @@ def check(zip_path, no_smoke, env_name, data_path, phase_name, profile_name, as_
     profile's layout: PASSED / FAILED."""
     from subkit.build import check_csv, check_zip
 
-    prof = _profile(profile_name)
+    prof = load_profile(profile_name)
     echo = None if as_json else click.echo
     if zip_path.lower().endswith(".csv"):
         report = check_csv(Path(zip_path), prof, data=Path(data_path) if data_path else None,
@@ -172,7 +153,7 @@ def check(zip_path, no_smoke, env_name, data_path, phase_name, profile_name, as_
         report = check_zip(Path(zip_path), prof, smoke=not no_smoke, env=env_name, echo=echo,
                            phase=phase_name)
     if as_json:
-        _echo_json(report.to_dict())
+        echo_json(report.to_dict())
     if report.status == "FAILED":
         sys.exit(1)
 
@@ -222,10 +203,10 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
     """Run a zip the way the hidden evaluation runs it, and score it.
 
     With --bundle, the competition's own programs run instead of subkit's grader."""
+    from subkit.cli.terminal import print_score
     from subkit.grader.run import score_local as run_score
-    from subkit.report.terminal import print_score
 
-    prof = _profile(profile_name)
+    prof = load_profile(profile_name)
     if bundle_path or task_index is not None:
         if shift_suite or tta_compare:
             raise UsageError("--shift and --tta-compare run subkit's own grader, not a bundle's",
@@ -247,7 +228,7 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
                        progress=not as_json, shift=shift_suite, seed=seed,
                        tta_compare=tta_compare, proba=proba, env=env_name, phase=phase_name)
     if as_json:
-        _echo_json(result.to_dict())
+        echo_json(result.to_dict())
     else:
         print_score(result, prof)
     if not result.ok:
@@ -270,7 +251,7 @@ def _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_
                                time_limit=time_limit, isolate_network=not no_network_isolation,
                                progress=not as_json, env=env_name)
     if as_json:
-        _echo_json(result.to_dict())
+        echo_json(result.to_dict())
     else:
         for text, style in summary_lines(result):
             err = style.pop("err", False)
@@ -305,13 +286,13 @@ def predict(zip_path, data_path, out_path, force, time_limit, env_name, phase_na
     CSV exactly (e.g. Mars: id then 8192 pixel columns; Pirate Pain: sample_index,label)."""
     from subkit.grader.run import predict_csv
 
-    prof = _profile(profile_name)
+    prof = load_profile(profile_name)
     zp = _zip_default(prof, zip_path)
     info = predict_csv(zp, Path(data_path), Path(out_path), prof, force=force,
                        time_limit=time_limit, progress=not as_json, env=env_name,
                        phase=phase_name)
     if as_json:
-        _echo_json(info)
+        echo_json(info)
         return
     from subkit.grader.run import env_line
 
@@ -342,22 +323,13 @@ def demo(directory, n_images, epochs, force, profile_name) -> None:
              force=force, profile_name=profile_name)
 
 
-from subkit.cli_data import data as _data_group  # noqa: E402
-from subkit.cli_ledger import history as _history_group  # noqa: E402
-from subkit.cli_ledger import submit as _submit_command  # noqa: E402
+from subkit.cli.bundle import bundle as _bundle_group  # noqa: E402
+from subkit.cli.data import data as _data_group  # noqa: E402
+from subkit.cli.env import env as _env_group  # noqa: E402
+from subkit.cli.ledger import history as _history_group  # noqa: E402
+from subkit.cli.ledger import submit as _submit_command  # noqa: E402
+from subkit.cli.report import report as _report_command  # noqa: E402
 
-main.add_command(_data_group)
-main.add_command(_history_group)
-main.add_command(_submit_command)
-
-from subkit.cli_bundle import bundle as _bundle_group  # noqa: E402
-from subkit.cli_report import report as _report_command  # noqa: E402
-
-main.add_command(_bundle_group)
-main.add_command(_report_command)
-try:  # the grader-environment commands (issue 6) land in their own module
-    from subkit.cli_env import env as _env_group
-
-    main.add_command(_env_group)
-except ImportError:  # pragma: no cover - until that module exists
-    pass
+for _command in (_data_group, _history_group, _submit_command, _bundle_group, _report_command,
+                 _env_group):
+    main.add_command(_command)

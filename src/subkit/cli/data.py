@@ -6,21 +6,14 @@ prints. numpy only: nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 import click
 
+from subkit.cli.options import echo_json, json_option, profile_option
 from subkit.errors import UsageError
-
-# the same options as subkit.cli (redefined: subkit.cli imports this module)
-profile_option = click.option(
-    "--profile", "profile_name", metavar="NAME",
-    help="Competition profile (a built-in name or a .toml path); default: the workspace's "
-         "subkit.toml, else an2dl-2024-blood-cells.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 DEFAULT_NEAR = 4  # kept equal to subkit.data.duplicates.DEFAULT_NEAR (tested)
 DEFAULT_SIMILARITY = 0.98  # kept equal to duplicates.DEFAULT_SIMILARITY (tested)
@@ -37,10 +30,6 @@ similarity_option = click.option(
     default=DEFAULT_SIMILARITY, show_default=True, metavar="S",
     help="A near pair must also have this cosine similarity of its low-frequency DCT "
          "coefficients (brightness- and contrast-insensitive); 0 uses the hash alone.")
-
-
-def _echo_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
 
 
 def _load(file: str, profile_name: str | None, require_labels: bool = True):
@@ -92,7 +81,7 @@ def inspect(file, near, similarity, z_threshold, html_path, no_open, profile_nam
 
         report = kinds.inspect(io.load(file, prof, require_labels=False), prof, near=near,
                                min_similarity=similarity)
-        _echo_json(report) if as_json else click.echo(kinds.to_text(report))
+        echo_json(report) if as_json else click.echo(kinds.to_text(report))
         return
     if html_path is not None and Path(html_path).suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--html {html_path}: the page's name must end in .html",
@@ -111,7 +100,7 @@ def inspect(file, near, similarity, z_threshold, html_path, no_open, profile_nam
                           prof.class_names)
         report["html"] = str(page)
     if as_json:
-        _echo_json(insp.public(report))
+        echo_json(insp.public(report))
     else:
         click.echo(insp.to_text(report))
         if html_path is not None:
@@ -170,7 +159,7 @@ def dedupe(file, out, drop, near, similarity, record, force, drop_shared_masks, 
     else:
         summary = dedupe_file(Path(file), prof, **kwargs)
     if as_json:
-        _echo_json(summary)
+        echo_json(summary)
         return
     click.echo(f"{summary['n_input']:,} -> {summary['n_output']:,} images: removed "
                f"{summary['n_removed']:,} ({summary['drop']}) from {summary['n_groups']:,} "
@@ -218,7 +207,7 @@ def split(file, test_size, out_train, out_test, seed, near, similarity, set_defa
                         out_test=Path(out_test), seed=seed, near=near,
                         min_similarity=similarity, force=force, set_default=set_default)
     if as_json:
-        _echo_json(report)
+        echo_json(report)
         return
     if "kind" in report:
         _print_kind_split(report)
@@ -273,6 +262,6 @@ def weights(file, profile_name, as_json):
     report = w.class_weights(ds.labels, prof.class_names)
     report["file"] = str(ds.path)
     if as_json:
-        _echo_json(report)
+        echo_json(report)
     else:
         click.echo(w.to_python(report))
