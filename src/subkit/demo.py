@@ -12,15 +12,16 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import click
-
+from subkit import ui
 from subkit.errors import InputError, SubkitError
 
 
 def _step(n: int, text: str) -> None:
-    click.secho(f"\n[{n}/5] {text}", bold=True)
+    ui.echo(f"\n[{n}/5] {text}", bold=True)
 
 
 DEFAULT_NAME = "subkit-demo"
@@ -59,7 +60,10 @@ def demo_directory(directory: Path | None) -> tuple[Path, str]:
 
 
 def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int | None = None,
-             force: bool = False, seed: int = 0, profile_name: str | None = None) -> dict:
+             force: bool = False, seed: int = 0, profile_name: str | None = None,
+             show_score: Callable[[Any, Any], None] | None = None) -> dict:
+    """The demo, step by step through the reporter (subkit.ui); ``show_score(result,
+    profile)`` renders the local run's summary (the CLI passes its terminal summary)."""
     from subkit import profile
     from subkit.workspace import init_workspace
 
@@ -70,15 +74,15 @@ def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int
                          hint="give another folder, or --force to reuse it")
     if n_images < 200:
         raise InputError(f"--n {n_images} is too small for a demo", hint="use at least 200 images")
-    click.secho(f"the demo's workspace: {directory} ({why})", bold=True)
+    ui.echo(f"the demo's workspace: {directory} ({why})", bold=True)
     if profile_name and profile_name != profile.DEFAULT_PROFILE:  # every other kind
         from subkit.demo_kinds import run_kind_demo
 
         return run_kind_demo(directory, profile.load(profile_name, workspace=False), n=n_images,
-                             epochs=epochs, seed=seed)
+                             epochs=epochs, seed=seed, show_score=show_score)
     _step(1, f"workspace: subkit init {directory}")
     for p in init_workspace(directory, None, force=True):
-        click.echo(f"  wrote {p}")
+        ui.echo(f"  wrote {p}")
 
     _step(2, f"data: {n_images} synthetic blood-cell-like images (+ duplicated joke images), "
              "deduplicated and split group-aware")
@@ -91,7 +95,7 @@ def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int
     d = synthetic.generate(n_images, seed=seed, duplicates=n_dup)
     raw = data_dir / "training_set.npz"
     data_io.save_npz(raw, force=True, images=d["images"], labels=d["labels"])
-    click.echo(f"  {raw}: {len(d['labels'])} images, {n_dup} of them copies of a few joke images")
+    ui.echo(f"  {raw}: {len(d['labels'])} images, {n_dup} of them copies of a few joke images")
     prof = profile.load(workspace=directory)
     train_path, test_path = data_dir / "train.npz", data_dir / "local_test.npz"
     _clean_and_split(raw, train_path, test_path, prof, seed)
@@ -107,28 +111,27 @@ def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int
 
     prof = profile.load(workspace=directory)
     manifest = build_submission(weights=[directory / "weights.keras"], model_py=directory / "model.py",
-                                includes=[], tag="demo", out_dir=None, profile=prof, echo=click.echo)
+                                includes=[], tag="demo", out_dir=None, profile=prof, echo=ui.echo)
 
     _step(5, "score-local: the zip run the way the grader runs it, on the local test set")
-    from subkit.cli.terminal import print_score
     from subkit.grader.run import env_warnings, score_local
 
     result = score_local(Path(manifest["path"]), test_path, prof, progress=True)
-    print_score(result, prof)
+    if show_score:
+        show_score(result, prof)
     took = time.monotonic() - t0
-    click.secho(f"\ndemo finished in {took:.0f} s. In {directory}:", bold=True)
-    click.echo("  data/            training_set.npz (raw), train.npz, local_test.npz")
-    click.echo("  weights.keras    the trained model;  model.py  the submission's entry point")
-    click.echo(f"  submissions/     {manifest['zip']} (+ manifest .json), runs/, ledger.jsonl")
-    click.echo(f"next: cd {directory} && subkit history")
+    ui.echo(f"\ndemo finished in {took:.0f} s. In {directory}:", bold=True)
+    ui.echo("  data/            training_set.npz (raw), train.npz, local_test.npz")
+    ui.echo("  weights.keras    the trained model;  model.py  the submission's entry point")
+    ui.echo(f"  submissions/     {manifest['zip']} (+ manifest .json), runs/, ledger.jsonl")
+    ui.echo(f"next: cd {directory} && subkit history")
     if not result.ok:
         raise SubkitError("the demo's submission failed its local run", hint="see the summary above")
     from subkit.grader.run import env_line
 
-    click.secho(f"local score: {result.metric} {result.score:.4f}, {env_line(result.env)}",
-                bold=True)
+    ui.echo(f"local score: {result.metric} {result.score:.4f}, {env_line(result.env)}", bold=True)
     for w in env_warnings(result.env):
-        click.secho(f"WARNING: {w}", fg="yellow", bold=True)
+        ui.warn(f"WARNING: {w}")
     return {"zip": manifest["path"], "score": result.score, "seconds": took,
             "directory": str(directory), "env": result.env}
 
@@ -147,9 +150,9 @@ def run_train(directory: Path, seed: int, epochs: int | None) -> None:
         tail = (tail + [line])[-60:]
         if line.startswith(("train ", "Epoch", "{", "note")) or " - accuracy" in line \
                 or " - loss" in line:
-            click.echo("  " + line.strip()[:150])
+            ui.echo("  " + line.strip()[:150])
     if proc.wait() != 0:
-        click.echo("".join(tail), err=True)
+        ui.progress("".join(tail))
         raise SubkitError("training failed", hint="see the output above")
 
 
@@ -163,7 +166,7 @@ def _clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: i
     groups = duplicates.exact_groups(images)
     drop = {int(i) for g in groups for i in g}
     keep = [i for i in range(len(labels)) if i not in drop]
-    click.echo(f"  dedupe: removed all {len(drop)} copies of {len(groups)} duplicated images "
+    ui.echo(f"  dedupe: removed all {len(drop)} copies of {len(groups)} duplicated images "
                f"({len(labels)} -> {len(keep)}), as `subkit data dedupe --drop all-copies` does")
     images, labels = images[keep], labels[keep]
     import numpy as np
@@ -179,5 +182,5 @@ def _clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: i
     ik, lk = prof.images_key, prof.labels_key
     data_io.save_npz(train_path, force=True, **{ik: images[train_idx], lk: labels[train_idx][:, None]})
     data_io.save_npz(test_path, force=True, **{ik: images[test_idx], lk: labels[test_idx][:, None]})
-    click.echo(f"  split: {len(train_idx)} train / {len(test_idx)} local test (stratified; "
+    ui.echo(f"  split: {len(train_idx)} train / {len(test_idx)} local test (stratified; "
                "no image has a copy on the other side)")

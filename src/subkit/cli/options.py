@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from subkit import ui
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 profile_option = click.option(
@@ -32,6 +34,23 @@ def load_profile(name: str | None):
     from subkit import profile
 
     return profile.load(name)
+
+
+class TerminalReporter(ui.Reporter):
+    """What library code reports (subkit.ui), on the terminal: steps and results to stdout,
+    warnings highlighted, progress lines to stderr. Set by ``subkit.__main__``."""
+
+    def info(self, message: str, *, bold: bool = False) -> None:
+        if bold:
+            click.secho(message, bold=True)
+        else:
+            click.echo(message)
+
+    def warn(self, message: str) -> None:
+        click.secho(message, fg="yellow", bold=True)
+
+    def progress(self, message: str) -> None:
+        click.echo(message, err=True)
 
 
 def echo_json(obj: Any) -> None:
