@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from subkit.__main__ import run
 from subkit.data import duplicates as D
 from subkit.data import split as S
+from subkit.data import subsets
 from subkit.data import weights as W
 
 from data_helpers import digest, listing, make_set, save
@@ -406,7 +407,7 @@ def test_dedupe_leaves_nothing_when_a_write_fails(capsys, jokes_file, tmp_path, 
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(S.json, "dumps", boom)  # the record fails after the npz is written
+    monkeypatch.setattr(subsets.json, "dumps", boom)  # the record fails after the npz is written
     code, _, err = cli(capsys, "data", "dedupe", jokes_file, "--out", tmp_path / "c.npz")
     assert code != 0 and "No space left" in err
     assert listing(tmp_path) == before  # no npz, no record, no temp file

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from subkit import ui
-from subkit.errors import InputError, SubkitError
+from subkit.errors import SubkitError
 
 
 def _step(n: int, text: str) -> None:
@@ -59,27 +59,15 @@ def demo_directory(directory: Path | None) -> tuple[Path, str]:
             f"in your home folder, not inside the source checkout {checkout}")
 
 
-def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int | None = None,
-             force: bool = False, seed: int = 0, profile_name: str | None = None,
-             show_score: Callable[[Any, Any], None] | None = None) -> dict:
-    """The demo, step by step through the reporter (subkit.ui); ``show_score(result,
-    profile)`` renders the local run's summary (the CLI passes its terminal summary)."""
+def run_reference_demo(directory: Path, *, n_images: int, epochs: int | None, seed: int,
+                       show_score: Callable[[Any, Any], None] | None = None) -> dict:
+    """The reference competition's demo in ``directory`` (checked by ``commands.demo``), step
+    by step through the reporter (subkit.ui); ``show_score(result, profile)`` renders the
+    local run's summary (the CLI passes its terminal summary)."""
     from subkit import profile
     from subkit.workspace import init_workspace
 
     t0 = time.monotonic()
-    directory, why = demo_directory(directory)
-    if directory.exists() and any(directory.iterdir()) and not force:
-        raise InputError(f"{directory} exists and is not empty",
-                         hint="give another folder, or --force to reuse it")
-    if n_images < 200:
-        raise InputError(f"--n {n_images} is too small for a demo", hint="use at least 200 images")
-    ui.echo(f"the demo's workspace: {directory} ({why})", bold=True)
-    if profile_name and profile_name != profile.DEFAULT_PROFILE:  # every other kind
-        from subkit.demo_kinds import run_kind_demo
-
-        return run_kind_demo(directory, profile.load(profile_name, workspace=False), n=n_images,
-                             epochs=epochs, seed=seed, show_score=show_score)
     _step(1, f"workspace: subkit init {directory}")
     for p in init_workspace(directory, None, force=True):
         ui.echo(f"  wrote {p}")
@@ -98,7 +86,7 @@ def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int
     ui.echo(f"  {raw}: {len(d['labels'])} images, {n_dup} of them copies of a few joke images")
     prof = profile.load(workspace=directory)
     train_path, test_path = data_dir / "train.npz", data_dir / "local_test.npz"
-    _clean_and_split(raw, train_path, test_path, prof, seed)
+    clean_and_split(raw, train_path, test_path, prof, seed)
     from subkit.data.split import set_local_test
 
     set_local_test(prof, test_path)
@@ -156,7 +144,7 @@ def run_train(directory: Path, seed: int, epochs: int | None) -> None:
         raise SubkitError("training failed", hint="see the output above")
 
 
-def _clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: int) -> None:
+def clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: int) -> None:
     """Drop every copy of a duplicated image, then a stratified group-aware split."""
     from subkit.data import duplicates
     from subkit.data import io as data_io

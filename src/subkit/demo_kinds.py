@@ -96,13 +96,13 @@ def _make_data(prof, data_dir: Path, n: int, seed: int) -> Path:
         d = {k: v[keep] for k, v in d.items()}
         is_test = np.random.default_rng(seed).random(len(d[prof.images_key])) < 0.2
     else:
-        from subkit.demo import _clean_and_split
+        from subkit.demo import clean_and_split
 
         d = synthetic.for_profile(prof, n, seed=seed, **({"duplicates": max(8, n // 20)}
                                                           if prof.input_kind == "images" else {}))
         data_io.save_npz(raw, force=True, **{k: v for k, v in d.items() if k != "is_duplicate"})
         ui.echo(f"  {raw}: {len(d[prof.labels_key])} samples")
-        _clean_and_split(raw, train, test, prof, seed)
+        clean_and_split(raw, train, test, prof, seed)
         return test
     data_io.save_npz(train, force=True, **{k: v[~is_test] for k, v in d.items()})
     data_io.save_npz(test, force=True, **{k: v[is_test] for k, v in d.items()})

@@ -105,6 +105,21 @@ class CsvLayout:
     rows: int = 0  # the hidden test set's rows, when known (0: unknown)
 
 
+@dataclass(frozen=True)
+class TaskSpec:
+    """What scoring (``subkit.grader.scoring``) needs from a profile, as plain values:
+    ``Profile.task_spec(phase)`` builds it."""
+
+    kind: str  # "labels" | "forecasts" | "masks"
+    metric: str
+    class_names: list = field(default_factory=list)
+    horizon: int | None = None
+    phase: str | None = None
+    ignore_classes: list = field(default_factory=list)
+    mask_shape: tuple = ()
+    secondary: list = field(default_factory=list)
+
+
 @dataclass
 class Profile:
     """The effective profile: a built-in merged with a workspace's overrides."""
@@ -284,8 +299,6 @@ class Profile:
 
     def task_spec(self, phase: str | None = None):
         """What scoring needs, as plain values (subkit.grader.scoring stays profile-free)."""
-        from subkit.grader.scoring import TaskSpec
-
         return TaskSpec(kind=self.output_kind, metric=self.metric, class_names=self.class_names,
                         horizon=self.horizon(phase), phase=self.phase(phase),
                         ignore_classes=self.ignore_classes,

@@ -318,10 +318,11 @@ def demo(directory, n_images, epochs, force, profile_name) -> None:
     DIRECTORY defaults to ./subkit-demo, or ~/subkit-demo when the current folder is inside
     a source checkout (-2, -3... when taken); the demo says where."""
     from subkit.cli.terminal import print_score
-    from subkit.demo import run_demo
+    from subkit.commands.demo import DemoOptions, run
 
-    run_demo(Path(directory) if directory else None, n_images=n_images, epochs=epochs,
-             force=force, profile_name=profile_name, show_score=print_score)
+    run(DemoOptions(directory=Path(directory) if directory else None, n_images=n_images,
+                    epochs=epochs, force=force, profile_name=profile_name),
+        show_score=print_score)
 
 
 from subkit.cli.bundle import bundle as _bundle_group  # noqa: E402

@@ -35,7 +35,7 @@ similarity_option = click.option(
 def _load(file: str, profile_name: str | None, require_labels: bool = True):
     from subkit import profile
     from subkit.data import io
-    from subkit.data.split import check_classification
+    from subkit.data.subsets import check_classification
 
     prof = profile.load(profile_name)
     check_classification(prof)

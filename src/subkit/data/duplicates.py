@@ -426,7 +426,7 @@ def dedupe_file(path, profile, *, out, drop: str = "keep-one", near: int | None 
 
     from subkit import __version__
     from subkit.data import io
-    from subkit.data.split import (
+    from subkit.data.subsets import (
         check_classification,
         check_outputs,
         read_arrays,

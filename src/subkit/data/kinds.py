@@ -23,14 +23,8 @@ from typing import Any
 import numpy as np
 
 from subkit.data import duplicates, io
-from subkit.data.split import (
-    check_outputs,
-    read_arrays,
-    set_local_test,
-    split_indices,
-    subset,
-    write_all,
-)
+from subkit.data.split import set_local_test, split_indices
+from subkit.data.subsets import check_outputs, read_arrays, subset, write_all
 from subkit.errors import InputError, UsageError
 
 SERIES_KEY = "series"

@@ -13,7 +13,7 @@ truth or the predictions.
 Each kind of output has its validator (``validate_predictions`` for labels,
 ``validate_forecasts``, ``validate_masks``), raising PredictionError with the message and
 hint a participant needs; ``evaluate`` runs the right one and the right metrics for a
-``TaskSpec``.
+``subkit.profile.TaskSpec`` (any object with its attributes).
 """
 
 from __future__ import annotations
@@ -21,23 +21,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What scoring needs from a profile: ``Profile.task_spec(phase)`` builds it."""
-
-    kind: str  # "labels" | "forecasts" | "masks"
-    metric: str
-    class_names: list = field(default_factory=list)
-    horizon: int | None = None
-    phase: str | None = None
-    ignore_classes: list = field(default_factory=list)
-    mask_shape: tuple = ()
-    secondary: list = field(default_factory=list)
+if TYPE_CHECKING:  # never at run time: this file also runs standalone (a scoring program)
+    from subkit.profile import TaskSpec
 
 
 @dataclass
