@@ -42,6 +42,9 @@ import numpy as np
 
 SERIES: dict[str, Any] = {"noise": (.05, .10, .20), "scaling": ((.10, .05), (.25, .10), (.50, .25)),
           "missing": (.05, .15, .30)}
+# the photometric ones are subkit.shift's families (the same severity of each, in turn)
+PHOTOMETRIC = {"brightness_contrast": ("brightness_down", "contrast_down"), "blur": ("blur",),
+               "noise": ("noise",)}
 SEGMENTATION: dict[str, Any] = {"brightness_contrast": None, "blur": None, "noise": None,
                 "flip": ("lr", "ud", "both"), "translate": (4, 8, 16)}
 TITLES = {"noise": "Gaussian noise", "scaling": "gain and offset", "missing": "missing steps (0)",
@@ -103,10 +106,12 @@ def _series(name: str, sev: int, X: np.ndarray, y, rng) -> tuple[np.ndarray, np.
 
 
 def _segmentation(name: str, sev: int, X: np.ndarray, masks: np.ndarray, rng, prof, seed: int):
-    if SEGMENTATION[name] is None:  # photometric: subkit.shift's image shift, masks kept
+    if SEGMENTATION[name] is None:  # photometric: subkit.shift's image families, masks kept
         from subkit import shift
 
-        return shift.apply(X, name, sev, seed=seed, value_range=prof.input_range), masks
+        for family in PHOTOMETRIC[name]:
+            X = shift.apply(X, family, sev, seed=seed, value_range=prof.input_range)[0]
+        return X, masks
     if name == "flip":
         axes = {"lr": (2,), "ud": (1,), "both": (1, 2)}[SEGMENTATION["flip"][sev - 1]]
         return np.flip(X, axes).copy(), np.flip(masks, axes).copy()

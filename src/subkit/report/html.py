@@ -3,10 +3,11 @@
 One self-contained file: inline CSS, charts as inline SVG, images as ``data:`` URIs, no
 script, and a Content-Security-Policy that forbids any outside request, so it opens
 offline and doubles as Codabench's ``detailed_results.html``. Sections: the headline
-scores, the shift suite (bar chart, table, sample images), TTA comparison, the per-class
-table, the confusion matrix as a heat map with counts, the most confident mistakes per
-class, the timing against the time limit, and the exact versions and files of the
-submission.
+scores (with the predicted leaderboard score and its band), the leaderboard prediction
+(predicted against actual per zip of the ledger), the shift suite (hypothesis, bar chart,
+table with each family's library, sample images), TTA comparison, the per-class table, the
+confusion matrix as a heat map with counts, the most confident mistakes per class, the
+timing against the time limit, and the exact versions and files of the submission.
 
 Everything comes from the run folder (``run.json``, ``output/labels.npy``,
 ``output/proba.npy``, ``output/shift_samples.npz``, ``submission/``) plus the test images,
