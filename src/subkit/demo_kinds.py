@@ -1,4 +1,4 @@
-"""`subkit demo --profile NAME`: the whole flow for any kind of competition (issue 16).
+"""`subkit demo --profile NAME`: the whole flow for any kind of competition.
 
 1. a workspace for the profile (`subkit init --profile NAME`: the kind's model.py and
 train.py, CodaLab's metadata file), 2. a synthetic training set of that kind with its

@@ -213,7 +213,7 @@ class Profile:
     def platform(self) -> str:
         return self.data["platform"]
 
-    # -- the kind of competition (issue 16) ---------------------------------------------
+    # -- the kind of competition ----------------------------------------------------
     @property
     def input_kind(self) -> str:
         """``images`` or ``series`` (time steps x features, or one value per step)."""

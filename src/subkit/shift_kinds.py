@@ -1,4 +1,4 @@
-"""Shift families for the kinds that are not image classification (issue 16).
+"""Shift families for the kinds that are not image classification.
 
 ``score-local --shift`` on a series, forecasting or segmentation profile scores the local
 test set again under each family at three severities, through the same child (one

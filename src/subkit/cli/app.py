@@ -237,7 +237,7 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
 
 def _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_index,
                        time_limit, no_network_isolation, as_json, env_name=None):
-    """score-local --bundle: the bundle's programs (issue 7)."""
+    """score-local --bundle: the bundle's own ingestion and scoring programs."""
     from subkit.grader.codabench import score_with_bundle, summary_lines
 
     if not bundle_path:

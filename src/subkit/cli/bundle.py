@@ -1,4 +1,4 @@
-"""`subkit bundle ...`: Codabench competition bundles (issue 7)."""
+"""`subkit bundle ...`: Codabench competition bundles."""
 
 from __future__ import annotations
 

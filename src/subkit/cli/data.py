@@ -1,4 +1,4 @@
-"""`subkit data ...`: inspect, dedupe, split, weights (issue 4).
+"""`subkit data ...`: inspect, dedupe, split, weights.
 
 Thin: each command parses its options, calls one library function of ``subkit.data``, and
 prints. numpy only: nothing here imports TensorFlow.

@@ -1,4 +1,4 @@
-"""`subkit env create|show|remove`: the grader's pinned environment (issue 6).
+"""`subkit env create|show|remove`: the grader's pinned environment.
 
 Thin click commands over ``subkit.grader.environment``; nothing here imports TensorFlow.
 Progress of an install goes to stderr (one line per pip step on a terminal); ``--json``

@@ -1,4 +1,4 @@
-"""`subkit report RUN`: the detailed HTML report of a local run (issue 5)."""
+"""`subkit report RUN`: the detailed HTML report of a local run."""
 
 from __future__ import annotations
 

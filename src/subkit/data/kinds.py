@@ -1,4 +1,4 @@
-"""`subkit data` for the kinds that are not one label per image (issue 16).
+"""`subkit data` for the kinds that are not one label per image.
 
 - Forecasting: ``split`` keeps every series whole on one side. The windows of one series
   overlap (window k's future is window k+1's past), so a split by window puts the test

@@ -1,7 +1,7 @@
 """Validating predictions and computing the metrics, outside the submission's process.
 
 Standalone-friendly: numpy only (an exported Codabench scoring program copies this file).
-Metrics follow scikit-learn's definitions (tests/test_kinds_metrics.py checks them against
+Metrics follow scikit-learn's definitions (tests/test_kinds_profile.py checks them against
 scikit-learn): accuracy; balanced accuracy = mean recall over the classes present in the
 truth; macro F1 over the classes present in truth or predictions, a class with no
 predicted and no true samples contributes nothing; MSE, MAE, RMSE over every value of

@@ -1,7 +1,7 @@
 """The distribution-shift suite: the local test images under seeded, reproducible shifts.
 
-The hidden test set of the reference competition was shifted from the training data
-(FACTS.md section 1): teams with 0.92-0.98 local validation accuracy scored 0.20-0.76 on the
+The hidden test set of the reference competition was shifted from the training data, as
+its participants reported: teams with 0.92-0.98 local validation accuracy scored 0.20-0.76 on the
 leaderboard. ``score-local --shift SUITE`` makes shifted copies of the local test set and
 has the submission's child predict each once after the clean set.
 
