@@ -1,6 +1,6 @@
 """`subkit history ...` and `subkit submit`.
 
-Thin click commands over ``subkit.ledger`` and ``subkit.submit``; nothing here imports
+Thin click commands over ``subkit.ledger`` and ``subkit.commands.submit``; nothing here imports
 TensorFlow (the check before an upload imports it lazily, inside ``subkit.build``).
 """
 
@@ -349,8 +349,8 @@ def submit(file: str | None, codabench: str | None, kaggle: str | None, phase: s
     KAGGLE_USERNAME/KAGGLE_KEY. Credentials are read only after the check. Every
     submission and score goes into the ledger (`subkit history`).
     """
-    from subkit.submit import SubmitOptions, Ui
-    from subkit.submit import submit as run_submit
+    from subkit.commands.submit import SubmitOptions, Ui
+    from subkit.commands.submit import submit as run_submit
 
     if bool(codabench) == bool(kaggle):
         raise UsageError("say where to submit: --codabench COMPETITION or --kaggle COMPETITION",
