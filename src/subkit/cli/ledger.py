@@ -197,8 +197,8 @@ def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | Non
     ledger = _ledger(prof)
     rows = _rows_with_predictions(ledger.records())
     if sort_col:
-        better = bool(prof.data.get("evaluation", {}).get("higher_is_better", True))
-        rows = sort_rows(rows, sort_col, reverse=reverse, higher_is_better=better)
+        rows = sort_rows(rows, sort_col, reverse=reverse,
+                         higher_is_better=prof.higher_is_better)
     elif reverse:
         rows = list(reversed(rows))
     if as_json:
@@ -271,8 +271,7 @@ def history_score(ctx, zip_ref: str, score: float, phase: str | None, profile_na
         raise UsageError(f"--leaderboard must be a number, got {score}", hint="e.g. 0.76")
     prof, ledger, sha, path = _zip_ref(ctx, profile_name, zip_ref)
     if phase is None:
-        phases = prof.data.get("evaluation", {}).get("phases") or []
-        phase = str(phases[0]) if phases else "default"
+        phase = str(prof.phase(None) or "default")
     rec = ledger.append({"kind": "leaderboard", "zip_sha256": sha, "zip": path,
                          "leaderboard_score": score, "phase": phase, "source": "manual"})
     if as_json:
