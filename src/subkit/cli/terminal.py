@@ -168,3 +168,12 @@ def print_tta(t: dict) -> None:
     if ps.get("tta") is not None and ps.get("no_tta") is not None:
         echo(f"    {'predict time (clean set)':<34}{ps['tta']:7.1f}s {ps['no_tta']:7.1f}s")
     echo("")
+
+
+def print_bundle_summary(result) -> None:
+    """score-local --bundle: the worker's summary lines, styled as the runner says."""
+    from subkit.grader.codabench import summary_lines
+
+    for text, style in summary_lines(result):
+        err = style.pop("err", False)
+        click.secho(text, err=err, **style)
