@@ -248,7 +248,9 @@ def _zip_ref(ctx: click.Context, profile_name: str | None, ref: str):
 def history_note(ctx, zip_ref: str, text: str, profile_name, as_json: bool) -> None:
     """Attach a note to a zip (a path, its name, or a sha256 prefix)."""
     _, ledger, sha, path = _zip_ref(ctx, profile_name, zip_ref)
-    rec = ledger.append({"kind": "note", "zip_sha256": sha, "zip": path, "text": text})
+    from subkit.ledger import note_record
+
+    rec = ledger.append(note_record(zip_sha256=sha, zip=path, text=text))
     if as_json:
         echo_json(rec)
     else:
@@ -272,8 +274,10 @@ def history_score(ctx, zip_ref: str, score: float, phase: str | None, profile_na
     prof, ledger, sha, path = _zip_ref(ctx, profile_name, zip_ref)
     if phase is None:
         phase = str(prof.phase(None) or "default")
-    rec = ledger.append({"kind": "leaderboard", "zip_sha256": sha, "zip": path,
-                         "leaderboard_score": score, "phase": phase, "source": "manual"})
+    from subkit.ledger import leaderboard_record
+
+    rec = ledger.append(leaderboard_record(zip_sha256=sha, zip=path, leaderboard_score=score,
+                                           phase=phase, source="manual"))
     if as_json:
         echo_json(rec)
     else:
