@@ -30,10 +30,10 @@ from subkit.data.subsets import (
     check_outputs,
     read_arrays,
     subset,
-    temp_path,
     write_all,
 )
 from subkit.errors import InputError, ProfileError, UsageError
+from subkit.fsutil import temp_sibling
 
 
 # -- the split -----------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def set_local_test(profile, test_path: Path) -> Path:
                                hint='write it as [workspace] with local_test = "..."')
         ws_table["local_test"] = value
         new_text = tomli_w.dumps(data)
-    tmp = temp_path(toml_path, ".tmp")
+    tmp = temp_sibling(toml_path, ".tmp")
     try:
         tmp.write_text(new_text, "utf-8")
         os.replace(tmp, toml_path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from subkit.errors import InputError, UsageError
+from subkit.fsutil import temp_sibling
 
 
 def check_classification(profile) -> None:
@@ -82,17 +82,6 @@ def check_outputs(inp: Path, outs: list[Path], force: bool, what: list[str]) -> 
                          hint="give each output its own path")
 
 
-def temp_path(final: Path, suffix: str) -> Path:
-    """A new empty file next to ``final``, with the permissions a plain open() would give
-    (mkstemp's are 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return Path(tmp)
-
-
 def write_all(npz_outputs: dict[Path, dict[str, np.ndarray]],
               json_outputs: dict[Path, Any] | None = None) -> None:
     """Write every file to a temp name first, then rename them all into place.
@@ -102,12 +91,12 @@ def write_all(npz_outputs: dict[Path, dict[str, np.ndarray]],
     temps: list[tuple[Path, Path]] = []
     try:
         for final, arrays in npz_outputs.items():
-            tmp = temp_path(final, ".npz.tmp")
+            tmp = temp_sibling(final, ".npz.tmp")
             temps.append((tmp, final))
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)  # type: ignore[arg-type]
         for final, obj in (json_outputs or {}).items():
-            tmp = temp_path(final, ".json.tmp")
+            tmp = temp_sibling(final, ".json.tmp")
             temps.append((tmp, final))
             tmp.write_text(json.dumps(obj, indent=1) + "\n", "utf-8")
         for tmp, final in temps:
