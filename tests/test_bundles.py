@@ -25,7 +25,7 @@ from subkit.grader import codabench as cb
 from subkit.grader import sandbox
 
 BUNDLES = Path(__file__).parent / "bundles"
-GRADER = Path(cb.__file__).parent
+GRADER = Path(cb.__file__).parents[1]
 HAS_BWRAP = sandbox.bwrap_available()[0]
 APP_ON_HOST = Path("/app").exists()  # the sandbox must never create /app on the host
 needs_bwrap = pytest.mark.skipif(
