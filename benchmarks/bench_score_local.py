@@ -153,8 +153,9 @@ def prepare(n: int, work: Path, env: str) -> dict:
             "python": python}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def setup(argv: list[str] | None, script: str, doc: str):
+    """The options every score-local benchmark takes, its Run, a work folder and prepare()."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--n", type=int, default=2000, help="synthetic test images")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="300 images, 2 rounds, no result file")
@@ -163,10 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.repeat = 300, 2
+    run = C.Run(script, sys.argv[1:] if argv is None else argv)
+    work = Path(tempfile.mkdtemp(prefix=f"subkit-bench-{Path(script).stem}-"))
+    return args, run, work, prepare(args.n, work, args.env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, run, work, p = setup(argv, "bench_score_local.py", __doc__)
     TIME_TARGET = TIME_TARGETS[args.env]
-    run = C.Run("bench_score_local.py", sys.argv[1:] if argv is None else argv)
-    work = Path(tempfile.mkdtemp(prefix="subkit-bench-score-"))
-    p = prepare(args.n, work, args.env)
     ws, py = p["ws"], sys.executable
     a_cmd = [py, "-c", WRAPPER, "score-local", str(Path("submissions") / p["zip"].name),
              "--data", "test.npz", "--json", "--env", args.env]

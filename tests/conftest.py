@@ -11,6 +11,20 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+SRC = Path(__file__).resolve().parents[1] / "src"  # for tests that run `subkit` as a process
+
+
+def alive_with(token: str) -> list[int]:
+    """Processes whose command line holds ``token`` (a submission's marker)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if token.encode() in Path(f"/proc/{name}/cmdline").read_bytes():
+                    pids.append(int(name))
+            except OSError:
+                continue
+    return pids
 
 
 @pytest.fixture(autouse=True)

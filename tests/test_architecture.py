@@ -18,8 +18,9 @@ CLICK_ALLOWED = ("subkit.cli", "subkit.__main__")
 # in order.
 KNOWN_CLICK: set[str] = {"subkit.build", "subkit.grader.run"}
 KNOWN_CYCLES: list[set[str]] = [
-    # score-local's shift orchestration (grader/run.py) and the shift plan's child run
-    {"subkit.grader", "subkit.shift", "subkit.shift_kinds"},
+    # score-local's shift orchestration (grader/run.py) and the shift plan's child run;
+    # grader/run.py and the bundle runner start with recovery.recover
+    {"subkit.grader", "subkit.shift", "subkit.shift_kinds", "subkit.recovery"},
 ]
 
 

@@ -341,7 +341,8 @@ def test_a_machine_that_refuses_the_sandbox_runs_placeholder_bundles_only(tmp_pa
     code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "placeholder",
                           "--profile", "an2dl-2024-blood-cells")
     assert code == 0 and "0.8000" in out
-    assert f"no sandbox ({why})" in out and "only placeholder-style bundles run" in out
+    assert f"NOT ISOLATED ({why})" in out and "placeholder-style bundles only" in out
+    assert "install bubblewrap" in out
     code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "literal",
                           "--profile", "an2dl-2024-blood-cells")
     assert_error(code, err, "literal /app/... paths", "Permission denied",

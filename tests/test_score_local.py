@@ -5,8 +5,6 @@ second; the Keras path is covered by test_build.py and test_template.py."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 
 import numpy as np
 import pytest
@@ -46,7 +44,9 @@ CORPUS = {
                                 "        return X\n", {}, "predict(X)", "predict"),
     "sys_exit": (_model("sys.exit(3)"), {}, "sys.exit(3)", "predict"),
     "os_exit": (_model("os._exit(7)"), {}, "exit code 7", "predict"),
-    "signal": (_model("import signal; os.kill(os.getpid(), signal.SIGSEGV)"), {}, "SIGSEGV", "predict"),
+    # a real crash: the child is the init of its pid namespace, as a container's command is,
+    # and like it ignores a signal it sends itself without a handler
+    "signal": (_model("import ctypes; ctypes.string_at(0)"), {}, "SIGSEGV", "predict"),
     "one_hot": (_model("return np.eye(8)[np.zeros(len(X), int)]"), {}, "one-hot vectors", "scoring"),
     "probabilities": (_model("return np.full((len(X), 8), 1/8)"), {}, "class probabilities", "scoring"),
     "logits": (_model("return np.random.default_rng(0).normal(size=(len(X), 8))"), {}, "logits", "scoring"),
@@ -132,26 +132,6 @@ def test_child_gets_no_credentials_and_runs_in_the_submission(cli, workspace, tm
     assert r.code == 0, r.out
 
 
-def test_network_is_cut_where_the_machine_allows(cli, workspace, tmp_path, test_npz):
-    from subkit.grader.sandbox import network_isolation_prefix
-
-    if not network_isolation_prefix():
-        pytest.skip("this machine refuses network namespaces")
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    port = srv.getsockname()[1]
-    threading.Thread(target=lambda: srv.accept(), daemon=True).start()
-    src = _model(init_body=f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2)")
-    z = make_zip(tmp_path / "net.zip", {"model.py": src})
-    r = cli("score-local", z, "--data", test_npz, "--json")
-    res = json.loads(r.out)
-    srv.close()
-    assert res["network_isolated"] is True
-    assert not res["ok"] and "refused" in res["failure"]["message"].lower() \
-        or "unreachable" in res["failure"]["message"].lower()
-
-
 def test_megabytes_of_output_are_capped(cli, workspace, tmp_path, test_npz):
     src = _model("sys.stdout.write('x' * (20 * 1024 * 1024)); sys.stdout.flush(); print('THE END')\n"
                  "        return np.zeros(len(X), int)")
@@ -184,7 +164,7 @@ def test_symlink_member_is_refused(tmp_path):
     import zipfile
 
     from subkit.errors import CheckFailed
-    from subkit.grader.sandbox import safe_extract
+    from subkit.grader.safezip import safe_extract
 
     z = tmp_path / "link.zip"
     with zipfile.ZipFile(z, "w") as zf:
@@ -237,35 +217,3 @@ def test_predict_writes_a_csv_and_refuses_to_overwrite(cli, workspace, tmp_path,
     z2 = make_zip(tmp_path / "bad.zip", {"model.py": _model("raise ValueError('nope')")})
     r = cli("predict", z2, "--data", test_npz, "--out", tmp_path / "p2.csv")
     assert r.code == 1 and "nope" in r.err and not (tmp_path / "p2.csv").exists()
-
-
-def test_a_killed_subkit_leaves_no_child_running(workspace, tmp_path, test_npz):
-    """The child dies with subkit, even when subkit is killed with SIGKILL."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    marker = tmp_path / "child.pid"
-    src = _model(init_body=f"open({str(marker)!r}, 'w').write(str(os.getpid()))",
-                 predict_body="time.sleep(600)")
-    z = make_zip(tmp_path / "sleepy.zip", {"model.py": src})
-    proc = subprocess.Popen([sys.executable, "-m", "subkit", "score-local", str(z), "--data", str(test_npz)],
-                            cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        if marker.exists() and marker.read_text():
-            break
-        time.sleep(0.1)
-    child = int(marker.read_text())
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    for _ in range(50):
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(child, signal.SIGKILL)
-        raise AssertionError("the submission's child outlived subkit")

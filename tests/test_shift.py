@@ -275,14 +275,17 @@ def test_set_progress_counts_sets_on_a_terminal(tmp_path, monkeypatch):
 # -- the child side: --extra-input, --proba -----------------------------------------------------
 from subkit.grader.run import INGESTION  # noqa: E402
 
+# counts its calls in COUNT_DIR, else next to itself (in the sandbox: its copy in the run folder)
 COUNTING = """
 import os
 import numpy as np
+CALLS = os.path.join(os.environ.get("COUNT_DIR", os.path.dirname(os.path.abspath(__file__))),
+                     "calls.txt")
 class Model:
     def __init__(self):
         pass
     def predict(self, X):
-        with open(os.path.join(os.environ["COUNT_DIR"], "calls.txt"), "a") as fh:
+        with open(CALLS, "a") as fh:
             fh.write(f"{len(X)} {int(X.sum()) % 1000003}\\n")
         if X.mean() > 250:
             raise ValueError("too bright")
@@ -441,26 +444,27 @@ def test_shift_scores_are_what_the_model_gives_on_the_shifted_images(cli, ws_dat
     assert (rd / "report.html").is_file()
 
 
-def test_each_shifted_set_is_predicted_once_and_runs_are_reproducible(cli, ws_data, tmp_path,
-                                                                      monkeypatch):
-    monkeypatch.setenv("COUNT_DIR", str(tmp_path))
+def _calls(r) -> list[str]:
+    """What the COUNTING model wrote next to itself in that run."""
+    return (Path(json.loads(r.out)["run_dir"]) / "submission" / "calls.txt").read_text().splitlines()
+
+
+def test_each_shifted_set_is_predicted_once_and_runs_are_reproducible(cli, ws_data, tmp_path):
     z = make_zip(tmp_path / "count.zip", {"model.py": COUNTING})
     r1 = cli("score-local", z, "--data", "test.npz", "--shift", "quick", "--json")
     assert r1.code == 0, r1.text
-    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    calls = _calls(r1)
     assert len(calls) == 1 + 6 and all(c.split()[0] == "40" for c in calls)
     r2 = cli("score-local", z, "--data", "test.npz", "--shift", "quick", "--json")
-    calls2 = (tmp_path / "calls.txt").read_text().splitlines()[7:]
+    calls2 = _calls(r2)
     assert calls2 == calls  # the same images, bit for bit (checksums)
     s1, s2 = (json.loads(r.out)["shift"] for r in (r1, r2))
     assert s1["scores"] == s2["scores"] and s1["shifted_score"] == s2["shifted_score"]
     assert len(set(calls)) == len(calls)  # every set differs from the clean one and each other
 
 
-def test_a_failing_shifted_predict_leaves_the_clean_score(cli, ws_data, tmp_path, monkeypatch):
-    monkeypatch.setenv("COUNT_DIR", str(tmp_path))
-    model = COUNTING.replace("if X.mean() > 250:", "if open(os.path.join(os.environ['COUNT_DIR'], "
-                             "'calls.txt')).read().count('\\n') == 2:")
+def test_a_failing_shifted_predict_leaves_the_clean_score(cli, ws_data, tmp_path):
+    model = COUNTING.replace("if X.mean() > 250:", "if open(CALLS).read().count('\\n') == 2:")
     z = make_zip(tmp_path / "flaky.zip", {"model.py": model})
     r = cli("score-local", z, "--data", "test.npz", "--shift", "blur:1,noise:1,jpeg:1", "--json")
     assert r.code == 0, r.text

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -179,25 +178,26 @@ def keras_versions(infos: list[WeightsInfo], prof, rep: CheckReport, *, names: l
 def smoke_test(zip_path: Path, prof, rep: CheckReport, *, echo: Echo, env: str | None = None,
                time_limit: float | None = None,
                env_choice: tuple[str, dict] | None = None, phase: str | None = None) -> None:
-    """Check 4: Model() and predict on a small batch, in a child whose cwd is a fresh unzip;
-    its output is validated as the profile's kind says (in ``phase``).
+    """Check 4: Model() and predict on a small batch, in the sandbox, working directory a
+    fresh unzip; its output is validated as the profile's kind says (in ``phase``).
 
     ``env``: auto|grader|current (environment.select_env); ``env_choice``: an already
     selected (python, description)."""
+    from subkit.fsutil import scratch_dir
     from subkit.grader import run as grader_run
-    from subkit.grader import sandbox, scoring
+    from subkit.grader import safezip, sandbox, scoring
 
     python, env_desc = env_choice or grader_run.python_for(prof, env, echo=echo)
     rep.env = env_desc
     if env_desc.get("warning"):
         rep.add("environment", "warning", env_desc["warning"])
     _say(echo, "  smoke test: unzipping into a fresh folder, Model(), predict on "
-               f"{SMOKE_BATCH} images in a child process "
+               f"{SMOKE_BATCH} images in the sandbox "
                f"({grader_run.env_line(env_desc)}) ...")
-    with tempfile.TemporaryDirectory(prefix="subkit-smoke-") as tmp:
-        tmpd = Path(tmp)
+    with scratch_dir("subkit-smoke-") as tmpd:
         sub = tmpd / "submission"
-        sandbox.safe_extract(zip_path, sub)
+        max_bytes, max_members = safezip.bounds(prof)
+        safezip.safe_extract(zip_path, sub, max_bytes=max_bytes, max_members=max_members)
         X = smoke_batch(prof)
         cr = grader_run.run_submission(sub, X, prof, run_dir=tmpd, python=python,
                                        time_limit=float(time_limit or prof.time_limit_s),
@@ -205,7 +205,12 @@ def smoke_test(zip_path: Path, prof, rep: CheckReport, *, echo: Echo, env: str |
                                        inputs=smoke_inputs(prof))
         timings = cr.status.get("timings", {})
         rep.smoke = {"ok": cr.ok, "batch": SMOKE_BATCH, "timings": timings, "env": env_desc,
-                     "peak_rss_mb": cr.child.peak_rss_mb, "versions": cr.status.get("versions", {})}
+                     "peak_rss_mb": cr.child.peak_rss_mb, "versions": cr.status.get("versions", {}),
+                     "sandbox": cr.child.sandbox}
+        if not cr.child.sandbox.get("isolated"):
+            rep.add("sandbox", "warning", "the smoke test ran WITHOUT a sandbox "
+                    f"({cr.child.sandbox.get('why')}): model.py could reach your files",
+                    sandbox.INSTALL_HINT)
         if cr.failure:
             f = cr.failure
             rep.smoke["failure"] = f.to_dict()
@@ -288,17 +293,23 @@ def check_zip(zip_path: Path, prof, *, smoke: bool = True, echo: Echo = None,
 
     ``env``: which versions run the smoke test: "auto" (the grader's whenever the current
     ones differ; None: ``$SUBKIT_ENV`` or auto), "grader" or "current"."""
-    from subkit.grader import sandbox
+    from subkit.fsutil import scratch_dir
+    from subkit.grader import safezip
+    from subkit.recovery import recover
 
     zip_path = Path(zip_path)
     if not zip_path.is_file():
         raise InputError(f"zip not found: {zip_path}", hint="give the path of the submission zip")
     rep = CheckReport(zip=str(zip_path))
+    for note in recover(prof):
+        _say(echo, f"note: {note}")
     _say(echo, f"checking {zip_path}")
-    with tempfile.TemporaryDirectory(prefix="subkit-check-") as tmp:
-        root = Path(tmp) / "submission"
+    with scratch_dir("subkit-check-") as tmp:
+        root = tmp / "submission"
+        max_bytes, max_members = safezip.bounds(prof)
         try:
-            names = sandbox.safe_extract(zip_path, root)
+            names = safezip.safe_extract(zip_path, root, max_bytes=max_bytes,
+                                         max_members=max_members)
         except CheckFailed as exc:
             rep.add("zip", "failed", exc.message, exc.hint or "")
             _finish_check(rep, echo)
@@ -449,7 +460,9 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
     versions of the smoke test and where rewritten weights are proven to load;
     ``target_keras`` the Keras to rewrite for (default: the grader's, when the weights were
     saved by a newer one)."""
+    from subkit import publish
     from subkit.grader.run import env_line, python_for
+    from subkit.recovery import recover
 
     prof = profile
     if not re.fullmatch(r"[A-Za-z0-9._+-]{1,80}", tag):
@@ -477,6 +490,8 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
     if not os.access(out, os.W_OK):
         raise InputError(f"the output folder {out} is not writable",
                          hint="choose a folder you can write to with --out-dir")
+    for note in recover(prof, out):
+        _say(echo, f"note: {note}")
     limit = prof.zip_size_limit_mb
     for info in infos:
         if limit and info.size / 1e6 > limit * (1.0 if keep_optimizer or not info.has_optimizer else 3.0):
@@ -496,8 +511,7 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
     env_choice = python_for(prof, env, echo=echo) if (smoke or any(proofs)) else None
     env_python = env_choice[0] if env_choice and env_choice[1].get("name") == "grader" else \
         (_existing_grader_python(prof) if any(proofs) else None)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".subkit-build-") as tmp:
-        stage = Path(tmp)
+    with publish.staging(out) as stage:
         # check 1 first: a broken model.py fails before any weights are rewritten
         (stage / prof.entry_file).write_text(source, "utf-8")
         required = {name: text for name, text in prof.required_files.items()
@@ -519,7 +533,7 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
         # write the candidate zip, then smoke-test it
         stamp = datetime.now().strftime("%y%m%d_%H%M%S")
         final = _free_name(out, f"{tag}-{stamp}")
-        cand = stage / "candidate.zip"
+        cand = stage / publish.CANDIDATE
         with zipfile.ZipFile(cand, "w") as zf:
             zf.write(stage / prof.entry_file, prof.entry_file, compress_type=zipfile.ZIP_DEFLATED)
             for name in required:  # e.g. CodaLab's metadata, from the profile
@@ -553,24 +567,17 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
             "subkit_version": __version__, "python": sys.version.split()[0],
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        man_tmp = stage / "manifest.json"
-        man_tmp.write_text(json.dumps(manifest, indent=2, default=str))
-        # never overwrite: link() fails if the name exists
-        try:
-            os.link(cand, zip_path)
-        except FileExistsError:
+        (stage / publish.MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+        if zip_path.exists() or (out / f"{final}.json").exists():  # never overwrite
             raise SubkitError(f"{zip_path} appeared while building; nothing was overwritten",
-                              hint="build again (the name has the time in it)") from None
-        try:
-            os.link(man_tmp, out / f"{final}.json")
-        except BaseException:
-            zip_path.unlink(missing_ok=True)
-            raise
+                              hint="build again (the name has the time in it)")
+        # the commit point: the ledger row, the zip and its manifest all appear, even if
+        # subkit is killed in between (the next command finishes the job)
+        publish.commit(stage, out, zip_path.name, f"{final}.json", prof.submissions_dir,
+                       _build_row(manifest) if record else None)
     _say(echo, f"wrote {zip_path} ({size / 1e6:.1f} MB) and {final}.json")
     if rep.env:
         _say(echo, f"smoke test {env_line(rep.env)}")
-    if record:
-        _record_build(manifest, prof, echo)
     return manifest
 
 
@@ -750,17 +757,12 @@ def _members(zip_path: Path) -> list[dict]:
     return out
 
 
-def _record_build(manifest: dict, prof, echo: Echo) -> None:
-    from subkit.ledger import Ledger
-
+def _build_row(manifest: dict) -> dict:
     shas = {m["name"]: m["sha256"] for m in manifest["members"]}
-    try:
-        Ledger(prof.submissions_dir).append({
-            "kind": "build", "zip": manifest["zip"], "zip_sha256": manifest["sha256"], "tag": manifest["tag"],
-            "weights": [{"name": w["name"], "sha256": shas.get(w["name"]), "keras_version": w.get("keras_version")}
-                        for w in manifest["weights"]],
-            "profile": manifest["profile"], "size": manifest["size"],
-            "keras_version": (manifest["weights"][0].get("keras_version") if manifest["weights"] else None),
-        })
-    except SubkitError as exc:
-        _say(echo, f"  warning: the ledger was not updated ({exc.message})")
+    return {
+        "kind": "build", "zip": manifest["zip"], "zip_sha256": manifest["sha256"], "tag": manifest["tag"],
+        "weights": [{"name": w["name"], "sha256": shas.get(w["name"]), "keras_version": w.get("keras_version")}
+                    for w in manifest["weights"]],
+        "profile": manifest["profile"], "size": manifest["size"],
+        "keras_version": (manifest["weights"][0].get("keras_version") if manifest["weights"] else None),
+    }

@@ -89,8 +89,17 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     },
     "kaggle": {"id_column": (str, False), "label_column": (str, False), "rows": (int, False),
                "layout": (str, False), "label_values": (str, False), "id_width": (int, False)},
+    # what the sandbox allows one run (subkit.grader.sandbox.Limits, safezip.bounds)
+    "limits": {
+        "processes": (int, False), "memory_mb": (int, False), "file_size_mb": (int, False),
+        "disk_mb": (int, False), "tmp_mb": (int, False), "unzipped_mb": (int, False),
+        "zip_members": (int, False),
+    },
 }
 OPTIONAL_TABLES = {"classes": ("forecasting",)}  # table -> tasks that need not have it
+# [limits] keys where 0 means "derive it" (memory: from this machine; unzipped: from the zip
+# size limit); the others must be positive
+_LIMITS_ZERO_OK = ("memory_mb", "unzipped_mb")
 
 
 @dataclass(frozen=True)
@@ -421,6 +430,11 @@ def validate(data: dict[str, Any], where: str) -> None:
     if "classes" in data and len(data["classes"]["names"]) < 2:
         raise ProfileError(f"{where}: [classes] names needs at least two classes",
                            hint='e.g. names = ["cat", "dog"]')
+    for k, v in (data.get("limits") or {}).items():
+        if v < 0 or (v == 0 and k not in _LIMITS_ZERO_OK):
+            raise ProfileError(f"{where}: [limits] {k} must be positive, got {v}",
+                               hint="see `subkit profile show` for the defaults"
+                                    + (" (0 derives it)" if k in _LIMITS_ZERO_OK else ""))
     if float(data["evaluation"]["time_limit_s"]) <= 0:
         raise ProfileError(f"{where}: [evaluation] time_limit_s must be positive",
                            hint="Codabench's default is 600")

@@ -241,6 +241,7 @@ def predict(zip_path, data_path, out_path, force, time_limit, env_name, phase_na
     if as_json:
         echo_json(info)
         return
+    from subkit.cli.terminal import print_sandbox
     from subkit.grader.run import env_line
 
     for w in info["warnings"]:
@@ -248,6 +249,7 @@ def predict(zip_path, data_path, out_path, force, time_limit, env_name, phase_na
                     and bool(info["env"].get("warning")))
     click.echo(f"wrote {info['rows']} predictions to {info['out']}")
     click.echo(env_line(info["env"]))
+    print_sandbox(info["sandbox"])
 
 
 # -- demo ------------------------------------------------------------------------------------

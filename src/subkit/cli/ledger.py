@@ -194,6 +194,10 @@ def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | Non
     if as_json and as_csv:
         raise UsageError("--json and --csv exclude each other", hint="pick one")
     prof = load_profile(profile_name)
+    from subkit.recovery import recover
+
+    for note in recover(prof):  # a build or run a killed subkit left half-done
+        err(f"note: {note}")
     ledger = _ledger(prof)
     rows = _rows_with_predictions(ledger.records())
     if sort_col:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -14,10 +15,19 @@ def newest_run(prof) -> Path:
 
     runs = prof.submissions_dir / "runs"
     found = [p.parent for p in runs.glob("*/run.json")] if runs.is_dir() else []
+    found = [p for p in found if _status(p) == "complete"]
     if not found:
-        raise InputError(f"no run folders in {runs}",
+        raise InputError(f"no finished run folders in {runs}",
                          hint="run `subkit score-local` first, or give a run folder")
     return max(found, key=lambda p: (p / "run.json").stat().st_mtime)
+
+
+def _status(folder: Path) -> str:
+    """"complete", "running" or "incomplete" (a run subkit did not finish: no report)."""
+    try:
+        return str(json.loads((folder / "run.json").read_text()).get("status", "complete"))
+    except (OSError, ValueError, AttributeError):
+        return "incomplete"
 
 
 @click.command(name="report")
@@ -40,6 +50,9 @@ def report(run_dir, profile_name, as_json) -> None:
     if not folder.is_dir():
         raise InputError(f"run folder not found: {folder}",
                          hint="give a folder under submissions/runs/ made by `subkit score-local`")
+    if _status(folder) != "complete":
+        raise InputError(f"{folder} holds a run that never finished ({_status(folder)})",
+                         hint="score the zip again: `subkit score-local ZIP`")
     path = write_report(folder, prof)
     if as_json:
         echo_json({"report": str(path)})

@@ -34,6 +34,7 @@ def print_score(result, prof) -> None:
         echo(f"  logs: {result.run_dir / 'logs'}")
         click.secho(f"error: {f.message}", fg="red", err=True)
         echo(f"hint: {f.hint}", err=True)
+        print_sandbox(result.sandbox)
         return
     s = result.scores
     head = f"{result.metric} {s[result.metric]:.4f}"
@@ -73,7 +74,7 @@ def print_score(result, prof) -> None:
          f"predict {t.get('predict_s', 0):.1f} s]")
     if result.peak_rss_mb:
         echo(f"  peak memory: {result.peak_rss_mb:.0f} MB")
-    echo("  network: " + ("cut" if result.network_isolated else "NOT isolated"))
+    print_sandbox(result.sandbox)
     for w in result.warnings:
         if w not in env_warnings(result.env):
             click.secho(f"  warning: {w}", fg="yellow")
@@ -107,6 +108,20 @@ def _per_class(result) -> None:
     for i, r in enumerate(cm):
         echo(f"  {i:>3} " + "".join(f"{v:>{cw}}" for v in r))
     echo("")
+
+
+def print_sandbox(box: dict) -> None:
+    """One line when the run was isolated; plain words when it was not."""
+    if box.get("isolated"):
+        lim = box.get("limits") or {}
+        click.echo(f"  sandbox: bubblewrap, {'no network, ' if box.get('network_cut') else 'network ON, '}"
+                   f"{box.get('user', 'unprivileged')}; limits {lim.get('processes')} processes, "
+                   f"{lim.get('memory_mb')} MB memory a process, {lim.get('disk_mb')} MB written")
+        return
+    click.secho(f"  NOT ISOLATED: {box.get('why', 'no sandbox')}", fg="yellow", bold=True)
+    click.secho(f"    the submission could reach {box.get('could_reach', 'everything you can')}",
+                fg="yellow")
+    click.secho(f"    to isolate it: {box.get('install', '')}", fg="yellow")
 
 
 def _cell(x) -> str:

@@ -10,26 +10,31 @@ grader's::
     scores.json     Codabench's format: {"accuracy": ...}
     run.json        the run record: zip, data, environment, times, memory, outcome
 
-The child is ``python grader/ingestion.py`` in its own process group, working directory the
-unzipped submission, environment without credentials, no network where the machine
-allows it, killed at the time limit. Scoring happens here, in subkit's own process.
+The child is ``python grader/ingestion.py`` in the sandbox (``sandbox.Sandbox``): it sees the
+unzipped submission as ``/app/ingested_program`` (its working directory, writable: a copy),
+``/app/input_data`` read-only (the images only, never the labels), ``/app/output`` and
+``/app/program/ingestion.py``, and nothing else of the machine but the system and the
+interpreter, read-only. Everything it wrote is read after the sandbox is gone, through
+``untrusted.read_untrusted`` (no link followed, sizes capped); scoring, ``scores.json``,
+``run.json``, the report and the ledger row are subkit's, in the run folder the child never
+saw (``runfolder.RunFolder``).
 """
 
 from __future__ import annotations
 
-import json
+import io
 import signal as _signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from subkit.errors import InputError, SubkitError
-from subkit.grader import sandbox, scoring
+from subkit.grader import safezip, sandbox, scoring, untrusted
+from subkit.grader.runfolder import RunFolder
 
 INGESTION = Path(__file__).with_name("ingestion.py")
 
@@ -55,6 +60,8 @@ class ChildRun:
     child: sandbox.ChildResult
     failure: Failure | None
     warnings: list[str] = field(default_factory=list)
+    clean_s: float | None = None  # when subkit saw the clean predictions (shift/proba runs)
+    asked_more: bool = False  # the child was to predict more after the clean run
 
 
 @dataclass
@@ -82,6 +89,7 @@ class RunResult:
     predicted_leaderboard: dict | None = None
     kind: str = "classification"  # the profile's kind (issue 16)
     phase: str | None = None
+    sandbox: dict = field(default_factory=dict)
 
     @property
     def score(self) -> float | None:
@@ -93,24 +101,6 @@ class RunResult:
         d["score"] = self.score
         d["failure"] = self.failure.to_dict() if self.failure else None
         return d
-
-
-# -- the run folder ------------------------------------------------------------------------
-def new_run_dir(runs_root: Path, stem: str) -> Path:
-    try:
-        runs_root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create {runs_root}: {exc.strerror}",
-                         hint="run from a folder you can write to, or set [workspace] submissions") from None
-    base = f"{stem}-{datetime.now().strftime('%y%m%d_%H%M%S')}"
-    for i in range(1000):
-        d = runs_root / (base if i == 0 else f"{base}-{i}")
-        try:
-            d.mkdir()
-            return d
-        except FileExistsError:
-            continue
-    raise SubkitError(f"cannot create a run folder in {runs_root}", hint="clean up old runs")
 
 
 def prepare_input(X: np.ndarray, prof) -> tuple[np.ndarray, list[str]]:
@@ -145,9 +135,16 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
         d.mkdir(parents=True, exist_ok=True)
     x_path = input_dir / "X.npy"
     np.save(x_path, X, allow_pickle=False)
-    cmd = [python or sys.executable, str(INGESTION), "--submission", str(submission_dir),
-           "--input", str(x_path), "--output", str(output_dir), "--entry", prof.entry_file,
-           "--class-name", prof.class_name, "--method", prof.predict_method]
+    python = python or sys.executable
+    box = sandbox.Sandbox(sandbox.Limits.of(prof), python=python, network=not isolate_network)
+    box.bind(INGESTION, "/app/program/ingestion.py")
+    box.bind(submission_dir, "/app/ingested_program", writable=True)
+    box.bind(input_dir, "/app/input_data")
+    box.bind(output_dir, "/app/output", writable=True)
+    cmd = [python, box.path(INGESTION), "--submission", box.path(submission_dir),
+           "--input", box.path(x_path), "--output", box.path(output_dir),
+           "--entry", prof.entry_file, "--class-name", prof.class_name,
+           "--method", prof.predict_method]
     for a in prof.init_args:
         cmd += ["--init-arg", str(a)]
     written = [x_path]
@@ -157,26 +154,37 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
                              "and none was given", hint=f"store {name} in the test set's .npz")
         written.append(input_dir / f"{name}.npy")
         np.save(written[-1], np.asarray(inputs[name]), allow_pickle=False)
-        cmd += ["--predict-input", f"{name}={written[-1]}"]
-    cmd += list(extra_args or [])  # ingestion.py's --proba / --extra-input (shift suite)
-    status_path = output_dir / "ingestion.json"
+        cmd += ["--predict-input", f"{name}={box.path(written[-1])}"]
+    extra_args = list(extra_args or [])  # --proba / --extra-input NAME=PATH (shift suite)
+    for i, folder in enumerate(_extra_folders(extra_args, input_dir)):
+        box.bind(folder, f"/app/extra_input/{i}")  # read-only, written by subkit as it goes
+    cmd += box.args_inside(extra_args)
+    status_path, pred_path = output_dir / "ingestion.json", output_dir / "predictions.npy"
+    cap = _predictions_cap(X)
     bar = (bar_class or _Progress)(label, time_limit, status_path, enabled=progress)
+    clean = _CleanWatch(status_path, pred_path, cap) if extra_args else None
+
+    def tick(elapsed: float) -> None:
+        bar.tick(elapsed)
+        if clean is not None:
+            clean.tick(elapsed)
+
     try:
-        child = sandbox.run_child(cmd, cwd=submission_dir, log_dir=log_dir, time_limit=time_limit,
-                                  env=sandbox.clean_env(extra_env), isolate_network=isolate_network,
-                                  on_tick=bar.tick)
+        child = box.run(cmd, cwd=submission_dir, log_dir=log_dir, time_limit=time_limit,
+                        env=extra_env, on_tick=tick)
     finally:
         bar.close()
+        box.close()
         for path in written:
             path.unlink(missing_ok=True)
-    status = _read_json(status_path)
-    preds = None
-    pred_path = output_dir / "predictions.npy"
-    if status.get("ok") and pred_path.exists():
-        try:
-            preds = np.load(pred_path, allow_pickle=False)
-        except Exception:
-            preds = None
+    # the sandbox is gone: read what it left, trusting nothing of it
+    status = untrusted.sane_status(untrusted.read_untrusted_json(status_path))
+    if clean is not None and clean.done:
+        data, clean_s = clean.data, clean.clean_s
+    else:
+        data = untrusted.read_untrusted(pred_path, cap) if status.get("ok") else None
+        clean_s = child.elapsed_s
+    preds = _load_npy(data)
     failure = diagnose(child, status, prof, time_limit)
     if failure is not None:
         failure = _name_the_weights(failure, submission_dir)
@@ -185,14 +193,50 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
         failure = Failure("save", f"predict returned {out.get('python_type', 'something')} that is not an array "
                                   f"of labels ({out.get('error', 'object dtype')})",
                           "return a numpy int array of shape (n,)")
-    return ChildRun(ok=failure is None, predictions=preds, status=status, child=child, failure=failure)
+    return ChildRun(ok=failure is None, predictions=preds, status=status, child=child,
+                    failure=failure, clean_s=clean_s, asked_more=bool(extra_args))
 
 
-def _read_json(p: Path) -> dict:
+def _extra_folders(extra_args: list[str], input_dir: Path) -> list[Path]:
+    """The folders of --extra-input files that are not in the run's own input folder (a
+    second run of the same suite, without TTA, reads the first run's shifted sets)."""
+    paths = [Path(v.partition("=")[2]).resolve() for flag, v in zip(extra_args, extra_args[1:])
+             if flag == "--extra-input"]
+    return sorted({p.parent for p in paths if input_dir.resolve() not in p.parents})
+
+
+def _predictions_cap(X: np.ndarray) -> int:
+    """The most bytes a predictions file may have: labels, probabilities, masks or forecasts
+    of the input's size (as int64 or float64), with room."""
+    return 16 * 1024**2 + 8 * int(X.size)
+
+
+def _load_npy(data: bytes | None) -> np.ndarray | None:
+    if data is None:
+        return None
     try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return {}
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception:  # whatever the child wrote there, it is not an array
+        return None
+
+
+class _CleanWatch:
+    """Runs that predict more after the clean set (shift suite, --proba): the clean part is
+    over when the child's status first says ok; subkit then takes the predictions as they
+    are and notes the time on its own clock. A child cannot finish the clean set late, say
+    it was early, and swap better predictions in afterwards."""
+
+    def __init__(self, status_path: Path, pred_path: Path, cap: int):
+        self.status_path, self.pred_path, self.cap = status_path, pred_path, cap
+        self.done, self.data, self.clean_s, self.last = False, None, None, -1.0
+
+    def tick(self, elapsed: float) -> None:
+        if self.done or elapsed - self.last < 0.2:
+            return
+        self.last = elapsed
+        if untrusted.read_untrusted_json(self.status_path).get("ok") is True:
+            self.done, self.clean_s = True, elapsed
+            self.data = untrusted.read_untrusted(self.pred_path, self.cap)
 
 
 class _Progress:
@@ -212,7 +256,7 @@ class _Progress:
     def tick(self, elapsed: float) -> None:
         if not self.enabled or elapsed - self.last < 0.5:
             return
-        stage = _read_json(self.status_path).get("stage", "")
+        stage = str(untrusted.read_untrusted_json(self.status_path).get("stage", ""))[:40]
         if stage and stage != self.stage:
             self.stage = stage
             self.bar.set_description(f"child: {stage}")
@@ -239,11 +283,22 @@ def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) 
     tail = child.tail("stderr", 30)
     entry, cls = prof.entry_file, prof.class_name
     calls = (init_call(prof), predict_call(prof))
+    lim = child.sandbox.get("limits") or sandbox.Limits.of(prof).to_dict()
     if child.timed_out:
+        paused = (f"; subkit itself was stopped for {child.paused_s:g} s of it, and the grader's "
+                  "clock does not stop" if child.paused_s else "")
         return Failure(stage, f"the submission exceeded the time limit of {time_limit:g} s during {where} "
-                              "(the grader kills it: 'Execution Time Limit exceeded')",
+                              f"(the grader kills it: 'Execution Time Limit exceeded'{paused})",
                        "predict in batches (the template does), use fewer TTA views or a smaller model; "
                        "an endless loop or input() hangs too", tail)
+    if child.limit == "disk":
+        return Failure(stage, f"the submission wrote more than {lim['disk_mb']} MB into its folders "
+                              f"during {where}; the sandbox stopped it",
+                       "write nothing big next to model.py or into the output; the limit is the "
+                       "profile's [limits] disk_mb", tail)
+    if child.limit == "files":
+        return Failure(stage, f"the submission created more than {untrusted.MAX_FILES} files during "
+                              f"{where}; the sandbox stopped it", "do not write files in a loop", tail)
     if status.get("ok") and child.returncode == 0:
         return None
     etype, err = status.get("error_type"), status.get("error", "")
@@ -253,19 +308,52 @@ def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) 
         return Failure(stage, err or "the submission called sys.exit()",
                        "never exit from model.py: raise an exception or return normally", tb_tail)
     if etype:
-        return _diagnose_exception(stage, etype, err, tb_tail, entry, cls, calls,
-                                   prof.grader.get("keras"))
+        return _limit_exception(stage, etype, err, tb_tail, lim) or \
+            _diagnose_exception(stage, etype, err, tb_tail, entry, cls, calls,
+                                prof.grader.get("keras"))
     if child.signal is not None:
-        name = _signal.Signals(child.signal).name if child.signal in set(_signal.Signals) else str(child.signal)
-        oom = child.signal == _signal.SIGKILL
-        return Failure(stage, f"the submission's process was killed by {name} during {where}"
-                              + (" (out of memory?)" if oom else ""),
-                       "reduce memory: predict in batches, free what you do not need; a crash in a "
-                       "native library (SIGSEGV) can come from mismatched TensorFlow/numpy versions"
-                       if oom or child.signal == _signal.SIGSEGV else "see the log tail", tail)
+        return _diagnose_signal(child.signal, stage, where, lim, tail)
     return Failure(stage, f"the submission's process ended with exit code {child.returncode} during {where} "
                           "without raising an error (os._exit or a hard exit in a library?)",
                    "never call os._exit/sys.exit in model.py; see the log tail for what ran last", tail)
+
+
+def _diagnose_signal(sig: int, stage: str, where: str, lim: dict, tail: str) -> Failure:
+    name = _signal.Signals(sig).name if sig in set(_signal.Signals) else str(sig)
+    if sig == _signal.SIGXFSZ:
+        return Failure(stage, f"the submission's process wrote a file larger than "
+                              f"{lim['file_size_mb']} MB during {where} (killed by SIGXFSZ)",
+                       "write nothing that big; the limit is the profile's [limits] file_size_mb", tail)
+    oom = sig in (_signal.SIGKILL, _signal.SIGABRT)
+    return Failure(stage, f"the submission's process was killed by {name} during {where}"
+                          + (f" (out of memory? the sandbox allows {lim['memory_mb']} MB per "
+                             "process)" if oom else ""),
+                   "reduce memory: predict in batches, free what you do not need; a crash in a "
+                   "native library (SIGSEGV) can come from mismatched TensorFlow/numpy versions"
+                   if oom or sig == _signal.SIGSEGV else "see the log tail", tail)
+
+
+def _limit_exception(stage, etype, err, tb, lim: dict) -> Failure | None:
+    """An exception that is the sandbox's limit speaking, in the limit's words."""
+    low = err.lower()
+    if "MemoryError" in etype or "allocate" in low:
+        return Failure(stage, f"the submission ran out of memory: {etype}: {err} (the sandbox allows "
+                              f"{lim['memory_mb']} MB per process)",
+                       "predict in batches and free what you do not need; the limit is the "
+                       "profile's [limits] memory_mb", tb)
+    if "file too large" in low:
+        return Failure(stage, f"the submission wrote a file larger than {lim['file_size_mb']} MB: "
+                              f"{etype}: {err}",
+                       "write nothing that big; the limit is the profile's [limits] file_size_mb", tb)
+    if etype == "BlockingIOError" or "resource temporarily unavailable" in low:
+        return Failure(stage, f"the submission could not start another process or thread: {etype}: "
+                              f"{err} (the sandbox allows {lim['processes']})",
+                       "do not fork in a loop; the limit is the profile's [limits] processes", tb)
+    if "no space left" in low:
+        return Failure(stage, f"the submission filled its space: {etype}: {err} (/tmp holds "
+                              f"{lim['tmp_mb']} MB)", "write less to /tmp; the limit is the "
+                                                      "profile's [limits] tmp_mb", tb)
+    return None
 
 
 def keras_cause(err: str) -> str:
@@ -361,6 +449,7 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
     ``report``: write report.html in the run folder.
     """
     from subkit.data import io as data_io
+    from subkit.recovery import recover
 
     zip_path = Path(zip_path)
     if not zip_path.is_file():
@@ -379,20 +468,60 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
         except (shiftmod.SuiteError, shift_kinds.KindSuiteError) as exc:
             raise InputError(str(exc), hint="e.g. --shift default, quick, hidden-2024, "
                                             "microscopy, blur:3,noise (series: noise:3,scaling)") from None
+    notes = recover(prof)
     ds = data_io.load(data_path, prof, require_labels=True, phase=phase)
     X, warns = prepare_input(ds.images, prof)
     if shift is not None and not other_kind and X.ndim not in (3, 4):
         raise InputError(f"--shift needs a test set of images (n, h, w[, c]); this one is "
                          f"shaped {X.shape}", hint="drop --shift for this competition")
     python, env_desc = python_for(prof, env, progress=progress)
-    warns = env_warnings(env_desc) + warns
+    warns = env_warnings(env_desc) + notes + warns
     limit = float(time_limit if time_limit else prof.time_limit_s)
-    run_dir = new_run_dir(prof.submissions_dir / "runs", zip_path.stem)
+    folder = _open_run(prof, zip_path, zip_path.stem, "score-local", data_path)
+    try:
+        result = _run_and_score(folder.path, zip_path, data_path, ds, X, prof, python, env_desc,
+                                limit, warns, isolate_network=isolate_network,
+                                progress=progress, keep_input=keep_input, shift=shift,
+                                seed=seed, tta_compare=tta_compare, proba=proba, report=report,
+                                phase=phase, other_kind=other_kind)
+    except BaseException as exc:
+        folder.abandon(f"interrupted: {type(exc).__name__}: {exc}"[:300])
+        raise
+    warning = folder.finish(result.to_dict(), prof.submissions_dir,
+                            _ledger_row(result) if record else None)
+    if warning:
+        result.warnings.append(warning)
+    return result
+
+
+def _open_run(prof, zip_path: Path, stem: str, kind: str, data_path: Path) -> RunFolder:
+    """The run folder with the zip safely unzipped into ``submission/``; a zip that is
+    refused leaves no folder behind."""
+    sandbox.choose_mode()  # SUBKIT_SANDBOX=bwrap where there is none: refused before anything
+    max_bytes, max_members = safezip.bounds(prof)
+    folder = RunFolder(prof.submissions_dir / "runs", stem,
+                       {"kind": kind, "zip": str(zip_path), "data": str(data_path)})
+    try:
+        safezip.safe_extract(zip_path, folder.path / "submission", max_bytes=max_bytes,
+                             max_members=max_members)
+    except BaseException:
+        folder.discard()
+        raise
+    return folder
+
+
+def _run_and_score(run_dir: Path, zip_path: Path, data_path: Path, ds, X, prof, python: str,
+                   env_desc: dict, limit: float, warns: list[str], *, isolate_network: bool,
+                   progress: bool, keep_input: bool, shift: str | None, seed: int,
+                   tta_compare: bool, proba: bool, report: bool, phase: str | None,
+                   other_kind: bool) -> RunResult:
     sub_dir = run_dir / "submission"
-    sandbox.safe_extract(zip_path, sub_dir)
     plan = None
     t0 = time.monotonic()
     if shift is not None and other_kind:
+        from subkit import shift as shiftmod
+        from subkit import shift_kinds
+
         plan = shift_kinds.make_plan(prof, X, ds.labels, shift, seed, run_dir / "input_data" / "shifts")
         cr = shiftmod.run_with_plan(sub_dir, X, ds.labels, prof, plan, run_dir=run_dir,
                                     time_limit=limit,
@@ -442,8 +571,6 @@ def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | No
             write_report(run_dir, prof, images=X, labels=ds.labels)
         except Exception as exc:  # the report must never cost the score
             result.warnings.append(f"report.html could not be written: {type(exc).__name__}: {exc}")
-    if record:
-        _record(result, prof)
     return result
 
 
@@ -495,13 +622,11 @@ def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_des
             np.save(run_dir / "output" / f"{prof.output_kind}.npy", ev.values)
         except scoring.PredictionError as exc:
             failure = Failure("scoring", exc.message, exc.hint)
-    timings = dict(cr.status.get("timings", {}))
+    timings = dict(cr.status.get("timings", {}))  # the child's own words, for the summary
     timings["wall_s"] = wall
-    timings["child_s"] = cr.child.elapsed_s
-    extra_s = timings.get("extra_total_s", 0.0) + timings.get("proba_s", 0.0)
-    if extra_s:  # the child also predicted shifted sets: the grader times the clean run only
+    timings["child_s"] = cr.clean_s if cr.clean_s is not None else cr.child.elapsed_s
+    if cr.asked_more:  # the grader times the clean run only
         timings["child_total_s"] = cr.child.elapsed_s
-        timings["child_s"] = max(0.0, cr.child.elapsed_s - extra_s)
     env_desc = dict(env_desc)
     if cr.status.get("versions"):
         env_desc["versions"] = cr.status["versions"]
@@ -510,7 +635,9 @@ def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_des
                     timings=timings, peak_rss_mb=cr.child.peak_rss_mb, time_limit_s=limit,
                     env=env_desc, network_isolated=cr.child.network_isolated, failure=failure,
                     warnings=warns, class_names=prof.class_names, zip_sha256=sha256_file(zip_path),
-                    kind=prof.kind, phase=phase)
+                    kind=prof.kind, phase=phase,
+                    sandbox={**cr.child.sandbox, "written_mb": cr.child.written_mb,
+                             "paused_s": cr.child.paused_s})
     if plan is not None:
         from subkit import shift as shiftmod
 
@@ -524,10 +651,10 @@ def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_des
                                     f"{res.shift['failures'][0]['error']})")
         if plan.error:
             res.warnings.append(f"generating the shifted sets failed: {plan.error}")
-    if cr.child.stdout_bytes > sandbox.LOG_CAP_BYTES or cr.child.stderr_bytes > sandbox.LOG_CAP_BYTES:
+    if max(cr.child.stdout_bytes, cr.child.stderr_bytes) > untrusted.LOG_CAP_BYTES:
         res.warnings.append(f"the submission printed {max(cr.child.stdout_bytes, cr.child.stderr_bytes) / 1e6:.0f} MB; "
                             "the logs keep the first 16 MiB and the last 64 KiB")
-    write_json(run_dir / "run.json", res.to_dict())
+    write_json(run_dir / "run.json", res.to_dict())  # for the report; "complete" comes last
     return res
 
 
@@ -537,22 +664,18 @@ def write_json(path: Path, obj) -> None:
     write_json_atomic(path, obj)
 
 
-def _record(result: RunResult, prof) -> None:
-    from subkit.ledger import Ledger
-
+def _ledger_row(result: RunResult) -> dict:
     sh = result.shift or {}
     rec = {"kind": "score-local", "zip": result.zip.name, "zip_sha256": result.zip_sha256,
            "run_dir": str(result.run_dir), "metric": result.metric, "clean_score": result.score,
            "shifted_score": sh.get("shifted_score"),
            "runtime_s": result.timings.get("child_s"), "env": result.env.get("name"),
-           "ok": result.ok, "data": str(result.data), "n": result.n}
+           "ok": result.ok, "data": str(result.data), "n": result.n,
+           "isolated": bool(result.sandbox.get("isolated"))}
     if sh.get("data_sha256"):  # what subkit.calibration reads back
         rec.update(data_sha256=sh["data_sha256"], shift_suite=sh.get("suite"),
                    shift_seed=sh.get("seed"), shift_scores=sh.get("scores"))
-    try:
-        Ledger(prof.submissions_dir).append(rec)
-    except SubkitError:
-        result.warnings.append("could not append to the ledger")
+    return rec
 
 
 # -- predict -----------------------------------------------------------------------------------
@@ -562,6 +685,7 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
     """Run the zip on unlabelled data and write the profile's Kaggle CSV exactly."""
     from subkit import kaggle_csv
     from subkit.data import io as data_io
+    from subkit.recovery import recover
 
     out = Path(out)
     if out.exists() and not force:
@@ -574,27 +698,39 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
         raise SubkitError(f"{prof.name} is a code competition: it takes the zip, not a CSV",
                           hint="score it with `subkit score-local`, submit the zip")
     phase = prof.phase(phase)
+    notes = recover(prof)
     ds = data_io.load(data_path, prof, require_labels=False, phase=phase)
     ids = kaggle_csv.test_ids(Path(data_path), prof, len(ds))
     X, warns = prepare_input(ds.images, prof)
     python, env_desc = python_for(prof, env, progress=progress)
-    warns = env_warnings(env_desc) + warns
+    warns = env_warnings(env_desc) + notes + warns
     limit = float(time_limit if time_limit else prof.time_limit_s)
-    run_dir = new_run_dir(prof.submissions_dir / "runs", Path(zip_path).stem + "-predict")
-    sub_dir = run_dir / "submission"
-    sandbox.safe_extract(Path(zip_path), sub_dir)
-    cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
-                        isolate_network=isolate_network, progress=progress, inputs=ds.extras)
+    folder = _open_run(prof, Path(zip_path), Path(zip_path).stem + "-predict", "predict", data_path)
+    run_dir = folder.path
+    try:
+        cr = run_submission(run_dir / "submission", X, prof, run_dir=run_dir, time_limit=limit,
+                            python=python, isolate_network=isolate_network, progress=progress,
+                            inputs=ds.extras)
+    except BaseException as exc:
+        folder.abandon(f"interrupted: {type(exc).__name__}: {exc}"[:300])
+        raise
+    record = {"kind": "predict", "zip": str(zip_path), "data": str(data_path), "out": str(out),
+              "ok": cr.failure is None, "failure": cr.failure.to_dict() if cr.failure else None,
+              "sandbox": cr.child.sandbox, "env": env_desc}
     if cr.failure:
+        folder.finish(record)
         raise _run_error(cr.failure, run_dir, env_desc)
     try:
         values, w = scoring.validate(prof.task_spec(phase), cr.predictions, len(ds))
     except scoring.PredictionError as exc:
+        folder.finish({**record, "ok": False, "failure": {"stage": "scoring", "message": exc.message}})
         raise SubkitError(exc.message, hint=exc.hint) from None
     rows = kaggle_csv.write(out, values, ids, prof)
+    folder.finish({**record, "rows": rows})
     return {"out": str(out), "rows": rows, "columns": len(kaggle_csv.header(prof)),
             "layout": prof.csv.layout, "run_dir": str(run_dir), "warnings": warns + w,
-            "predict_s": cr.status.get("timings", {}).get("predict_s"), "env": env_desc}
+            "predict_s": cr.status.get("timings", {}).get("predict_s"), "env": env_desc,
+            "sandbox": cr.child.sandbox}
 
 
 def env_line(env_desc: dict) -> str:

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from subkit.errors import InputError, SubkitError
+from subkit.fsutil import hold_lock
 
 TOLERANCE = 1e-5
 BATCH_SIZE = 8
@@ -199,22 +200,59 @@ def keras_file_info(path) -> dict:
 WORKER_PROGRAM = Path(__file__).with_name("worker.py")
 
 
-class _Worker:
-    """A keras process in one environment, driven by JSON lines."""
+class _Work:
+    """The folder a retarget's workers and subkit exchange files through: ``in_`` holds what
+    subkit gives them (the model, linked or copied in; the rewrite), read-only for them;
+    ``out`` what they write. Locked while in use: a killed subkit's is swept later."""
 
-    def __init__(self, python: str, label: str, timeout: float = WORKER_TIMEOUT_S):
+    def __init__(self, prefix: str = "subkit-retarget-"):
+        self.root = Path(tempfile.mkdtemp(prefix=prefix))
+        self._lock = hold_lock(self.root)
+        self.in_, self.out = self.root / "in", self.root / "out"
+        self.in_.mkdir()
+        self.out.mkdir()
+
+    def give(self, src: Path) -> Path:
+        """``src`` inside ``in_`` (a hard link where it can be, else a copy)."""
+        dst = self.in_ / Path(src).name
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+        return dst
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+        os.close(self._lock)
+
+
+class _Worker:
+    """A keras process in one environment, driven by JSON lines.
+
+    It loads weights a participant may have been handed (a config.json can name any module
+    for Keras 3.4 to import, even in safe mode), so it runs in subkit's sandbox like a
+    submission: the system and its interpreter read-only, the ``work`` folders (read-only /
+    writable) at their own paths, nothing else, no network."""
+
+    def __init__(self, python: str, label: str, timeout: float = WORKER_TIMEOUT_S,
+                 work: _Work | None = None):
+        from subkit.grader import sandbox
+
         self.label = label
         self.timeout = timeout
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow",
-                   PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1")
-        if python != sys.executable:
-            env.pop("PYTHONPATH", None)  # the current env's packages must not leak in
-            env.pop("PYTHONHOME", None)
+        self.work = work
+        self._box = sandbox.Sandbox(sandbox.Limits(), python=python)
+        if work is not None:
+            self._box.bind(work.in_)
+            self._box.bind(work.out, writable=True)
+        env = {"TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow",
+               "PYTHONNOUSERSITE": "1"}
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
         try:
-            self.proc = subprocess.Popen([python, "-c", WORKER_PROGRAM.read_text("utf-8")], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=self._stderr,
-                                         text=True, bufsize=1, env=env)
+            self.proc = self._box.spawn([python, "-c", WORKER_PROGRAM.read_text("utf-8")],
+                                        cwd=None, env=env, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+                                        bufsize=1)
         except OSError as exc:
             raise SubkitError(f"cannot start {python} ({label}): {exc}",
                               hint="recreate the grader environment: subkit env create "
@@ -275,6 +313,7 @@ class _Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self._box.close()
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
                 if stream:
@@ -558,14 +597,17 @@ def start_workers(env_python: str | None,
     """The two Keras workers of a ``retarget``, started now: importing TensorFlow takes
     seconds in each, which a caller can spend on other work (build strips the optimizer
     state meanwhile). ``retarget(..., workers=...)`` uses and closes them."""
-    source = _Worker(source_python or sys.executable, "current")
-    return source, (_Worker(env_python, "grader") if env_python else None)
+    work = _Work()
+    source = _Worker(source_python or sys.executable, "current", work=work)
+    return source, (_Worker(env_python, "grader", work=work) if env_python else None)
 
 
 def close_workers(workers: tuple[_Worker, _Worker | None]) -> None:
     for w in workers:
         if w is not None:
             w.close()
+    if workers[0].work is not None:
+        workers[0].work.close()
 
 
 def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | None,
@@ -620,14 +662,16 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
     echo(f"retargeting {src.name} from keras {source_version or '(unknown)'} to "
          f"{target_version}: asking both Kerases about {len(classes)} classes...")
     source_worker, target_worker = workers or start_workers(env_python, source_python)
-    work = Path(tempfile.mkdtemp(prefix="subkit-retarget-"))
+    work = source_worker.work
     try:
         req = [list(c) for c in classes]
         originals = layer_objects(config)
         source_worker.send("probe", classes=req)
-        batch, out_src, out_dst = work / "batch.npz", work / "source.npz", work / "target.npz"
+        out = work.out
+        batch, out_src, out_dst = out / "batch.npz", out / "source.npz", out / "target.npz"
         if target_worker is not None:
-            source_worker.send("predict", model=str(src), batch=str(batch), out=str(out_src),
+            source_worker.send("predict", model=str(work.give(src)), batch=str(batch),
+                               out=str(out_src),
                                make_batch={"n": BATCH_SIZE, "seed": BATCH_SEED})
             target_worker.send("probe", classes=req, samples=collect_samples(config))
             target_worker.send("trial", objects=originals)
@@ -660,7 +704,7 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
         report["unchecked"] = unchecked
         report["status"] = "rewritten" if changed else "unchanged"
         new_metadata = _metadata_for(metadata, source_version, target_version, changed)
-        tmp_dst = work / "retargeted.keras"
+        tmp_dst = work.in_ / "retargeted.keras"
         write_keras(src, tmp_dst, new_config if changed else None, new_metadata)
 
         if target_worker is not None:
@@ -694,10 +738,7 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
         shutil.move(str(tmp_dst), str(dst.with_name(f".{dst.name}.tmp-{os.getpid()}")))
         os.replace(dst.with_name(f".{dst.name}.tmp-{os.getpid()}"), dst)
     finally:
-        source_worker.close()
-        if target_worker is not None:
-            target_worker.close()
-        shutil.rmtree(work, ignore_errors=True)
+        close_workers((source_worker, target_worker))
     report["seconds"] = round(time.monotonic() - t0, 2)
     verdict = ("verified" if report["verified"] else
                "NOT verified" if report["verified"] is False else "not verified")
@@ -768,15 +809,15 @@ def verify_load(src: Path, target_version: str, *, env_python: str, echo: Echo =
     src = Path(src)
     echo(f"loading {src.name} in keras {target_version} and comparing predictions on "
          f"{BATCH_SIZE} fixed inputs...")
-    source_worker = _Worker(source_python or sys.executable, "current")
-    target_worker = _Worker(env_python, "grader")
-    work = Path(tempfile.mkdtemp(prefix="subkit-verify-"))
+    source_worker, target_worker = start_workers(env_python, source_python)
+    work = source_worker.work
     try:
-        batch, out_src, out_dst = work / "batch.npz", work / "source.npz", work / "target.npz"
-        _result(source_worker, "predict", model=str(src), batch=str(batch), out=str(out_src),
+        model, out = str(work.give(src)), work.out
+        batch, out_src, out_dst = out / "batch.npz", out / "source.npz", out / "target.npz"
+        _result(source_worker, "predict", model=model, batch=str(batch), out=str(out_src),
                 make_batch={"n": BATCH_SIZE, "seed": BATCH_SEED})
         try:
-            pred = _result(target_worker, "predict", model=str(src), batch=str(batch),
+            pred = _result(target_worker, "predict", model=model, batch=str(batch),
                            out=str(out_dst))
         except SubkitError as exc:
             raise SubkitError(f"keras {target_version} cannot load {src.name}: "
@@ -784,9 +825,7 @@ def verify_load(src: Path, target_version: str, *, env_python: str, echo: Echo =
                               hint="save it from keras " + target_version) from None
         diff = _max_abs_diff(out_src, out_dst)
     finally:
-        source_worker.close()
-        target_worker.close()
-        shutil.rmtree(work, ignore_errors=True)
+        close_workers((source_worker, target_worker))
     return {"status": "loads", "target_version": target_version,
             "verified": diff < TOLERANCE and not pred.get("warnings"), "max_abs_diff": diff,
             "load_warnings": pred.get("warnings") or [],

@@ -268,7 +268,9 @@ class SetProgress:
         if not self.enabled or elapsed - self.last < 0.5:
             return
         self.last = elapsed
-        st = _read_json(self.status_path)
+        from subkit.grader import untrusted
+
+        st = untrusted.sane_status(untrusted.read_untrusted_json(self.status_path))  # the child's
         stage = str(st.get("stage", "start"))
         done = int(bool(st.get("ok"))) + len(st.get("extra") or {})
         what = (f"shifted set {stage.split(':', 1)[1]}" if stage.startswith("extra:")
@@ -320,21 +322,18 @@ def run_with_plan(submission_dir: Path, X: Array, labels: Array | None, prof,
             gen.join()
     st = cr.status
     main_ok = bool(st.get("ok"))
-    pred_path = Path(run_dir) / "output" / "predictions.npy"
     late_stage = str(st.get("stage", "")).startswith(("extra", "proba"))
     if cr.failure is not None and main_ok and late_stage:
-        # the clean run finished; the child died or was killed on the extra work
-        try:
-            cr.predictions = np.load(pred_path, allow_pickle=False)
+        # the clean run finished (subkit took its predictions then); the child died or was
+        # killed on the extra work
+        if cr.predictions is not None:
             cr.warnings.append(f"the submission's process ended during the extra predictions "
                                f"({cr.failure.message}); the shifted sets it did not finish count "
                                "as missing")
             cr.failure, cr.ok = None, True
-        except (OSError, ValueError):
-            pass
     elif cr.failure is not None and cr.child.timed_out:
         cr.failure = grun.diagnose(cr.child, st, prof, time_limit)
-    clean_s = (st.get("timings") or {}).get("total_s")
+    clean_s = cr.clean_s  # subkit's clock, not the child's word
     if cr.failure is None and n_sets > 1 and clean_s is not None and clean_s > time_limit:
         cr.failure = grun.Failure(
             "predict", f"the submission exceeded the time limit of {time_limit:g} s on the clean "

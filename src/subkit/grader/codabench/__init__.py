@@ -37,13 +37,16 @@ format in ``src/apps/competitions/unpackers/v2.py`` and the version switch in
 - Logs: ``prediction_stdout``, ``prediction_stderr``, ``prediction_ingestion_stdout``,
   ``prediction_ingestion_stderr`` and the same four with ``scoring_``.
 
-Locally the ``/app/...`` paths are real folders of the run folder. Where bubblewrap works
-(``sandbox.bwrap_available``) each program runs in a sandbox in which those paths exist,
-so programs that hard-code ``/app/input_data`` (codalab/competition-examples
-``codabench/wheat_seeds`` does) run unchanged, without network. Elsewhere the ``/app/...``
-paths in the command are rewritten to the run folder's, which runs placeholder-style
-bundles (``codabench/iris``'s ``$input $output``) but not code that hard-codes ``/app``:
-that is refused with a message. A command that starts with ``python``/``python3`` runs
+Locally the ``/app/...`` paths are real folders of the run folder. Each program runs in
+subkit's one sandbox (``sandbox.Sandbox``, the same as a plain ``score-local``'s): where
+bubblewrap works it sees exactly its container's ``/app/...`` folders (writable, as the
+worker mounts them), the system and the interpreter read-only, a private ``/tmp``, no
+network, and the profile's limits; programs that hard-code ``/app/input_data``
+(codalab/competition-examples ``codabench/wheat_seeds`` does) run unchanged. The
+prediction run never sees the reference data (nor the bundle itself). Elsewhere the
+``/app/...`` paths in the command are rewritten to the run folder's, which runs
+placeholder-style bundles (``codabench/iris``'s ``$input $output``) but not code that
+hard-codes ``/app``: that is refused with a message. A command that starts with ``python``/``python3`` runs
 with this machine's interpreter (the worker runs the competition's docker image).
 
 Exporting (``subkit bundle export``) writes a v2 bundle whose ingestion program is
@@ -70,11 +73,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from subkit.grader.run import write_json
 from subkit.errors import InputError, SubkitError, UsageError
-from subkit.grader import sandbox
+from subkit.grader import safezip, sandbox, untrusted
 from subkit.grader.codabench.image import DEFAULT_IMAGE, image_note
 from subkit.grader.run import Failure
+from subkit.grader.runfolder import RunFolder
 
 DEFAULT_TIME_LIMIT = 600  # Codabench's default execution_time_limit (seconds)
 DEFAULT_QUEUE_CAP = 600  # MAX_EXECUTION_TIME_LIMIT of the public default queue
@@ -234,7 +237,8 @@ def open_bundle(path: Path, workdir: Path) -> Bundle:
             raise InputError(f"{path} is neither a folder nor a zip",
                              hint="give the bundle's folder or its .zip")
         root = workdir / "bundle"
-        sandbox.safe_extract(path, root)
+        # a bundle carries the competition's data: bounded by the free disk, not a submission's size
+        safezip.safe_extract(path, root, max_bytes=1 << 50, max_members=1_000_000)
         extracted = True
     else:
         root = path
@@ -438,6 +442,7 @@ class Container:
     timed_out: bool = False
     stdout: str = ""
     stderr: str = ""
+    isolation: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -455,6 +460,7 @@ class BundleRunResult:
     time_limit_s: float
     sandbox: str  # "bubblewrap" | "none"
     sandbox_note: str
+    isolation: dict
     network_isolated: bool
     docker_image: str
     interpreter: str
@@ -500,8 +506,8 @@ class BundleRunResult:
 
 class _Runner:
     def __init__(self, run_dir: Path, *, time_limit: float, mode: str, isolate_network: bool,
-                 python: str, progress: bool):
-        self.run_dir, self.time_limit, self.mode = run_dir, time_limit, mode
+                 python: str, progress: bool, limits: sandbox.Limits):
+        self.run_dir, self.time_limit, self.mode, self.limits = run_dir, time_limit, mode, limits
         self.isolate_network, self.python, self.progress = isolate_network, python, progress
         self.log_dir = run_dir / "logs"
         self.containers: list[Container] = []
@@ -530,16 +536,14 @@ class _Runner:
     def _execute(self, c: Container, cwd: Path, mounts: dict[str, Path]) -> None:
         prefix = "" if c.kind == "program" else "ingestion_"
         log_prefix = f"{c.run}_{prefix}"
-        env = sandbox.clean_env({"PYTHONUNBUFFERED": "1"})
-        if self.mode == "bubblewrap":
-            cmd = sandbox.bwrap_prefix(mounts, isolate_network=self.isolate_network) + c.argv
-            isolate = False
-        else:
-            cmd, isolate = c.argv, self.isolate_network
+        box = sandbox.Sandbox(self.limits, python=self.python, network=not self.isolate_network,
+                              mode=self.mode)
+        for inside, host in mounts.items():  # the worker mounts them all writable
+            box.bind(host, inside, writable=True)
         try:
-            child = sandbox.run_child(cmd, cwd=cwd, log_dir=self.log_dir,
-                                      time_limit=self.time_limit, env=env,
-                                      isolate_network=isolate, log_prefix=log_prefix)
+            child = box.run(c.argv, cwd=cwd, log_dir=self.log_dir, time_limit=self.time_limit,
+                            log_prefix=log_prefix)
+            c.isolation = child.sandbox
         except OSError as exc:  # the command's program does not exist here
             out = self.log_dir / f"{log_prefix}stdout.txt"
             err = self.log_dir / f"{log_prefix}stderr.txt"
@@ -548,6 +552,8 @@ class _Runner:
             c.returncode, c.elapsed_s = 127, 0.0
             c.stdout, c.stderr = str(out), str(err)
             return
+        finally:
+            box.close()
         c.returncode, c.signal, c.timed_out = child.returncode, child.signal, child.timed_out
         c.elapsed_s = child.elapsed_s
         c.stdout, c.stderr = str(child.stdout_path), str(child.stderr_path)
@@ -600,7 +606,7 @@ def _place(src: Path, dest: Path, *, link: bool) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     if src.is_file():
         if zipfile.is_zipfile(src):
-            sandbox.safe_extract(src, dest)
+            safezip.safe_extract(src, dest, max_bytes=1 << 50, max_members=1_000_000)
         else:  # a single data file: the worker would fail to unzip it; keep it usable
             shutil.copy2(src, dest / src.name)
         return
@@ -701,14 +707,14 @@ def _read_scores(output: Path) -> dict:
     sj, st = output / "scores.json", output / "scores.txt"
     if sj.exists():
         try:
-            data = json.loads(sj.read_text("utf-8", errors="replace"))
+            data = json.loads(_scores_text(sj))
         except json.JSONDecodeError as exc:
             raise _RunFailure(Failure("scores", "Could not decode scores json properly, it "
                                       f"contains an error.\n{exc.msg}",
                                       "write scores.json with json.dump"))
     elif st.exists():
         try:
-            data = yaml.safe_load(st.read_text("utf-8", errors="replace"))
+            data = yaml.safe_load(_scores_text(st))
         except yaml.YAMLError as exc:
             raise _RunFailure(Failure("scores", f"scores.txt is not valid YAML: {exc}",
                                       "write one `key: value` a line"))
@@ -722,12 +728,21 @@ def _read_scores(output: Path) -> dict:
     return data
 
 
+def _scores_text(path: Path) -> str:
+    """A scores file the scoring program wrote (no link followed, at most 1 MiB)."""
+    data = untrusted.read_untrusted(path, 1 << 20)
+    if data is None:
+        raise _RunFailure(Failure("scores", f"{path.name} is not a plain file of at most 1 MiB",
+                                  "write the scores with json.dump into $output/scores.json"))
+    return data.decode("utf-8", "replace")
+
+
 def _tail(path: str | Path, lines: int = 15) -> str:
     try:
         text = Path(path).read_bytes()[-16384:].decode("utf-8", "replace")
     except OSError:
         return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
+    return untrusted.printable("\n".join(text.strip().splitlines()[-lines:]))
 
 
 def _status(program: Container | None, ingestion: Container | None) -> dict:
@@ -742,21 +757,12 @@ def _status(program: Container | None, ingestion: Container | None) -> dict:
 
 def choose_sandbox(mode: str) -> tuple[str, str, str]:
     """("bubblewrap"|"none", note for the user, why there is no sandbox)."""
-    if mode not in ("auto", "bwrap", "bubblewrap", "none"):
-        raise UsageError(f"unknown sandbox mode {mode!r}", hint="auto, bwrap or none")
-    if mode == "none":
-        why = "the sandbox was turned off"
-        return ("none", f"no sandbox ({why}): /app/... paths in commands mapped to the run "
-                "folder", why)
-    ok, why = sandbox.bwrap_available()
-    if ok:
-        return "bubblewrap", "bubblewrap sandbox: the programs saw the worker's /app/... paths", ""
-    if mode in ("bwrap", "bubblewrap"):
-        raise SubkitError(f"the bubblewrap sandbox is not available: {why}",
-                          hint="install it (apt-get install bubblewrap) and run where namespaces "
-                               "are allowed, or run without it (placeholder-style bundles only)")
-    return "none", (f"no sandbox ({why}): /app/... paths in commands mapped to the run folder; "
-                    "only placeholder-style bundles run this way"), why
+    mode, why = sandbox.choose_mode(mode)
+    if mode == "bubblewrap":
+        return mode, "bubblewrap sandbox: the programs saw the worker's /app/... paths", ""
+    return "none", (f"NOT ISOLATED ({why}): the programs ran as you, with your files; /app/... "
+                    "paths in commands mapped to the run folder (placeholder-style bundles "
+                    f"only); {sandbox.INSTALL_HINT}"), why
 
 
 def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None = None,
@@ -770,19 +776,23 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
     interpreter ``env`` selects (auto|grader|current: environment.select_env), which the
     result names next to the bundle's docker image."""
     from subkit.grader.environment import current_description
-    from subkit.grader.run import env_warnings, new_run_dir, python_for
+    from subkit.grader.run import env_warnings, python_for
     from subkit.ledger import sha256_file
+    from subkit.recovery import recover
 
     zip_path = Path(zip_path)
     if not zip_path.is_file():
         raise InputError(f"zip not found: {zip_path}",
                          hint="give the path of a built zip (subkit build)")
     mode, note, why_none = choose_sandbox(sandbox_mode)
-    run_dir = new_run_dir(prof.submissions_dir / "runs", zip_path.stem + "-bundle")
+    notes = recover(prof)
+    folder = RunFolder(prof.submissions_dir / "runs", zip_path.stem + "-bundle",
+                       {"kind": "score-local", "zip": str(zip_path), "bundle": str(bundle_path)})
+    run_dir = folder.path
     t_start = time.monotonic()
     try:  # everything a user can get wrong, before anything runs
         bundle = open_bundle(Path(bundle_path), run_dir)
-        ph, tk, notes = select(bundle, phase, task)
+        ph, tk, bundle_notes = select(bundle, phase, task)
         scoring_cmd = read_command(_program_folder(tk.scoring_program, run_dir), "scoring program")
         split_command(scoring_cmd, "the scoring program's command")
         ingestion_cmd = None
@@ -791,14 +801,15 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
                                          "ingestion program")
             split_command(ingestion_cmd, "the ingestion program's command")
         sub_dir = run_dir / "prediction" / "program"
-        sandbox.safe_extract(zip_path, sub_dir)
+        max_bytes, max_members = safezip.bounds(prof)
+        safezip.safe_extract(zip_path, sub_dir, max_bytes=max_bytes, max_members=max_members)
         sub_cmd = read_command(sub_dir, "submission")
         if sub_cmd:
             split_command(sub_cmd, "the submission's command (metadata.yaml in the zip)")
         if mode == "none":
             _refuse_literal_paths(tk, run_dir, why_none)
     except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        folder.discard()
         raise
     try:
         if python:
@@ -806,10 +817,10 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
         else:
             python, env_desc = python_for(prof, env, progress=progress)
     except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        folder.discard()
         raise
     image = str(bundle.data.get("docker_image") or DEFAULT_IMAGE)
-    warnings = env_warnings(env_desc) + list(notes)
+    warnings = env_warnings(env_desc) + notes + list(bundle_notes)
     image_warning = image_note(image, prof)
     if image_warning:
         warnings.append(image_warning)
@@ -828,19 +839,23 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
         phase={"index": ph.get("index"), "name": ph.get("name")},
         task={"index": tk.index, "name": tk.name, "ingestion_only_during_scoring": tk.iods},
         time_limit_s=limit, sandbox=mode, sandbox_note=note,
-        network_isolated=isolate_network and (mode == "bubblewrap"
-                                              or bool(sandbox.network_isolation_prefix())),
+        isolation=sandbox.Sandbox(sandbox.Limits.of(prof), network=not isolate_network,
+                                  mode=mode).describe(),
+        network_isolated=isolate_network and mode == "bubblewrap",
         docker_image=image, interpreter=python, env=env_desc,
         detailed_results_enabled=bool(bundle.data.get("enable_detailed_results", False)),
         warnings=warnings, zip_sha256=sha256_file(zip_path))
     runner = _Runner(run_dir, time_limit=limit, mode=mode, isolate_network=isolate_network,
-                     python=python, progress=progress)
+                     python=python, progress=progress, limits=sandbox.Limits.of(prof))
     try:
         _prediction_run(runner, bundle, tk, ingestion_cmd, res)
         _scoring_run(runner, bundle, tk, scoring_cmd, ingestion_cmd, res)
         res.ok = res.failure is None
     except _RunFailure as exc:
         res.failure = exc.failure
+    except BaseException as exc:  # Ctrl-C: the run is incomplete, never ok
+        folder.abandon(f"interrupted: {type(exc).__name__}: {exc}"[:300])
+        raise
     finally:
         for name in LOG_NAMES:
             p = runner.log_dir / f"{name}.txt"
@@ -853,11 +868,14 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
         if bundle.extracted:
             shutil.rmtree(bundle.root, ignore_errors=True)
         shutil.rmtree(run_dir / "parts", ignore_errors=True)
-        write_json(run_dir / "run.json", res.to_dict())
+        res.isolation = next((c.isolation for c in runner.containers if c.isolation),
+                             res.isolation)
     if res.ok and not any(c.get("value") is not None for c in res.columns):
         res.warnings.append("no leaderboard column got a score")
-    if record:
-        _record(res, prof)
+    warning = folder.finish(res.to_dict(), prof.submissions_dir,
+                            _ledger_row(res) if record else None)
+    if warning:
+        res.warnings.append(warning)
     return res
 
 
@@ -1059,19 +1077,13 @@ def _no_scores_hint(res: BundleRunResult, program: Container) -> str:
             "see scoring_stderr.txt")
 
 
-def _record(res: BundleRunResult, prof) -> None:
-    from subkit.ledger import Ledger
-
-    try:
-        Ledger(prof.submissions_dir).append({
-            "kind": "score-local", "zip": res.zip.name, "zip_sha256": res.zip_sha256,
+def _ledger_row(res: BundleRunResult) -> dict:
+    return {"kind": "score-local", "zip": res.zip.name, "zip_sha256": res.zip_sha256,
             "run_dir": str(res.run_dir), "metric": res.metric, "clean_score": res.score,
             "runtime_s": res.elapsed_s, "env": "bundle", "ok": res.ok,
             "bundle": str(res.bundle), "phase": res.phase.get("name"),
             "task": res.task.get("index"), "scores": res.scores,
-        })
-    except (SubkitError, OSError, ValueError):
-        res.warnings.append("could not append to the ledger")
+            "isolated": bool(res.isolation.get("isolated"))}
 
 
 def summary_lines(res: BundleRunResult) -> list[tuple[str, dict]]:
