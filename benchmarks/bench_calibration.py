@@ -64,8 +64,8 @@ def main(argv=None) -> int:
 
     from subkit import calibration
     from subkit import profile as profile_mod
+    from subkit.commands.score_local import score_zip as score_local
     from subkit.data.synthetic import generate
-    from subkit.grader.run import score_local
     from subkit.workspace import init_workspace, template_text
 
     import robustness_helpers as R

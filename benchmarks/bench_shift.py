@@ -123,8 +123,8 @@ def main(argv=None) -> int:
     import numpy as np
 
     from subkit import profile as profile_mod
+    from subkit.commands.score_local import score_zip as score_local
     from subkit.data.synthetic import generate
-    from subkit.grader.run import score_local
     from subkit.shift import parse_suite
     from subkit.workspace import init_workspace, template_text
 

@@ -16,12 +16,8 @@ STANDALONE = ("subkit.templates",)
 CLICK_ALLOWED = ("subkit.cli", "subkit.__main__")
 # Imports that still point the wrong way, each with where it goes; empty when the house is
 # in order.
-KNOWN_CLICK: set[str] = {"subkit.build", "subkit.grader.run"}
-KNOWN_CYCLES: list[set[str]] = [
-    # score-local's shift orchestration (grader/run.py) and the shift plan's child run;
-    # grader/run.py and the bundle runner start with recovery.recover
-    {"subkit.grader", "subkit.shift", "subkit.shift_kinds", "subkit.recovery"},
-]
+KNOWN_CLICK: set[str] = {"subkit.build"}
+KNOWN_CYCLES: list[set[str]] = []
 
 
 def _module_name(path: Path) -> str:
@@ -43,8 +39,9 @@ def _runtime_nodes(tree: ast.AST):
         stack.extend(ast.iter_child_nodes(node))
 
 
-def _imports(name: str, path: Path) -> set[str]:
-    """Modules ``name`` imports anywhere (module level or inside functions)."""
+def _imports(name: str, path: Path, modules: set[str]) -> set[str]:
+    """Modules ``name`` imports anywhere (module level or inside functions); ``from pkg
+    import mod`` counts as importing ``pkg.mod``, not ``pkg``."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
@@ -56,15 +53,17 @@ def _imports(name: str, path: Path) -> set[str]:
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
-            found.add(module)
-            found.update(f"{module}.{a.name}" for a in node.names)  # `from pkg import mod`
+            subs = {f"{module}.{a.name}" for a in node.names} & modules
+            found.update(subs)
+            if len(subs) < len(node.names):  # names defined in the module itself
+                found.add(module)
     return found
 
 
 def _graph() -> dict[str, set[str]]:
     files = {_module_name(p): p for p in SRC.rglob("*.py")}
     files = {n: p for n, p in files.items() if not n.startswith(STANDALONE)}
-    return {n: _imports(n, p) for n, p in files.items()}
+    return {n: _imports(n, p, set(files)) for n, p in files.items()}
 
 
 def _top(module: str) -> str:

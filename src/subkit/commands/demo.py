@@ -26,7 +26,7 @@ def run(opts: DemoOptions, show_score: Callable[[Any, Any], None] | None = None)
     """Check the folder and the size, then run the demo of the profile's kind;
     ``show_score(result, profile)`` renders the local run's summary."""
     from subkit import profile
-    from subkit.demo import demo_directory, run_reference_demo
+    from subkit.commands.demo_reference import demo_directory, run_reference_demo
 
     directory, why = demo_directory(opts.directory)
     if directory.exists() and any(directory.iterdir()) and not opts.force:
@@ -37,7 +37,7 @@ def run(opts: DemoOptions, show_score: Callable[[Any, Any], None] | None = None)
                          hint="use at least 200 images")
     ui.echo(f"the demo's workspace: {directory} ({why})", bold=True)
     if opts.profile_name and opts.profile_name != profile.DEFAULT_PROFILE:  # every other kind
-        from subkit.demo_kinds import run_kind_demo
+        from subkit.commands.demo_kinds import run_kind_demo
 
         return run_kind_demo(directory, profile.load(opts.profile_name, workspace=False),
                              n=opts.n_images, epochs=opts.epochs, seed=opts.seed,

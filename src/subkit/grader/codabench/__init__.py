@@ -769,8 +769,10 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
                       task: int | None = None, *, time_limit: float | None = None,
                       isolate_network: bool = True, sandbox_mode: str = "auto",
                       python: str | None = None, progress: bool = False,
-                      record: bool = True, env: str | None = None) -> BundleRunResult:
+                      record: bool = True, env: str | None = None,
+                      notes: list[str] | tuple[str, ...] = ()) -> BundleRunResult:
     """Run ``zip_path`` through the bundle's own ingestion and scoring programs.
+    ``notes``: what the command has to say first (what recovery finished or removed).
 
     Commands that start with ``python``/``python3`` run with ``python``, else with the
     interpreter ``env`` selects (auto|grader|current: environment.select_env), which the
@@ -778,14 +780,13 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
     from subkit.grader.environment import current_description
     from subkit.grader.run import env_warnings, python_for
     from subkit.ledger import sha256_file
-    from subkit.recovery import recover
 
     zip_path = Path(zip_path)
     if not zip_path.is_file():
         raise InputError(f"zip not found: {zip_path}",
                          hint="give the path of a built zip (subkit build)")
     mode, note, why_none = choose_sandbox(sandbox_mode)
-    notes = recover(prof)
+    notes = list(notes)
     folder = RunFolder(prof.submissions_dir / "runs", zip_path.stem + "-bundle",
                        {"kind": "score-local", "zip": str(zip_path), "bundle": str(bundle_path)})
     run_dir = folder.path

@@ -28,9 +28,10 @@ def _step(n: int, total: int, text: str) -> None:
 def run_kind_demo(directory: Path, prof, *, n: int, epochs: int | None, seed: int,
                   show_score: Callable[[Any, Any], None] | None = None) -> dict:
     from subkit.build import build_submission, check_csv
+    from subkit.commands.demo_reference import run_train
+    from subkit.commands.score_local import predict_csv
+    from subkit.commands.score_local import score_zip as score_local
     from subkit.data.split import set_local_test
-    from subkit.demo import run_train
-    from subkit.grader.run import predict_csv, score_local
     from subkit.profile import load
     from subkit.workspace import init_workspace
 
@@ -96,7 +97,7 @@ def _make_data(prof, data_dir: Path, n: int, seed: int) -> Path:
         d = {k: v[keep] for k, v in d.items()}
         is_test = np.random.default_rng(seed).random(len(d[prof.images_key])) < 0.2
     else:
-        from subkit.demo import clean_and_split
+        from subkit.commands.demo_reference import clean_and_split
 
         d = synthetic.for_profile(prof, n, seed=seed, **({"duplicates": max(8, n // 20)}
                                                           if prof.input_kind == "images" else {}))

@@ -102,7 +102,8 @@ def run_reference_demo(directory: Path, *, n_images: int, epochs: int | None, se
                                 includes=[], tag="demo", out_dir=None, profile=prof, echo=ui.echo)
 
     _step(5, "score-local: the zip run the way the grader runs it, on the local test set")
-    from subkit.grader.run import env_warnings, score_local
+    from subkit.commands.score_local import score_zip as score_local
+    from subkit.grader.run import env_warnings
 
     result = score_local(Path(manifest["path"]), test_path, prof, progress=True)
     if show_score:
