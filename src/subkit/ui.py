@@ -19,8 +19,9 @@ Echo = Callable[[str], None]
 class Reporter:
     """Silent. A subclass decides where each kind of message goes."""
 
-    def info(self, message: str, *, bold: bool = False) -> None:
-        """A result or a step the user reads (stdout on a terminal)."""
+    def info(self, message: str, *, bold: bool = False, fg: str | None = None) -> None:
+        """A result or a step the user reads (stdout on a terminal); ``fg``: its colour
+        (a verdict: green, yellow, red)."""
 
     def warn(self, message: str) -> None:
         """Something the user should act on (highlighted)."""

@@ -40,9 +40,9 @@ class TerminalReporter(ui.Reporter):
     """What library code reports (subkit.ui), on the terminal: steps and results to stdout,
     warnings highlighted, progress lines to stderr. Set by ``subkit.__main__``."""
 
-    def info(self, message: str, *, bold: bool = False) -> None:
-        if bold:
-            click.secho(message, bold=True)
+    def info(self, message: str, *, bold: bool = False, fg: str | None = None) -> None:
+        if bold or fg:
+            click.secho(message, bold=bold or None, fg=fg)
         else:
             click.echo(message)
 
