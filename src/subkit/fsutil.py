@@ -38,7 +38,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, private: bool = Fal
     (UTF-8 text) or "wb"; ``private``: mode 0600 from the first byte on."""
     tmp = temp_sibling(path, private=private)
     try:
-        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as fh:
             yield fh
             if fsync:
                 fh.flush()
@@ -110,9 +110,9 @@ def scratch_dir(prefix: str, parent: str | os.PathLike | None = None) -> Iterato
         os.close(fd)
 
 
-def sweep(parent: str | os.PathLike, prefix: str) -> list[Path]:
+def sweep(parent: str | os.PathLike[str], prefix: str) -> list[Path]:
     """Remove the folders ``parent/prefix*`` that a killed subkit left (``abandoned``)."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(parent))
     except OSError:

@@ -46,9 +46,10 @@ import math
 import os
 import uuid
 import warnings
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from subkit.errors import InputError
 

@@ -227,7 +227,9 @@ class _CleanWatch:
 
     def __init__(self, status_path: Path, pred_path: Path, cap: int):
         self.status_path, self.pred_path, self.cap = status_path, pred_path, cap
-        self.done, self.data, self.clean_s, self.last = False, None, None, -1.0
+        self.done, self.last = False, -1.0
+        self.data: bytes | None = None
+        self.clean_s: float | None = None
 
     def tick(self, elapsed: float) -> None:
         if self.done or elapsed - self.last < 0.2:

@@ -56,8 +56,9 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from subkit.errors import InputError, SubkitError
 from subkit.fsutil import hold_lock
@@ -260,7 +261,7 @@ class _Worker:
         self._timer = threading.Timer(timeout, self.proc.kill)
         self._timer.daemon = True
         self._timer.start()
-        self.ready = None
+        self.ready: dict | None = None
 
     def _stderr_tail(self, n: int = 6) -> str:
         self._stderr.seek(0)
