@@ -15,8 +15,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2"}

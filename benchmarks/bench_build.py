@@ -42,7 +42,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 CACHE = Path("/tmp/subkit-bench-build")
 TIME_TARGET = 2.5

@@ -62,12 +62,13 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    import robustness_helpers as R
     from subkit import calibration
     from subkit import profile as profile_mod
+    from subkit.commands.score_local import score_zip as score_local
     from subkit.data.synthetic import generate
-    from subkit.grader.run import score_local
     from subkit.workspace import init_workspace, template_text
+
+    import robustness_helpers as R
 
     run = Run("bench_calibration.py", list(sys.argv[1:] if argv is None else argv))
     root = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="subkit-bench-cal-"))

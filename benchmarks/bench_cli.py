@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 TARGET = 2.0
 HEAVY = ("tensorflow", "keras", "jax", "torch", "h5py", "numpy", "requests", "tqdm", "PIL")
@@ -54,8 +54,9 @@ def one(cmd: list[str]) -> float:
 
 def commands() -> list[str]:
     """Every command path of the CLI ('' is the group itself), without importing TF."""
-    from subkit.cli import main as group
     import click
+
+    from subkit.cli import main as group
 
     out = [""]
 

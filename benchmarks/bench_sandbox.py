@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-from bench_score_local import setup  # noqa: E402
+import _common as C
+from bench_score_local import setup
 
 SLOPE, STARTUP_S = 1.05, 0.5
 

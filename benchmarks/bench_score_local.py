@@ -43,7 +43,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 CACHE = Path("/tmp/subkit-bench-score")
 TIME_TARGETS, MEM_TARGET = {"grader": 1.10, "current": 1.15}, 1.2

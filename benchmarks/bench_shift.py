@@ -45,7 +45,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import loadavg, sh, write_result  # noqa: E402
+from _common import loadavg, sh, write_result
 
 MAKE_MODEL = r"""
 import os, sys
@@ -123,8 +123,8 @@ def main(argv=None) -> int:
     import numpy as np
 
     from subkit import profile as profile_mod
+    from subkit.commands.score_local import score_zip as score_local
     from subkit.data.synthetic import generate
-    from subkit.grader.run import score_local
     from subkit.shift import parse_suite
     from subkit.workspace import init_workspace, template_text
 

@@ -41,7 +41,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "src" / "subkit" / "templates" / "model.py"
 CACHE = Path("/tmp/subkit-bench-tta")

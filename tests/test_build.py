@@ -215,7 +215,7 @@ def test_size_limit_from_the_workspace_profile(cli, workspace, keras_weights):
     assert _nothing_written(workspace)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere; see the chattr-free variant below")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere: an unwritable folder cannot be provoked as root")
 def test_unwritable_output_folder(cli, same_keras, workspace, keras_weights, tmp_path):  # pragma: no cover
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o500)

@@ -25,7 +25,7 @@ from subkit.grader import codabench as cb
 from subkit.grader import sandbox
 
 BUNDLES = Path(__file__).parent / "bundles"
-GRADER = Path(cb.__file__).parent
+GRADER = Path(cb.__file__).parents[1]
 HAS_BWRAP = sandbox.bwrap_available()[0]
 APP_ON_HOST = Path("/app").exists()  # the sandbox must never create /app on the host
 needs_bwrap = pytest.mark.skipif(
@@ -545,7 +545,7 @@ def test_export_writes_a_v2_bundle_of_subkits_grader(tmp_path, capsys, prof):
 
 @pytest.mark.parametrize("mode", ["none", "auto"])
 def test_exported_bundle_scores_like_plain_score_local_numpy_model(tmp_path, prof, mode):
-    from subkit.grader.run import score_local
+    from subkit.commands.score_local import score_zip as score_local
 
     ref = _reference(tmp_path, n=40, seed=5)
     b = tmp_path / "b.zip"

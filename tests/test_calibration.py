@@ -231,8 +231,9 @@ def test_a_held_out_models_prediction_falls_in_its_band(cli, workspace):
     """Three models' "leaderboard" scores are their accuracy on a hidden test made with
     numpy (robustness_helpers.numpy_augment: not Pillow's ImageEnhance, which the suite
     uses); the fourth model's predicted leaderboard must contain its hidden accuracy."""
-    import robustness_helpers as R
     from subkit.data.synthetic import generate
+
+    import robustness_helpers as R
 
     d = generate(120, seed=5)
     np.savez(workspace / "test.npz", images=d["images"], labels=d["labels"])
@@ -269,7 +270,7 @@ def test_a_held_out_models_prediction_falls_in_its_band(cli, workspace):
 
 
 def test_terminal_summary_of_a_prediction(capsys):
-    from subkit.report.terminal import print_prediction
+    from subkit.cli.terminal import print_prediction
 
     print_prediction({"score": .61, "low": .52, "high": .7, "calibrated_on": 3,
                       "phase": "final", "loo_error": .031, "actual": None})

@@ -68,7 +68,8 @@ def test_profile_show_and_overrides(cli, workspace):
     toml = workspace / "subkit.toml"
     toml.write_text(toml.read_text() + '\n[grader]\nkeras = "3.5.0"\n')
     d = json.loads(cli("profile", "show", "--json").out)
-    assert d["profile"]["grader"]["keras"] == "3.5.0" and "overrides" in json.loads(cli("profile", "show", "--json").out)["source"]
+    assert d["profile"]["grader"]["keras"] == "3.5.0" \
+        and "overrides" in json.loads(cli("profile", "show", "--json").out)["source"]
     assert d["profile"]["grader"]["tensorflow"] == "2.17.0"  # the rest stays
     r = cli("profile", "show")
     assert 'keras = "3.5.0"' in r.out

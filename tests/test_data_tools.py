@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data_helpers import digest, listing, make_set, save  # noqa: E402
+from subkit.__main__ import run
+from subkit.data import duplicates as D
+from subkit.data import split as S
+from subkit.data import subsets
+from subkit.data import weights as W
 
-from subkit.__main__ import run  # noqa: E402
-from subkit.data import duplicates as D  # noqa: E402
-from subkit.data import split as S  # noqa: E402
-from subkit.data import weights as W  # noqa: E402
+from data_helpers import digest, listing, make_set, save
 
 NAMES = ["Basophil", "Eosinophil", "Erythroblast", "Immature granulocytes",
          "Lymphocyte", "Monocyte", "Neutrophil", "Platelet"]
@@ -406,7 +407,7 @@ def test_dedupe_leaves_nothing_when_a_write_fails(capsys, jokes_file, tmp_path, 
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(S.json, "dumps", boom)  # the record fails after the npz is written
+    monkeypatch.setattr(subsets.json, "dumps", boom)  # the record fails after the npz is written
     code, _, err = cli(capsys, "data", "dedupe", jokes_file, "--out", tmp_path / "c.npz")
     assert code != 0 and "No space left" in err
     assert listing(tmp_path) == before  # no npz, no record, no temp file
@@ -647,7 +648,7 @@ def test_segmentation_profile_is_refused_clearly(capsys, jokes_file):
 
 # -- CLI hygiene -----------------------------------------------------------------------------------
 def test_cli_defaults_match_the_library():
-    from subkit import cli_data
+    from subkit.cli import data as cli_data
 
     assert cli_data.DEFAULT_NEAR == D.DEFAULT_NEAR
     assert cli_data.DEFAULT_SIMILARITY == D.DEFAULT_SIMILARITY

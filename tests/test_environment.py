@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from subkit import profile as profile_mod
-from subkit.cli_env import env as env_group
+from subkit.cli.env import env as env_group
 from subkit.errors import SubkitError, UsageError
 from subkit.grader import environment
 

@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_zip
 from subkit import profile as profile_mod
 from subkit.errors import SubkitError, UsageError
 from subkit.grader import environment
+
+from conftest import make_zip
 
 LOCAL = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -278,7 +279,7 @@ def test_a_bad_installer_choice_is_refused(monkeypatch):
 
 # -- the demo's folder ------------------------------------------------------------------------------
 def test_the_demo_goes_to_home_not_into_a_source_checkout(tmp_path, monkeypatch):
-    from subkit import demo
+    from subkit.commands import demo_reference as demo
 
     home, checkout = tmp_path / "home", tmp_path / "src" / "subkit"
     (checkout / "docs").mkdir(parents=True)

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SRC, alive_with
 from subkit.grader import sandbox
+
+from conftest import SRC, alive_with
 
 HOSTILE = Path(__file__).parent / "hostile"
 SECRET = "s3cr3t-" + hashlib.sha256(str(os.getpid()).encode()).hexdigest()[:16]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_zip
 from subkit.errors import CheckFailed
 from subkit.grader import safezip
+
+from conftest import make_zip
 
 GOOD = "import numpy as np\nclass Model:\n    def predict(self, X):\n        return np.zeros(len(X), int)\n"
 

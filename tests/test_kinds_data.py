@@ -112,7 +112,8 @@ def _forecast_set(n=12, steps=18):
 
 @pytest.mark.parametrize("change,needle", [
     (lambda d: d.pop("categories"), "has no 'categories' array"),
-    (lambda d: d.__setitem__("categories", np.array(["Z"] * 12)), "'categories' holds values the profile does not know: 'Z'"),
+    (lambda d: d.__setitem__("categories", np.array(["Z"] * 12)),
+     "'categories' holds values the profile does not know: 'Z'"),
     (lambda d: d.__setitem__("categories", d["categories"][:5]), "'categories' has shape (5,)"),
     (lambda d: d.__setitem__("X", d["X"][:, :150]), "have shape (150,), the profile expects (200,)"),
     (lambda d: d.__setitem__("y", d["y"][:, 0]), "'y' has shape (12,)"),

@@ -13,9 +13,10 @@ import json
 import numpy as np
 import pytest
 
-from conftest import make_zip
 from subkit import kaggle_csv, profile
 from subkit.data import io, synthetic
+
+from conftest import make_zip
 
 METADATA = "description: Provides prediction model to be executed by the ingestion program\n"
 TENSORISH = '''

@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from conftest import make_zip
 from subkit import profile, shift_kinds
 from subkit.data import io, synthetic
+
+from conftest import make_zip
 
 FC, SEG, TS = "an2dl-2023-forecasting", "an2dl-2024-mars-terrain", "an2dl-2022-ts-classification"
 

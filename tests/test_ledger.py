@@ -237,7 +237,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 # -- the history command -----------------------------------------------------------------------
 def _history(args, **kw):
-    from subkit.cli_ledger import history
+    from subkit.cli.ledger import history
 
     return CliRunner().invoke(history, args, catch_exceptions=True, **kw)
 
@@ -330,7 +330,7 @@ def test_history_empty_and_torn_ledger_warns(workspace):
 
 
 def test_no_tensorflow_import():
-    code = ("import sys, subkit.ledger, subkit.cli_ledger, subkit.credentials, "
+    code = ("import sys, subkit.ledger, subkit.cli.ledger, subkit.credentials, "
             "subkit.remote.codabench, subkit.remote.kaggle, subkit.remote.http; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_zip
 from subkit import shift as S
 from subkit.shift import generate as G
 from subkit.shift import ops
+
+from conftest import make_zip
 from test_report_html import CENTROID_MODEL, centroid_zip
 
 N_BATCH = 12
@@ -560,8 +561,9 @@ def test_shift_refuses_a_test_set_that_is_not_images(cli, workspace, tmp_path):
 @pytest.mark.slow
 def test_template_keras_model_with_tta_on_shifted_data(cli, ws_data, tmp_path):
     """The real path: a tiny Keras model saved as weights.keras with the template model.py."""
-    from conftest import tiny_model
     from subkit.workspace import template_text
+
+    from conftest import tiny_model
 
     w = tmp_path / "weights.keras"
     tiny_model(optimizer=False).save(w)
@@ -589,8 +591,9 @@ def test_hidden_2024_ranks_models_with_and_without_augmentation_like_a_pillow_hi
     numpy augmentation; a hidden test made with a Pillow RandAugment + Cutout + noise
     (robustness_helpers.hidden_shift: no Keras layer). The issue's failure: the suite
     ranked such a pair the wrong way round, and its score was farther from the hidden one."""
-    import robustness_helpers as R
     from subkit.data.synthetic import generate
+
+    import robustness_helpers as R
 
     tr, te = generate(1000, seed=11), generate(200, seed=12)
     Xtr, ytr = tr["images"], tr["labels"].ravel()

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pytest
 
-import subkit.cli_ledger as cli_ledger
+import subkit.commands.submit as submit_mod
 import subkit.remote.http as http_mod
-import subkit.submit as submit_mod
-from fake_servers import start_codabench, start_flaky, start_kaggle
 from subkit import credentials
+from subkit.cli import ledger as cli_ledger
 from subkit.ledger import Ledger, sha256_file
 from subkit.remote import codabench as cb
+
+from fake_servers import start_codabench, start_flaky, start_kaggle
 
 SECRET_VARS = ("CODABENCH_TOKEN", "CODABENCH_URL", "KAGGLE_USERNAME", "KAGGLE_KEY",
                "KAGGLE_CONFIG_DIR", "KAGGLE_API_TOKEN", "KAGGLE_KERNEL_RUN_TYPE",
@@ -421,7 +422,7 @@ def test_withheld_env_blanks_proc_environ_for_children(tmp_path):
         print("after", os.environ["CODABENCH_TOKEN"])
     """)
     env = dict(os.environ, CODABENCH_TOKEN="tok-secret-123456",
-               PYTHONPATH=str(Path(submit_mod.__file__).parents[1]))
+               PYTHONPATH=str(Path(submit_mod.__file__).parents[2]))
     out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                          env=env, timeout=60).stdout.split("\n")
     assert out[0] == "CLEAN None"
@@ -1157,7 +1158,7 @@ def test_retries_follow_retry_after_and_never_resend_an_ambiguous_post(sleeps):
 
 
 def test_no_tensorflow_in_submit():
-    code = ("import sys, subkit.submit, subkit.cli_ledger; "
+    code = ("import sys, subkit.commands.submit, subkit.cli.ledger; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60,
-                   env=dict(os.environ, PYTHONPATH=str(Path(submit_mod.__file__).parents[1])))
+                   env=dict(os.environ, PYTHONPATH=str(Path(submit_mod.__file__).parents[2])))

@@ -13,6 +13,8 @@ import sys
 def run(argv: list[str] | None = None) -> int:
     import click
 
+    from subkit import ui
+    from subkit.cli.options import TerminalReporter
     from subkit.errors import EXIT_INTERRUPTED, EXIT_USAGE, SubkitError
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -20,7 +22,8 @@ def run(argv: list[str] | None = None) -> int:
     from subkit.cli import main
 
     try:
-        main.main(args=args, prog_name="subkit", standalone_mode=False)
+        with ui.use(TerminalReporter()):
+            main.main(args=args, prog_name="subkit", standalone_mode=False)
     except SubkitError as exc:
         if debug:
             raise

@@ -16,14 +16,15 @@ import os
 import re
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from subkit import __version__
+from subkit import __version__, ui
 from subkit.errors import CheckFailed, InputError, SubkitError, UsageError
 from subkit.modelcheck import check_source, init_call, predict_call
 from subkit.weights import WeightsInfo, inspect, is_weights_name, strip_optimizer, version_tuple
@@ -270,10 +271,13 @@ def smoke_batch(prof) -> np.ndarray:
     return rng.uniform(lo, hi, size=shape).astype(dtype)
 
 
-def _print_report(rep: CheckReport, echo: Echo) -> None:
+def _print_report(rep: CheckReport, echo: Echo, skip: dict | None = None) -> None:
+    """The checks, one line each (``skip``: the one an error line is about to say)."""
     if not echo:
         return
     for c in rep.checks:
+        if c is skip:
+            continue
         mark = {"ok": "ok  ", "note": "note", "warning": "WARN", "failed": "FAIL"}[c["status"]]
         echo(f"  [{mark}] {c['name']}: {c['message']}")
         if c["status"] != "ok" and c["hint"]:
@@ -379,12 +383,10 @@ def _finish_check(rep: CheckReport, echo: Echo) -> None:
 
     _print_report(rep, echo)
     if echo:
-        import click
-
         if rep.env:
             echo(f"  {env_line(rep.env)}")
         color = {"PASSED": "green", "PASSED with warnings": "yellow", "FAILED": "red"}[rep.status]
-        click.secho(rep.status, fg=color, bold=True)
+        ui.reporter().info(rep.status, bold=True, fg=color)
 
 
 # -- build -------------------------------------------------------------------------------------
@@ -582,9 +584,9 @@ def build_submission(*, weights: list[Path], model_py: Path | None, includes: li
 
 
 def _stop_if_failed(rep: CheckReport, echo: Echo) -> None:
-    if rep.status == "FAILED":
-        _print_report(rep, echo)
+    if rep.status == "FAILED":  # the failure is said once, as the error and its hint
         f = rep.first_failure()
+        _print_report(rep, echo, skip=f)
         raise CheckFailed(f"{f['name']}: {f['message']}", hint=f["hint"] or "see the checks above")
 
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -49,7 +49,7 @@ def test_set_id(images: np.ndarray, labels: np.ndarray) -> str:
     y = np.asarray(labels).reshape(-1).astype(np.int64)
     for a in (np.ascontiguousarray(images), y):
         h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(memoryview(a).cast("B"))
+        h.update(memoryview(a).cast("B"))  # type: ignore[arg-type]
     return h.hexdigest()
 
 

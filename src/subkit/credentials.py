@@ -26,13 +26,14 @@ import json
 import os
 import stat
 import sys
-import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from subkit.errors import InputError
+from subkit.fsutil import atomic_open
 
 CODABENCH_FILE = "codabench.json"
 # the environment variables that hold a platform secret (KAGGLE_USERNAME is not one)
@@ -56,20 +57,8 @@ def _ensure_dir(folder: Path) -> None:
 def write_private(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to ``path`` with mode 0600 from the first byte on, atomically."""
     _ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path, "w", private=True, fsync=True) as fh:
+        json.dump(data, fh, indent=2)
 
 
 def read_private(path: Path) -> dict[str, Any]:

@@ -16,14 +16,13 @@ against the same layout (before ``subkit submit`` uploads it, and in ``subkit ch
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from subkit.errors import InputError
+from subkit.fsutil import atomic_open
 
 
 def header(prof) -> list[str]:
@@ -70,17 +69,10 @@ def _pixel_rows(masks: np.ndarray) -> list[bytes]:
 def write(path: Path, values: np.ndarray, ids: list[str], prof) -> int:
     """Write the CSV atomically (a temp file in the same folder, then rename); rows."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write((",".join(header(prof)) + "\n").encode())
-            cells = (_pixel_rows(values) if prof.csv.layout == "pixels"
-                     else [c.encode() for c in _label_cells(values, prof)])
-            for i, cell in zip(ids, cells):
-                fh.write(i.encode() + b"," + cell + b"\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as fh:
+        fh.write((",".join(header(prof)) + "\n").encode())
+        cells = (_pixel_rows(values) if prof.csv.layout == "pixels"
+                 else [c.encode() for c in _label_cells(values, prof)])
+        for i, cell in zip(ids, cells):
+            fh.write(i.encode() + b"," + cell + b"\n")
     return len(ids)

@@ -46,9 +46,10 @@ import math
 import os
 import uuid
 import warnings
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from subkit.errors import InputError
 
@@ -103,6 +104,42 @@ def _jsonable(value: Any) -> Any:
     if callable(tolist):
         return _jsonable(tolist())
     return str(value)
+
+
+# -- one constructor per record kind (the fields the module docstring lists, then the
+# caller's extras, kept as they are) -----------------------------------------------------------
+def build_record(*, zip: str, zip_sha256: str, tag: str, weights: list, profile: str,
+                 size: int, **extra: Any) -> dict:
+    return {"kind": "build", "zip": zip, "zip_sha256": zip_sha256, "tag": tag,
+            "weights": weights, "profile": profile, "size": size, **extra}
+
+
+def score_local_record(*, zip: str, zip_sha256: str, run_dir: str, metric: str,
+                       clean_score: float | None, runtime_s: float | None, env: str | None,
+                       ok: bool, **extra: Any) -> dict:
+    return {"kind": "score-local", "zip": zip, "zip_sha256": zip_sha256, "run_dir": run_dir,
+            "metric": metric, "clean_score": clean_score, "runtime_s": runtime_s, "env": env,
+            "ok": ok, **extra}
+
+
+def submit_record(*, zip: str, zip_sha256: str, platform: str, competition: Any,
+                  phase: str | None, submission_id: Any, status: str | None,
+                  **extra: Any) -> dict:
+    return {"kind": "submit", "zip": zip, "zip_sha256": zip_sha256, "platform": platform,
+            "competition": competition, "phase": phase, "submission_id": submission_id,
+            "status": status, **extra}
+
+
+def leaderboard_record(*, zip: str, zip_sha256: str, leaderboard_score: float | None,
+                       phase: str | None, source: str, **extra: Any) -> dict:
+    if source not in LEADERBOARD_SOURCES:
+        raise ValueError(f"leaderboard source {source!r}: one of {LEADERBOARD_SOURCES}")
+    return {"kind": "leaderboard", "zip": zip, "zip_sha256": zip_sha256,
+            "leaderboard_score": leaderboard_score, "phase": phase, "source": source, **extra}
+
+
+def note_record(*, zip: str | None, zip_sha256: str, text: str) -> dict:
+    return {"kind": "note", "zip_sha256": zip_sha256, "zip": zip, "text": text}
 
 
 class Ledger:

@@ -70,7 +70,7 @@ def check_source(source: str, prof, *, files: list[str], extra_modules: set[str]
     return rep
 
 
-def _method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | None:
+def _method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
     found = None
     for node in cls.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
@@ -78,7 +78,7 @@ def _method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | None:
     return found
 
 
-def _required_positional(fn: ast.FunctionDef) -> list[str]:
+def _required_positional(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
     args = fn.args.posonlyargs + fn.args.args
     n_defaults = len(fn.args.defaults)
     required = args[: len(args) - n_defaults] if n_defaults else args

@@ -114,6 +114,21 @@ class CsvLayout:
     rows: int = 0  # the hidden test set's rows, when known (0: unknown)
 
 
+@dataclass(frozen=True)
+class TaskSpec:
+    """What scoring (``subkit.grader.scoring``) needs from a profile, as plain values:
+    ``Profile.task_spec(phase)`` builds it."""
+
+    kind: str  # "labels" | "forecasts" | "masks"
+    metric: str
+    class_names: list = field(default_factory=list)
+    horizon: int | None = None
+    phase: str | None = None
+    ignore_classes: list = field(default_factory=list)
+    mask_shape: tuple = ()
+    secondary: list = field(default_factory=list)
+
+
 @dataclass
 class Profile:
     """The effective profile: a built-in merged with a workspace's overrides."""
@@ -207,7 +222,7 @@ class Profile:
     def platform(self) -> str:
         return self.data["platform"]
 
-    # -- the kind of competition (issue 16) ---------------------------------------------
+    # -- the kind of competition ----------------------------------------------------
     @property
     def input_kind(self) -> str:
         """``images`` or ``series`` (time steps x features, or one value per step)."""
@@ -293,8 +308,6 @@ class Profile:
 
     def task_spec(self, phase: str | None = None):
         """What scoring needs, as plain values (subkit.grader.scoring stays profile-free)."""
-        from subkit.grader.scoring import TaskSpec
-
         return TaskSpec(kind=self.output_kind, metric=self.metric, class_names=self.class_names,
                         horizon=self.horizon(phase), phase=self.phase(phase),
                         ignore_classes=self.ignore_classes,
@@ -313,7 +326,7 @@ class Profile:
 
     @property
     def submissions_dir(self) -> Path:
-        return self.workspace_path("submissions", "submissions")  # type: ignore[return-value]
+        return self.workspace_path("submissions", "submissions")
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self.data)
@@ -389,14 +402,14 @@ def validate(data: dict[str, Any], where: str) -> None:
                 )
             _check_type(key, value, SCHEMA[""][key][0], where)
     # required fields
-    for table, fields in SCHEMA.items():
-        if table in OPTIONAL_TABLES and data.get("task") in OPTIONAL_TABLES[table] \
-                and table not in data:
+    for name, fields in SCHEMA.items():
+        if name in OPTIONAL_TABLES and data.get("task") in OPTIONAL_TABLES[name] \
+                and name not in data:
             continue
-        section = data if table == "" else data.get(table, {})
+        section = data if name == "" else data.get(name, {})
         for k, (_, required) in fields.items():
-            if required and k not in section and not (table == "" and k == "profile"):
-                label = k if table == "" else f"[{table}] {k}"
+            if required and k not in section and not (name == "" and k == "profile"):
+                label = k if name == "" else f"[{name}] {k}"
                 raise ProfileError(f"{where}: missing {label}", hint="every profile must say it")
     if data["platform"] not in PLATFORMS:
         raise ProfileError(f"{where}: platform {data['platform']!r} is not known",

@@ -22,9 +22,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Iterator
 
 from subkit.errors import SubkitError
 from subkit.fsutil import abandoned, hold_lock, release_lock, write_json_atomic

@@ -1,4 +1,4 @@
-"""Shift families for the kinds that are not image classification (issue 16).
+"""Shift families for the kinds that are not image classification.
 
 ``score-local --shift`` on a series, forecasting or segmentation profile scores the local
 test set again under each family at three severities, through the same child (one
@@ -36,15 +36,16 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-SERIES = {"noise": (.05, .10, .20), "scaling": ((.10, .05), (.25, .10), (.50, .25)),
+SERIES: dict[str, Any] = {"noise": (.05, .10, .20), "scaling": ((.10, .05), (.25, .10), (.50, .25)),
           "missing": (.05, .15, .30)}
 # the photometric ones are subkit.shift's families (the same severity of each, in turn)
 PHOTOMETRIC = {"brightness_contrast": ("brightness_down", "contrast_down"), "blur": ("blur",),
                "noise": ("noise",)}
-SEGMENTATION = {"brightness_contrast": None, "blur": None, "noise": None,
+SEGMENTATION: dict[str, Any] = {"brightness_contrast": None, "blur": None, "noise": None,
                 "flip": ("lr", "ud", "both"), "translate": (4, 8, 16)}
 TITLES = {"noise": "Gaussian noise", "scaling": "gain and offset", "missing": "missing steps (0)",
           "brightness_contrast": "brightness and contrast", "blur": "Gaussian blur",

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import csv
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def csv_columns(profile: Any) -> list[str] | None:

@@ -49,7 +49,8 @@ class WeightsInfo:
 def inspect(path: Path) -> WeightsInfo:
     p = Path(path)
     if not p.exists():
-        raise InputError(f"weights not found: {p}", hint="give the file your training saved (model.save('weights.keras'))")
+        raise InputError(f"weights not found: {p}",
+                         hint="give the file your training saved (model.save('weights.keras'))")
     if p.is_dir():
         if (p / "saved_model.pb").exists():
             raise InputError(f"{p} is a legacy TensorFlow SavedModel folder, which Keras 3 cannot load with load_model",
@@ -83,7 +84,8 @@ def _inspect_keras(p: Path) -> WeightsInfo:
                 has_opt = _h5_has_optimizer(fh)
     except zipfile.BadZipFile:
         raise InputError(f"{p} is not a valid .keras file (not a zip archive: corrupt or truncated)",
-                         hint="save it again with model.save('weights.keras'); check the download/copy finished") from None
+                         hint="save it again with model.save('weights.keras'); "
+                              "check the download/copy finished") from None
     except (ValueError, KeyError, OSError) as exc:
         raise InputError(f"{p} is a corrupt .keras file ({exc})",
                          hint="save it again with model.save('weights.keras')") from None
@@ -116,7 +118,8 @@ def _inspect_h5(p: Path) -> WeightsInfo:
     except OSError as exc:
         raise InputError(f"{p} is not a readable HDF5 file ({exc})",
                          hint="save it again with model.save(...) or model.save_weights(...)") from None
-    custom, classes = ([], [])
+    custom: list = []
+    classes: list = []
     if cfg is not None:
         try:
             custom, classes = _classes(json.loads(cfg.decode() if isinstance(cfg, bytes) else cfg))

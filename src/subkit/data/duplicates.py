@@ -426,8 +426,13 @@ def dedupe_file(path, profile, *, out, drop: str = "keep-one", near: int | None 
 
     from subkit import __version__
     from subkit.data import io
-    from subkit.data.split import (check_classification, check_outputs, read_arrays, subset,
-                                   write_all)
+    from subkit.data.subsets import (
+        check_classification,
+        check_outputs,
+        read_arrays,
+        subset,
+        write_all,
+    )
 
     check_classification(profile)
     path, out = Path(path), Path(out)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from subkit.errors import InputError
+from subkit.fsutil import atomic_open
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 
@@ -347,13 +347,6 @@ def save_npz(path: str | os.PathLike, *, force: bool = False, **arrays: np.ndarr
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"folder {folder} does not exist", hint="create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(p, "wb") as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
     return p

@@ -1,4 +1,4 @@
-"""`subkit data` for the kinds that are not one label per image (issue 16).
+"""`subkit data` for the kinds that are not one label per image.
 
 - Forecasting: ``split`` keeps every series whole on one side. The windows of one series
   overlap (window k's future is window k+1's past), so a split by window puts the test
@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from subkit.data import duplicates, io
-from subkit.data.split import check_outputs, read_arrays, set_local_test, split_indices, subset, write_all
+from subkit.data.split import set_local_test, split_indices
+from subkit.data.subsets import check_outputs, read_arrays, subset, write_all
 from subkit.errors import InputError, UsageError
 
 SERIES_KEY = "series"
@@ -77,7 +78,7 @@ def _split_series(ds, arrays: dict, test_size: float, seed: int):
                               f"{SERIES_KEY}=... (subkit's synthetic data does)")
     series = np.asarray(arrays[SERIES_KEY]).reshape(-1)
     cats = np.asarray(ds.extras.get("categories", np.zeros(len(series)))).astype(str)
-    first = {s: c for s, c in zip(series.tolist(), cats.tolist())}
+    first = dict(zip(series.tolist(), cats.tolist()))
     rng = np.random.default_rng(seed)
     test_series: list = []
     per_category = []
@@ -88,7 +89,7 @@ def _split_series(ds, arrays: dict, test_size: float, seed: int):
             k = min(max(k, 1), len(ids) - 1)
         else:
             k = 0
-        chosen = rng.choice(ids, k, replace=False) if k else []
+        chosen: Any = rng.choice(ids, k, replace=False) if k else []
         test_series += list(chosen)
         per_category.append({"category": cat, "series": int(len(ids)), "test_series": int(k)})
     is_test = np.isin(series, test_series)

@@ -1,4 +1,4 @@
-"""A stratified, group-aware train/test split, and writing subsets of a data set.
+"""A stratified, group-aware train/test split of a data set.
 
 Group-aware: all near duplicates of an image (its group, see ``duplicates``) land on the
 same side, so no test image has a copy in training. Stratified: each class gets
@@ -18,125 +18,22 @@ written and the error says which class and why.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from subkit.data.subsets import (
+    check_classification,
+    check_outputs,
+    read_arrays,
+    subset,
+    write_all,
+)
 from subkit.errors import InputError, ProfileError, UsageError
-
-
-# -- reading and writing subsets, keeping the input's layout ---------------------------------
-def check_classification(profile) -> None:
-    if profile.task != "classification":
-        raise UsageError(
-            f"profile {profile.name} is a {profile.task} competition; this data tool handles "
-            "classification labels (one class id per image)",
-            hint="`subkit data split` handles forecasting and segmentation sets, `inspect` and "
-                 "`dedupe` segmentation sets too; see docs/competitions.md")
-
-
-def read_arrays(ds, profile) -> tuple[dict[str, np.ndarray], list[str]]:
-    """All arrays of the data set as stored (labels keep their shape and dtype).
-
-    Returns ``(arrays, skipped)``: ``skipped`` names arrays that cannot be copied (pickled
-    objects). Images come from ``ds`` (not read twice).
-    """
-    arrays: dict[str, np.ndarray] = {}
-    skipped: list[str] = []
-    ik, lk = profile.images_key, profile.labels_key
-    p = Path(ds.path)
-    if p.is_file() and zipfile.is_zipfile(p):
-        with np.load(p, allow_pickle=False) as npz:
-            for key in npz.keys():
-                if key == ik:
-                    arrays[key] = ds.images
-                    continue
-                try:
-                    arrays[key] = npz[key]
-                except ValueError:
-                    skipped.append(key)
-    else:  # a folder of class folders
-        arrays[ik] = ds.images
-        if ds.labels is not None:
-            arrays[lk] = ds.labels
-    return arrays, skipped
-
-
-def subset(arrays: dict[str, np.ndarray], index: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """Per-image arrays (first axis of length n) indexed; other arrays copied as they are."""
-    return {k: (v[index] if v.ndim >= 1 and v.shape[0] == n else v) for k, v in arrays.items()}
-
-
-def same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def check_outputs(inp: Path, outs: list[Path], force: bool, what: list[str]) -> None:
-    """Refuse to write over the input, twice to one path, or over a file without --force."""
-    for out, opt in zip(outs, what):
-        if same_file(inp, out) or out.resolve() == inp.resolve():
-            raise UsageError(f"{opt} {out} is the input file; the input is never changed",
-                             hint=f"give {opt} a new file name")
-        if not out.parent.is_dir():
-            raise InputError(f"folder {out.parent} does not exist (for {opt})",
-                             hint="create it first, or choose another path")
-        if out.exists() and not force:
-            raise InputError(f"{out} exists; refusing to overwrite",
-                             hint="pass --force to overwrite it, or choose another path")
-    resolved = [o.resolve() for o in outs]
-    if len(set(resolved)) != len(resolved):
-        raise UsageError(f"{' and '.join(what)} name the same file",
-                         hint="give each output its own path")
-
-
-def _temp_path(final: Path, suffix: str) -> Path:
-    """A new empty file next to ``final``, with the permissions a plain open() would give
-    (mkstemp's are 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return Path(tmp)
-
-
-def write_all(npz_outputs: dict[Path, dict[str, np.ndarray]],
-              json_outputs: dict[Path, Any] | None = None) -> None:
-    """Write every file to a temp name first, then rename them all into place.
-
-    If any write fails, every temp file is removed and no output appears.
-    """
-    temps: list[tuple[Path, Path]] = []
-    try:
-        for final, arrays in npz_outputs.items():
-            tmp = _temp_path(final, ".npz.tmp")
-            temps.append((tmp, final))
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-        for final, obj in (json_outputs or {}).items():
-            tmp = _temp_path(final, ".json.tmp")
-            temps.append((tmp, final))
-            tmp.write_text(json.dumps(obj, indent=1) + "\n", "utf-8")
-        for tmp, final in temps:
-            os.replace(tmp, final)
-    except BaseException:
-        for tmp, _ in temps:
-            if tmp.exists():
-                tmp.unlink()
-        raise
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_all({}, {path: obj})
+from subkit.fsutil import temp_sibling
 
 
 # -- the split -----------------------------------------------------------------------------------
@@ -153,7 +50,7 @@ def split_indices(labels: np.ndarray, groups: list[np.ndarray], n_classes: int,
     names = class_names or [str(i) for i in range(n_classes)]
     counts = np.bincount(labels, minlength=n_classes)
     quota = quotas(counts, test_size)
-    for c in np.flatnonzero(counts):
+    for c in np.flatnonzero(counts).tolist():
         if quota[c] < 1 or quota[c] >= counts[c]:
             side = "test" if quota[c] < 1 else "training"
             raise InputError(
@@ -169,7 +66,7 @@ def split_indices(labels: np.ndarray, groups: list[np.ndarray], n_classes: int,
     multi = [g for g in groups if len(g) > 1]
     for g in multi:
         in_group[g] = True
-    test_count = np.zeros(n_classes, np.int64)
+    test_count: np.ndarray = np.zeros(n_classes, np.int64)
     comp = [np.bincount(labels[g], minlength=n_classes) for g in multi]
     order = rng.permutation(len(multi))
     draws = rng.random(len(multi))
@@ -194,7 +91,7 @@ def split_indices(labels: np.ndarray, groups: list[np.ndarray], n_classes: int,
                 is_test[multi[gi]] = True
                 test_count += comp[gi]
     train_count = counts - test_count
-    for c in np.flatnonzero(counts):
+    for c in np.flatnonzero(counts).tolist():
         if test_count[c] == 0 or train_count[c] == 0:
             side = "test" if test_count[c] == 0 else "training"
             raise InputError(
@@ -302,7 +199,7 @@ def set_local_test(profile, test_path: Path) -> Path:
                                hint='write it as [workspace] with local_test = "..."')
         ws_table["local_test"] = value
         new_text = tomli_w.dumps(data)
-    tmp = _temp_path(toml_path, ".tmp")
+    tmp = temp_sibling(toml_path, ".tmp")
     try:
         tmp.write_text(new_text, "utf-8")
         os.replace(tmp, toml_path)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# per-class share of the reference training set (FACTS.md section 1)
+# per-class counts of the reference training set (AN2DL 2024-25 Homework 1)
 REFERENCE_COUNTS = np.array([1052, 2381, 1285, 2226, 1049, 1393, 2530, 1843])
 REFERENCE_CLASSES = ["Basophil", "Eosinophil", "Erythroblast", "Immature granulocytes",
                      "Lymphocyte", "Monocyte", "Neutrophil", "Platelet"]
@@ -79,7 +79,10 @@ def _one_image(rng: np.random.Generator, cls: int) -> np.ndarray:
         _paint(img, _disc(cy, cx, r * 0.45) * 0.35, bg)  # pale centre
     (r_lo, r_hi), cyto, nuc, kind, (s_lo, s_hi), gran = _CLASSES[cls]
     cy, cx = SIZE / 2 + rng.normal(0, 4, 2)
-    jitter = lambda c, s=18: np.clip(np.asarray(c, np.float32) + rng.normal(0, s, 3), 0, 255)
+
+    def jitter(c, s=18):
+        return np.clip(np.asarray(c, np.float32) + rng.normal(0, s, 3), 0, 255)
+
     if kind == "fragments":
         for _ in range(rng.integers(2, 7)):
             fy, fx = cy + rng.normal(0, 10), cx + rng.normal(0, 10)
@@ -181,7 +184,7 @@ def generate(n: int = 2000, *, seed: int = 0, n_classes: int = 8, duplicates: in
             "is_duplicate": is_dup}
 
 
-# -- the other kinds of competition (issue 16) ---------------------------------------------
+# -- the other kinds of competition ---------------------------------------------------
 # Each generator is seeded and offline, and made so that a small network learns it well
 # but not perfectly: the classes differ by texture, shape or frequency, never by one
 # value alone, and every sample carries noise and a random nuisance (lighting, phase,

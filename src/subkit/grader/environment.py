@@ -39,10 +39,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
+from subkit import ui
 from subkit.errors import SubkitError, UsageError
+from subkit.ui import Echo
 
 MARKER = "subkit-env.json"
 ENV_NAMES = ("current", "grader")
@@ -52,13 +54,8 @@ DOWNLOAD_HINT_MB = 650  # measured: tensorflow 2.17 + keras 3.4 + numpy 1.26 and
 PIP_TIMEOUT_S = 3600
 FAILED_RETRY_S = 3600  # after a failed automatic creation, `auto` waits this long to retry
 
-Echo = Callable[[str], None]
 # installer(python, requirements, log_path, echo, progress) -> None; raises on failure
 Installer = Callable[[str, list, Path, Echo, bool], None]
-
-
-def _stderr_echo(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- the pinned set ----------------------------------------------------------------------------
@@ -508,7 +505,7 @@ def _remove(folder: Path) -> None:
                           hint="remove the folder by hand")
 
 
-def create_env(pin_set: dict, folder: Path, interpreter: dict, *, echo: Echo = _stderr_echo,
+def create_env(pin_set: dict, folder: Path, interpreter: dict, *, echo: Echo = ui.progress,
                progress: bool = False, installer: Installer | None = None,
                check: Callable[[str, dict], dict] | None = None,
                runner: Runner = _run_capture, profile_name: str = "",
@@ -579,7 +576,7 @@ def ensure_env(profile, *, create: bool = True, echo: Echo | None = None,
     a broken install: it is removed and rebuilt, never used. ``installer``/``check``/
     ``runner`` replace pip, the import check and the registry query (tests).
     """
-    echo = echo or _stderr_echo
+    echo = echo or ui.progress
     if progress is None:
         progress = sys.stderr.isatty()
     p = pins(profile)
@@ -612,7 +609,7 @@ def ensure_env(profile, *, create: bool = True, echo: Echo | None = None,
 def remove_env(profile, *, echo: Echo | None = None) -> Path | None:
     """Remove the profile's grader environment (and its install log); the folder removed,
     or None when there was none."""
-    echo = echo or _stderr_echo
+    echo = echo or ui.progress
     folder = env_dir(profile)
     log = folder.parent / f"{folder.name}.log"
     with _lock(folder.parent / f"{folder.name}.lock", echo):

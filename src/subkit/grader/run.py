@@ -25,14 +25,13 @@ from __future__ import annotations
 import io
 import signal as _signal
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from subkit.errors import InputError, SubkitError
+from subkit.errors import InputError
 from subkit.grader import safezip, sandbox, scoring, untrusted
 from subkit.grader.runfolder import RunFolder
 
@@ -228,7 +227,9 @@ class _CleanWatch:
 
     def __init__(self, status_path: Path, pred_path: Path, cap: int):
         self.status_path, self.pred_path, self.cap = status_path, pred_path, cap
-        self.done, self.data, self.clean_s, self.last = False, None, None, -1.0
+        self.done, self.last = False, -1.0
+        self.data: bytes | None = None
+        self.clean_s: float | None = None
 
     def tick(self, elapsed: float) -> None:
         if self.done or elapsed - self.last < 0.2:
@@ -434,68 +435,8 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls, calls, keras=None) ->
 
 
 # -- score-local -------------------------------------------------------------------------------
-def score_local(zip_path: Path, data_path: Path, prof, *, time_limit: float | None = None,
-                isolate_network: bool = True, progress: bool = False, env: str | None = None,
-                record: bool = True, keep_input: bool = False, shift: str | None = None,
-                seed: int = 0, tta_compare: bool = False, proba: bool = False,
-                report: bool = True, phase: str | None = None) -> RunResult:
-    """Run the zip like the grader and score it.
-
-    ``phase``: the profile's phase whose output is expected (a forecast's horizon).
-
-    ``shift``: a shift suite (subkit.shift) whose sets the same child predicts after the
-    clean set, once each; ``tta_compare``: a second child with SUBKIT_TTA=0; ``proba``: also
-    save predict_proba(X) (the report's most confident mistakes; implied by ``shift``);
-    ``report``: write report.html in the run folder.
-    """
-    from subkit.data import io as data_io
-    from subkit.recovery import recover
-
-    zip_path = Path(zip_path)
-    if not zip_path.is_file():
-        raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
-    phase = prof.phase(phase)
-    other_kind = prof.kind != "classification"  # shift_kinds' families, no TTA/proba/report
-    if (tta_compare or proba) and other_kind:
-        raise SubkitError(f"--tta-compare and --proba are for image classification; "
-                          f"{prof.name} is {prof.kind}", hint="score it without them")
-    if shift is not None:
-        from subkit import shift as shiftmod
-        from subkit import shift_kinds
-
-        try:
-            shift_kinds.parse(prof, shift) if other_kind else shiftmod.parse_suite(shift)
-        except (shiftmod.SuiteError, shift_kinds.KindSuiteError) as exc:
-            raise InputError(str(exc), hint="e.g. --shift default, quick, hidden-2024, "
-                                            "microscopy, blur:3,noise (series: noise:3,scaling)") from None
-    notes = recover(prof)
-    ds = data_io.load(data_path, prof, require_labels=True, phase=phase)
-    X, warns = prepare_input(ds.images, prof)
-    if shift is not None and not other_kind and X.ndim not in (3, 4):
-        raise InputError(f"--shift needs a test set of images (n, h, w[, c]); this one is "
-                         f"shaped {X.shape}", hint="drop --shift for this competition")
-    python, env_desc = python_for(prof, env, progress=progress)
-    warns = env_warnings(env_desc) + notes + warns
-    limit = float(time_limit if time_limit else prof.time_limit_s)
-    folder = _open_run(prof, zip_path, zip_path.stem, "score-local", data_path)
-    try:
-        result = _run_and_score(folder.path, zip_path, data_path, ds, X, prof, python, env_desc,
-                                limit, warns, isolate_network=isolate_network,
-                                progress=progress, keep_input=keep_input, shift=shift,
-                                seed=seed, tta_compare=tta_compare, proba=proba, report=report,
-                                phase=phase, other_kind=other_kind)
-    except BaseException as exc:
-        folder.abandon(f"interrupted: {type(exc).__name__}: {exc}"[:300])
-        raise
-    warning = folder.finish(result.to_dict(), prof.submissions_dir,
-                            _ledger_row(result) if record else None)
-    if warning:
-        result.warnings.append(warning)
-    return result
-
-
-def _open_run(prof, zip_path: Path, stem: str, kind: str, data_path: Path) -> RunFolder:
-    """The run folder with the zip safely unzipped into ``submission/``; a zip that is
+def open_run(prof, zip_path: Path, stem: str, kind: str, data_path: Path) -> RunFolder:
+    """The one way a run starts: the run folder with the zip safely unzipped into ``submission/``; a zip that is
     refused leaves no folder behind."""
     sandbox.choose_mode()  # SUBKIT_SANDBOX=bwrap where there is none: refused before anything
     max_bytes, max_members = safezip.bounds(prof)
@@ -508,85 +449,6 @@ def _open_run(prof, zip_path: Path, stem: str, kind: str, data_path: Path) -> Ru
         folder.discard()
         raise
     return folder
-
-
-def _run_and_score(run_dir: Path, zip_path: Path, data_path: Path, ds, X, prof, python: str,
-                   env_desc: dict, limit: float, warns: list[str], *, isolate_network: bool,
-                   progress: bool, keep_input: bool, shift: str | None, seed: int,
-                   tta_compare: bool, proba: bool, report: bool, phase: str | None,
-                   other_kind: bool) -> RunResult:
-    sub_dir = run_dir / "submission"
-    plan = None
-    t0 = time.monotonic()
-    if shift is not None and other_kind:
-        from subkit import shift as shiftmod
-        from subkit import shift_kinds
-
-        plan = shift_kinds.make_plan(prof, X, ds.labels, shift, seed, run_dir / "input_data" / "shifts")
-        cr = shiftmod.run_with_plan(sub_dir, X, ds.labels, prof, plan, run_dir=run_dir,
-                                    time_limit=limit,
-                                    python=python, isolate_network=isolate_network, progress=progress,
-                                    label=f"clean + {len(plan)} shifted sets", inputs=ds.extras)
-    elif shift is None and not proba:
-        cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
-                            isolate_network=isolate_network, progress=progress, inputs=ds.extras)
-    else:
-        from subkit import shift as shiftmod
-
-        if shift is not None:
-            plan = shiftmod.make_plan(X, shift, seed, run_dir / "input_data" / "shifts",
-                                      value_range=prof.input_range, n_classes=prof.n_classes)
-        label = f"clean + {len(plan)} shifted sets" if plan else "running the submission"
-        cr = shiftmod.run_with_plan(sub_dir, X, ds.labels, prof, plan, run_dir=run_dir,
-                                    time_limit=limit, python=python,
-                                    isolate_network=isolate_network, progress=progress,
-                                    proba=True, label=label)
-    wall = time.monotonic() - t0
-    try:
-        result = _finish(cr, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns,
-                         plan=None if other_kind else plan, phase=phase)
-        if other_kind and plan is not None and result.ok:
-            result.shift = shift_kinds.collect(plan, cr.status, run_dir / "output", prof, phase,
-                                               result.score)
-            write_json(run_dir / "run.json", result.to_dict())
-        if tta_compare and result.ok:
-            from subkit import shift as shiftmod
-
-            result.tta_compare = shiftmod.tta_compare(
-                sub_dir, X, ds.labels, prof, plan,
-                with_tta={"clean": result.score, "shift": result.shift,
-                          "predict_s": result.timings.get("predict_s")},
-                run_dir=run_dir / "no_tta", time_limit=limit, python=python,
-                isolate_network=isolate_network, progress=progress)
-        if result.shift is not None:
-            result.predicted_leaderboard = _predict_leaderboard(result, prof, X, ds.labels)
-        write_json(run_dir / "run.json", result.to_dict())
-    finally:
-        if plan is not None and not keep_input:
-            plan.cleanup()
-    if report and prof.kind == "classification":  # the HTML report shows images and labels
-        try:
-            from subkit.report.html import write_report
-
-            write_report(run_dir, prof, images=X, labels=ds.labels)
-        except Exception as exc:  # the report must never cost the score
-            result.warnings.append(f"report.html could not be written: {type(exc).__name__}: {exc}")
-    return result
-
-
-def _predict_leaderboard(result: RunResult, prof, X: np.ndarray, y: np.ndarray) -> dict:
-    """The shift dict gets the test set's content sha256; the ledger's other zips with a
-    leaderboard score and a run of the same suite, seed and test set predict this one's."""
-    from subkit import calibration
-    from subkit.ledger import Ledger
-
-    result.shift["data_sha256"] = calibration.test_set_id(X, y)
-    try:
-        records = Ledger(prof.submissions_dir, on_warning=result.warnings.append).records()
-    except OSError as exc:
-        return {"score": None, "message": f"the ledger could not be read: {exc}"}
-    return calibration.for_run(records, result.shift, result.shift["data_sha256"],
-                               result.zip_sha256)
 
 
 def python_for(prof, env: str | None = None, *, echo=None,
@@ -604,8 +466,9 @@ def env_warnings(env_desc: dict) -> list[str]:
     return [env_desc["warning"]] if env_desc.get("warning") else []
 
 
-def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall, warns,
-            plan=None, phase: str | None = None) -> RunResult:
+def finish_run(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall,
+               warns, phase: str | None = None) -> RunResult:
+    """Score what the child returned and describe the run (written to run.json)."""
     from subkit.ledger import sha256_file
 
     scores: dict = {}
@@ -638,19 +501,6 @@ def _finish(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_des
                     kind=prof.kind, phase=phase,
                     sandbox={**cr.child.sandbox, "written_mb": cr.child.written_mb,
                              "paused_s": cr.child.paused_s})
-    if plan is not None:
-        from subkit import shift as shiftmod
-
-        if res.ok:
-            res.shift = shiftmod.collect(plan, cr.status, run_dir / "output", ds.labels, prof,
-                                         res.score)
-            shiftmod.save_samples(plan, run_dir / "output" / "shift_samples.npz")
-            if res.shift["failures"]:
-                res.warnings.append(f"{len(res.shift['failures'])} of {len(plan)} shifted sets "
-                                    f"were not scored (first: {res.shift['failures'][0]['key']}: "
-                                    f"{res.shift['failures'][0]['error']})")
-        if plan.error:
-            res.warnings.append(f"generating the shifted sets failed: {plan.error}")
     if max(cr.child.stdout_bytes, cr.child.stderr_bytes) > untrusted.LOG_CAP_BYTES:
         res.warnings.append(f"the submission printed {max(cr.child.stdout_bytes, cr.child.stderr_bytes) / 1e6:.0f} MB; "
                             "the logs keep the first 16 MiB and the last 64 KiB")
@@ -664,75 +514,6 @@ def write_json(path: Path, obj) -> None:
     write_json_atomic(path, obj)
 
 
-def _ledger_row(result: RunResult) -> dict:
-    sh = result.shift or {}
-    rec = {"kind": "score-local", "zip": result.zip.name, "zip_sha256": result.zip_sha256,
-           "run_dir": str(result.run_dir), "metric": result.metric, "clean_score": result.score,
-           "shifted_score": sh.get("shifted_score"),
-           "runtime_s": result.timings.get("child_s"), "env": result.env.get("name"),
-           "ok": result.ok, "data": str(result.data), "n": result.n,
-           "isolated": bool(result.sandbox.get("isolated"))}
-    if sh.get("data_sha256"):  # what subkit.calibration reads back
-        rec.update(data_sha256=sh["data_sha256"], shift_suite=sh.get("suite"),
-                   shift_seed=sh.get("seed"), shift_scores=sh.get("scores"))
-    return rec
-
-
-# -- predict -----------------------------------------------------------------------------------
-def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool = False,
-                time_limit: float | None = None, progress: bool = False, env: str | None = None,
-                isolate_network: bool = True, phase: str | None = None) -> dict:
-    """Run the zip on unlabelled data and write the profile's Kaggle CSV exactly."""
-    from subkit import kaggle_csv
-    from subkit.data import io as data_io
-    from subkit.recovery import recover
-
-    out = Path(out)
-    if out.exists() and not force:
-        raise InputError(f"{out} exists; refusing to overwrite", hint="pass --force or choose another --out")
-    if not out.parent.is_dir() if str(out.parent) else False:
-        raise InputError(f"folder {out.parent} does not exist", hint="create it first")
-    if not Path(zip_path).is_file():
-        raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
-    if prof.output_kind == "forecasts":
-        raise SubkitError(f"{prof.name} is a code competition: it takes the zip, not a CSV",
-                          hint="score it with `subkit score-local`, submit the zip")
-    phase = prof.phase(phase)
-    notes = recover(prof)
-    ds = data_io.load(data_path, prof, require_labels=False, phase=phase)
-    ids = kaggle_csv.test_ids(Path(data_path), prof, len(ds))
-    X, warns = prepare_input(ds.images, prof)
-    python, env_desc = python_for(prof, env, progress=progress)
-    warns = env_warnings(env_desc) + notes + warns
-    limit = float(time_limit if time_limit else prof.time_limit_s)
-    folder = _open_run(prof, Path(zip_path), Path(zip_path).stem + "-predict", "predict", data_path)
-    run_dir = folder.path
-    try:
-        cr = run_submission(run_dir / "submission", X, prof, run_dir=run_dir, time_limit=limit,
-                            python=python, isolate_network=isolate_network, progress=progress,
-                            inputs=ds.extras)
-    except BaseException as exc:
-        folder.abandon(f"interrupted: {type(exc).__name__}: {exc}"[:300])
-        raise
-    record = {"kind": "predict", "zip": str(zip_path), "data": str(data_path), "out": str(out),
-              "ok": cr.failure is None, "failure": cr.failure.to_dict() if cr.failure else None,
-              "sandbox": cr.child.sandbox, "env": env_desc}
-    if cr.failure:
-        folder.finish(record)
-        raise _run_error(cr.failure, run_dir, env_desc)
-    try:
-        values, w = scoring.validate(prof.task_spec(phase), cr.predictions, len(ds))
-    except scoring.PredictionError as exc:
-        folder.finish({**record, "ok": False, "failure": {"stage": "scoring", "message": exc.message}})
-        raise SubkitError(exc.message, hint=exc.hint) from None
-    rows = kaggle_csv.write(out, values, ids, prof)
-    folder.finish({**record, "rows": rows})
-    return {"out": str(out), "rows": rows, "columns": len(kaggle_csv.header(prof)),
-            "layout": prof.csv.layout, "run_dir": str(run_dir), "warnings": warns + w,
-            "predict_s": cr.status.get("timings", {}).get("predict_s"), "env": env_desc,
-            "sandbox": cr.child.sandbox}
-
-
 def env_line(env_desc: dict) -> str:
     """The summary line that names the versions that ran the submission."""
     from subkit.grader.environment import versions_text
@@ -742,17 +523,3 @@ def env_line(env_desc: dict) -> str:
     if env_desc.get("name") == "current" and env_desc.get("matches_grader"):
         where = "the current versions, which are the grader's"
     return f"ran in {where}: {versions_text(env_desc)}"
-
-
-def _run_error(f: Failure, run_dir: Path, env_desc: dict) -> SubkitError:
-    import click
-
-    from subkit.errors import RunFailed
-
-    if f.tail:  # the child's own words first, then our one error line
-        click.echo("--- the submission's traceback/log tail ---", err=True)
-        click.echo("\n".join("    " + line for line in f.tail.splitlines()[-12:]), err=True)
-    click.echo(env_line(env_desc), err=True)
-    for w in env_warnings(env_desc):
-        click.secho(f"warning: {w}", fg="yellow", err=True)
-    return RunFailed(f.message, hint=f"{f.hint} (logs: {run_dir / 'logs'})")

@@ -58,9 +58,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 
 from subkit.errors import SubkitError, UsageError
 from subkit.grader import untrusted

@@ -1,7 +1,7 @@
 """Validating predictions and computing the metrics, outside the submission's process.
 
 Standalone-friendly: numpy only (an exported Codabench scoring program copies this file).
-Metrics follow scikit-learn's definitions (tests/test_kinds_metrics.py checks them against
+Metrics follow scikit-learn's definitions (tests/test_kinds_profile.py checks them against
 scikit-learn): accuracy; balanced accuracy = mean recall over the classes present in the
 truth; macro F1 over the classes present in truth or predictions, a class with no
 predicted and no true samples contributes nothing; MSE, MAE, RMSE over every value of
@@ -13,30 +13,21 @@ truth or the predictions.
 Each kind of output has its validator (``validate_predictions`` for labels,
 ``validate_forecasts``, ``validate_masks``), raising PredictionError with the message and
 hint a participant needs; ``evaluate`` runs the right one and the right metrics for a
-``TaskSpec``.
+``subkit.profile.TaskSpec`` (any object with its attributes).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What scoring needs from a profile: ``Profile.task_spec(phase)`` builds it."""
-
-    kind: str  # "labels" | "forecasts" | "masks"
-    metric: str
-    class_names: list = field(default_factory=list)
-    horizon: int | None = None
-    phase: str | None = None
-    ignore_classes: list = field(default_factory=list)
-    mask_shape: tuple = ()
-    secondary: list = field(default_factory=list)
+if TYPE_CHECKING:  # never at run time: this file also runs standalone (a scoring program)
+    from subkit.profile import TaskSpec
 
 
 @dataclass
@@ -126,8 +117,8 @@ def validate_predictions(pred, n: int, n_classes: int,
                               "return integer labels 0..n_classes-1")
     if arr.dtype.kind in "fc":
         if not np.isfinite(arr).all():
-            bad = int((~np.isfinite(arr)).sum())
-            raise PredictionError(f"predict returned {bad} NaN/inf values",
+            n_bad = int((~np.isfinite(arr)).sum())
+            raise PredictionError(f"predict returned {n_bad} NaN/inf values",
                                   "check the model's input scaling and the weights; return integer labels")
         if not (arr == np.round(arr)).all():
             raise PredictionError("predict returned fractional numbers (probabilities of one class?), not labels",
@@ -272,7 +263,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 
 
 def segmentation_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str],
-                         ignore: list[int] = ()) -> dict:
+                         ignore: Sequence[int] = ()) -> dict:
     """Mean IoU over the classes not ignored, pixel accuracy, per-class IoU, the pixel
     confusion matrix (pixels whose true class is ignored are left out of all of them)."""
     k = len(class_names)

@@ -315,7 +315,7 @@ def die_with_parent() -> None:
         _libc.syscall(nr, 1, None)  # keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)
 
 
-_UNDUMPABLE = [0, threading.Lock()]  # children running that need subkit undumpable
+_UNDUMPABLE: list[Any] = [0, threading.Lock()]  # children running that need subkit undumpable
 
 
 def set_dumpable(on: bool) -> None:
@@ -347,7 +347,8 @@ def kill_group(pid: int) -> None:
 
 def _children() -> list[tuple[int, int]]:
     """(pid, session id) of this process's children."""
-    me, out = os.getpid(), []
+    me = os.getpid()
+    out: list[tuple[int, int]] = []
     try:
         names = os.listdir("/proc")
     except OSError:

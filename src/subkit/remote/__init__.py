@@ -1,5 +1,5 @@
 """HTTP clients of the platforms' APIs (requests only, no platform SDK); no printing,
-no decisions about what to submit (that is ``subkit.submit``).
+no decisions about what to submit (that is ``subkit.commands.submit``).
 
 - ``http``: retries with backoff, Retry-After, uploads with a progress bar, the server's
   own words in every failure, secrets scrubbed.

@@ -24,9 +24,10 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urlparse
 
 import requests

@@ -17,6 +17,7 @@ given.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -133,14 +134,14 @@ def _files(sub_dir: Path) -> list[dict]:
         if size <= MAX_HASH_BYTES:  # a big weights file: the zip's sha256 identifies it
             h = hashlib.sha256()
             with open(p, "rb") as fh:
-                for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
                     h.update(chunk)
             digest = h.hexdigest()
         out.append({"path": p.relative_to(sub_dir).as_posix(), "size": size, "sha256": digest})
     return out
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -1,7 +1,7 @@
 """The distribution-shift suite: the local test images under seeded, reproducible shifts.
 
-The hidden test set of the reference competition was shifted from the training data
-(FACTS.md section 1): teams with 0.92-0.98 local validation accuracy scored 0.20-0.76 on the
+The hidden test set of the reference competition was shifted from the training data, as
+its participants reported: teams with 0.92-0.98 local validation accuracy scored 0.20-0.76 on the
 leaderboard. ``score-local --shift SUITE`` makes shifted copies of the local test set and
 has the submission's child predict each once after the clean set.
 
@@ -20,10 +20,30 @@ The shifted score is the mean of the metric over every (family, severity) of the
 ledger has leaderboard scores of other zips (docs/shift-and-report.md).
 """
 
-from subkit.shift.families import (FAMILIES, SUITES, Family, Suite, SuiteError, describe,
-                                   hypothesis, key, n_severities, parse_suite)
-from subkit.shift.plan import (SAMPLES, Plan, SetProgress, collect, make_plan, prepare,
-                               run_with_plan, save_samples, tta_available, tta_compare)
+from subkit.shift.families import (
+    FAMILIES,
+    SUITES,
+    Family,
+    Suite,
+    SuiteError,
+    describe,
+    hypothesis,
+    key,
+    n_severities,
+    parse_suite,
+)
+from subkit.shift.plan import (
+    SAMPLES,
+    Plan,
+    SetProgress,
+    collect,
+    make_plan,
+    prepare,
+    run_with_plan,
+    save_samples,
+    tta_available,
+    tta_compare,
+)
 
 __all__ = ["FAMILIES", "SUITES", "Family", "Suite", "SuiteError", "describe", "hypothesis",
            "key", "n_severities", "parse_suite", "SAMPLES", "Plan", "SetProgress", "collect",

@@ -4,8 +4,8 @@ imports no image library (the ops import Keras and Pillow when they run)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from subkit.shift import ops
 
@@ -29,7 +29,7 @@ class Family:
         return "keras" in self.source.lower()
 
 
-def _enhance(name: str, title: str, kind: str, values: tuple) -> "Family":
+def _enhance(name: str, title: str, kind: str, values: tuple) -> Family:
     """A MedMNIST-C enhancement: Pillow ImageEnhance ``kind`` at five factors."""
     return Family(name, title, lambda x, ctx, factor: ops.enhance(x, ctx, kind, factor),
                   _five(values, "factor"), lambda factor: f"×{factor:g}",

@@ -118,7 +118,7 @@ def library_versions(with_keras: bool = True) -> dict:
 def _keras_check() -> str | None:
     try:
         import keras
-    except Exception as exc:  # noqa: BLE001 - any import failure is reported the same way
+    except Exception as exc:
         return f"keras could not be imported in subkit's environment: {exc}"
     parts = tuple(int(p) for p in keras.__version__.split(".")[:2] if p.isdigit())
     if parts < KERAS_MIN:
@@ -183,7 +183,7 @@ def run_plan(spec: dict) -> dict:
             break
         try:
             record["sets"][e["key"]] = _write_set(X, labels, spec, e)
-        except Exception as exc:  # noqa: BLE001 - one broken set must not stop the others
+        except Exception as exc:
             why = f"{type(exc).__name__}: {exc}"[:500]
             Path(e["path"] + ".failed").write_text(why)
             record["errors"][e["key"]] = why

@@ -89,7 +89,7 @@ def keras_policy_ops(ctx: Ctx, f: float) -> list:
     wired as those layers wire them (rand_augment.py ``RandAugment.__init__``; the factor
     becomes the range (0, f); posterization keeps ``max(1, int(8 f))`` bits)."""
     fac = (0.0, float(f))
-    specs = [("RandomShear", {"x_factor": fac, "y_factor": fac}),
+    specs: list[tuple[str, dict]] = [("RandomShear", {"x_factor": fac, "y_factor": fac}),
              ("RandomTranslation", {"height_factor": fac, "width_factor": fac}),
              ("RandomRotation", {"factor": fac}),
              ("RandomBrightness", {"factor": fac, "value_range": VR}),

@@ -119,7 +119,7 @@ class Plan:
             elif len(record.get("errors") or {}) == len(self.entries) and self.entries:
                 self.error = next(iter(record["errors"].values()))
             self.generated = True
-        except Exception as exc:  # noqa: BLE001 - a bug here must not leave the child waiting
+        except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             self._fail_missing(self.error)
         finally:

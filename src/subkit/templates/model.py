@@ -75,8 +75,8 @@ class Model:
     def __init__(self, path=None):
         # Codabench calls Model(): the weights sit next to this file. CodaLab calls
         # model(path) with the submission's folder.
-        import tensorflow as tf
         import keras
+        import tensorflow as tf
 
         self.tf = tf
         self.models = []

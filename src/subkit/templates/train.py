@@ -167,8 +167,8 @@ def build_model(keras, backbone, input_shape, n_classes, imagenet, unfreeze):
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
 
     keras.utils.set_random_seed(args.seed)
     with np.load(args.data, allow_pickle=True) as d:  # your own file: some store strings

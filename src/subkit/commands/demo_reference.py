@@ -12,15 +12,16 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import click
-
-from subkit.errors import InputError, SubkitError
+from subkit import ui
+from subkit.errors import SubkitError
 
 
 def _step(n: int, text: str) -> None:
-    click.secho(f"\n[{n}/5] {text}", bold=True)
+    ui.echo(f"\n[{n}/5] {text}", bold=True)
 
 
 DEFAULT_NAME = "subkit-demo"
@@ -58,27 +59,18 @@ def demo_directory(directory: Path | None) -> tuple[Path, str]:
             f"in your home folder, not inside the source checkout {checkout}")
 
 
-def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int | None = None,
-             force: bool = False, seed: int = 0, profile_name: str | None = None) -> dict:
+def run_reference_demo(directory: Path, *, n_images: int, epochs: int | None, seed: int,
+                       show_score: Callable[[Any, Any], None] | None = None) -> dict:
+    """The reference competition's demo in ``directory`` (checked by ``commands.demo``), step
+    by step through the reporter (subkit.ui); ``show_score(result, profile)`` renders the
+    local run's summary (the CLI passes its terminal summary)."""
     from subkit import profile
     from subkit.workspace import init_workspace
 
     t0 = time.monotonic()
-    directory, why = demo_directory(directory)
-    if directory.exists() and any(directory.iterdir()) and not force:
-        raise InputError(f"{directory} exists and is not empty",
-                         hint="give another folder, or --force to reuse it")
-    if n_images < 200:
-        raise InputError(f"--n {n_images} is too small for a demo", hint="use at least 200 images")
-    click.secho(f"the demo's workspace: {directory} ({why})", bold=True)
-    if profile_name and profile_name != profile.DEFAULT_PROFILE:  # every other kind
-        from subkit.demo_kinds import run_kind_demo
-
-        return run_kind_demo(directory, profile.load(profile_name, workspace=False), n=n_images,
-                             epochs=epochs, seed=seed)
     _step(1, f"workspace: subkit init {directory}")
     for p in init_workspace(directory, None, force=True):
-        click.echo(f"  wrote {p}")
+        ui.echo(f"  wrote {p}")
 
     _step(2, f"data: {n_images} synthetic blood-cell-like images (+ duplicated joke images), "
              "deduplicated and split group-aware")
@@ -91,10 +83,10 @@ def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int
     d = synthetic.generate(n_images, seed=seed, duplicates=n_dup)
     raw = data_dir / "training_set.npz"
     data_io.save_npz(raw, force=True, images=d["images"], labels=d["labels"])
-    click.echo(f"  {raw}: {len(d['labels'])} images, {n_dup} of them copies of a few joke images")
+    ui.echo(f"  {raw}: {len(d['labels'])} images, {n_dup} of them copies of a few joke images")
     prof = profile.load(workspace=directory)
     train_path, test_path = data_dir / "train.npz", data_dir / "local_test.npz"
-    _clean_and_split(raw, train_path, test_path, prof, seed)
+    clean_and_split(raw, train_path, test_path, prof, seed)
     from subkit.data.split import set_local_test
 
     set_local_test(prof, test_path)
@@ -107,28 +99,28 @@ def run_demo(directory: Path | None = None, *, n_images: int = 2000, epochs: int
 
     prof = profile.load(workspace=directory)
     manifest = build_submission(weights=[directory / "weights.keras"], model_py=directory / "model.py",
-                                includes=[], tag="demo", out_dir=None, profile=prof, echo=click.echo)
+                                includes=[], tag="demo", out_dir=None, profile=prof, echo=ui.echo)
 
     _step(5, "score-local: the zip run the way the grader runs it, on the local test set")
-    from subkit.grader.run import env_warnings, score_local
-    from subkit.report.terminal import print_score
+    from subkit.commands.score_local import score_zip as score_local
+    from subkit.grader.run import env_warnings
 
     result = score_local(Path(manifest["path"]), test_path, prof, progress=True)
-    print_score(result, prof)
+    if show_score:
+        show_score(result, prof)
     took = time.monotonic() - t0
-    click.secho(f"\ndemo finished in {took:.0f} s. In {directory}:", bold=True)
-    click.echo("  data/            training_set.npz (raw), train.npz, local_test.npz")
-    click.echo("  weights.keras    the trained model;  model.py  the submission's entry point")
-    click.echo(f"  submissions/     {manifest['zip']} (+ manifest .json), runs/, ledger.jsonl")
-    click.echo(f"next: cd {directory} && subkit history")
+    ui.echo(f"\ndemo finished in {took:.0f} s. In {directory}:", bold=True)
+    ui.echo("  data/            training_set.npz (raw), train.npz, local_test.npz")
+    ui.echo("  weights.keras    the trained model;  model.py  the submission's entry point")
+    ui.echo(f"  submissions/     {manifest['zip']} (+ manifest .json), runs/, ledger.jsonl")
+    ui.echo(f"next: cd {directory} && subkit history")
     if not result.ok:
         raise SubkitError("the demo's submission failed its local run", hint="see the summary above")
     from subkit.grader.run import env_line
 
-    click.secho(f"local score: {result.metric} {result.score:.4f}, {env_line(result.env)}",
-                bold=True)
+    ui.echo(f"local score: {result.metric} {result.score:.4f}, {env_line(result.env)}", bold=True)
     for w in env_warnings(result.env):
-        click.secho(f"WARNING: {w}", fg="yellow", bold=True)
+        ui.warn(f"WARNING: {w}")
     return {"zip": manifest["path"], "score": result.score, "seconds": took,
             "directory": str(directory), "env": result.env}
 
@@ -145,15 +137,15 @@ def run_train(directory: Path, seed: int, epochs: int | None) -> None:
     tail: list[str] = []
     for line in proc.stdout:  # stream the epochs as they finish
         tail = (tail + [line])[-60:]
-        if line.startswith(("train ", "Epoch", "{")) or " - accuracy" in line or " - loss" in line \
-                or line.startswith("note"):
-            click.echo("  " + line.strip()[:150])
+        if line.startswith(("train ", "Epoch", "{", "note")) or " - accuracy" in line \
+                or " - loss" in line:
+            ui.echo("  " + line.strip()[:150])
     if proc.wait() != 0:
-        click.echo("".join(tail), err=True)
+        ui.progress("".join(tail))
         raise SubkitError("training failed", hint="see the output above")
 
 
-def _clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: int) -> None:
+def clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: int) -> None:
     """Drop every copy of a duplicated image, then a stratified group-aware split."""
     from subkit.data import duplicates
     from subkit.data import io as data_io
@@ -163,21 +155,21 @@ def _clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: i
     groups = duplicates.exact_groups(images)
     drop = {int(i) for g in groups for i in g}
     keep = [i for i in range(len(labels)) if i not in drop]
-    click.echo(f"  dedupe: removed all {len(drop)} copies of {len(groups)} duplicated images "
+    ui.echo(f"  dedupe: removed all {len(drop)} copies of {len(groups)} duplicated images "
                f"({len(labels)} -> {len(keep)}), as `subkit data dedupe --drop all-copies` does")
     images, labels = images[keep], labels[keep]
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    test_idx = []
+    picked: list[int] = []
     for c in range(prof.n_classes):
         idx = np.flatnonzero(labels == c)
         rng.shuffle(idx)
-        test_idx += idx[: max(1, int(round(len(idx) * 0.2)))].tolist()
-    test_idx = np.array(sorted(test_idx))
+        picked += idx[: max(1, int(round(len(idx) * 0.2)))].tolist()
+    test_idx = np.array(sorted(picked))
     train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
     ik, lk = prof.images_key, prof.labels_key
     data_io.save_npz(train_path, force=True, **{ik: images[train_idx], lk: labels[train_idx][:, None]})
     data_io.save_npz(test_path, force=True, **{ik: images[test_idx], lk: labels[test_idx][:, None]})
-    click.echo(f"  split: {len(train_idx)} train / {len(test_idx)} local test (stratified; "
+    ui.echo(f"  split: {len(train_idx)} train / {len(test_idx)} local test (stratified; "
                "no image has a copy on the other side)")

@@ -65,29 +65,22 @@ import shlex
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from subkit.errors import InputError, SubkitError, UsageError
 from subkit.grader import safezip, sandbox, untrusted
+from subkit.grader.codabench.image import DEFAULT_IMAGE, image_note
 from subkit.grader.run import Failure
 from subkit.grader.runfolder import RunFolder
 
 DEFAULT_TIME_LIMIT = 600  # Codabench's default execution_time_limit (seconds)
 DEFAULT_QUEUE_CAP = 600  # MAX_EXECUTION_TIME_LIMIT of the public default queue
-DEFAULT_IMAGE = "codalab/codalab-legacy:py3"  # the v2 unpacker's default docker_image
-# images known to have no TensorFlow: Codabench's defaults (py37, py3, py39, ...)
-NO_TENSORFLOW = ("codalab/codalab-legacy", "codalab/codalab:")
-CHECK_IMAGE = ("docker run --rm {image} python3 -c \"import sys, tensorflow, keras, numpy; "
-               "print(sys.version.split()[0], tensorflow.__version__, keras.__version__, "
-               "numpy.__version__)\"")
 LOG_NAMES = ("prediction_stdout", "prediction_stderr", "prediction_ingestion_stdout",
              "prediction_ingestion_stderr", "scoring_stdout", "scoring_stderr",
              "scoring_ingestion_stdout", "scoring_ingestion_stderr")
@@ -776,8 +769,10 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
                       task: int | None = None, *, time_limit: float | None = None,
                       isolate_network: bool = True, sandbox_mode: str = "auto",
                       python: str | None = None, progress: bool = False,
-                      record: bool = True, env: str | None = None) -> BundleRunResult:
+                      record: bool = True, env: str | None = None,
+                      notes: list[str] | tuple[str, ...] = ()) -> BundleRunResult:
     """Run ``zip_path`` through the bundle's own ingestion and scoring programs.
+    ``notes``: what the command has to say first (what recovery finished or removed).
 
     Commands that start with ``python``/``python3`` run with ``python``, else with the
     interpreter ``env`` selects (auto|grader|current: environment.select_env), which the
@@ -785,14 +780,13 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
     from subkit.grader.environment import current_description
     from subkit.grader.run import env_warnings, python_for
     from subkit.ledger import sha256_file
-    from subkit.recovery import recover
 
     zip_path = Path(zip_path)
     if not zip_path.is_file():
         raise InputError(f"zip not found: {zip_path}",
                          hint="give the path of a built zip (subkit build)")
     mode, note, why_none = choose_sandbox(sandbox_mode)
-    notes = recover(prof)
+    notes = list(notes)
     folder = RunFolder(prof.submissions_dir / "runs", zip_path.stem + "-bundle",
                        {"kind": "score-local", "zip": str(zip_path), "bundle": str(bundle_path)})
     run_dir = folder.path
@@ -1145,302 +1139,7 @@ def summary_lines(res: BundleRunResult) -> list[tuple[str, dict]]:
     return out
 
 
-# -- the docker image ------------------------------------------------------------------------------
-def _pins_text(prof) -> str:
-    g = prof.grader
-    return ", ".join(f"{k} {g.get(k)}" for k in ("python", "tensorflow", "keras", "numpy"))
+# the export and the docker image, re-exported: `codabench.export_bundle`, `codabench.image_note`
+from subkit.grader.codabench.export import export_bundle  # noqa: E402
 
-
-def default_image(prof) -> str:
-    """The image an exported bundle names: the official image of the profile's TensorFlow
-    (``tensorflow/tensorflow:2.17.0``), which exists for every release; Codabench's own
-    default has no TensorFlow."""
-    tf = prof.grader.get("tensorflow")
-    return f"tensorflow/tensorflow:{tf}" if tf else DEFAULT_IMAGE
-
-
-def image_note(image: str, prof) -> str | None:
-    """What is known about ``image`` against the profile's grader versions: a warning when
-    it cannot run them, a reminder to check when subkit cannot see inside it."""
-    pins = _pins_text(prof)
-    check = CHECK_IMAGE.format(image=image)
-    if image.startswith(NO_TENSORFLOW):
-        return (f"docker image {image} has no TensorFlow: on Codabench every submission "
-                f"would fail to import it; name an image with {pins} (`subkit bundle export` "
-                "writes one, docker/Dockerfile)")
-    m = re.fullmatch(r"(?:docker\.io/)?tensorflow/tensorflow:(\d+(?:\.\d+)*)(?:-\S+)?", image)
-    tf = str(prof.grader.get("tensorflow") or "")
-    if m and tf and m.group(1) != tf:
-        return (f"docker image {image} has tensorflow {m.group(1)}, not the grader's {tf}: "
-                f"name tensorflow/tensorflow:{tf} or an image with {pins}")
-    if m:
-        return (f"docker image {image} has tensorflow {tf}; its Python, Keras and numpy are "
-                f"whatever that image ships, not necessarily {pins}: check with `{check}`, or "
-                "build docker/Dockerfile for exactly those")
-    return (f"subkit cannot see inside docker image {image}: check that it has {pins} with "
-            f"`{check}`")
-
-
-def dockerfile(prof) -> str:
-    """A Dockerfile for an image with exactly the profile's grader versions."""
-    from subkit.grader.environment import pins, requirements
-
-    reqs = " ".join(requirements(pins(prof)))
-    return (f"# The grader's versions of profile {prof.name}, for competition.yaml's "
-            f"docker_image:\n#   docker build -t YOU/{prof.name}:grader docker/ && docker push "
-            f"YOU/{prof.name}:grader\n#   then set docker_image: YOU/{prof.name}:grader\n"
-            f"FROM python:{prof.grader.get('python')}-slim\n"
-            f"RUN pip install --no-cache-dir {reqs}\n")
-
-
-# -- export ----------------------------------------------------------------------------------------
-_LOGO = (  # a 1x1 PNG: the v2 unpacker requires `image:`
-    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
-    b"\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef"
-    b"\x00\x00\x00\x00IEND\xaeB`\x82")
-
-_SCORE_PY = '''"""Scoring program of a bundle exported by subkit: scores predictions with
-scoring.py, the very code `subkit score-local` scores with. Standalone: stdlib and numpy.
-
-    python3 score.py INPUT OUTPUT      (Codabench: $input $output)
-
-INPUT/ref/y.npy holds the labels, INPUT/res/ the prediction run's output (predictions.npy
-and ingestion.json, written by ingestion.py). Writes OUTPUT/scores.json and
-OUTPUT/detailed_results.html. Invalid or missing predictions: a message on stderr, exit 1,
-no scores (Codabench then marks the submission Failed).
-"""
-
-import html
-import json
-import os
-import sys
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-import numpy as np  # noqa: E402
-
-import scoring  # noqa: E402
-
-
-def _fail(message, hint):
-    sys.stderr.write("error: %s\\nhint: %s\\n" % (message, hint))
-    return 1
-
-
-def main(argv):
-    if len(argv) != 3:
-        return _fail("usage: score.py INPUT OUTPUT", "Codabench passes $input $output")
-    input_dir, output_dir = argv[1], argv[2]
-    with open(os.path.join(HERE, "settings.json")) as fh:
-        settings = json.load(fh)
-    names = settings["class_names"]
-    y_true = np.load(os.path.join(input_dir, "ref", "y.npy"), allow_pickle=False)
-    res = os.path.join(input_dir, "res")
-    status = {}
-    try:
-        with open(os.path.join(res, "ingestion.json")) as fh:
-            status = json.load(fh)
-    except (OSError, ValueError):
-        pass
-    pred_path = os.path.join(res, "predictions.npy")
-    if not (status.get("ok") and os.path.exists(pred_path)):
-        if status.get("error_type"):
-            sys.stderr.write(status.get("traceback", "")[-4000:] + "\\n")
-            return _fail("the submission failed during %s: %s: %s" % (
-                status.get("stage"), status["error_type"], status.get("error", "")),
-                "see the ingestion log (prediction_ingestion_stderr)")
-        return _fail("the prediction run left no predictions (stage reached: %s)"
-                     % status.get("stage"), "see the ingestion log (prediction_ingestion_stderr)")
-    pred = np.load(pred_path, allow_pickle=False)
-    try:
-        labels, warnings = scoring.validate_predictions(pred, len(y_true), len(names))
-    except scoring.PredictionError as exc:
-        return _fail(exc.message, exc.hint)
-    for w in warnings:
-        sys.stderr.write("warning: %s\\n" % w)
-    m = scoring.metrics(y_true, labels, names)
-    os.makedirs(output_dir, exist_ok=True)
-    scoring.write_scores_json(os.path.join(output_dir, "scores.json"),
-                              {k: m[k] for k in settings["columns"]})
-    rows = "".join("<tr><td>%s</td><td>%.4f</td><td>%.4f</td><td>%.4f</td><td>%d</td></tr>" % (
-        html.escape(r["name"]), r["precision"], r["recall"], r["f1"], r["support"])
-        for r in m["per_class"])
-    cm = "".join("<tr><th>%s</th>%s</tr>" % (html.escape(names[i]), "".join(
-        "<td>%d</td>" % v for v in row)) for i, row in enumerate(m["confusion_matrix"]))
-    head = "".join("<th>%d</th>" % i for i in range(len(names)))
-    page = ("<!doctype html><meta charset=utf-8><title>Detailed results</title>"
-            "<style>td,th{padding:2px 8px;text-align:right}</style>"
-            "<h2>%s %.4f</h2><p>%s</p><table><tr><th>class</th><th>precision</th><th>recall</th>"
-            "<th>f1</th><th>support</th></tr>%s</table><h3>Confusion matrix (rows: truth)</h3>"
-            "<table><tr><th></th>%s</tr>%s</table>") % (
-        html.escape(settings["metric"]), m[settings["metric"]],
-        " &middot; ".join("%s %.4f" % (k, m[k]) for k in settings["columns"]), rows, head, cm)
-    with open(os.path.join(output_dir, "detailed_results.html"), "w") as fh:
-        fh.write(page)
-    print(json.dumps({k: m[k] for k in settings["columns"]}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
-'''
-
-_METRIC_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy",
-                  "macro_f1": "Macro F1"}
-
-
-def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
-                  docker_image: str | None = None) -> dict:
-    """Write a Codabench v2 bundle for ``prof`` with ``reference`` as the test set."""
-    import numpy as np
-    import yaml
-
-    from subkit.data import io as data_io
-    from subkit.grader.run import prepare_input
-    from subkit.workspace import template_text
-
-    out = Path(out)
-    if prof.task != "classification":
-        raise SubkitError(f"bundle export supports classification profiles; {prof.name} is "
-                          f"{prof.task}",
-                          hint="segmentation scoring is not implemented yet")
-    if out.suffix.lower() != ".zip":
-        raise UsageError(f"--out {out} should end in .zip", hint="e.g. --out bundle.zip")
-    if out.exists() and not force:
-        raise InputError(f"{out} exists; refusing to overwrite",
-                         hint="pass --force or choose another --out")
-    if not out.parent.is_dir() if str(out.parent) else False:
-        raise InputError(f"folder {out.parent} does not exist", hint="create it first")
-    ds = data_io.load(reference, prof, require_labels=True)
-    X, warns = prepare_input(ds.images, prof)
-    y = np.asarray(ds.labels, dtype=np.int64)
-    here = Path(__file__).parent
-    ingestion_src = (here / "ingestion.py").read_bytes()
-    scoring_src = (here / "scoring.py").read_bytes()
-    metric = prof.metric
-    columns = [metric] + [k for k in ("accuracy", "balanced_accuracy", "macro_f1") if k != metric]
-    higher = prof.data["evaluation"].get("higher_is_better", True)
-    limit = int(round(prof.time_limit_s))
-    ev = prof.data["evaluation"]
-    phase_names = list(ev.get("phases") or ["development"])
-    image = docker_image or default_image(prof)
-    note = image_note(image, prof)
-    init = "".join(f" --init-arg {shlex.quote(str(a))}" for a in prof.init_args)
-    ingestion_cmd = (f"python3 $ingestion_program/ingestion.py --submission $submission_program "
-                     f"--input $input/X.npy --output $output "
-                     f"--entry {shlex.quote(prof.entry_file)} "
-                     f"--class-name {shlex.quote(prof.class_name)} "
-                     f"--method {shlex.quote(prof.predict_method)}{init}")
-    scoring_cmd = "python3 $program/score.py $input $output"
-    today = date.today()
-    phases = []
-    for i, name in enumerate(phase_names):
-        p = {"index": i, "name": str(name).capitalize(),
-             "description": f"{name} phase: the submission's predictions on the test set of "
-                            f"task {i}.",
-             "start": today + timedelta(days=60 * i),
-             "execution_time_limit": limit,
-             "max_submissions_per_day": int(ev.get("max_submissions_per_day", 5)),
-             "tasks": [i]}
-        if i < len(phase_names) - 1:
-            p["end"] = today + timedelta(days=60 * (i + 1))
-        if i == 0:
-            p["starting_kit"] = "starting_kit"
-        phases.append(p)
-    tasks = [{"index": i, "name": f"{prof.data.get('title', prof.name)} ({name})",
-              "description": f"{len(X)} test images; the ingestion program is subkit's grader",
-              "input_data": "input_data", "reference_data": "reference_data",
-              "ingestion_program": "ingestion_program", "scoring_program": "scoring_program"}
-             for i, name in enumerate(phase_names)]
-    comp = {
-        "version": 2,
-        "title": prof.data.get("title", prof.name),
-        "description": f"Exported by subkit from profile {prof.name}.",
-        "image": "logo.png",
-        "registration_auto_approve": False,
-        "docker_image": image,
-        "enable_detailed_results": True,
-        "terms": "pages/terms.md",
-        "pages": [{"title": "Overview", "file": "pages/overview.md"},
-                  {"title": "Evaluation", "file": "pages/evaluation.md"}],
-        "tasks": tasks,
-        "phases": phases,
-        "leaderboards": [{"index": 0, "title": "Results", "key": "main", "columns": [
-            {"title": _METRIC_TITLES.get(k, k), "key": k, "index": i,
-             "sorting": "desc" if higher else "asc", "precision": 4}
-            for i, k in enumerate(columns)]}],
-    }
-    header = (f"# Codabench v2 bundle exported by subkit from profile {prof.name}.\n"
-              "# The ingestion program is subkit's grader/ingestion.py and the scoring\n"
-              "# program its grader/scoring.py: `subkit score-local ZIP --bundle THIS.zip`\n"
-              "# runs the same code.\n"
-              f"# Every task uses the same test set; give the later phases' tasks their own\n"
-              f"# input_data/reference_data folders before publishing. docker_image must hold the\n"
-              f"# grader's versions (python {prof.grader.get('python')}, tensorflow "
-              f"{prof.grader.get('tensorflow')}, keras {prof.grader.get('keras')}, numpy "
-              f"{prof.grader.get('numpy')}).\n")
-    settings = {"class_names": prof.class_names, "metric": metric, "columns": columns,
-                "profile": prof.name}
-    overview = (f"# {comp['title']}\n\nSubmit a zip with `{prof.entry_file}` and its weights at "
-                f"the zip root. The grader runs "
-                f"`from {prof.entry_file[:-3]} import {prof.class_name}`, "
-                f"`{prof.class_name}()` and one `{prof.predict_method}(X)` on all test images, X "
-                f"of shape (n, {', '.join(map(str, prof.input_shape))}) and dtype "
-                f"{prof.input_dtype}; "
-                f"it must return n integer labels 0..{prof.n_classes - 1}.\n\nClasses: "
-                + ", ".join(f"{i} {n}" for i, n in enumerate(prof.class_names)) + ".\n")
-    evaluation = (f"# Evaluation\n\nLeaderboard: {', '.join(columns)} (first: {metric}). Time "
-                  f"limit {limit} s per run. The scoring program is the one `subkit "
-                  "score-local` uses.\n")
-    kit_readme = (f"# Starting kit\n\n`model.py` is subkit's template for {prof.name}. Train, save "
-                  f"the weights next to it, zip both at the zip root:\n\n    zip submission.zip "
-                  f"model.py weights.keras\n\nor `subkit build --weights weights.keras`. Check it "
-                  f"locally with `subkit score-local submission.zip --bundle <this bundle>`.\n")
-    files: dict[str, bytes] = {
-        "competition.yaml": (header + yaml.safe_dump(comp, sort_keys=False)).encode(),
-        "logo.png": _LOGO,
-        "pages/overview.md": overview.encode(),
-        "pages/evaluation.md": evaluation.encode(),
-        "pages/terms.md": b"# Terms\n\nThe organizers' terms go here.\n",
-        "ingestion_program/metadata.yaml":
-            yaml.safe_dump({"command": ingestion_cmd}, width=10000).encode(),
-        "ingestion_program/ingestion.py": ingestion_src,
-        "scoring_program/metadata.yaml":
-            yaml.safe_dump({"command": scoring_cmd}, width=10000).encode(),
-        "scoring_program/score.py": _SCORE_PY.encode(),
-        "scoring_program/scoring.py": scoring_src,
-        "scoring_program/settings.json": json.dumps(settings, indent=2).encode(),
-        "starting_kit/model.py": template_text("model.py").encode(),
-        "docker/Dockerfile": dockerfile(prof).encode(),
-        "starting_kit/README.md": kit_readme.encode(),
-    }
-    import io
-
-    def npy(a) -> bytes:
-        buf = io.BytesIO()
-        np.save(buf, a, allow_pickle=False)
-        return buf.getvalue()
-
-    files["input_data/X.npy"] = npy(X)
-    files["reference_data/y.npy"] = npy(y)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp_name, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name, data in files.items():
-                info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
-                info.compress_type = (zipfile.ZIP_STORED if name.endswith(".npy")
-                                      else zipfile.ZIP_DEFLATED)
-                info.external_attr = 0o644 << 16
-                zf.writestr(info, data)
-        os.replace(tmp_name, out)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
-    return {"out": str(out), "profile": prof.name, "n": int(len(X)), "phases": phase_names,
-            "time_limit_s": limit, "metric": metric, "columns": columns, "docker_image": image,
-            "files": sorted(files), "warnings": warns + ([note] if note else [])}
+__all__ = ["export_bundle", "image_note"]

@@ -1,4 +1,4 @@
-"""`subkit data ...`: inspect, dedupe, split, weights (issue 4).
+"""`subkit data ...`: inspect, dedupe, split, weights.
 
 Thin: each command parses its options, calls one library function of ``subkit.data``, and
 prints. numpy only: nothing here imports TensorFlow.
@@ -6,21 +6,13 @@ prints. numpy only: nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from subkit.errors import UsageError
-
-# the same options as subkit.cli (redefined: subkit.cli imports this module)
-profile_option = click.option(
-    "--profile", "profile_name", metavar="NAME",
-    help="Competition profile (a built-in name or a .toml path); default: the workspace's "
-         "subkit.toml, else an2dl-2024-blood-cells.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+from subkit.cli.options import echo_json, json_option, load_profile, profile_option
 
 DEFAULT_NEAR = 4  # kept equal to subkit.data.duplicates.DEFAULT_NEAR (tested)
 DEFAULT_SIMILARITY = 0.98  # kept equal to duplicates.DEFAULT_SIMILARITY (tested)
@@ -37,20 +29,6 @@ similarity_option = click.option(
     default=DEFAULT_SIMILARITY, show_default=True, metavar="S",
     help="A near pair must also have this cosine similarity of its low-frequency DCT "
          "coefficients (brightness- and contrast-insensitive); 0 uses the hash alone.")
-
-
-def _echo_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
-
-
-def _load(file: str, profile_name: str | None, require_labels: bool = True):
-    from subkit import profile
-    from subkit.data import io
-    from subkit.data.split import check_classification
-
-    prof = profile.load(profile_name)
-    check_classification(prof)
-    return prof, io.load(file, prof, require_labels=require_labels)
 
 
 @click.group(name="data")
@@ -83,36 +61,20 @@ def data() -> None:
 def inspect(file, near, similarity, z_threshold, html_path, no_open, profile_name, as_json):
     """Shapes, classes, imbalance, exact and near duplicates (and their labels), colour
     outliers, suggested class weights."""
+    from subkit.commands import data as commands
     from subkit.data import inspect as insp
 
-    from subkit import profile
-
-    prof = profile.load(profile_name)
+    prof = load_profile(profile_name)
+    report = commands.inspect(commands.InspectOptions(
+        file=Path(file), near=near, similarity=similarity, z_threshold=z_threshold,
+        html=Path(html_path) if html_path is not None else None), prof)
     if prof.kind == "segmentation":
-        from subkit.data import io, kinds
+        from subkit.data import kinds
 
-        report = kinds.inspect(io.load(file, prof, require_labels=False), prof, near=near,
-                               min_similarity=similarity)
-        _echo_json(report) if as_json else click.echo(kinds.to_text(report))
+        echo_json(report) if as_json else click.echo(kinds.to_text(report))
         return
-    if html_path is not None and Path(html_path).suffix.lower() not in (".html", ".htm"):
-        raise UsageError(f"--html {html_path}: the page's name must end in .html",
-                         hint="e.g. --html inspect.html (this guards against overwriting data)")
-    if html_path is not None and not Path(html_path).parent.is_dir():
-        raise UsageError(f"--html {html_path}: folder {Path(html_path).parent} does not exist",
-                         hint="create it first, or choose another path")
-    prof, ds = _load(file, profile_name, require_labels=False)
-    report = insp.inspect(ds, prof, near=near, min_similarity=similarity,
-                          z_threshold=z_threshold, labels_dtype=insp.labels_dtype(ds.path, prof),
-                          keep_arrays=html_path is not None)
-    if html_path is not None:
-        from subkit.data import html
-
-        page = html.write(Path(html_path), insp.public(report), ds.images, ds.labels,
-                          prof.class_names)
-        report["html"] = str(page)
     if as_json:
-        _echo_json(insp.public(report))
+        echo_json(insp.public(report))
     else:
         click.echo(insp.to_text(report))
         if html_path is not None:
@@ -149,29 +111,21 @@ def dedupe(file, out, drop, near, similarity, record, force, drop_shared_masks, 
            as_json):
     """Write a copy of FILE without duplicates, and a JSON record of each removed image
     (index, reason, group). FILE is never changed."""
-    from subkit import profile
-    from subkit.data.duplicates import dedupe_file
+    from subkit.commands import data as commands
 
-    prof = profile.load(profile_name)
-    kwargs = dict(out=Path(out), drop=drop, near=near, min_similarity=similarity, force=force,
-                  record=Path(record) if record else None)
-    if prof.kind == "segmentation":
-        from subkit.data import kinds
-
-        summary = kinds.dedupe_file(Path(file), prof, drop_shared_masks=drop_shared_masks, **kwargs)
-        if not as_json:
-            click.echo(f"{summary['n_input']:,} -> {summary['n_output']:,} images: removed "
-                       f"{summary['n_removed']:,} ({summary['drop']}; {summary['n_groups']} groups "
-                       f"of duplicate images, {summary['n_removed_shared_masks']} images sharing "
-                       f"a mask)\nwrote {summary['output']} and {summary['record']}")
-            return
-    elif drop_shared_masks:
-        raise UsageError("--drop-shared-masks is for segmentation profiles",
-                         hint=f"{prof.name} is {prof.kind}: drop the option")
-    else:
-        summary = dedupe_file(Path(file), prof, **kwargs)
+    prof = load_profile(profile_name)
+    summary = commands.dedupe(commands.DedupeOptions(
+        file=Path(file), out=Path(out), drop=drop, near=near, similarity=similarity,
+        record=Path(record) if record else None, force=force,
+        drop_shared_masks=drop_shared_masks), prof)
+    if prof.kind == "segmentation" and not as_json:
+        click.echo(f"{summary['n_input']:,} -> {summary['n_output']:,} images: removed "
+                   f"{summary['n_removed']:,} ({summary['drop']}; {summary['n_groups']} groups "
+                   f"of duplicate images, {summary['n_removed_shared_masks']} images sharing "
+                   f"a mask)\nwrote {summary['output']} and {summary['record']}")
+        return
     if as_json:
-        _echo_json(summary)
+        echo_json(summary)
         return
     click.echo(f"{summary['n_input']:,} -> {summary['n_output']:,} images: removed "
                f"{summary['n_removed']:,} ({summary['drop']}) from {summary['n_groups']:,} "
@@ -207,19 +161,14 @@ def split(file, test_size, out_train, out_test, seed, near, similarity, set_defa
           profile_name, as_json):
     """Stratified, group-aware train/test split: every class keeps its share on both sides,
     and no test image has a near duplicate in training."""
-    from subkit import profile
-    from subkit.data.split import split_file
+    from subkit.commands import data as commands
 
-    prof = profile.load(profile_name)
-    if prof.kind in ("forecasting", "segmentation"):
-        from subkit.data import kinds
-
-        split_file = kinds.split_file
-    report = split_file(Path(file), prof, test_size=test_size, out_train=Path(out_train),
-                        out_test=Path(out_test), seed=seed, near=near,
-                        min_similarity=similarity, force=force, set_default=set_default)
+    report = commands.split(commands.SplitOptions(
+        file=Path(file), out_train=Path(out_train), out_test=Path(out_test),
+        test_size=test_size, seed=seed, near=near, similarity=similarity,
+        set_default=set_default, force=force), load_profile(profile_name))
     if as_json:
-        _echo_json(report)
+        echo_json(report)
         return
     if "kind" in report:
         _print_kind_split(report)
@@ -268,12 +217,11 @@ def _print_kind_split(report: dict) -> None:
 def weights(file, profile_name, as_json):
     """Class weights to paste into Keras: the `class_weight` dict ("balanced",
     n / (classes * count)) and the `alpha` list of CategoricalFocalCrossentropy."""
+    from subkit.commands import data as commands
     from subkit.data import weights as w
 
-    prof, ds = _load(file, profile_name)
-    report = w.class_weights(ds.labels, prof.class_names)
-    report["file"] = str(ds.path)
+    report = commands.weights(Path(file), load_profile(profile_name))
     if as_json:
-        _echo_json(report)
+        echo_json(report)
     else:
         click.echo(w.to_python(report))

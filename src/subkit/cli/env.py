@@ -1,4 +1,4 @@
-"""`subkit env create|show|remove`: the grader's pinned environment (issue 6).
+"""`subkit env create|show|remove`: the grader's pinned environment.
 
 Thin click commands over ``subkit.grader.environment``; nothing here imports TensorFlow.
 Progress of an install goes to stderr (one line per pip step on a terminal); ``--json``
@@ -7,30 +7,9 @@ output goes to stdout.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import click
 
-profile_option = click.option(
-    "--profile", "profile_name", metavar="NAME",
-    help="Competition profile (a built-in name or a .toml path); default: the workspace's "
-         "subkit.toml, else an2dl-2024-blood-cells.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-
-
-def _echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
-
-
-def _err(message: str) -> None:
-    click.echo(message, err=True)
-
-
-def _load(profile_name: str | None):
-    from subkit import profile
-
-    return profile.load(profile_name)
+from subkit.cli.options import echo_json, err, json_option, load_profile, profile_option
 
 
 def _pins_text(pins: dict) -> str:
@@ -84,20 +63,20 @@ def create(profile_name: str | None, force: bool, as_json: bool) -> None:
     """Create the grader environment (downloads about 600 MB once)."""
     from subkit.grader import environment
 
-    prof = _load(profile_name)
+    prof = load_profile(profile_name)
     before = environment.env_status(prof)
     if before["state"] == "ready" and not force:
         if as_json:
-            _echo_json({**before, "created_now": False})
+            echo_json({**before, "created_now": False})
         else:
             click.echo(f"the grader environment of {prof.name} is ready: {before['python']}")
             click.echo("(--force rebuilds it)")
         return
-    environment.ensure_env(prof, create=True, echo=_err, force=force)
+    environment.ensure_env(prof, create=True, echo=err, force=force)
     environment.clear_failure(prof)
     after = environment.env_status(prof)
     if as_json:
-        _echo_json({**after, "created_now": True})
+        echo_json({**after, "created_now": True})
     else:
         _print_status(after)
 
@@ -109,9 +88,9 @@ def show(profile_name: str | None, as_json: bool) -> None:
     """Show the grader environment's pins, folder and state."""
     from subkit.grader import environment
 
-    st = environment.env_status(_load(profile_name))
+    st = environment.env_status(load_profile(profile_name))
     if as_json:
-        _echo_json(st)
+        echo_json(st)
     else:
         _print_status(st)
 
@@ -123,10 +102,10 @@ def remove(profile_name: str | None, as_json: bool) -> None:
     """Remove the grader environment (the next use creates it again)."""
     from subkit.grader import environment
 
-    prof = _load(profile_name)
-    removed = environment.remove_env(prof, echo=_err)
+    prof = load_profile(profile_name)
+    removed = environment.remove_env(prof, echo=err)
     if as_json:
-        _echo_json({"profile": prof.name, "removed": str(removed) if removed else None})
+        echo_json({"profile": prof.name, "removed": str(removed) if removed else None})
     elif removed:
         click.echo(f"removed {removed}")
     else:

@@ -1,6 +1,6 @@
 """`subkit history ...` and `subkit submit`.
 
-Thin click commands over ``subkit.ledger`` and ``subkit.submit``; nothing here imports
+Thin click commands over ``subkit.ledger`` and ``subkit.commands.submit``; nothing here imports
 TensorFlow (the check before an upload imports it lazily, inside ``subkit.build``).
 """
 
@@ -8,40 +8,21 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
+from subkit.cli.options import echo_json, err, load_profile, profile_option
 from subkit.errors import SubkitError, UsageError
-
-
-def _echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
-
-
-def _err(message: str) -> None:
-    click.echo(message, err=True)
-
-
-def _load_profile(name: str | None):
-    from subkit import profile
-
-    return profile.load(name)
 
 
 def _ledger(prof):
     from subkit.ledger import Ledger
 
-    return Ledger(prof.submissions_dir, on_warning=lambda m: _err(f"warning: {m}"))
-
-
-profile_option = click.option(
-    "--profile", "profile_name", metavar="NAME",
-    help="Competition profile (built-in name or .toml path); default: the workspace's "
-         "subkit.toml.")
+    return Ledger(prof.submissions_dir, on_warning=lambda m: err(f"warning: {m}"))
 
 
 # -- the history table --------------------------------------------------------------------------
@@ -112,6 +93,7 @@ def sort_rows(rows: list[dict], column: str, reverse: bool = False,
     """Sort by a history column; scores best first, everything else ascending; rows
     without a value last whatever the direction. ``leaderboard:PHASE`` sorts by one
     phase's score."""
+    key_fn: Callable[[dict], Any]
     if column.startswith("leaderboard:"):
         phase = column.split(":", 1)[1]
 
@@ -211,20 +193,20 @@ def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | Non
         return
     if as_json and as_csv:
         raise UsageError("--json and --csv exclude each other", hint="pick one")
-    prof = _load_profile(profile_name)
+    prof = load_profile(profile_name)
     from subkit.recovery import recover
 
     for note in recover(prof):  # a build or run a killed subkit left half-done
-        _err(f"note: {note}")
+        err(f"note: {note}")
     ledger = _ledger(prof)
     rows = _rows_with_predictions(ledger.records())
     if sort_col:
-        better = bool(prof.data.get("evaluation", {}).get("higher_is_better", True))
-        rows = sort_rows(rows, sort_col, reverse=reverse, higher_is_better=better)
+        rows = sort_rows(rows, sort_col, reverse=reverse,
+                         higher_is_better=prof.higher_is_better)
     elif reverse:
         rows = list(reversed(rows))
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     if as_csv:
         click.echo(render_csv(rows), nl=False)
@@ -255,7 +237,7 @@ def _rows_with_predictions(records: list[dict]) -> list[dict]:
 def _zip_ref(ctx: click.Context, profile_name: str | None, ref: str):
     from subkit.ledger import resolve_zip
 
-    prof = _load_profile(profile_name or (ctx.obj or {}).get("profile_name"))
+    prof = load_profile(profile_name or (ctx.obj or {}).get("profile_name"))
     ledger = _ledger(prof)
     sha, path = resolve_zip(ledger, ref)
     return prof, ledger, sha, path
@@ -270,9 +252,11 @@ def _zip_ref(ctx: click.Context, profile_name: str | None, ref: str):
 def history_note(ctx, zip_ref: str, text: str, profile_name, as_json: bool) -> None:
     """Attach a note to a zip (a path, its name, or a sha256 prefix)."""
     _, ledger, sha, path = _zip_ref(ctx, profile_name, zip_ref)
-    rec = ledger.append({"kind": "note", "zip_sha256": sha, "zip": path, "text": text})
+    from subkit.ledger import note_record
+
+    rec = ledger.append(note_record(zip_sha256=sha, zip=path, text=text))
     if as_json:
-        _echo_json(rec)
+        echo_json(rec)
     else:
         click.echo(f"noted {Path(path).name if path else sha[:12]}: {text}")
 
@@ -293,12 +277,13 @@ def history_score(ctx, zip_ref: str, score: float, phase: str | None, profile_na
         raise UsageError(f"--leaderboard must be a number, got {score}", hint="e.g. 0.76")
     prof, ledger, sha, path = _zip_ref(ctx, profile_name, zip_ref)
     if phase is None:
-        phases = prof.data.get("evaluation", {}).get("phases") or []
-        phase = str(phases[0]) if phases else "default"
-    rec = ledger.append({"kind": "leaderboard", "zip_sha256": sha, "zip": path,
-                         "leaderboard_score": score, "phase": phase, "source": "manual"})
+        phase = str(prof.phase(None) or "default")
+    from subkit.ledger import leaderboard_record
+
+    rec = ledger.append(leaderboard_record(zip_sha256=sha, zip=path, leaderboard_score=score,
+                                           phase=phase, source="manual"))
     if as_json:
-        _echo_json(rec)
+        echo_json(rec)
     else:
         click.echo(f"recorded {Path(path).name if path else sha[:12]}: {phase} {score}")
 
@@ -371,23 +356,23 @@ def submit(file: str | None, codabench: str | None, kaggle: str | None, phase: s
     KAGGLE_USERNAME/KAGGLE_KEY. Credentials are read only after the check. Every
     submission and score goes into the ledger (`subkit history`).
     """
-    from subkit.submit import SubmitOptions, Ui
-    from subkit.submit import submit as run_submit
+    from subkit.commands.submit import SubmitOptions, Ui
+    from subkit.commands.submit import submit as run_submit
 
     if bool(codabench) == bool(kaggle):
         raise UsageError("say where to submit: --codabench COMPETITION or --kaggle COMPETITION",
                          hint="e.g. subkit submit sub.zip --codabench 1234")
-    prof = _load_profile(profile_name)
+    prof = load_profile(profile_name)
     opts = SubmitOptions(
         platform="codabench" if codabench else "kaggle", competition=codabench or kaggle,
         file=Path(file) if file else None, phase=phase, message=message, wait=wait,
         force=force, smoke=not no_smoke, env=env_name, server=server,
         wait_timeout=wait_timeout, kernel=kernel, version=kernel_version)
-    ui = Ui(echo=_err, check_echo=None if as_json else _err, interactive=is_interactive(),
+    ui = Ui(echo=err, check_echo=None if as_json else err, interactive=is_interactive(),
             prompt_login=prompt_login)
     result = run_submit(opts, prof, _ledger(prof), ui)
     if as_json:
-        _echo_json(result)
+        echo_json(result)
     else:
         _print_result(result)
     status = str(result.get("status") or "").lower()

@@ -50,7 +50,8 @@ def print_score(result, prof) -> None:
         drop = sh["clean_score"] - sh["shifted_score"]
         if not sh.get("higher_is_better", True):  # MSE: a rise is the loss
             drop = -drop
-        click.secho(f"  shifted score {sh['shifted_score']:.4f}  ({'drop' if sh.get('higher_is_better', True) else 'rise'} {drop:.4f} from clean; "
+        word = "drop" if sh.get("higher_is_better", True) else "rise"
+        click.secho(f"  shifted score {sh['shifted_score']:.4f}  ({word} {drop:.4f} from clean; "
                     f"suite {sh.get('suite', '?')}, {sh.get('n_scored', '?')} sets)", bold=True)
     if getattr(result, "predicted_leaderboard", None):
         print_prediction(result.predicted_leaderboard)
@@ -182,3 +183,12 @@ def print_tta(t: dict) -> None:
     if ps.get("tta") is not None and ps.get("no_tta") is not None:
         echo(f"    {'predict time (clean set)':<34}{ps['tta']:7.1f}s {ps['no_tta']:7.1f}s")
     echo("")
+
+
+def print_bundle_summary(result) -> None:
+    """score-local --bundle: the worker's summary lines, styled as the runner says."""
+    from subkit.grader.codabench import summary_lines
+
+    for text, style in summary_lines(result):
+        err = style.pop("err", False)
+        click.secho(text, err=err, **style)

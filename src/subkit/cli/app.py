@@ -10,35 +10,15 @@ from pathlib import Path
 import click
 
 from subkit import __version__
-from subkit.errors import SubkitError, UsageError
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _profile(name: str | None):
-    from subkit import profile
-
-    return profile.load(name)
-
-
-def _echo_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
-
-
-profile_option = click.option(
-    "--profile", "profile_name", metavar="NAME",
-    help="Competition profile (a built-in name or a .toml path); default: the workspace's "
-         "subkit.toml, else an2dl-2024-blood-cells.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-env_option = click.option(
-    "--env", "env_name", type=click.Choice(["auto", "grader", "current"]), default=None,
-    help="Library versions that run the submission: auto (default; $SUBKIT_ENV) = the "
-         "profile's grader versions (a cached environment, created on first need) whenever "
-         "the current ones differ; grader; current.")
-phase_option = click.option(
-    "--phase", "phase_name", default=None, metavar="NAME",
-    help="The profile's phase (name or index; default: the first): it sets the expected "
-         "output where phases differ (a forecast's horizon).")
+from subkit.cli.options import (
+    CONTEXT,
+    echo_json,
+    env_option,
+    json_option,
+    load_profile,
+    phase_option,
+    profile_option,
+)
 
 
 @click.group(context_settings=CONTEXT)
@@ -83,7 +63,7 @@ def profile_show(profile_name: str | None, as_json: bool) -> None:
 
     prof = profile.load(profile_name)
     if as_json:
-        _echo_json({"source": prof.source, "profile": prof.to_dict(),
+        echo_json({"source": prof.source, "profile": prof.to_dict(),
                     "workspace": str(prof.workspace) if prof.workspace else None,
                     "workspace_settings": prof.workspace_settings})
         return
@@ -136,17 +116,18 @@ def init(directory: str, profile_name: str | None, force: bool) -> None:
 def build(weights, model_py, includes, tag, out_dir, keep_optimizer, no_smoke, target_keras,
           env_name, phase_name, profile_name, as_json) -> None:
     """Package weights and model.py into the competition zip, after checking it."""
-    from subkit.build import build_submission
+    from subkit.commands.build import BuildOptions
+    from subkit.commands.build import build as run_build
 
-    prof = _profile(profile_name)
-    manifest = build_submission(
+    opts = BuildOptions(
         weights=[Path(w) for w in weights], model_py=Path(model_py) if model_py else None,
         includes=[Path(i) for i in includes], tag=tag,
-        out_dir=Path(out_dir) if out_dir else None, profile=prof,
-        keep_optimizer=keep_optimizer, smoke=not no_smoke, echo=None if as_json else click.echo,
-        env=env_name, target_keras=target_keras, phase=phase_name)
+        out_dir=Path(out_dir) if out_dir else None, keep_optimizer=keep_optimizer,
+        smoke=not no_smoke, env=env_name, target_keras=target_keras, phase=phase_name,
+        quiet=as_json)
+    manifest = run_build(opts, load_profile(profile_name))
     if as_json:
-        _echo_json(manifest)
+        echo_json(manifest)
 
 
 @main.command()
@@ -161,29 +142,20 @@ def build(weights, model_py, includes, tag, out_dir, keep_optimizer, no_smoke, t
 def check(zip_path, no_smoke, env_name, data_path, phase_name, profile_name, as_json) -> None:
     """Check an existing zip the way the grader will use it, or a Kaggle CSV against the
     profile's layout: PASSED / FAILED."""
-    from subkit.build import check_csv, check_zip
+    from subkit.commands.build import CheckOptions
+    from subkit.commands.build import check as run_check
 
-    prof = _profile(profile_name)
-    echo = None if as_json else click.echo
-    if zip_path.lower().endswith(".csv"):
-        report = check_csv(Path(zip_path), prof, data=Path(data_path) if data_path else None,
-                           echo=echo)
-    else:
-        report = check_zip(Path(zip_path), prof, smoke=not no_smoke, env=env_name, echo=echo,
-                           phase=phase_name)
+    opts = CheckOptions(path=Path(zip_path), smoke=not no_smoke, env=env_name,
+                        data=Path(data_path) if data_path else None, phase=phase_name,
+                        quiet=as_json)
+    report = run_check(opts, load_profile(profile_name))
     if as_json:
-        _echo_json(report.to_dict())
+        echo_json(report.to_dict())
     if report.status == "FAILED":
         sys.exit(1)
 
 
 # -- score-local / predict -------------------------------------------------------------------
-def _zip_default(prof, zip_path: str | None) -> Path:
-    from subkit.workspace import newest_zip
-
-    return Path(zip_path) if zip_path else newest_zip(prof)
-
-
 @main.command(name="score-local")
 @click.argument("zip_path", metavar="[ZIP]", required=False)
 @click.option("--data", "data_path", default=None, metavar="FILE",
@@ -222,71 +194,26 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
     """Run a zip the way the hidden evaluation runs it, and score it.
 
     With --bundle, the competition's own programs run instead of subkit's grader."""
-    from subkit.grader.run import score_local as run_score
-    from subkit.report.terminal import print_score
+    from subkit.cli.terminal import print_bundle_summary, print_score
+    from subkit.commands.score_local import ScoreLocalOptions
+    from subkit.commands.score_local import score_local as run_score
 
-    prof = _profile(profile_name)
-    if bundle_path or task_index is not None:
-        if shift_suite or tta_compare:
-            raise UsageError("--shift and --tta-compare run subkit's own grader, not a bundle's",
-                             hint="drop --bundle, or drop --shift/--tta-compare")
-        return _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_index,
-                                  time_limit, no_network_isolation, as_json, env_name)
-    if phase_name is not None:  # the profile's phase; a bundle's needs --bundle
-        try:
-            prof.phase(phase_name)
-        except SubkitError as exc:
-            raise UsageError(exc.message, hint=f"{exc.hint}; a Codabench bundle's phase needs "
-                                               "--bundle BUNDLE") from None
-    if shift_suite and zip_path is None and shift_suite.lower().endswith(".zip"):
-        zip_path, shift_suite = shift_suite, "default"  # `--shift my.zip`: the zip, not a suite
-    zp = _zip_default(prof, zip_path)
-    data = _data_default(prof, data_path)
-    result = run_score(zp, data, prof, time_limit=time_limit,
-                       isolate_network=not no_network_isolation,
-                       progress=not as_json, shift=shift_suite, seed=seed,
-                       tta_compare=tta_compare, proba=proba, env=env_name, phase=phase_name)
+    prof = load_profile(profile_name)
+    opts = ScoreLocalOptions(
+        zip=Path(zip_path) if zip_path else None, data=Path(data_path) if data_path else None,
+        time_limit=time_limit, isolate_network=not no_network_isolation,
+        bundle=Path(bundle_path) if bundle_path else None, phase=phase_name, task=task_index,
+        shift=shift_suite, seed=seed, tta_compare=tta_compare, proba=proba, env=env_name,
+        progress=not as_json)
+    result = run_score(opts, prof)
     if as_json:
-        _echo_json(result.to_dict())
+        echo_json(result.to_dict())
+    elif opts.bundle:
+        print_bundle_summary(result)
     else:
         print_score(result, prof)
     if not result.ok:
         sys.exit(1)
-
-
-def _score_with_bundle(prof, zip_path, data_path, bundle_path, phase_name, task_index,
-                       time_limit, no_network_isolation, as_json, env_name=None):
-    """score-local --bundle: the bundle's programs (issue 7)."""
-    from subkit.grader.codabench import score_with_bundle, summary_lines
-
-    if not bundle_path:
-        raise UsageError("--task chooses a task of a bundle",
-                         hint="pass --bundle BUNDLE too")
-    if data_path:
-        raise UsageError("--data and --bundle together: the bundle brings its own test data",
-                         hint="drop --data (or drop --bundle to score on your own data)")
-    zp = _zip_default(prof, zip_path)
-    result = score_with_bundle(zp, Path(bundle_path), prof, phase_name, task_index,
-                               time_limit=time_limit, isolate_network=not no_network_isolation,
-                               progress=not as_json, env=env_name)
-    if as_json:
-        _echo_json(result.to_dict())
-    else:
-        for text, style in summary_lines(result):
-            err = style.pop("err", False)
-            click.secho(text, err=err, **style)
-    if not result.ok:
-        sys.exit(1)
-
-
-def _data_default(prof, data_path: str | None) -> Path:
-    if data_path:
-        return Path(data_path)
-    p = prof.workspace_path("local_test")
-    if p is None:
-        raise UsageError("no test data given and subkit.toml names no local test set",
-                         hint="pass --data FILE, or run `subkit data split ... --set-default`")
-    return p
 
 
 @main.command()
@@ -303,18 +230,19 @@ def predict(zip_path, data_path, out_path, force, time_limit, env_name, phase_na
             as_json):
     """Run a zip on unlabelled data (isolated, like score-local) and write the profile's
     CSV exactly (e.g. Mars: id then 8192 pixel columns; Pirate Pain: sample_index,label)."""
-    from subkit.grader.run import predict_csv
+    from subkit.commands.score_local import PredictOptions
+    from subkit.commands.score_local import predict as run_predict
 
-    prof = _profile(profile_name)
-    zp = _zip_default(prof, zip_path)
-    info = predict_csv(zp, Path(data_path), Path(out_path), prof, force=force,
-                       time_limit=time_limit, progress=not as_json, env=env_name,
-                       phase=phase_name)
+    opts = PredictOptions(data=Path(data_path), out=Path(out_path),
+                          zip=Path(zip_path) if zip_path else None, force=force,
+                          time_limit=time_limit, env=env_name, phase=phase_name,
+                          progress=not as_json)
+    info = run_predict(opts, load_profile(profile_name))
     if as_json:
-        _echo_json(info)
+        echo_json(info)
         return
+    from subkit.cli.terminal import print_sandbox
     from subkit.grader.run import env_line
-    from subkit.report.terminal import print_sandbox
 
     for w in info["warnings"]:
         click.secho(f"warning: {w}", fg="yellow", bold=w is info["warnings"][0]
@@ -338,28 +266,21 @@ def demo(directory, n_images, epochs, force, profile_name) -> None:
 
     DIRECTORY defaults to ./subkit-demo, or ~/subkit-demo when the current folder is inside
     a source checkout (-2, -3... when taken); the demo says where."""
-    from subkit.demo import run_demo
+    from subkit.cli.terminal import print_score
+    from subkit.commands.demo import DemoOptions, run
 
-    run_demo(Path(directory) if directory else None, n_images=n_images, epochs=epochs,
-             force=force, profile_name=profile_name)
+    run(DemoOptions(directory=Path(directory) if directory else None, n_images=n_images,
+                    epochs=epochs, force=force, profile_name=profile_name),
+        show_score=print_score)
 
 
-from subkit.cli_data import data as _data_group  # noqa: E402
-from subkit.cli_ledger import history as _history_group  # noqa: E402
-from subkit.cli_ledger import submit as _submit_command  # noqa: E402
+from subkit.cli.bundle import bundle as _bundle_group  # noqa: E402
+from subkit.cli.data import data as _data_group  # noqa: E402
+from subkit.cli.env import env as _env_group  # noqa: E402
+from subkit.cli.ledger import history as _history_group  # noqa: E402
+from subkit.cli.ledger import submit as _submit_command  # noqa: E402
+from subkit.cli.report import report as _report_command  # noqa: E402
 
-main.add_command(_data_group)
-main.add_command(_history_group)
-main.add_command(_submit_command)
-
-from subkit.cli_bundle import bundle as _bundle_group  # noqa: E402
-from subkit.cli_report import report as _report_command  # noqa: E402
-
-main.add_command(_bundle_group)
-main.add_command(_report_command)
-try:  # the grader-environment commands (issue 6) land in their own module
-    from subkit.cli_env import env as _env_group  # noqa: E402
-
-    main.add_command(_env_group)
-except ImportError:  # pragma: no cover - until that module exists
-    pass
+for _command in (_data_group, _history_group, _submit_command, _bundle_group, _report_command,
+                 _env_group):
+    main.add_command(_command)

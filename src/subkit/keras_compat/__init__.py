@@ -56,8 +56,9 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from subkit.errors import InputError, SubkitError
 from subkit.fsutil import hold_lock
@@ -194,179 +195,10 @@ def keras_file_info(path) -> dict:
 
 
 # -- the worker: one process per environment, JSON lines on stdin/stdout -----------------------
-_WORKER = r'''
-import importlib, inspect, json, os, sys, time, traceback, warnings
-TAG = "@@SUBKIT@@"
-_out = sys.stdout
-sys.stdout = sys.stderr  # whatever Keras prints must not mix with replies
-
-def reply(obj):
-    _out.write(TAG + json.dumps(obj, default=repr) + "\n")
-    _out.flush()
-
-def short(exc):
-    # Keras nests the real cause after "Exception encountered:", behind pages of config
-    msg = str(exc)
-    if "Exception encountered:" in msg:
-        msg = msg.rsplit("Exception encountered:", 1)[1]
-    lines = msg.strip().splitlines() or [""]
-    return "%s: %s" % (type(exc).__name__, lines[0][:400])
-
-def jsonable(value):
-    return json.loads(json.dumps(value, default=repr))
-
-import numpy as np
-import keras
-
-def resolve(module, name):
-    try:
-        mod = importlib.import_module(module)
-    except Exception as exc:
-        return None, "module %s does not exist (%s)" % (module, type(exc).__name__)
-    cls = getattr(mod, name, None)
-    if cls is None or not inspect.isclass(cls):
-        return None, "%s has no class %s" % (module, name)
-    return cls, None
-
-def init_params(cls):
-    accepted, defaults, required, first = [], {}, [], True
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        try:
-            sig = inspect.signature(init)
-        except (TypeError, ValueError):
-            break
-        var_kw = False
-        for i, (n, p) in enumerate(sig.parameters.items()):
-            if i == 0:
-                continue
-            if p.kind == p.VAR_KEYWORD:
-                var_kw = True
-                continue
-            if p.kind == p.VAR_POSITIONAL:
-                continue
-            if n in accepted:
-                continue
-            accepted.append(n)
-            if p.default is p.empty:
-                if first:
-                    required.append(n)
-            else:
-                defaults[n] = jsonable(p.default)
-        first = False
-        if not var_kw:
-            break
-    return accepted, defaults, required
-
-def probe_class(module, name, sample=None):
-    cls, why = resolve(module, name)
-    if cls is None:
-        return {"found": False, "why": why}
-    info = {"found": True, "qualname": cls.__module__ + "." + cls.__qualname__}
-    info["is_model"] = bool(issubclass(cls, keras.Model))
-    info["accepted"], info["defaults"], info["required"] = init_params(cls)
-    info["accepts_any"] = False
-    if sample is not None and not info["is_model"]:
-        # does the class swallow keys it does not know? (InputLayer's **kwargs does)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cls.from_config(dict(sample, subkit_probe_unknown_key=None))
-            info["accepts_any"] = True
-        except Exception:
-            pass
-    info["default_config"] = None
-    if not info["is_model"] and not info["required"]:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                info["default_config"] = jsonable(cls().get_config())
-        except Exception as exc:
-            info["default_config_error"] = "%s: %s" % (type(exc).__name__, exc)
-    return info
-
-def op_probe(req):
-    out = {"keras": keras.__version__, "python": "%d.%d.%d" % sys.version_info[:3],
-           "classes": {}}
-    samples = req.get("samples") or {}
-    for module, name in req["classes"]:
-        try:
-            out["classes"][module + ":" + name] = probe_class(
-                module, name, samples.get(module + ":" + name))
-        except Exception as exc:
-            out["classes"][module + ":" + name] = {"found": False,
-                                                   "why": "%s: %s" % (type(exc).__name__, exc)}
-    d = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
-         "registered_name": None}
-    try:
-        keras.layers.Activation("linear", dtype=d)
-        out["dtype_dict_ok"] = True
-    except Exception:
-        out["dtype_dict_ok"] = False
-    return out
-
-def op_trial(req):
-    errors = {}
-    for idx, name, obj in req["objects"]:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                keras.saving.deserialize_keras_object(obj, safe_mode=True)
-        except Exception as exc:
-            errors[str(idx)] = short(exc)
-    return {"errors": errors}
-
-def _inputs_for(model, n, seed):
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for t in model.inputs:
-        shape = [n] + [int(d) if d is not None else 32 for d in tuple(t.shape)[1:]]
-        dtype = str(getattr(t, "dtype", "float32"))
-        if "int" in dtype:
-            arrays.append(rng.integers(0, 256, size=shape).astype(dtype))
-        else:
-            arrays.append(rng.uniform(0.0, 255.0, size=shape).astype("float32"))
-    return arrays
-
-def op_predict(req):
-    t0 = time.time()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = keras.models.load_model(req["model"], compile=False, safe_mode=True)
-    load_s = time.time() - t0
-    if req.get("make_batch"):
-        arrays = _inputs_for(model, req["make_batch"]["n"], req["make_batch"]["seed"])
-        np.savez(req["batch"], **{"input_%d" % i: a for i, a in enumerate(arrays)})
-    with np.load(req["batch"]) as z:
-        arrays = [z["input_%d" % i] for i in range(len(z.files))]
-    x = arrays[0] if len(arrays) == 1 else arrays
-    # one eager call: the batch is small, and tracing a tf.function costs seconds
-    y = model(x, training=False)
-    if isinstance(y, dict):
-        y = [y[k] for k in sorted(y)]
-    if not isinstance(y, (list, tuple)):
-        y = [y]
-    np.savez(req["out"], **{"output_%d" % i: keras.ops.convert_to_numpy(a)
-                            for i, a in enumerate(y)})
-    return {"load_seconds": round(load_s, 2), "seconds": round(time.time() - t0, 2),
-            "warnings": [str(w.message)[:300] for w in caught
-                         if "could not be loaded" in str(w.message)
-                         or "mismatch" in str(w.message).lower()]}
-
-OPS = {"probe": op_probe, "trial": op_trial, "predict": op_predict}
-reply({"ready": True, "keras": keras.__version__})
-for line in sys.stdin:
-    if not line.strip():
-        continue
-    req = json.loads(line)
-    try:
-        reply({"ok": True, "result": OPS[req["op"]](req)})
-    except Exception as exc:
-        reply({"ok": False, "error": short(exc),
-               "traceback": traceback.format_exc()[-3000:]})
-'''
+# the program itself is worker.py, shipped with the package and run by the target
+# environment's interpreter as ``python -c`` (its text: no file of subkit's needs to be
+# visible to that process)
+WORKER_PROGRAM = Path(__file__).with_name("worker.py")
 
 
 class _Work:
@@ -422,9 +254,10 @@ class _Worker:
                "PYTHONNOUSERSITE": "1"}
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
         try:
-            self.proc = self._box.spawn([python, "-c", _WORKER], cwd=None, env=env,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=self._stderr, text=True, bufsize=1)
+            self.proc = self._box.spawn([python, "-c", WORKER_PROGRAM.read_text("utf-8")],
+                                        cwd=None, env=env, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+                                        bufsize=1)
         except OSError as exc:
             raise SubkitError(f"cannot start {python} ({label}): {exc}",
                               hint="recreate the grader environment: subkit env create "
@@ -432,7 +265,7 @@ class _Worker:
         self._timer = threading.Timer(timeout, self.proc.kill)
         self._timer.daemon = True
         self._timer.start()
-        self.ready = None
+        self.ready: dict | None = None
 
     def _stderr_tail(self, n: int = 6) -> str:
         self._stderr.seek(0)

@@ -1,4 +1,4 @@
-"""`subkit report RUN`: the detailed HTML report of a local run (issue 5)."""
+"""`subkit report RUN`: the detailed HTML report of a local run."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import click
+
+from subkit.cli.options import echo_json, json_option, profile_option
 
 
 def newest_run(prof) -> Path:
@@ -31,9 +33,8 @@ def _status(folder: Path) -> str:
 @click.command(name="report")
 @click.argument("run_dir", metavar="[RUN]", required=False,
                 type=click.Path(file_okay=False))
-@click.option("--profile", "profile_name", metavar="NAME",
-              help="Competition profile (to reload the test images for the thumbnails).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report's path as JSON.")
+@profile_option
+@json_option
 def report(run_dir, profile_name, as_json) -> None:
     """Write (or rewrite) report.html of a run folder and print its path.
 
@@ -54,6 +55,6 @@ def report(run_dir, profile_name, as_json) -> None:
                          hint="score the zip again: `subkit score-local ZIP`")
     path = write_report(folder, prof)
     if as_json:
-        click.echo(json.dumps({"report": str(path)}))
+        echo_json({"report": str(path)})
     else:
         click.echo(f"wrote {path}")

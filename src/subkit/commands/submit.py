@@ -23,12 +23,14 @@ from __future__ import annotations
 import os
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from subkit import credentials
 from subkit.errors import CheckFailed, InputError, SubkitError, UsageError
+from subkit.ledger import leaderboard_record, submit_record
 from subkit.remote import codabench as cb
 from subkit.remote import kaggle as kg
 from subkit.remote.http import Http, HttpError, api_host, format_size
@@ -169,13 +171,11 @@ def submit_codabench(opts: SubmitOptions, profile: Any, ledger: Any, ui: Ui) -> 
         ui.note("note: this competition runs submissions by hand: it stays Submitting until "
                 "the organisers start it")
     forced = bool(opts.force and check_status == "FAILED")
-    record = ledger.append({
-        "kind": "submit", "zip": str(zip_path), "zip_sha256": sha, "platform": "codabench",
-        "server": server, "competition": comp_id, "competition_title": comp.get("title"),
-        "phase": ph.get("name"), "phase_id": ph["id"], "submission_id": sub_id,
-        "status": status, "check": check_status, "forced": forced, "size": size,
-        "file_name": file_name, "message": opts.message,
-    })
+    record = ledger.append(submit_record(
+        zip=str(zip_path), zip_sha256=sha, platform="codabench", server=server,
+        competition=comp_id, competition_title=comp.get("title"), phase=ph.get("name"),
+        phase_id=ph["id"], submission_id=sub_id, status=status, check=check_status,
+        forced=forced, size=size, file_name=file_name, message=opts.message))
     result: dict[str, Any] = {
         "platform": "codabench", "server": server, "competition": comp_id,
         "competition_title": comp.get("title"), "phase": ph.get("name"), "phase_id": ph["id"],
@@ -355,15 +355,14 @@ def _wait_codabench(client: cb.CodabenchClient, comp: dict, sub_id: Any, result:
     if manual:
         ui.note(f"note: this leaderboard's rule is {rule!r}: the submission is on the "
                 f"leaderboard only once you add it (My Submissions on {result['url']})")
-    lb = ledger.append({
-        "kind": "leaderboard", "zip": result["zip"], "zip_sha256": result["zip_sha256"],
-        "leaderboard_score": score if status == "Finished" else None,
-        "phase": result["phase"], "phase_id": result["phase_id"], "source": "codabench",
-        "submission_id": sub_id, "status": status, "column": column, "scores": scores,
-        "status_details": details if status != "Finished" else None,
-        "scores_pending": scores_pending, "on_leaderboard": final.get("on_leaderboard"),
-        "submission_rule": rule,
-    })
+    lb = ledger.append(leaderboard_record(
+        zip=result["zip"], zip_sha256=result["zip_sha256"],
+        leaderboard_score=score if status == "Finished" else None,
+        phase=result["phase"], phase_id=result["phase_id"], source="codabench",
+        submission_id=sub_id, status=status, column=column, scores=scores,
+        status_details=details if status != "Finished" else None,
+        scores_pending=scores_pending, on_leaderboard=final.get("on_leaderboard"),
+        submission_rule=rule))
     result.update({"status": status, "leaderboard_score": lb["leaderboard_score"],
                    "column": column, "scores": scores, "scores_pending": scores_pending,
                    "status_details": lb.get("status_details"),
@@ -489,12 +488,10 @@ def submit_kaggle(opts: SubmitOptions, profile: Any, ledger: Any, ui: Ui) -> dic
         what = str(path)
     ref = created.get("ref")
     ui.echo(f"submitted: {created.get('message') or 'ok'} (ref {ref})")
-    record = ledger.append({
-        "kind": "submit", "zip": what, "zip_sha256": sha, "platform": "kaggle",
-        "competition": slug, "phase": None, "submission_id": ref, "status": "submitted",
-        "message": opts.message, "size": size, "check": check,
-        "kernel": opts.kernel if kernel else None, "kernel_version": opts.version,
-    })
+    record = ledger.append(submit_record(
+        zip=what, zip_sha256=sha, platform="kaggle", competition=slug, phase=None,
+        submission_id=ref, status="submitted", message=opts.message, size=size, check=check,
+        kernel=opts.kernel if kernel else None, kernel_version=opts.version))
     result: dict[str, Any] = {
         "platform": "kaggle", "server": server, "competition": slug, "submission_id": ref,
         "status": "submitted", "server_message": created.get("message"), "file": what,
@@ -517,13 +514,12 @@ def _wait_kaggle(client: kg.KaggleClient, ref: Any, result: dict, opts: SubmitOp
                             on_status=lambda s: ui.echo(f"submission {ref}: {s}")),
         f"submission {ref}", ui)
     public = kg.score(sub.get("publicScore"))
-    lb = ledger.append({
-        "kind": "leaderboard", "zip": result["file"], "zip_sha256": result["zip_sha256"],
-        "leaderboard_score": public if state == "complete" else None, "phase": "public",
-        "source": "kaggle", "submission_id": ref, "status": state,
-        "private_score": kg.score(sub.get("privateScore")),
-        "error": sub.get("errorDescription") or None,
-    })
+    lb = ledger.append(leaderboard_record(
+        zip=result["file"], zip_sha256=result["zip_sha256"],
+        leaderboard_score=public if state == "complete" else None, phase="public",
+        source="kaggle", submission_id=ref, status=state,
+        private_score=kg.score(sub.get("privateScore")),
+        error=sub.get("errorDescription") or None))
     result.update({"status": state, "leaderboard_score": lb["leaderboard_score"],
                    "private_score": lb.get("private_score"),
                    "error": sub.get("errorDescription") or None})

@@ -1,11 +1,12 @@
-"""`subkit bundle ...`: Codabench competition bundles (issue 7)."""
+"""`subkit bundle ...`: Codabench competition bundles."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from subkit.cli.options import echo_json, json_option, profile_option
 
 
 @click.group(name="bundle")
@@ -19,9 +20,7 @@ def bundle() -> None:
 
 
 @bundle.command(name="export")
-@click.option("--profile", "profile_name", metavar="NAME",
-              help="Competition profile (a built-in name or a .toml path); default: the "
-                   "workspace's subkit.toml, else an2dl-2024-blood-cells.")
+@profile_option
 @click.option("--reference", "reference", required=True, metavar="FILE",
               help="Labelled test set (.npz with the profile's keys, or class folders).")
 @click.option("--out", "out", required=True, metavar="bundle.zip", help="The bundle zip to write.")
@@ -30,7 +29,7 @@ def bundle() -> None:
                    "profile's tensorflow>); it must hold the profile's grader versions "
                    "(the bundle's docker/Dockerfile builds one that does).")
 @click.option("--force", is_flag=True, help="Overwrite --out.")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@json_option
 def export(profile_name, reference, out, docker_image, force, as_json) -> None:
     """Write a Codabench v2 bundle whose grader is subkit's own code.
 
@@ -44,7 +43,7 @@ def export(profile_name, reference, out, docker_image, force, as_json) -> None:
     prof = profile.load(profile_name)
     info = export_bundle(prof, Path(reference), Path(out), force=force, docker_image=docker_image)
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        echo_json(info)
         return
     click.secho(f"wrote {info['out']}", bold=True)
     click.echo(f"  profile {info['profile']}: {info['n']} test images, phases "

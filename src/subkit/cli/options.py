@@ -1,0 +1,63 @@
+"""What every command shares: the options (--profile, --json, --env, --phase), the JSON
+printer and the one line that goes to stderr. Defined once; nothing here imports
+TensorFlow."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from subkit import ui
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+profile_option = click.option(
+    "--profile", "profile_name", metavar="NAME",
+    help="Competition profile (a built-in name or a .toml path); default: the workspace's "
+         "subkit.toml, else an2dl-2024-blood-cells.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+env_option = click.option(
+    "--env", "env_name", type=click.Choice(["auto", "grader", "current"]), default=None,
+    help="Library versions that run the submission: auto (default; $SUBKIT_ENV) = the "
+         "profile's grader versions (a cached environment, created on first need) whenever "
+         "the current ones differ; grader; current.")
+phase_option = click.option(
+    "--phase", "phase_name", default=None, metavar="NAME",
+    help="The profile's phase (name or index; default: the first): it sets the expected "
+         "output where phases differ (a forecast's horizon).")
+
+
+def load_profile(name: str | None):
+    """The effective profile (imported lazily: ``subkit --help`` stays fast)."""
+    from subkit import profile
+
+    return profile.load(name)
+
+
+class TerminalReporter(ui.Reporter):
+    """What library code reports (subkit.ui), on the terminal: steps and results to stdout,
+    warnings highlighted, progress lines to stderr. Set by ``subkit.__main__``."""
+
+    def info(self, message: str, *, bold: bool = False, fg: str | None = None) -> None:
+        if bold or fg:
+            click.secho(message, bold=bold or None, fg=fg)
+        else:
+            click.echo(message)
+
+    def warn(self, message: str) -> None:
+        click.secho(message, fg="yellow", bold=True)
+
+    def progress(self, message: str) -> None:
+        click.echo(message, err=True)
+
+
+def echo_json(obj: Any) -> None:
+    """The one JSON printer of ``--json``: indented, anything unknown as its str()."""
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def err(message: str) -> None:
+    """One line to stderr (progress and warnings, out of the way of ``--json``)."""
+    click.echo(message, err=True)
