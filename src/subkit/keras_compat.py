@@ -391,8 +391,10 @@ class _Work:
         return dst
 
     def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-        os.close(self._lock)
+        if self._lock is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            os.close(self._lock)
+            self._lock = None
 
 
 class _Worker:
