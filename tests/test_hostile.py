@@ -96,7 +96,11 @@ class Arena:
         abstract.bind("\0" + self.abstract_name)
         self.abstract = _Server(abstract)
         self.token = f"0.{int.from_bytes(os.urandom(5), 'big'):012d}"
+        from subkit.grader.environment import cache_root
+
+        # the fake home holds secrets, not the grader environment: keep finding that one
         self.env = {"HOME": str(self.home), "XDG_CONFIG_HOME": str(self.home / ".config"),
+                    "SUBKIT_CACHE": str(cache_root()),
                     "KAGGLE_KEY": SECRET, "KAGGLE_USERNAME": "me", "CODABENCH_TOKEN": SECRET,
                     "DATABASE_URL": f"postgres://admin:{SECRET}@db.example/prod",
                     "API_PASS": SECRET, "MY_SERVICE_TOKEN": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET,
@@ -579,3 +583,21 @@ def test_what_the_child_wrote_is_read_without_trusting_it(tmp_path):
     assert untrusted.printable("a\x1b[2J\x1b]0;x\x07b\u202ec\n") == "a?[2J?]0;x?b?c\n"
     assert untrusted.seal([tmp_path]) == 2  # the link and the FIFO
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "ok.json", "secret"]
+
+
+@needs_bwrap
+@pytest.mark.parametrize("attack", ["escape_network", "write_everywhere", "read_labels", "outlive"])
+def test_the_grader_environment_runs_in_the_same_sandbox(arena, grader_python, attack):
+    """score-local's default child is the cached grader venv (its python links to a base
+    interpreter elsewhere): bound read-only like any interpreter, nothing else opened."""
+    before = arena.protected()
+    code, res, _ = arena.score_local(arena.zip(attack), "--env", "grader")
+    assert code == 0 and res["ok"] and res["env"]["name"] == "grader", res.get("failure")
+    assert res["score"] == pytest.approx(arena.baseline) and res["sandbox"]["isolated"]
+    got = loot(res)
+    assert "labels_from" not in got
+    assert not [k for k in got if k.startswith(("setns", "tcp", "unix", "abstract", "internet",
+                                                "new userns", "pth", "dir ", "toml", "ledger"))
+                and not k.endswith(":failed") and k != "toml:failed"], got
+    assert_untouched(arena, before)
+    assert not alive_with(arena.token)

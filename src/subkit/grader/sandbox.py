@@ -201,6 +201,20 @@ def python_layout(python: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], 
     return tuple(kept), tuple(env)
 
 
+def python_links(python: str) -> list[tuple[str, str]]:
+    """(target, link) of each symbolic link on the way from ``python`` to the interpreter
+    (a venv's bin/python -> python3.10 -> /elsewhere/bin/python3.10): the sandbox makes the
+    same links, so that the path the command names exists and leads where it does here."""
+    links, path = [], os.path.abspath(python)
+    for _ in range(40):
+        if not os.path.islink(path):
+            break
+        target = os.readlink(path)
+        links.append((target, path))
+        path = os.path.normpath(os.path.join(os.path.dirname(path), target))
+    return links
+
+
 def _gpu_devices() -> list[str]:
     import glob
 
@@ -572,6 +586,9 @@ class Sandbox:
         for f in folders:
             args += _parents(f, made, bound) + ["--ro-bind", f, f]
             bound.add(f)
+        for target, link in python_links(self.python) if self.python else ():
+            if not any(_under(link, b) for b in bound):  # a link outside its folders
+                args += _parents(link, made, bound) + ["--symlink", target, link]
         for b in sorted(self.binds, key=lambda b: (b.inside.count("/"), b.inside)):
             args += _parents(b.inside, made, bound)
             args += ["--bind" if b.writable else "--ro-bind", str(b.host), b.inside]
