@@ -201,7 +201,7 @@ def smoke_test(zip_path: Path, prof, rep: CheckReport, *, echo: Echo, env: str |
         safezip.safe_extract(zip_path, sub, max_bytes=max_bytes, max_members=max_members)
         X = smoke_batch(prof)
         cr = grader_run.run_submission(sub, X, prof, run_dir=tmpd, python=python,
-                                       time_limit=float(time_limit or prof.time_limit_s),
+                                       time_limit=prof.time_limit(time_limit),
                                        progress=bool(echo), label="smoke test",
                                        inputs=smoke_inputs(prof))
         timings = cr.status.get("timings", {})
@@ -301,9 +301,7 @@ def check_zip(zip_path: Path, prof, *, smoke: bool = True, echo: Echo = None,
     from subkit.grader import safezip
     from subkit.recovery import recover
 
-    zip_path = Path(zip_path)
-    if not zip_path.is_file():
-        raise InputError(f"zip not found: {zip_path}", hint="give the path of the submission zip")
+    zip_path = safezip.require_zip(zip_path)
     rep = CheckReport(zip=str(zip_path))
     for note in recover(prof):
         _say(echo, f"note: {note}")

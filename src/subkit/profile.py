@@ -210,6 +210,10 @@ class Profile:
     def time_limit_s(self) -> float:
         return float(self.data["evaluation"]["time_limit_s"])
 
+    def time_limit(self, override: float | None = None) -> float:
+        """The limit a run gets: ``override`` (a command's --time-limit) or the profile's."""
+        return float(override) if override else self.time_limit_s
+
     @property
     def grader(self) -> dict[str, Any]:
         return dict(self.data["grader"])

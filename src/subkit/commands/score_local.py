@@ -13,7 +13,7 @@ import numpy as np
 
 from subkit import ui
 from subkit.errors import InputError, SubkitError, UsageError
-from subkit.grader import scoring
+from subkit.grader import safezip, scoring
 from subkit.grader.run import (
     Failure,
     RunResult,
@@ -139,9 +139,7 @@ def score_zip(zip_path: Path, data_path: Path, prof, *, time_limit: float | None
     from subkit.data import io as data_io
     from subkit.recovery import recover
 
-    zip_path = Path(zip_path)
-    if not zip_path.is_file():
-        raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
+    zip_path = safezip.require_zip(zip_path)
     phase = prof.phase(phase)
     other_kind = prof.kind != "classification"  # shift_kinds' families, no TTA/proba/report
     if (tta_compare or proba) and other_kind:
@@ -164,7 +162,7 @@ def score_zip(zip_path: Path, data_path: Path, prof, *, time_limit: float | None
                          f"shaped {X.shape}", hint="drop --shift for this competition")
     python, env_desc = python_for(prof, env, progress=progress)
     warns = env_warnings(env_desc) + notes + warns
-    limit = float(time_limit if time_limit else prof.time_limit_s)
+    limit = prof.time_limit(time_limit)
     folder = open_run(prof, zip_path, zip_path.stem, "score-local", data_path)
     try:
         result = _run_and_score(folder.path, zip_path, data_path, ds, X, prof, python, env_desc,
@@ -306,8 +304,7 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
         raise InputError(f"{out} exists; refusing to overwrite", hint="pass --force or choose another --out")
     if not out.parent.is_dir() if str(out.parent) else False:
         raise InputError(f"folder {out.parent} does not exist", hint="create it first")
-    if not Path(zip_path).is_file():
-        raise InputError(f"zip not found: {zip_path}", hint="give the path of a built zip (subkit build)")
+    zip_path = safezip.require_zip(zip_path)
     if prof.output_kind == "forecasts":
         raise SubkitError(f"{prof.name} is a code competition: it takes the zip, not a CSV",
                           hint="score it with `subkit score-local`, submit the zip")
@@ -318,7 +315,7 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
     X, warns = prepare_input(ds.images, prof)
     python, env_desc = python_for(prof, env, progress=progress)
     warns = env_warnings(env_desc) + notes + warns
-    limit = float(time_limit if time_limit else prof.time_limit_s)
+    limit = prof.time_limit(time_limit)
     folder = open_run(prof, Path(zip_path), Path(zip_path).stem + "-predict", "predict", data_path)
     run_dir = folder.path
     try:

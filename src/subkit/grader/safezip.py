@@ -25,7 +25,7 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from subkit.errors import CheckFailed
+from subkit.errors import CheckFailed, InputError
 
 MiB = 1024**2
 DEFAULT_MAX_MB = 4096  # without a known zip size limit: well past any real submission
@@ -36,6 +36,15 @@ MAX_NAME_BYTES = 255  # one path component (ext4, APFS, NTFS)
 MAX_PATH_BYTES = 1024  # a whole member name
 _METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate",
             zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+
+
+def require_zip(path: str | Path) -> Path:
+    """The zip a command was given, or the one "zip not found" error every command raises."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"zip not found: {path}",
+                         hint="give the path of a zip made by `subkit build` (or any submission zip)")
+    return path
 
 
 def bounds(prof) -> tuple[int, int]:

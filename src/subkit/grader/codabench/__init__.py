@@ -781,10 +781,7 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof, phase: str | None
     from subkit.grader.run import env_warnings, python_for
     from subkit.ledger import sha256_file
 
-    zip_path = Path(zip_path)
-    if not zip_path.is_file():
-        raise InputError(f"zip not found: {zip_path}",
-                         hint="give the path of a built zip (subkit build)")
+    zip_path = safezip.require_zip(zip_path)
     mode, note, why_none = choose_sandbox(sandbox_mode)
     notes = list(notes)
     folder = RunFolder(prof.submissions_dir / "runs", zip_path.stem + "-bundle",
