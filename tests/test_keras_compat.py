@@ -501,6 +501,7 @@ stdout.write("@@" + json.dumps({"extracted": extracted, "layers": len(model.laye
 """
 
 
+@pytest.mark.slow
 def test_the_worker_loads_through_a_writable_folder_in_the_graders_keras(saved, grader_python,
                                                                          tmp_path):
     """Keras 3.4 extracts the weights next to the file (a read-only folder in the sandbox
