@@ -113,7 +113,7 @@ class Limits:
 
     @classmethod
     def of(cls, prof) -> Limits:
-        raw = (prof.data.get("limits") or {}) if prof is not None else {}
+        raw = prof.limits if prof is not None else {}
         return cls(**{k: int(raw[k]) for k in cls.__dataclass_fields__ if k in raw})
 
     @property
