@@ -612,8 +612,10 @@ def _prepare_weights(src: Path, name: str, info: WeightsInfo, stage: Path, *,
             _say(echo, f"  {name}: " + _retarget_line(rt) + " [cached: same weights as an "
                        "earlier build]")
             return path, entry
-    # the Keras workers import TensorFlow (seconds each) while the optimizer state is stripped
-    workers = keras_compat.start_workers(env_python) if key else None
+    # the Keras workers import TensorFlow (seconds each), and the current one loads the
+    # user's file for the reference predictions, while the optimizer state is stripped
+    workers = (keras_compat.start_workers(env_python, reference=src, target_version=target)
+               if key else None)
     try:
         path, rt = _strip_and_prove(src, name, info, entry, stage, strip=strip, target=target,
                                     explicit=explicit, env_python=env_python, workers=workers,
