@@ -21,6 +21,8 @@ from subkit.grader import safezip
 
 @dataclass
 class Task:
+    """One task of the bundle: its programs and data, as paths inside the bundle."""
+
     index: Any
     name: str
     scoring_program: Path
@@ -32,16 +34,19 @@ class Task:
 
 @dataclass
 class Bundle:
+    """An opened bundle: ``data`` is its competition.yaml; ``extracted``: ``root`` is a copy
+    unzipped into the run folder (removed after the run)."""
+
     source: Path
     root: Path
-    data: dict
+    data: dict[str, Any]
     extracted: bool
 
     @property
     def title(self) -> str:
         return str(self.data.get("title") or self.source.name)
 
-    def phases(self) -> list[dict]:
+    def phases(self) -> list[dict[str, Any]]:
         phases = self.data.get("phases")
         if not isinstance(phases, list) or not phases:
             raise InputError(f"{self.source}: competition.yaml lists no phases",
@@ -53,7 +58,7 @@ class Bundle:
         return sorted(phases, key=lambda p: p.get("index", 0)
                       if isinstance(p.get("index", 0), int) else 0)
 
-    def tasks(self) -> dict:
+    def tasks(self) -> dict[Any, dict[str, Any]]:
         tasks = self.data.get("tasks")
         if not isinstance(tasks, list) or not tasks:
             raise InputError(f"{self.source}: competition.yaml lists no tasks",
@@ -66,7 +71,7 @@ class Bundle:
             out[t["index"]] = t
         return out
 
-    def leaderboards(self) -> list[dict]:
+    def leaderboards(self) -> list[dict[str, Any]]:
         lbs = self.data.get("leaderboards", self.data.get("leaderboard"))
         if isinstance(lbs, dict):
             lbs = [lbs]
@@ -75,8 +80,6 @@ class Bundle:
 
 def open_bundle(path: Path, workdir: Path) -> Bundle:
     """A folder or zip holding ``competition.yaml`` (version 2) at its root."""
-    import yaml
-
     path = Path(path)
     if not path.exists():
         raise InputError(f"bundle not found: {path}",
@@ -103,6 +106,13 @@ def open_bundle(path: Path, workdir: Path) -> Bundle:
                 f"{where} (zip the folder's contents, not the folder)" if nested else
                 "a Codabench bundle has competition.yaml at its root")
         raise InputError(f"{path} has no competition.yaml at its root", hint=hint)
+    return Bundle(source=path, root=root, data=_read_competition(yml, path), extracted=extracted)
+
+
+def _read_competition(yml: Path, path: Path) -> dict[str, Any]:
+    """``competition.yaml``, refused unless it is a version 2 mapping."""
+    import yaml
+
     try:
         data = yaml.safe_load(yml.read_text("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -121,7 +131,7 @@ def open_bundle(path: Path, workdir: Path) -> Bundle:
     if version not in ("2", "2.0"):
         raise InputError(f"{path}: competition.yaml has version {version!r}",
                          hint="Codabench knows versions 1, 1.5 and 2; subkit runs version 2")
-    return Bundle(source=path, root=root, data=data, extracted=extracted)
+    return data
 
 
 def _describe_phases(phases: list[dict]) -> str:
@@ -129,7 +139,8 @@ def _describe_phases(phases: list[dict]) -> str:
                      for i, p in enumerate(phases))
 
 
-def select(bundle: Bundle, phase: str | None, task: int | None) -> tuple[dict, Task, list[str]]:
+def select(bundle: Bundle, phase: str | None, task: int | None
+           ) -> tuple[dict[str, Any], Task, list[str]]:
     """The phase (by name, case-insensitive, or index) and task to run; notes for the user."""
     phases = bundle.phases()
     tasks = bundle.tasks()

@@ -72,6 +72,8 @@ _PYTHON = re.compile(r"^python(\d+(\.\d+)*)?$")
 
 @dataclass
 class Container:
+    """One program's container in one run, and how it ended."""
+
     kind: str  # "program" | "ingestion"
     run: str  # "prediction" | "scoring"
     command: str  # as written in metadata.yaml
@@ -83,40 +85,43 @@ class Container:
     timed_out: bool = False
     stdout: str = ""
     stderr: str = ""
-    isolation: dict = field(default_factory=dict)
+    isolation: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @dataclass
 class BundleRunResult:
+    """What a bundle run found: the leaderboard's columns, or the failure Codabench would
+    report; ``to_dict`` is ``run.json`` and the ``--json`` output."""
+
     ok: bool
     run_dir: Path
     zip: Path
     bundle: Path
     competition: str
-    phase: dict
-    task: dict
+    phase: dict[str, Any]
+    task: dict[str, Any]
     time_limit_s: float
     sandbox: str  # "bubblewrap" | "none"
     sandbox_note: str
-    isolation: dict
+    isolation: dict[str, Any]
     network_isolated: bool
     docker_image: str
     interpreter: str
-    env: dict = field(default_factory=dict)
-    columns: list = field(default_factory=list)
-    scores: dict = field(default_factory=dict)
-    raw_scores: dict = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
+    columns: list[dict[str, Any]] = field(default_factory=list)
+    scores: dict[str, float | None] = field(default_factory=dict)
+    raw_scores: dict[str, Any] = field(default_factory=dict)
     detailed_results: Path | None = None
     detailed_results_enabled: bool = False
-    logs: dict = field(default_factory=dict)
-    prediction: dict = field(default_factory=dict)
-    scoring: dict = field(default_factory=dict)
-    containers: list = field(default_factory=list)
+    logs: dict[str, Path] = field(default_factory=dict)
+    prediction: dict[str, Any] = field(default_factory=dict)
+    scoring: dict[str, Any] = field(default_factory=dict)
+    containers: list[dict[str, Any]] = field(default_factory=list)
     failure: Failure | None = None
-    warnings: list = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     zip_sha256: str = ""
     elapsed_s: float = 0.0
 
@@ -146,6 +151,9 @@ class BundleRunResult:
 
 
 class _Runner:
+    """The containers of one bundle run: their commands made as the worker makes them, run
+    in subkit's sandbox two at a time, their logs in ``logs/``."""
+
     def __init__(self, run_dir: Path, *, time_limit: float, mode: str, isolate_network: bool,
                  python: str, progress: bool, limits: sandbox.Limits):
         self.run_dir, self.time_limit, self.mode, self.limits = run_dir, time_limit, mode, limits
@@ -201,7 +209,7 @@ class _Runner:
         if child.signal is not None and c.returncode is None and not child.timed_out:
             c.returncode = -child.signal  # what a container engine reports for a killed process
 
-    def run_pair(self, jobs: list[tuple[Container, Path, dict]], label: str) -> None:
+    def run_pair(self, jobs: list[tuple[Container, Path, dict[str, Path]]], label: str) -> None:
         """Run the run's programs concurrently, as the worker's asyncio.gather does."""
         if not jobs:
             return
@@ -587,7 +595,14 @@ def _scoring_run(runner: _Runner, bundle: Bundle, tk: Task, scoring_cmd: str,
     status = _status(program, ingestion)
     res.scoring.update(output=str(root / "output"), metadata=status)
     _check_timeout(runner, [c for c, _, _ in jobs], "scoring", res)
-    out = root / "output"
+    _collect_scores(runner, bundle, program, root / "output", res)
+    write_worker_metadata(root / "output", status)
+
+
+def _collect_scores(runner: _Runner, bundle: Bundle, program: Container, out: Path,
+                    res: BundleRunResult) -> None:
+    """The scoring program's exit code checked, its scores read into the leaderboard's
+    columns, its detailed results found; a failure gets the log tail and the hint."""
     try:
         _check_exit_code(program, res)
         raw = read_scores(out)
@@ -601,7 +616,6 @@ def _scoring_run(runner: _Runner, bundle: Bundle, tk: Task, scoring_cmd: str,
     res.columns, res.scores, w = leaderboard_columns(bundle, raw)
     res.warnings.extend(w)
     res.detailed_results = detailed_results(out)
-    write_worker_metadata(out, status)
 
 
 def _failure_tail(runner: _Runner, program: Container, res: BundleRunResult) -> str:
