@@ -210,21 +210,7 @@ def _bundle_summary_lines(res: BundleRunResult) -> list[tuple[str, dict[str, Any
         out.append((f"FAILED  {res.zip.name}: Codabench would fail it the same way",
                     {"fg": "red", "bold": True}))
     out.append((f"  {where}; time limit {res.time_limit_s:g} s", {}))
-    if res.columns:
-        width = max(len(str(c["title"])) for c in res.columns) + 2
-        board = None
-        for c in res.columns:
-            if c["leaderboard"] != board:
-                board = c["leaderboard"]
-                out.append((f"  leaderboard {board!r}:", {}))
-            v = c["value"]
-            prec = c["precision"] if isinstance(c["precision"], int) else 2
-            shown = "-" if v is None else f"{v:.{max(prec, 4)}f}"
-            extra = f"  ({c['computation']})" if c["computation"] else ""
-            extra += "  hidden" if c["hidden"] else ""
-            title = str(c["title"])
-            out.append((f"    {title:<{width}} {shown:>10}  [{c['key']}, {c['sorting']}]{extra}",
-                        {}))
+    out.extend((line, {}) for line in _leaderboard_lines(res.columns))
     if res.failure:
         f = res.failure
         if f.tail:
@@ -245,3 +231,24 @@ def _bundle_summary_lines(res: BundleRunResult) -> list[tuple[str, dict[str, Any
                 "logs)", {}))
     out.append((f"  run folder: {res.run_dir}", {}))
     return out
+
+
+def _leaderboard_lines(columns: list[dict[str, Any]]) -> list[str]:
+    """A bundle run's leaderboard columns, one line each under their leaderboard's title."""
+    if not columns:
+        return []
+    lines = []
+    width = max(len(str(c["title"])) for c in columns) + 2
+    board = None
+    for c in columns:
+        if c["leaderboard"] != board:
+            board = c["leaderboard"]
+            lines.append(f"  leaderboard {board!r}:")
+        v = c["value"]
+        prec = c["precision"] if isinstance(c["precision"], int) else 2
+        shown = "-" if v is None else f"{v:.{max(prec, 4)}f}"
+        extra = f"  ({c['computation']})" if c["computation"] else ""
+        extra += "  hidden" if c["hidden"] else ""
+        title = str(c["title"])
+        lines.append(f"    {title:<{width}} {shown:>10}  [{c['key']}, {c['sorting']}]{extra}")
+    return lines
