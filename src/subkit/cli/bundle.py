@@ -38,7 +38,7 @@ def export(profile_name, reference, out, docker_image, force, as_json) -> None:
     with the same code as plain `subkit score-local`.
     """
     from subkit import profile
-    from subkit.grader.codabench import export_bundle
+    from subkit.grader.codabench.export import export_bundle
 
     prof = profile.load(profile_name)
     info = export_bundle(prof, Path(reference), Path(out), force=force, docker_image=docker_image)

@@ -11,9 +11,13 @@ import time
 import zipfile
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from subkit.errors import InputError, SubkitError, UsageError
 from subkit.grader.codabench.image import default_image, dockerfile, image_note
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 _LOGO = (  # a 1x1 PNG: the v2 unpacker requires `image:`
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
@@ -25,7 +29,7 @@ _METRIC_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accurac
                   "macro_f1": "Macro F1"}
 
 
-def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
+def export_bundle(prof: Profile, reference: Path, out: Path, *, force: bool = False,
                   docker_image: str | None = None) -> dict:
     """Write a Codabench v2 bundle for ``prof`` with ``reference`` as the test set."""
     import numpy as np
@@ -152,7 +156,7 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
     }
     import io
 
-    def npy(a) -> bytes:
+    def npy(a: np.ndarray) -> bytes:
         buf = io.BytesIO()
         np.save(buf, a, allow_pickle=False)
         return buf.getvalue()
