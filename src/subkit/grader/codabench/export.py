@@ -59,10 +59,9 @@ def export_bundle(prof: Profile, reference: Path, out: Path, *, force: bool = Fa
     scoring_src = (here / "scoring.py").read_bytes()
     metric = prof.metric
     columns = [metric] + [k for k in ("accuracy", "balanced_accuracy", "macro_f1") if k != metric]
-    higher = prof.data["evaluation"].get("higher_is_better", True)
+    higher = prof.higher_is_better
     limit = int(round(prof.time_limit_s))
-    ev = prof.data["evaluation"]
-    phase_names = list(ev.get("phases") or ["development"])
+    phase_names = prof.phases or ["development"]
     image = docker_image or default_image(prof)
     note = image_note(image, prof)
     init = "".join(f" --init-arg {shlex.quote(str(a))}" for a in prof.init_args)
@@ -80,21 +79,21 @@ def export_bundle(prof: Profile, reference: Path, out: Path, *, force: bool = Fa
                             f"task {i}.",
              "start": today + timedelta(days=60 * i),
              "execution_time_limit": limit,
-             "max_submissions_per_day": int(ev.get("max_submissions_per_day", 5)),
+             "max_submissions_per_day": prof.max_submissions_per_day or 5,
              "tasks": [i]}
         if i < len(phase_names) - 1:
             p["end"] = today + timedelta(days=60 * (i + 1))
         if i == 0:
             p["starting_kit"] = "starting_kit"
         phases.append(p)
-    tasks = [{"index": i, "name": f"{prof.data.get('title', prof.name)} ({name})",
+    tasks = [{"index": i, "name": f"{prof.title} ({name})",
               "description": f"{len(X)} test images; the ingestion program is subkit's grader",
               "input_data": "input_data", "reference_data": "reference_data",
               "ingestion_program": "ingestion_program", "scoring_program": "scoring_program"}
              for i, name in enumerate(phase_names)]
     comp = {
         "version": 2,
-        "title": prof.data.get("title", prof.name),
+        "title": prof.title,
         "description": f"Exported by subkit from profile {prof.name}.",
         "image": "logo.png",
         "registration_auto_approve": False,
