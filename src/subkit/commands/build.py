@@ -20,7 +20,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from subkit import __version__, ui
-from subkit.checks import CheckReport, say_checks, smoke_test, static_checks, stop_if_failed
+from subkit.checks import (
+    CheckReport,
+    check_csv,
+    check_zip,
+    say_checks,
+    smoke_test,
+    static_checks,
+    stop_if_failed,
+)
 from subkit.errors import CheckFailed, InputError, SubkitError, UsageError
 from subkit.ledger import build_record, sha256_file
 from subkit.packaging import (
@@ -68,8 +76,6 @@ def _reporting(quiet: bool):
 
 def check(opts: CheckOptions, prof) -> CheckReport:
     """Check a zip (or a Kaggle CSV); returns the CheckReport (PASSED / FAILED)."""
-    from subkit.checks import check_csv, check_zip
-
     with _reporting(opts.quiet):
         if opts.path.name.lower().endswith(".csv"):
             return check_csv(opts.path, prof, data=opts.data)
