@@ -1,7 +1,7 @@
 """The reporter: how library code tells the user what it does, without printing.
 
 pypa/build's ``_ctx.py`` pattern: a context variable holds the current reporter;
-``subkit.__main__`` sets the terminal one (``subkit.cli.terminal.TerminalReporter``) for
+``subkit.__main__`` sets the terminal one (``subkit.cli.options.TerminalReporter``) for
 the length of a command; the default is silent, so a library caller (a notebook, a test)
 sees nothing it did not ask for. Library modules call :func:`echo`, :func:`warn` and
 :func:`progress` below, never ``print`` or click.
