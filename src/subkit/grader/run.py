@@ -424,7 +424,7 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls, calls, keras=None) ->
                            "os.path.join(os.path.dirname(os.path.abspath(__file__)), "
                            "'weights.keras') and check the name matches the file in the zip", tb)
         if "unknown layer" in low or "could not locate" in low or "custom_objects" in low:
-            return Failure(stage, f"the weights need a custom class that model.py does not "
+            return Failure(stage, "the weights need a custom class that model.py does not "
                                   f"provide: {err}",
                            "define the class in model.py (decorated with "
                            "@keras.saving.register_keras_serializable()) or pass "
