@@ -53,8 +53,10 @@ def run(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if debug:
             raise
-        click.secho(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), fg="red", err=True)
-        click.echo("hint: check the path and its permissions; --debug shows the traceback", err=True)
+        click.secho(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+                    fg="red", err=True)
+        click.echo("hint: check the path and its permissions; --debug shows the traceback",
+                   err=True)
         return 1
     except Exception as exc:  # a bug of ours: still one line, the traceback on request
         if debug:

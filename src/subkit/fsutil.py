@@ -118,7 +118,8 @@ def sweep(parent: str | os.PathLike[str], prefix: str) -> list[Path]:
     except OSError:
         return removed
     for e in entries:
-        if e.name.startswith(prefix) and e.is_dir(follow_symlinks=False) and abandoned(Path(e.path)):
+        if e.name.startswith(prefix) and e.is_dir(follow_symlinks=False) \
+                and abandoned(Path(e.path)):
             shutil.rmtree(e.path, ignore_errors=True)
             removed.append(Path(e.path))
     return removed

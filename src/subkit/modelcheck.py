@@ -55,14 +55,16 @@ def check_source(source: str, prof, *, files: list[str], extra_modules: set[str]
         return rep
     cls_name = prof.class_name
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-    rep.defined_names = {n.name for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    rep.defined_names = {n.name for n in ast.walk(tree)
+                         if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
     rep.defined_names |= {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign)
                           for t in n.targets if isinstance(t, ast.Name)}
     if cls_name not in classes:
         other = [c for c in classes if c.lower() == cls_name.lower()]
         rep.error(f"{filename} defines no top-level class {cls_name!r}"
                   + (f" (it has {other[0]!r}: names are case-sensitive)" if other else ""),
-                  f"the grader runs `from {filename[:-3]} import {cls_name}`; define `class {cls_name}:`")
+                  f"the grader runs `from {filename[:-3]} import {cls_name}`; "
+                  f"define `class {cls_name}:`")
     else:
         _check_class(classes[cls_name], prof, rep, filename)
     _check_strings(tree, rep, files, filename)
@@ -91,11 +93,13 @@ def _check_class(cls: ast.ClassDef, prof, rep: ModelPyReport, filename: str) -> 
     n_init = len(prof.init_args)
     if init is None:
         if not cls.bases:
-            rep.warn(f"{name} has no __init__: nothing loads the weights when the grader calls {name}()",
+            rep.warn(f"{name} has no __init__: nothing loads the weights when the grader "
+                     f"calls {name}()",
                      "define def __init__(self): that loads the model (is it commented out?)")
     else:
         req = _required_positional(init)[1:]  # drop self
-        kwonly_req = [a.arg for a, d in zip(init.args.kwonlyargs, init.args.kw_defaults) if d is None]
+        kwonly_req = [a.arg for a, d in zip(init.args.kwonlyargs, init.args.kw_defaults)
+                      if d is None]
         if len(req) > n_init or kwonly_req:
             _init_needs_more(name, req[n_init:] + kwonly_req, prof, rep)
         elif len(init.args.posonlyargs + init.args.args) - 1 < n_init and init.args.vararg is None:
@@ -113,7 +117,8 @@ def _check_class(cls: ast.ClassDef, prof, rep: ModelPyReport, filename: str) -> 
                       f"define {define} returning {prof.output_kind}")
     else:
         args = pred.args.posonlyargs + pred.args.args
-        is_static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in pred.decorator_list)
+        is_static = any(isinstance(d, ast.Name) and d.id == "staticmethod"
+                        for d in pred.decorator_list)
         positional = len(args) - (0 if is_static else 1)
         required = len(_required_positional(pred)) - (0 if is_static else 1)
         if required > n_in:
@@ -151,9 +156,11 @@ def _init_needs_more(name: str, missing: list[str], prof, rep: ModelPyReport) ->
                   "define def __init__(self): and find the folder yourself: "
                   "os.path.dirname(os.path.abspath(__file__))")
         return
-    rep.error(f"{name}.__init__ requires argument(s) {', '.join(missing)}, but the grader calls {call}",
+    rep.error(f"{name}.__init__ requires argument(s) {', '.join(missing)}, "
+              f"but the grader calls {call}",
               "take no argument: def __init__(self): and load the weights by a path relative "
-              "to model.py" if not prof.init_args else f"define __init__ to take what {call} passes")
+              "to model.py" if not prof.init_args
+              else f"define __init__ to take what {call} passes")
 
 
 _TEXT_CALLS = {"print", "debug", "info", "warning", "warn", "error", "exception", "critical",
@@ -266,7 +273,8 @@ def _check_strings(tree: ast.AST, rep: ModelPyReport, files: list[str], filename
     rep.weights_names = sorted(set(seen))
 
 
-def _check_imports(tree: ast.AST, rep: ModelPyReport, files: list[str], extra: set[str], filename: str) -> None:
+def _check_imports(tree: ast.AST, rep: ModelPyReport, files: list[str], extra: set[str],
+                   filename: str) -> None:
     local = {f.split("/")[0].removesuffix(".py") for f in files}
     stdlib = set(getattr(sys, "stdlib_module_names", ()))
     allowed = GRADER_PACKAGES | extra | local | stdlib

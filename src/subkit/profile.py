@@ -296,7 +296,8 @@ class Profile:
 
     @property
     def higher_is_better(self) -> bool:
-        return bool(self.data["evaluation"].get("higher_is_better", self.metric not in LOWER_IS_BETTER))
+        return bool(self.data["evaluation"].get("higher_is_better",
+                                                self.metric not in LOWER_IS_BETTER))
 
     @property
     def max_submissions_per_day(self) -> int | None:
@@ -402,7 +403,8 @@ def validate(data: dict[str, Any], where: str) -> None:
             if key not in SCHEMA or key == "":
                 raise ProfileError(
                     f"{where}: unknown table [{key}]",
-                    hint=f"known tables: {', '.join('[' + k + ']' for k in SCHEMA if k)}, [workspace]",
+                    hint=f"known tables: {', '.join('[' + k + ']' for k in SCHEMA if k)}, "
+                         "[workspace]",
                 )
             table, fields = value, SCHEMA[key]
             for k, v in table.items():
@@ -478,11 +480,13 @@ def _validate_kind(data: dict[str, Any], where: str) -> None:
         _refuse(where, f"[output] kind {out['kind']!r} does not fit a {task} task",
                 f'a {task} task returns kind = "{TASK_OUTPUT[task]}"')
     if inp.get("kind", "images") not in INPUT_KINDS:
-        _refuse(where, f"[input] kind {inp['kind']!r} is not known", f"one of: {', '.join(INPUT_KINDS)}")
+        _refuse(where, f"[input] kind {inp['kind']!r} is not known",
+                f"one of: {', '.join(INPUT_KINDS)}")
     n_classes = len(data.get("classes", {}).get("names", []))
     for c in ev.get("ignore_classes", []):
         if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < n_classes:
-            _refuse(where, f"[evaluation] ignore_classes: {c!r} is not a class id 0..{n_classes - 1}",
+            _refuse(where, f"[evaluation] ignore_classes: {c!r} is not a class id "
+                           f"0..{n_classes - 1}",
                     "e.g. ignore_classes = [0] (the background)")
     phases = ev.get("phases", [])
     if task == "forecasting" and (not isinstance(out.get("horizon"), int) or out["horizon"] < 1):
@@ -506,7 +510,8 @@ def _validate_kind(data: dict[str, Any], where: str) -> None:
                     'names of the test set\'s arrays passed after X, e.g. ["categories"]')
     for name, values in inp.get("extra_values", {}).items():
         if name not in names or not isinstance(values, list) or not values:
-            _refuse(where, f"[input] extra_values: {name!r} is not a predict input or has no values",
+            _refuse(where, f"[input] extra_values: {name!r} is not a predict input "
+                           "or has no values",
                     'e.g. extra_values = { categories = ["A", "B"] } with "categories" in '
                     "[submission] predict_extra_inputs")
     for fname, text in sub.get("required_files", {}).items():
@@ -519,7 +524,8 @@ def _validate_kind(data: dict[str, Any], where: str) -> None:
                     f'e.g. init_args = ["{SUBMISSION_PLACEHOLDER}"] (the submission\'s folder)')
     kag = data.get("kaggle", {})
     if kag.get("layout", "labels") not in CSV_LAYOUTS:
-        _refuse(where, f"[kaggle] layout {kag['layout']!r} is not known", f"one of: {', '.join(CSV_LAYOUTS)}")
+        _refuse(where, f"[kaggle] layout {kag['layout']!r} is not known",
+                f"one of: {', '.join(CSV_LAYOUTS)}")
     if kag.get("label_values", "indices") not in CSV_LABEL_VALUES:
         _refuse(where, f"[kaggle] label_values {kag['label_values']!r} is not known",
                 f"one of: {', '.join(CSV_LABEL_VALUES)}")

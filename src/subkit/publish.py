@@ -62,8 +62,9 @@ def roll_forward(stage: Path) -> str:
     c = json.loads((stage / COMMIT).read_text())
     out, row = Path(c["out"]), c["row"]
     ledger = Ledger(Path(c["ledger_dir"]), on_warning=lambda m: None)
-    if row is not None and not any(r.get("kind") == "build" and r.get("zip_sha256") == row.get("zip_sha256")
-               and r.get("zip") == row.get("zip") for r in ledger.records()):
+    if row is not None and not any(r.get("kind") == "build"
+                                   and r.get("zip_sha256") == row.get("zip_sha256")
+                                   and r.get("zip") == row.get("zip") for r in ledger.records()):
         ledger.append(row)
     for src, name in ((CANDIDATE, c["zip"]), (MANIFEST, c["manifest"])):
         _link(stage / src, out / name)

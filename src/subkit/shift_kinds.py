@@ -190,7 +190,8 @@ def collect(plan: KindPlan, status: dict, output_dir: Path, prof, phase, clean) 
         else:
             try:
                 pred = np.load(Path(output_dir) / f"predictions_{e['key']}.npy", allow_pickle=False)
-                value = float(scoring.evaluate(prof.task_spec(phase), pred, e["truth"]).scores[prof.metric])
+                value = float(scoring.evaluate(prof.task_spec(phase), pred,
+                                               e["truth"]).scores[prof.metric])
             except scoring.PredictionError as exc:
                 err = exc.message
         row["severity"].append(e["severity"])

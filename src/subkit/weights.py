@@ -53,8 +53,10 @@ def inspect(path: Path) -> WeightsInfo:
                          hint="give the file your training saved (model.save('weights.keras'))")
     if p.is_dir():
         if (p / "saved_model.pb").exists():
-            raise InputError(f"{p} is a legacy TensorFlow SavedModel folder, which Keras 3 cannot load with load_model",
-                             hint="load it where it was made and save it again with model.save('weights.keras')")
+            raise InputError(f"{p} is a legacy TensorFlow SavedModel folder, which Keras 3 "
+                             "cannot load with load_model",
+                             hint="load it where it was made and save it again with "
+                                  "model.save('weights.keras')")
         raise InputError(f"{p} is a folder, not a weights file", hint="give the .keras or .h5 file")
     if not os.access(p, os.R_OK):
         raise InputError(f"cannot read {p}", hint="check the file's permissions")
@@ -67,7 +69,8 @@ def inspect(path: Path) -> WeightsInfo:
         raise InputError(f"{p} is a TensorFlow graph file, not Keras weights",
                          hint="save the Keras model with model.save('weights.keras')")
     raise InputError(f"{p}: unknown weights format {p.suffix!r}",
-                     hint="use a Keras 3 .keras file (or .h5/.weights.h5 when model.py builds the model)")
+                     hint="use a Keras 3 .keras file "
+                          "(or .h5/.weights.h5 when model.py builds the model)")
 
 
 def _inspect_keras(p: Path) -> WeightsInfo:
@@ -76,21 +79,24 @@ def _inspect_keras(p: Path) -> WeightsInfo:
             names = set(zf.namelist())
             missing = {"metadata.json", "config.json", "model.weights.h5"} - names
             if missing:
-                raise InputError(f"{p} is not a complete .keras file (missing {', '.join(sorted(missing))})",
+                raise InputError(f"{p} is not a complete .keras file "
+                                 f"(missing {', '.join(sorted(missing))})",
                                  hint="save it again with model.save('weights.keras')")
             meta = json.loads(zf.read("metadata.json"))
             config = json.loads(zf.read("config.json"))
             with zf.open("model.weights.h5") as fh:
                 has_opt = _h5_has_optimizer(fh)
     except zipfile.BadZipFile:
-        raise InputError(f"{p} is not a valid .keras file (not a zip archive: corrupt or truncated)",
+        raise InputError(f"{p} is not a valid .keras file "
+                         "(not a zip archive: corrupt or truncated)",
                          hint="save it again with model.save('weights.keras'); "
                               "check the download/copy finished") from None
     except (ValueError, KeyError, OSError) as exc:
         raise InputError(f"{p} is a corrupt .keras file ({exc})",
                          hint="save it again with model.save('weights.keras')") from None
     custom, classes = _classes(config)
-    return WeightsInfo(path=p, kind="keras", size=p.stat().st_size, keras_version=meta.get("keras_version"),
+    return WeightsInfo(path=p, kind="keras", size=p.stat().st_size,
+                       keras_version=meta.get("keras_version"),
                        date_saved=meta.get("date_saved"), has_optimizer=has_opt,
                        custom_classes=custom, layer_classes=classes)
 
@@ -117,7 +123,8 @@ def _inspect_h5(p: Path) -> WeightsInfo:
             has_opt = "optimizer_weights" in h5 or "optimizer" in h5
     except OSError as exc:
         raise InputError(f"{p} is not a readable HDF5 file ({exc})",
-                         hint="save it again with model.save(...) or model.save_weights(...)") from None
+                         hint="save it again with model.save(...) "
+                              "or model.save_weights(...)") from None
     custom: list = []
     classes: list = []
     if cfg is not None:
@@ -142,7 +149,8 @@ def _classes(config: Any) -> tuple[list[str], list[str]]:
                 classes.add(cls)
                 module = node.get("module")
                 registered = node.get("registered_name")
-                if module is not None and not str(module).startswith("keras") and cls not in ("function",):
+                if module is not None and not str(module).startswith("keras") \
+                        and cls not in ("function",):
                     custom.add(registered or cls)
                 elif isinstance(registered, str) and ">" in registered:
                     custom.add(registered)

@@ -100,7 +100,8 @@ def render(report: dict[str, Any], images: np.ndarray, labels: np.ndarray | None
         for c in report["classes"]:
             P.append(f"<tr><td>{c['id']}</td><td class='l'>{_e(c['name'])}</td>"
                      f"<td>{c['count']:,}</td><td>{c['share'] * 100:.1f}%</td>"
-                     f"<td>{cw[c['id']]['weight']:.4f}</td><td>{cw[c['id']]['alpha']:.4f}</td></tr>")
+                     f"<td>{cw[c['id']]['weight']:.4f}</td>"
+                     f"<td>{cw[c['id']]['alpha']:.4f}</td></tr>")
         P.append("</table>")
         if report["imbalance_ratio"] is not None:
             P.append(f"<p>Imbalance ratio (largest / smallest class): "

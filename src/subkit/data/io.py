@@ -100,12 +100,14 @@ def _read_object_array(p: Path, key: str) -> np.ndarray:
             header(fh)
             arr = _StringArrayUnpickler(fh).load()
     except (pickle.UnpicklingError, ValueError, EOFError, KeyError, AttributeError) as exc:
-        raise InputError(f"{p}: the {key!r} array holds Python objects that are not strings ({exc})",
-                         hint=f"re-save it as strings or numbers: numpy.savez(..., {key}=values.astype(str))"
-                         ) from None
+        raise InputError(f"{p}: the {key!r} array holds Python objects that are not strings "
+                         f"({exc})",
+                         hint="re-save it as strings or numbers: "
+                              f"numpy.savez(..., {key}=values.astype(str))") from None
     if not isinstance(arr, np.ndarray) or not all(isinstance(v, (str, bytes)) for v in arr.ravel()):
         raise InputError(f"{p}: the {key!r} array holds Python objects that are not strings",
-                         hint=f"re-save it as strings or numbers: numpy.savez(..., {key}=values.astype(str))")
+                         hint="re-save it as strings or numbers: "
+                              f"numpy.savez(..., {key}=values.astype(str))")
     return arr.astype(str)
 
 
@@ -117,8 +119,9 @@ def _get(npz, p: Path, key: str, profile) -> np.ndarray:
             raise
     if not profile.allow_pickle:
         raise InputError(f"{p}: the {key!r} array holds pickled Python objects",
-                         hint=f"the profile {profile.name} does not expect them: re-save it as strings "
-                              f"or numbers (numpy.savez(..., {key}=values.astype(str))), or set "
+                         hint=f"the profile {profile.name} does not expect them: re-save it "
+                              "as strings or numbers "
+                              f"(numpy.savez(..., {key}=values.astype(str))), or set "
                               "[data] allow_pickle = true in subkit.toml")
     return _read_object_array(p, key)
 
@@ -132,7 +135,8 @@ def _load_npz(p: Path, profile, require_labels: bool) -> Dataset:
             keys = list(npz.keys())
             ik, lk = profile.images_key, profile.labels_key
             if ik not in keys:
-                raise InputError(f"{p} has no {ik!r} array (it has: {', '.join(keys) or 'nothing'})",
+                raise InputError(f"{p} has no {ik!r} array "
+                                 f"(it has: {', '.join(keys) or 'nothing'})",
                                  hint=f"the profile expects keys {ik!r} and {lk!r}; "
                                       "override [data] images_key in subkit.toml if yours differ")
             images = _get(npz, p, ik, profile)
@@ -251,7 +255,8 @@ def _labels_from_names(lab: np.ndarray, p: Path, class_names: list[str]) -> np.n
     lookup = {name: i for i, name in enumerate(class_names)}
     unknown = sorted(set(values.ravel().tolist()) - set(lookup))
     if unknown:
-        raise InputError(f"{p}: labels the profile does not know: {', '.join(map(repr, unknown[:5]))}",
+        raise InputError(f"{p}: labels the profile does not know: "
+                         f"{', '.join(map(repr, unknown[:5]))}",
                          hint="the profile's classes are " + ", ".join(map(repr, class_names))
                               + " (names are case-sensitive); set [classes] names in subkit.toml "
                                 "if the competition's differ")
@@ -319,7 +324,8 @@ def _load_folder(p: Path, profile, require_labels: bool) -> Dataset:
                              hint="a labelled folder holds one sub-folder per class")
         files = [(f, None) for f in sorted(p.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
-        raise InputError(f"{p} holds no images", hint=f"image types read: {', '.join(sorted(IMAGE_SUFFIXES))}")
+        raise InputError(f"{p} holds no images",
+                         hint=f"image types read: {', '.join(sorted(IMAGE_SUFFIXES))}")
     shape = profile.input_shape
     mode = "RGB" if len(shape) == 3 and shape[-1] == 3 else ("L" if len(shape) == 2 else None)
     out = []
@@ -329,7 +335,8 @@ def _load_folder(p: Path, profile, require_labels: bool) -> Dataset:
                 im = im.convert(mode) if mode else im
                 out.append(np.asarray(im))
         except Exception as exc:  # PIL raises many kinds
-            raise InputError(f"{f}: not a readable image ({exc})", hint="remove or fix the file") from None
+            raise InputError(f"{f}: not a readable image ({exc})",
+                             hint="remove or fix the file") from None
     try:
         images = np.stack(out)
     except ValueError:
@@ -343,7 +350,8 @@ def save_npz(path: str | os.PathLike, *, force: bool = False, **arrays: np.ndarr
     """Write an npz atomically: a temp file in the same folder, then os.replace."""
     p = Path(path)
     if p.exists() and not force:
-        raise InputError(f"{p} exists; refusing to overwrite", hint="pass --force or choose another path")
+        raise InputError(f"{p} exists; refusing to overwrite",
+                         hint="pass --force or choose another path")
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"folder {folder} does not exist", hint="create it first")

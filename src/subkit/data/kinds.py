@@ -37,7 +37,8 @@ def _check_args(profile, test_size: float, set_default: bool) -> None:
                          hint="e.g. --test-size 0.15")
     if set_default and profile.workspace is None:
         raise UsageError("--set-default needs a workspace: no subkit.toml here or above",
-                         hint="run `subkit init` first (or set SUBKIT_WORKSPACE), or drop --set-default")
+                         hint="run `subkit init` first (or set SUBKIT_WORKSPACE), "
+                              "or drop --set-default")
 
 
 def split_file(path: Path, profile, *, test_size: float, out_train: Path, out_test: Path,
@@ -72,7 +73,8 @@ def split_file(path: Path, profile, *, test_size: float, out_train: Path, out_te
 
 def _split_series(ds, arrays: dict, test_size: float, seed: int):
     if SERIES_KEY not in arrays:
-        raise InputError(f"{ds.path} has no {SERIES_KEY!r} array: the series each window comes from",
+        raise InputError(f"{ds.path} has no {SERIES_KEY!r} array: "
+                         "the series each window comes from",
                          hint="windows of one series overlap, so a split by window leaks the test "
                               f"values into training: store each window's series id as "
                               f"{SERIES_KEY}=... (subkit's synthetic data does)")
@@ -120,14 +122,16 @@ def mask_ids(masks: np.ndarray) -> np.ndarray:
 def inspect(ds, profile, *, near: int = duplicates.DEFAULT_NEAR,
             min_similarity: float = duplicates.DEFAULT_SIMILARITY) -> dict[str, Any]:
     masks, names = ds.labels, profile.class_names
-    counts = np.bincount(masks.reshape(-1), minlength=profile.n_classes) if masks is not None else None
+    counts = (np.bincount(masks.reshape(-1), minlength=profile.n_classes)
+              if masks is not None else None)
     dups = duplicates.find(ds.images, near=near, min_similarity=min_similarity)
     ids = mask_ids(masks) if masks is not None else None
     report: dict[str, Any] = {
         "file": str(ds.path), "profile": profile.name, "n_images": len(ds),
         "images": {"shape": list(ds.images.shape), "dtype": str(ds.images.dtype),
                    "min": float(ds.images.min()), "max": float(ds.images.max())},
-        "duplicate_images": [{"members": g.tolist(), "masks_agree": not duplicates.label_conflict(ids, g)}
+        "duplicate_images": [{"members": g.tolist(),
+                              "masks_agree": not duplicates.label_conflict(ids, g)}
                              for g in dups.groups()],
         "near": near,
     }
@@ -142,8 +146,9 @@ def inspect(ds, profile, *, near: int = duplicates.DEFAULT_NEAR,
 
 
 def to_text(report: dict[str, Any]) -> str:
-    lines = [f"{report['file']}: {report['n_images']:,} images {tuple(report['images']['shape'][1:])} "
-             f"{report['images']['dtype']}, values {report['images']['min']:g}..{report['images']['max']:g}"]
+    lines = [f"{report['file']}: {report['n_images']:,} images "
+             f"{tuple(report['images']['shape'][1:])} {report['images']['dtype']}, "
+             f"values {report['images']['min']:g}..{report['images']['max']:g}"]
     for c in report.get("classes", []):
         lines.append(f"  {c['id']:>2} {c['name']:<14} {c['share'] * 100:6.2f}% of pixels"
                      + ("  (ignored by the metric)" if c["ignored"] else ""))

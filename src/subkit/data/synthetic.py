@@ -27,14 +27,22 @@ _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
 # class -> (cell radius range, cytoplasm rgb, nucleus rgb, nucleus kind, nucleus scale range,
 #           granules rgb or None)
 _CLASSES = [
-    ((22, 28), (185, 160, 200), (70, 30, 110), "blob", (0.70, 0.90), (60, 20, 90)),        # basophil
-    ((24, 30), (230, 170, 150), (110, 50, 130), "bilobed", (0.40, 0.55), (225, 110, 70)),  # eosinophil
-    ((17, 22), (175, 165, 205), (45, 20, 75), "round", (0.45, 0.60), None),                 # erythroblast
-    ((25, 32), (200, 170, 200), (125, 70, 160), "kidney", (0.55, 0.72), (170, 120, 170)),   # immature gran.
-    ((16, 21), (160, 175, 220), (70, 40, 120), "round", (0.68, 0.85), None),                # lymphocyte
-    ((27, 33), (175, 170, 200), (120, 80, 150), "kidney", (0.50, 0.65), None),              # monocyte
-    ((23, 29), (215, 185, 205), (100, 45, 130), "multilobed", (0.45, 0.60), (200, 160, 190)),  # neutrophil
-    ((0, 0), (0, 0, 0), (120, 70, 160), "fragments", (0.0, 0.0), None),                     # platelet
+    # basophil
+    ((22, 28), (185, 160, 200), (70, 30, 110), "blob", (0.70, 0.90), (60, 20, 90)),
+    # eosinophil
+    ((24, 30), (230, 170, 150), (110, 50, 130), "bilobed", (0.40, 0.55), (225, 110, 70)),
+    # erythroblast
+    ((17, 22), (175, 165, 205), (45, 20, 75), "round", (0.45, 0.60), None),
+    # immature granulocyte
+    ((25, 32), (200, 170, 200), (125, 70, 160), "kidney", (0.55, 0.72), (170, 120, 170)),
+    # lymphocyte
+    ((16, 21), (160, 175, 220), (70, 40, 120), "round", (0.68, 0.85), None),
+    # monocyte
+    ((27, 33), (175, 170, 200), (120, 80, 150), "kidney", (0.50, 0.65), None),
+    # neutrophil
+    ((23, 29), (215, 185, 205), (100, 45, 130), "multilobed", (0.45, 0.60), (200, 160, 190)),
+    # platelet
+    ((0, 0), (0, 0, 0), (120, 70, 160), "fragments", (0.0, 0.0), None),
 ]
 
 
@@ -86,7 +94,8 @@ def _one_image(rng: np.random.Generator, cls: int) -> np.ndarray:
     if kind == "fragments":
         for _ in range(rng.integers(2, 7)):
             fy, fx = cy + rng.normal(0, 10), cx + rng.normal(0, 10)
-            _paint(img, _ellipse(fy, fx, rng.uniform(2, 5), rng.uniform(2, 6), rng.uniform(0, np.pi)),
+            _paint(img, _ellipse(fy, fx, rng.uniform(2, 5), rng.uniform(2, 6),
+                                 rng.uniform(0, np.pi)),
                    jitter(nuc, 25))
     else:
         R = rng.uniform(r_lo, r_hi)
@@ -99,7 +108,8 @@ def _one_image(rng: np.random.Generator, cls: int) -> np.ndarray:
             if kind == "blob":  # irregular outline
                 for _ in range(4):
                     a = rng.uniform(0, 2 * np.pi)
-                    mask = np.maximum(mask, _disc(cy + np.sin(a) * s * 0.5, cx + np.cos(a) * s * 0.5, s * 0.6))
+                    mask = np.maximum(mask, _disc(cy + np.sin(a) * s * 0.5,
+                                                  cx + np.cos(a) * s * 0.5, s * 0.6))
         elif kind == "bilobed":
             d = s * 0.9
             mask = np.maximum(_disc(cy + np.sin(ang) * d, cx + np.cos(ang) * d, s * 0.75),
@@ -112,7 +122,8 @@ def _one_image(rng: np.random.Generator, cls: int) -> np.ndarray:
                 mask = np.maximum(mask, _disc(cy + np.sin(a) * s, cx + np.cos(a) * s, s * 0.55))
         else:  # kidney: an ellipse with a bite taken out
             mask = _ellipse(cy, cx, s * 0.65, s * 1.15, ang)
-            bite = _disc(cy + np.sin(ang + np.pi / 2) * s * 0.9, cx + np.cos(ang + np.pi / 2) * s * 0.9, s * 0.6)
+            bite = _disc(cy + np.sin(ang + np.pi / 2) * s * 0.9,
+                         cx + np.cos(ang + np.pi / 2) * s * 0.9, s * 0.6)
             mask = np.clip(mask - bite, 0, 1)
         mask = mask * cell
         _paint(img, mask, jitter(nuc))
@@ -123,13 +134,15 @@ def _one_image(rng: np.random.Generator, cls: int) -> np.ndarray:
             gmask = np.zeros_like(_YY)
             iy, ix = np.clip(gy.astype(int), 0, SIZE - 1), np.clip(gx.astype(int), 0, SIZE - 1)
             gmask[iy, ix] = 1.0
-            gmask = np.clip(gmask + 0.5 * (np.roll(gmask, 1, 0) + np.roll(gmask, 1, 1)), 0, 1) * cell
+            gmask = np.clip(gmask + 0.5 * (np.roll(gmask, 1, 0) + np.roll(gmask, 1, 1)),
+                            0, 1) * cell
             _paint(img, gmask * 0.85, jitter(gran, 12))
     # acquisition: colour cast, brightness, a little blur, sensor noise
     img *= rng.uniform(0.85, 1.12, 3).astype(np.float32)
     img += rng.normal(0, 6)
     if rng.random() < 0.5:
-        img = (img + np.roll(img, 1, 0) + np.roll(img, 1, 1) + np.roll(img, -1, 0) + np.roll(img, -1, 1)) / 5
+        img = (img + np.roll(img, 1, 0) + np.roll(img, 1, 1)
+               + np.roll(img, -1, 0) + np.roll(img, -1, 1)) / 5
     img += rng.normal(0, 5, img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -237,8 +250,10 @@ def terrain(n: int = 400, *, seed: int = 0, shape: tuple[int, int] = (64, 128), 
         alien_mask[:, : w // 6] = 1
         masks = np.concatenate([masks, np.broadcast_to(alien_mask, (aliens, h, w))])
         for i in range(n, n + aliens):
-            face = ((yy - h / 2) / rng.uniform(14, 22)) ** 2 + ((xx - w / 2) / rng.uniform(10, 16)) ** 2
-            eyes = np.minimum(np.hypot(yy - h / 2 + 5, xx - w / 2 - 6), np.hypot(yy - h / 2 + 5, xx - w / 2 + 6))
+            face = (((yy - h / 2) / rng.uniform(14, 22)) ** 2
+                    + ((xx - w / 2) / rng.uniform(10, 16)) ** 2)
+            eyes = np.minimum(np.hypot(yy - h / 2 + 5, xx - w / 2 - 6),
+                              np.hypot(yy - h / 2 + 5, xx - w / 2 + 6))
             images[i] = np.clip(rng.uniform(20, 60) + 180 * (face < 1) - 150 * (eyes < 3)
                                 + rng.normal(0, 10, (h, w)), 0, 255)
         is_outlier[n:] = True
@@ -247,7 +262,8 @@ def terrain(n: int = 400, *, seed: int = 0, shape: tuple[int, int] = (64, 128), 
             "is_outlier": is_outlier[idx]}
 
 
-def _terrain_image(rng: np.random.Generator, mask: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+def _terrain_image(rng: np.random.Generator, mask: np.ndarray, yy: np.ndarray,
+                   xx: np.ndarray) -> np.ndarray:
     h, w = mask.shape
     light = rng.uniform(0.8, 1.2) + rng.uniform(-0.15, 0.15) * (xx / w - 0.5)
     grain = rng.normal(0, 1, (h, w)).astype(np.float32)

@@ -110,10 +110,13 @@ def prepare_input(X: np.ndarray, prof) -> tuple[np.ndarray, list[str]]:
         lo, hi = prof.input_range
         if want.kind in "ui":
             if X.dtype.kind == "f" and not np.all(X == np.round(X)):
-                raise InputError(f"the test images are {X.dtype} with fractional values; the grader passes {want}",
-                                 hint="store the test set as the competition gives it (e.g. uint8 0..255)")
+                raise InputError(f"the test images are {X.dtype} with fractional values; "
+                                 f"the grader passes {want}",
+                                 hint="store the test set as the competition gives it "
+                                      "(e.g. uint8 0..255)")
             if X.size and (X.min() < lo or X.max() > hi):
-                raise InputError(f"the test images' values {X.min()}..{X.max()} fall outside {lo:g}..{hi:g}",
+                raise InputError(f"the test images' values {X.min()}..{X.max()} "
+                                 f"fall outside {lo:g}..{hi:g}",
                                  hint="store the test set as the competition gives it")
         warns.append(f"test images converted from {X.dtype} to {want}, as the grader passes them")
         X = X.astype(want)
@@ -189,8 +192,9 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
         failure = _name_the_weights(failure, submission_dir)
     if failure is None and preds is None:
         out = status.get("output", {})
-        failure = Failure("save", f"predict returned {out.get('python_type', 'something')} that is not an array "
-                                  f"of labels ({out.get('error', 'object dtype')})",
+        failure = Failure("save", f"predict returned {out.get('python_type', 'something')} "
+                                  "that is not an array of labels "
+                                  f"({out.get('error', 'object dtype')})",
                           "return a numpy int array of shape (n,)")
     return ChildRun(ok=failure is None, predictions=preds, status=status, child=child,
                     failure=failure, clean_s=clean_s, asked_more=bool(extra_args))
@@ -270,9 +274,9 @@ class _Progress:
             self.bar.close()
 
 
-_STAGE_WORDS = {"start": "starting", "load_input": "loading the input", "import": "importing model.py",
-                "init": "Model()", "predict": "predict(X)", "save": "saving the predictions",
-                "done": "finishing"}
+_STAGE_WORDS = {"start": "starting", "load_input": "loading the input",
+                "import": "importing model.py", "init": "Model()", "predict": "predict(X)",
+                "save": "saving the predictions", "done": "finishing"}
 
 
 def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) -> Failure | None:
@@ -288,18 +292,20 @@ def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) 
     if child.timed_out:
         paused = (f"; subkit itself was stopped for {child.paused_s:g} s of it, and the grader's "
                   "clock does not stop" if child.paused_s else "")
-        return Failure(stage, f"the submission exceeded the time limit of {time_limit:g} s during {where} "
-                              f"(the grader kills it: 'Execution Time Limit exceeded'{paused})",
-                       "predict in batches (the template does), use fewer TTA views or a smaller model; "
-                       "an endless loop or input() hangs too", tail)
+        return Failure(stage, f"the submission exceeded the time limit of {time_limit:g} s "
+                              f"during {where} (the grader kills it: "
+                              f"'Execution Time Limit exceeded'{paused})",
+                       "predict in batches (the template does), use fewer TTA views or a "
+                       "smaller model; an endless loop or input() hangs too", tail)
     if child.limit == "disk":
-        return Failure(stage, f"the submission wrote more than {lim['disk_mb']} MB into its folders "
-                              f"during {where}; the sandbox stopped it",
+        return Failure(stage, f"the submission wrote more than {lim['disk_mb']} MB into its "
+                              f"folders during {where}; the sandbox stopped it",
                        "write nothing big next to model.py or into the output; the limit is the "
                        "profile's [limits] disk_mb", tail)
     if child.limit == "files":
-        return Failure(stage, f"the submission created more than {untrusted.MAX_FILES} files during "
-                              f"{where}; the sandbox stopped it", "do not write files in a loop", tail)
+        return Failure(stage, f"the submission created more than {untrusted.MAX_FILES} files "
+                              f"during {where}; the sandbox stopped it",
+                       "do not write files in a loop", tail)
     if status.get("ok") and child.returncode == 0:
         return None
     etype, err = status.get("error_type"), status.get("error", "")
@@ -314,9 +320,11 @@ def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) 
                                 prof.grader.get("keras"))
     if child.signal is not None:
         return _diagnose_signal(child.signal, stage, where, lim, tail)
-    return Failure(stage, f"the submission's process ended with exit code {child.returncode} during {where} "
-                          "without raising an error (os._exit or a hard exit in a library?)",
-                   "never call os._exit/sys.exit in model.py; see the log tail for what ran last", tail)
+    return Failure(stage, f"the submission's process ended with exit code {child.returncode} "
+                          f"during {where} without raising an error (os._exit or a hard exit "
+                          "in a library?)",
+                   "never call os._exit/sys.exit in model.py; see the log tail for what ran "
+                   "last", tail)
 
 
 def _diagnose_signal(sig: int, stage: str, where: str, lim: dict, tail: str) -> Failure:
@@ -324,7 +332,8 @@ def _diagnose_signal(sig: int, stage: str, where: str, lim: dict, tail: str) -> 
     if sig == _signal.SIGXFSZ:
         return Failure(stage, f"the submission's process wrote a file larger than "
                               f"{lim['file_size_mb']} MB during {where} (killed by SIGXFSZ)",
-                       "write nothing that big; the limit is the profile's [limits] file_size_mb", tail)
+                       "write nothing that big; the limit is the profile's [limits] "
+                       "file_size_mb", tail)
     oom = sig in (_signal.SIGKILL, _signal.SIGABRT)
     return Failure(stage, f"the submission's process was killed by {name} during {where}"
                           + (f" (out of memory? the sandbox allows {lim['memory_mb']} MB per "
@@ -338,14 +347,15 @@ def _limit_exception(stage, etype, err, tb, lim: dict) -> Failure | None:
     """An exception that is the sandbox's limit speaking, in the limit's words."""
     low = err.lower()
     if "MemoryError" in etype or "allocate" in low:
-        return Failure(stage, f"the submission ran out of memory: {etype}: {err} (the sandbox allows "
-                              f"{lim['memory_mb']} MB per process)",
+        return Failure(stage, f"the submission ran out of memory: {etype}: {err} "
+                              f"(the sandbox allows {lim['memory_mb']} MB per process)",
                        "predict in batches and free what you do not need; the limit is the "
                        "profile's [limits] memory_mb", tb)
     if "file too large" in low:
         return Failure(stage, f"the submission wrote a file larger than {lim['file_size_mb']} MB: "
                               f"{etype}: {err}",
-                       "write nothing that big; the limit is the profile's [limits] file_size_mb", tb)
+                       "write nothing that big; the limit is the profile's [limits] "
+                       "file_size_mb", tb)
     if etype == "BlockingIOError" or "resource temporarily unavailable" in low:
         return Failure(stage, f"the submission could not start another process or thread: {etype}: "
                               f"{err} (the sandbox allows {lim['processes']})",
@@ -387,12 +397,15 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls, calls, keras=None) ->
                            "use only packages the grader has (numpy, tensorflow/keras); put helper "
                            "modules at the zip root next to model.py", tb)
         if etype == "FileNotFoundError" and entry in err:
-            return Failure(stage, err, f"put {entry} at the root of the zip, not inside a folder", tb)
+            return Failure(stage, err,
+                           f"put {entry} at the root of the zip, not inside a folder", tb)
         if etype == "AttributeError" and cls in err:
             return Failure(stage, f"{entry} defines no class {cls!r}",
-                           f"the grader runs `from {entry[:-3]} import {cls}`: define `class {cls}:`", tb)
+                           f"the grader runs `from {entry[:-3]} import {cls}`: "
+                           f"define `class {cls}:`", tb)
         return Failure(stage, f"importing {entry} raised {etype}: {err}",
-                       f"code at the top level of {entry} runs on import: move work into __init__", tb)
+                       f"code at the top level of {entry} runs on import: "
+                       "move work into __init__", tb)
     if stage == "init":
         if etype == "TypeError" and ("positional argument" in low or "required" in low):
             if not init_call.endswith("()"):
@@ -403,22 +416,25 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls, calls, keras=None) ->
                            f"the grader calls {init_call} with no argument (CodaLab's model(path) "
                            "passed the folder; this grader does not): def __init__(self): and "
                            "load the weights from os.path.dirname(os.path.abspath(__file__))", tb)
-        if etype in ("FileNotFoundError", "OSError", "IOError") or "no such file" in low or "not found" in low \
-                or "file not found" in low or "unable to open" in low:
+        if etype in ("FileNotFoundError", "OSError", "IOError") or "no such file" in low \
+                or "not found" in low or "file not found" in low or "unable to open" in low:
             return Failure(stage, f"{cls}() could not find its weights from the grader's working "
                                   f"directory: {etype}: {err}",
-                           "load them with os.path.join(os.path.dirname(os.path.abspath(__file__)), "
+                           "load them with "
+                           "os.path.join(os.path.dirname(os.path.abspath(__file__)), "
                            "'weights.keras') and check the name matches the file in the zip", tb)
         if "unknown layer" in low or "could not locate" in low or "custom_objects" in low:
-            return Failure(stage, f"the weights need a custom class that model.py does not provide: {err}",
+            return Failure(stage, "the weights need a custom class that model.py does not "
+                                  f"provide: {err}",
                            "define the class in model.py (decorated with "
-                           "@keras.saving.register_keras_serializable()) or pass custom_objects", tb)
+                           "@keras.saving.register_keras_serializable()) or pass "
+                           "custom_objects", tb)
         if "unrecognized keyword" in low or "keyword argument" in low or "deserializ" in low:
             cause = keras_cause(tb if "Exception encountered:" in tb else err)
             return Failure(stage, f"{cls}() could not load the weights: {etype}: {cause}",
                            "the weights were saved by a newer Keras than this one: rebuild the zip "
-                           f"with `subkit build --weights YOUR_WEIGHTS.keras` (it rewrites them for "
-                           f"keras {keras} and proves they load there)", tb)
+                           "with `subkit build --weights YOUR_WEIGHTS.keras` (it rewrites them "
+                           f"for keras {keras} and proves they load there)", tb)
         return Failure(stage, f"{cls}() raised {etype}: {err}", "see the traceback tail", tb)
     if stage == "predict":
         if etype == "TypeError" and ("positional argument" in low or "takes" in low):
@@ -436,8 +452,8 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls, calls, keras=None) ->
 
 # -- score-local -------------------------------------------------------------------------------
 def open_run(prof, zip_path: Path, stem: str, kind: str, data_path: Path) -> RunFolder:
-    """The one way a run starts: the run folder with the zip safely unzipped into ``submission/``; a zip that is
-    refused leaves no folder behind."""
+    """The one way a run starts: the run folder with the zip safely unzipped into
+    ``submission/``; a zip that is refused leaves no folder behind."""
     sandbox.choose_mode()  # SUBKIT_SANDBOX=bwrap where there is none: refused before anything
     max_bytes, max_members = safezip.bounds(prof)
     folder = RunFolder(prof.submissions_dir / "runs", stem,
@@ -493,16 +509,17 @@ def finish_run(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_
     env_desc = dict(env_desc)
     if cr.status.get("versions"):
         env_desc["versions"] = cr.status["versions"]
-    res = RunResult(ok=failure is None, run_dir=run_dir, zip=zip_path, data=Path(data_path), n=len(ds),
-                    metric=prof.metric, scores=scores, per_class=per_class, confusion_matrix=cm,
-                    timings=timings, peak_rss_mb=cr.child.peak_rss_mb, time_limit_s=limit,
-                    env=env_desc, network_isolated=cr.child.network_isolated, failure=failure,
-                    warnings=warns, class_names=prof.class_names, zip_sha256=sha256_file(zip_path),
-                    kind=prof.kind, phase=phase,
+    res = RunResult(ok=failure is None, run_dir=run_dir, zip=zip_path, data=Path(data_path),
+                    n=len(ds), metric=prof.metric, scores=scores, per_class=per_class,
+                    confusion_matrix=cm, timings=timings, peak_rss_mb=cr.child.peak_rss_mb,
+                    time_limit_s=limit, env=env_desc, network_isolated=cr.child.network_isolated,
+                    failure=failure, warnings=warns, class_names=prof.class_names,
+                    zip_sha256=sha256_file(zip_path), kind=prof.kind, phase=phase,
                     sandbox={**cr.child.sandbox, "written_mb": cr.child.written_mb,
                              "paused_s": cr.child.paused_s})
     if max(cr.child.stdout_bytes, cr.child.stderr_bytes) > untrusted.LOG_CAP_BYTES:
-        res.warnings.append(f"the submission printed {max(cr.child.stdout_bytes, cr.child.stderr_bytes) / 1e6:.0f} MB; "
+        res.warnings.append("the submission printed "
+                            f"{max(cr.child.stdout_bytes, cr.child.stderr_bytes) / 1e6:.0f} MB; "
                             "the logs keep the first 16 MiB and the last 64 KiB")
     write_json(run_dir / "run.json", res.to_dict())  # for the report; "complete" comes last
     return res

@@ -36,7 +36,8 @@ def new_run_dir(runs_root: Path, stem: str) -> Path:
         runs_root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create {runs_root}: {exc.strerror}",
-                         hint="run from a folder you can write to, or set [workspace] submissions") from None
+                         hint="run from a folder you can write to, "
+                              "or set [workspace] submissions") from None
     base = f"{stem}-{datetime.now().strftime('%y%m%d_%H%M%S')}"
     for i in range(1000):
         d = runs_root / (base if i == 0 else f"{base}-{i}")

@@ -43,7 +43,8 @@ def require_zip(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"zip not found: {path}",
-                         hint="give the path of a zip made by `subkit build` (or any submission zip)")
+                         hint="give the path of a zip made by `subkit build` "
+                              "(or any submission zip)")
     return path
 
 
@@ -63,10 +64,11 @@ def _open(zip_path: Path) -> zipfile.ZipFile:
         return zipfile.ZipFile(zip_path)
     except zipfile.BadZipFile:
         raise CheckFailed(f"{zip_path} is not a zip archive",
-                          hint="build it with `subkit build`, or `zip sub.zip model.py weights.keras`"
-                          ) from None
+                          hint="build it with `subkit build`, "
+                               "or `zip sub.zip model.py weights.keras`") from None
     except OSError as exc:
-        raise CheckFailed(f"cannot read {zip_path}: {exc.strerror}", hint="check the path") from None
+        raise CheckFailed(f"cannot read {zip_path}: {exc.strerror}",
+                          hint="check the path") from None
 
 
 def check_members(zf: zipfile.ZipFile, zip_path: Path, *, max_bytes: int,
@@ -113,7 +115,8 @@ def check_members(zf: zipfile.ZipFile, zip_path: Path, *, max_bytes: int,
                                    "([limits] unzipped_mb raises the bound)")
         if info.file_size > RATIO_FLOOR and info.compress_size \
                 and info.file_size / info.compress_size > MAX_RATIO:
-            raise CheckFailed(f"zip member {name!r} expands {info.file_size / info.compress_size:.0f}x",
+            raise CheckFailed(f"zip member {name!r} expands "
+                              f"{info.file_size / info.compress_size:.0f}x",
                               hint="this looks like a zip bomb")
     return infos
 

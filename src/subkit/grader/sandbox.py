@@ -184,8 +184,9 @@ def python_layout(python: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], 
     exe = os.path.realpath(info.get("executable") or python)
     # the prefix of the path as given too: a venv-like folder whose python is a bare link
     # (no pyvenv.cfg) reports the linked interpreter's prefixes only
-    candidates = list(info["prefixes"]) + [os.path.dirname(os.path.dirname(exe)),
-                                           os.path.dirname(os.path.dirname(os.path.abspath(python)))]
+    candidates = list(info["prefixes"]) + [
+        os.path.dirname(os.path.dirname(exe)),
+        os.path.dirname(os.path.dirname(os.path.abspath(python)))]
     home = os.path.realpath(os.path.expanduser("~"))
     folders: set[str] = set()
     for p in candidates:
@@ -275,7 +276,8 @@ def bwrap_available() -> tuple[bool, str]:
             _BWRAP_STATE = (False, "bubblewrap (bwrap) is not installed")
         elif not {"--size", "--perms", "--ro-bind-data"} <= _bwrap_features():
             _BWRAP_STATE = (False, "this bubblewrap is too old (0.8 or newer is needed)")
-        elif _root_mode() and not (_setpriv_keeps_pdeathsig() and "--userns-block-fd" in _bwrap_features()):
+        elif _root_mode() and not (_setpriv_keeps_pdeathsig()
+                                   and "--userns-block-fd" in _bwrap_features()):
             _BWRAP_STATE = (False, "running as root needs setpriv (util-linux 2.33 or newer) to "
                                    "drop to an unprivileged user in the sandbox")
         else:
@@ -327,7 +329,8 @@ def network_isolation_prefix() -> list[str]:
         if exe:
             prefix = [exe, "--net", "--map-root-user", "--"]
             try:
-                ok = subprocess.run(prefix + ["true"], capture_output=True, timeout=10).returncode == 0
+                ok = subprocess.run(prefix + ["true"], capture_output=True,
+                                    timeout=10).returncode == 0
             except (OSError, subprocess.TimeoutExpired):
                 ok = False
             if ok:
@@ -335,7 +338,7 @@ def network_isolation_prefix() -> list[str]:
     return list(_NET_PREFIX)
 
 
-# -- the child's result -----------------------------------------------------------------------------
+# -- the child's result ----------------------------------------------------------------------------
 @dataclass
 class ChildResult:
     returncode: int | None
@@ -367,7 +370,7 @@ class ChildResult:
         return untrusted.printable("\n".join(text.splitlines()[-lines:]))
 
 
-# -- the sandbox ------------------------------------------------------------------------------------
+# -- the sandbox -----------------------------------------------------------------------------------
 @dataclass
 class Bind:
     host: Path
@@ -428,7 +431,8 @@ class Sandbox:
         if self.isolated:
             sees = ["the system read-only (/usr, /lib, /bin, a few files of /etc)",
                     "the interpreter's folders read-only"]
-            sees += [f"{b.inside} ({'writable' if b.writable else 'read-only'})" for b in self.binds]
+            sees += [f"{b.inside} ({'writable' if b.writable else 'read-only'})"
+                     for b in self.binds]
             sees += [f"a private /tmp and /dev/shm ({self.limits.tmp_mb} MB each)"]
             sees += ["the NVIDIA GPUs (/dev/nvidia*)"] if _gpu_devices() else []
             return {"isolated": True, "mode": "bubblewrap", "network_cut": not self.network,
@@ -505,8 +509,9 @@ class Sandbox:
                 if b.writable:
                     _give(b.host, ROOT_MODE_UID)
         fds: list[int] = []
-        passwd = _data_fd(f"root:x:0:0::/:/usr/sbin/nologin\nsandbox:x:{INSIDE_UID}:{INSIDE_UID}"
-                          f":sandbox:/tmp:/bin/sh\nnobody:x:65534:65534::/:/usr/sbin/nologin\n", fds)
+        passwd = _data_fd("root:x:0:0::/:/usr/sbin/nologin\n"
+                          f"sandbox:x:{INSIDE_UID}:{INSIDE_UID}:sandbox:/tmp:/bin/sh\n"
+                          "nobody:x:65534:65534::/:/usr/sbin/nologin\n", fds)
         group = _data_fd(f"root:x:0:\nsandbox:x:{INSIDE_UID}:\nnobody:x:65534:\n", fds)
         # --as-pid-1: the program is the init of its pid namespace, as a container's command
         # is (Codabench's docker runs no init): when it ends, every other process of the
@@ -604,7 +609,8 @@ class Sandbox:
         """Run ``cmd`` to its end or its limit; never raises for what the child does. When it
         returns, every process of the sandbox is gone and its writable folders are sealed."""
         log_dir.mkdir(parents=True, exist_ok=True)
-        out_path, err_path = log_dir / f"{log_prefix}stdout.txt", log_dir / f"{log_prefix}stderr.txt"
+        out_path, err_path = (log_dir / f"{log_prefix}stdout.txt",
+                              log_dir / f"{log_prefix}stderr.txt")
         writable = [b.host for b in self.binds if b.writable and b.host.is_dir()]
         if not self.isolated:
             writable.append(Path(self._home()))

@@ -73,7 +73,8 @@ def _string_labels(arr: np.ndarray, class_names: list[str] | None) -> Prediction
     unknown = [v for v in values if v not in class_names]
     if unknown:
         return PredictionError(
-            f"predict returned labels the profile does not know: {', '.join(map(repr, unknown[:5]))} "
+            "predict returned labels the profile does not know: "
+            f"{', '.join(map(repr, unknown[:5]))} "
             f"(its classes: {', '.join(class_names)})",
             f"return class indices in the profile's order ({ids}); names are case-sensitive")
     return PredictionError(f"predict returned strings, class names (e.g. {values[0]!r}), not class "
@@ -99,11 +100,13 @@ def validate_predictions(pred, n: int, n_classes: int,
         finite = np.isfinite(arr).all()
         if finite and np.isin(arr, (0, 1)).all() and (arr.sum(axis=1) == 1).all():
             kind = "one-hot vectors"
-        elif finite and (arr >= 0).all() and (arr <= 1).all() and np.allclose(arr.sum(axis=1), 1, atol=1e-3):
+        elif finite and (arr >= 0).all() and (arr <= 1).all() \
+                and np.allclose(arr.sum(axis=1), 1, atol=1e-3):
             kind = "class probabilities"
         else:
             kind = "class scores (logits)"
-        raise PredictionError(f"predict returned {kind} of shape {tuple(arr.shape)}, not labels of shape ({n},)",
+        raise PredictionError(f"predict returned {kind} of shape {tuple(arr.shape)}, "
+                              f"not labels of shape ({n},)",
                               "return np.argmax(output, axis=-1): one integer label per image")
     if arr.ndim != 1:
         raise PredictionError(f"predict returned shape {tuple(arr.shape)}, expected ({n},)",
@@ -119,9 +122,11 @@ def validate_predictions(pred, n: int, n_classes: int,
         if not np.isfinite(arr).all():
             n_bad = int((~np.isfinite(arr)).sum())
             raise PredictionError(f"predict returned {n_bad} NaN/inf values",
-                                  "check the model's input scaling and the weights; return integer labels")
+                                  "check the model's input scaling and the weights; "
+                                  "return integer labels")
         if not (arr == np.round(arr)).all():
-            raise PredictionError("predict returned fractional numbers (probabilities of one class?), not labels",
+            raise PredictionError("predict returned fractional numbers "
+                                  "(probabilities of one class?), not labels",
                                   "return np.argmax(probabilities, axis=-1) as an int array")
         warnings.append(f"predict returned floats ({arr.dtype}) holding whole numbers; "
                         "return an int array to be safe")
@@ -129,7 +134,8 @@ def validate_predictions(pred, n: int, n_classes: int,
     bad = (labels < 0) | (labels >= n_classes)
     if bad.any():
         vals = sorted(set(labels[bad].tolist()))[:5]
-        raise PredictionError(f"{int(bad.sum())} labels are outside 0..{n_classes - 1} (e.g. {vals})",
+        raise PredictionError(f"{int(bad.sum())} labels are outside 0..{n_classes - 1} "
+                              f"(e.g. {vals})",
                               "labels are class indices 0..n_classes-1 in the profile's order")
     return labels, warnings
 
@@ -190,7 +196,8 @@ def validate_forecasts(pred, n: int, horizon: int, phase: str | None = None
     if arr.ndim != 2 or arr.shape[0] != n:
         raise PredictionError(f"predict returned shape {tuple(arr.shape)} for {n} series, "
                               f"expected ({n}, {horizon}){in_phase}",
-                              f"return one row of {horizon} future values per input series, in order")
+                              f"return one row of {horizon} future values per input series, "
+                              "in order")
     if arr.shape[1] != horizon:
         got = arr.shape[1]
         fix = (f"return out[:, :{horizon}]" if got > horizon else
@@ -249,7 +256,8 @@ def validate_masks(pred, n: int, shape: tuple, n_classes: int) -> tuple[np.ndarr
     if bad.any():
         vals = sorted(set(masks[bad].tolist()))[:5]
         raise PredictionError(f"{int(bad.sum())} pixels hold classes outside 0..{n_classes - 1} "
-                              f"(e.g. {vals})", "mask values are class indices in the profile's order")
+                              f"(e.g. {vals})",
+                              "mask values are class indices in the profile's order")
     return masks, warnings
 
 

@@ -98,7 +98,8 @@ def sane_status(raw: dict) -> dict:
 
 
 def _number(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+    return (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v) else None)
 
 
 def _numbers(d) -> dict:
@@ -115,7 +116,8 @@ def _plain(d: dict) -> dict:
         elif isinstance(v, (bool, int, float)) and (isinstance(v, bool) or _number(v) is not None):
             out[str(k)[:40]] = v
         elif isinstance(v, list):
-            out[str(k)[:40]] = [x for x in v[:8] if isinstance(x, (int, str)) and not isinstance(x, bool)]
+            out[str(k)[:40]] = [x for x in v[:8]
+                                if isinstance(x, (int, str)) and not isinstance(x, bool)]
     return out
 
 
@@ -188,7 +190,8 @@ class CappedLog(threading.Thread):
     def run(self) -> None:
         with open(self.path, "wb") as out:
             while True:
-                chunk = self.pipe.read1(65536) if hasattr(self.pipe, "read1") else self.pipe.read(65536)
+                chunk = (self.pipe.read1(65536) if hasattr(self.pipe, "read1")
+                         else self.pipe.read(65536))
                 if not chunk:
                     break
                 if self.total < LOG_CAP_BYTES:

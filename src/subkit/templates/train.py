@@ -104,10 +104,11 @@ def augmentation(keras, quick):
     ]
     if not quick:
         # colour and occlusion robustness: what moved the reference leaderboard most
-        for name, kwargs in [("RandomColorJitter", dict(value_range=(0, 255), brightness_factor=0.2,
-                                                        contrast_factor=0.2, saturation_factor=(0.3, 0.7),
-                                                        hue_factor=0.1)),
-                             ("RandAugment", dict(value_range=(0, 255), num_ops=2, factor=0.5))]:
+        for name, kwargs in [
+                ("RandomColorJitter", dict(value_range=(0, 255), brightness_factor=0.2,
+                                           contrast_factor=0.2, saturation_factor=(0.3, 0.7),
+                                           hue_factor=0.1)),
+                ("RandAugment", dict(value_range=(0, 255), num_ops=2, factor=0.5))]:
             if hasattr(keras.layers, name):
                 layers.append(getattr(keras.layers, name)(**kwargs))
     return keras.Sequential(layers, name="augment")
@@ -136,7 +137,8 @@ def build_model(keras, backbone, input_shape, n_classes, imagenet, unfreeze):
             "convnexttiny": keras.applications.ConvNeXtTiny,
         }
         if backbone not in apps:
-            sys.exit(f"error: unknown backbone {backbone!r}; choose one of small, {', '.join(apps)}")
+            sys.exit(f"error: unknown backbone {backbone!r}; "
+                     f"choose one of small, {', '.join(apps)}")
         weights = None
         if imagenet in ("auto", "yes"):
             old = socket.getdefaulttimeout()
@@ -147,7 +149,8 @@ def build_model(keras, backbone, input_shape, n_classes, imagenet, unfreeze):
             except Exception as exc:  # offline: random init
                 if imagenet == "yes":
                     sys.exit(f"error: ImageNet weights could not be downloaded: {exc}")
-                print(f"note: no ImageNet weights ({type(exc).__name__}); training from random init")
+                print(f"note: no ImageNet weights ({type(exc).__name__}); "
+                      "training from random init")
             finally:
                 socket.setdefaulttimeout(old)
         base = apps[backbone](include_top=False, weights=weights, input_shape=input_shape)
@@ -181,7 +184,8 @@ def main(argv=None):
     weights = balanced_weights(y_tr, n_classes)
     print(f"train {len(x_tr)}  val {len(x_va)}  classes {n_classes}  backbone {args.backbone}")
 
-    model = build_model(keras, args.backbone, images.shape[1:], n_classes, args.imagenet, args.unfreeze)
+    model = build_model(keras, args.backbone, images.shape[1:], n_classes,
+                        args.imagenet, args.unfreeze)
     augment = None if args.no_augment else augmentation(keras, args.quick)
 
     def to_ds(x, y, training):
@@ -203,7 +207,8 @@ def main(argv=None):
         class_weight = {i: float(w) for i, w in enumerate(weights)}
     model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=args.weight_decay),
                   loss=loss, metrics=["accuracy"])
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=3 if args.quick else 8,
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_accuracy",
+                                               patience=3 if args.quick else 8,
                                                restore_best_weights=True),
                  keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                    patience=2 if args.quick else 4)]

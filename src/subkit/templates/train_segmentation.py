@@ -74,7 +74,8 @@ def main(argv=None):
     idx = rng.permutation(len(X))
     n_val = max(1, int(round(len(X) * args.val_split)))
     va, tr = idx[:n_val], idx[n_val:]
-    X_tr, Y_tr = np.concatenate([X[tr], X[tr][:, :, ::-1]]), np.concatenate([Y[tr], Y[tr][:, :, ::-1]])
+    X_tr, Y_tr = (np.concatenate([X[tr], X[tr][:, :, ::-1]]),
+                  np.concatenate([Y[tr], Y[tr][:, :, ::-1]]))
     counts = np.bincount(Y_tr.ravel(), minlength=k).astype(float)
     weights = np.clip(counts.sum() / (k * np.maximum(counts, 1.0)), 0.2, 10.0)
     for c in DATA["ignore_classes"]:  # not scored: learn it, but weigh it little

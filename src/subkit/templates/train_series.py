@@ -86,7 +86,8 @@ def main(argv=None):
     model = build_model(keras, X.shape[1:], n_classes)
     model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=1e-4),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=8 if args.quick else 20,
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_accuracy",
+                                               patience=8 if args.quick else 20,
                                                restore_best_weights=True)]
     t0 = time.time()
     hist = model.fit(X[tr], labels[tr], validation_data=(X[va], labels[va]), epochs=args.epochs,
