@@ -59,7 +59,8 @@ def static_checks(root: Path, files: list[str], prof, rep: CheckReport) -> None:
         nested = [f for f in files if f.endswith("/" + entry)]
         rep.add("layout", "failed",
                 f"{entry} is not at the zip root" + (f" (found {nested[0]})" if nested else ""),
-                "zip the files themselves, not their folder: `cd folder && zip ../sub.zip model.py weights.keras`"
+                "zip the files themselves, not their folder: "
+                "`cd folder && zip ../sub.zip model.py weights.keras`"
                 if nested else f"the grader imports {entry} from the zip root")
         return
     try:
@@ -74,7 +75,8 @@ def static_checks(root: Path, files: list[str], prof, rep: CheckReport) -> None:
         rep.add("model.py", "failed" if f.level == "error" else "warning", f.message, f.hint)
     if not mp.errors:
         rep.add("model.py", "ok", f"{entry} defines {init_call(prof)} and "
-                f"{predict_call(prof)}; loads {', '.join(mp.weights_names) or 'no named weights file'}")
+                f"{predict_call(prof)}; loads "
+                f"{', '.join(mp.weights_names) or 'no named weights file'}")
     unused = [f for f in files if is_weights_name(f) and f not in mp.weights_names
               and f.split("/")[-1] not in mp.weights_names]
     if unused and not mp.lists_directory:
@@ -86,9 +88,11 @@ def static_checks(root: Path, files: list[str], prof, rep: CheckReport) -> None:
                    if c.split(">")[-1] not in mp.defined_names and c.split(">")[-1] not in source]
         if missing:
             rep.add("custom objects", "failed",
-                    f"{w['name']} needs custom class(es) {', '.join(missing)} that {entry} does not define",
+                    f"{w['name']} needs custom class(es) {', '.join(missing)} "
+                    f"that {entry} does not define",
                     f"copy their definitions into {entry} (decorated with "
-                    "@keras.saving.register_keras_serializable()) or pass custom_objects to load_model")
+                    "@keras.saving.register_keras_serializable()) "
+                    "or pass custom_objects to load_model")
 
 
 def _required_files(files: list[str], prof, rep: CheckReport) -> None:
@@ -115,8 +119,8 @@ def newer_keras(saved: str | None, grader: str | None) -> bool | None:
     return v[:1] != gv[:1] or v > gv
 
 
-def keras_versions(infos: list[WeightsInfo], prof, rep: CheckReport, *, names: list[str] | None = None,
-                   zip_hint: str = "ZIP") -> None:
+def keras_versions(infos: list[WeightsInfo], prof, rep: CheckReport, *,
+                   names: list[str] | None = None, zip_hint: str = "ZIP") -> None:
     """Check 3, after the smoke test: the Keras that saved each weights file against the
     grader's. The verdict on loading comes from loading (the smoke test in the grader's
     versions, or build's verified rewrite), never from the version numbers: a file saved
@@ -302,7 +306,8 @@ def check_zip(zip_path: Path, prof, *, smoke: bool = True, env: str | None = Non
         size_mb = zip_path.stat().st_size / 1e6
         limit = prof.zip_size_limit_mb
         if limit and size_mb > limit:
-            rep.add("size", "failed", f"the zip is {size_mb:.1f} MB, over the competition's {limit:g} MB",
+            rep.add("size", "failed",
+                    f"the zip is {size_mb:.1f} MB, over the competition's {limit:g} MB",
                     "strip the optimizer state (subkit build does) or use a smaller model")
         infos = []
         for f in files:
@@ -315,7 +320,8 @@ def check_zip(zip_path: Path, prof, *, smoke: bool = True, env: str | None = Non
                 infos.append(info)
                 rep.weights.append(info.to_dict())
         static_checks(root, files, prof, rep)
-    if smoke and not any(c["status"] == "failed" and c["name"] in ("zip", "layout") for c in rep.checks):
+    if smoke and not any(c["status"] == "failed" and c["name"] in ("zip", "layout")
+                         for c in rep.checks):
         smoke_test(zip_path, prof, rep, env=env, phase=phase)
     keras_versions(infos, prof, rep, zip_hint=str(zip_path))
     _finish_check(rep)

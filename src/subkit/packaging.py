@@ -38,14 +38,16 @@ def resolve_model_py(model_py: Path | None, weights: list[Path], prof) -> tuple[
                 break
     if model_py is not None:
         if not model_py.is_file():
-            raise InputError(f"model file not found: {model_py}", hint="give the path of your model.py")
+            raise InputError(f"model file not found: {model_py}",
+                             hint="give the path of your model.py")
         try:
             return model_py.read_text("utf-8"), str(model_py)
         except UnicodeDecodeError:
             raise InputError(f"{model_py} is not UTF-8 text", hint="save it as UTF-8") from None
     text = model_template(prof)
     names = [w.name for w in weights]
-    text = re.sub(r"^WEIGHTS = \[.*?\]$", "WEIGHTS = " + json.dumps(names), text, count=1, flags=re.M)
+    text = re.sub(r"^WEIGHTS = \[.*?\]$", "WEIGHTS = " + json.dumps(names), text,
+                  count=1, flags=re.M)
     return text, "subkit template"
 
 
@@ -227,7 +229,8 @@ def retarget_line(rt: dict) -> str:
     src, tgt = rt.get("source_version"), rt.get("target_version")
     proof = (f"proven by loading it in keras {tgt}, max |diff| {rt.get('max_abs_diff'):.1e}"
              if rt.get("verified") else
-             f"NOT proven to load in keras {tgt}: {rt.get('skipped_reason') or 'it predicted differently'}")
+             f"NOT proven to load in keras {tgt}: "
+             f"{rt.get('skipped_reason') or 'it predicted differently'}")
     if st == "rewritten":
         n = len(rt.get("changed_keys") or [])
         return f"saved by Keras {src}, rewritten for Keras {tgt} ({n} config keys adapted; {proof})"
@@ -273,6 +276,7 @@ def write_zip(path: Path, stage: Path, prof, required: list[str], weights: dict[
             # a .keras is already a zip: store it, do not deflate it again
             zf.write(src, name, compress_type=zipfile.ZIP_STORED)
         for inc in includes:
-            ctype = zipfile.ZIP_STORED if is_weights_name(inc.name) or inc.suffix in (".zip", ".npz") \
-                else zipfile.ZIP_DEFLATED
+            ctype = (zipfile.ZIP_STORED
+                     if is_weights_name(inc.name) or inc.suffix in (".zip", ".npz")
+                     else zipfile.ZIP_DEFLATED)
             zf.write(inc, inc.name, compress_type=ctype)

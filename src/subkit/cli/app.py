@@ -218,8 +218,10 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
 
 @main.command()
 @click.argument("zip_path", metavar="[ZIP]", required=False)
-@click.option("--data", "data_path", required=True, metavar="FILE", help="Images to predict (.npz or folder).")
-@click.option("--out", "out_path", required=True, metavar="FILE.csv", help="Kaggle-style CSV to write.")
+@click.option("--data", "data_path", required=True, metavar="FILE",
+              help="Images to predict (.npz or folder).")
+@click.option("--out", "out_path", required=True, metavar="FILE.csv",
+              help="Kaggle-style CSV to write.")
 @click.option("--force", is_flag=True, help="Overwrite --out.")
 @click.option("--time-limit", type=float, default=None, metavar="S")
 @env_option
@@ -255,8 +257,10 @@ def predict(zip_path, data_path, out_path, force, time_limit, env_name, phase_na
 # -- demo ------------------------------------------------------------------------------------
 @main.command()
 @click.argument("directory", required=False, default=None, type=click.Path(file_okay=False))
-@click.option("--n", "n_images", default=2000, show_default=True, help="Synthetic images to generate.")
-@click.option("--epochs", default=None, type=int, help="Training epochs (default: train.py --quick's).")
+@click.option("--n", "n_images", default=2000, show_default=True,
+              help="Synthetic images to generate.")
+@click.option("--epochs", default=None, type=int,
+              help="Training epochs (default: train.py --quick's).")
 @click.option("--force", is_flag=True, help="Reuse a non-empty DIRECTORY.")
 @click.option("--profile", "profile_name", metavar="NAME", default=None,
               help="The kind of competition to demonstrate (a built-in profile; default: "

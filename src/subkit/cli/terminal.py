@@ -96,7 +96,8 @@ def _per_class(result) -> None:
     if result.kind == "segmentation":
         echo(f"  {'class':<{width}}    IoU  pixels (true)")
         for row in result.per_class:
-            iou = "ignored" if row["ignored"] else ("     -" if row["iou"] is None else f"{row['iou']:.3f}")
+            iou = ("ignored" if row["ignored"]
+                   else ("     -" if row["iou"] is None else f"{row['iou']:.3f}"))
             echo(f"  {row['name']:<{width}} {iou:>6} {row['support']:14,d}")
     else:
         echo(f"  {'class':<{width}} precision  recall     f1  support")
@@ -119,7 +120,8 @@ def print_sandbox(box: dict) -> None:
     """One line when the run was isolated; plain words when it was not."""
     if box.get("isolated"):
         lim = box.get("limits") or {}
-        click.echo(f"  sandbox: bubblewrap, {'no network, ' if box.get('network_cut') else 'network ON, '}"
+        click.echo("  sandbox: bubblewrap, "
+                   f"{'no network, ' if box.get('network_cut') else 'network ON, '}"
                    f"{box.get('user', 'unprivileged')}; limits {lim.get('processes')} processes, "
                    f"{lim.get('memory_mb')} MB memory a process, {lim.get('disk_mb')} MB written")
         return

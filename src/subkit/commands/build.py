@@ -128,9 +128,11 @@ def _out_dir(opts: BuildOptions, prof) -> Path:
 def _refuse_oversized(infos: list[WeightsInfo], prof, keep_optimizer: bool) -> None:
     limit = prof.zip_size_limit_mb
     for info in infos:
-        if limit and info.size / 1e6 > limit * (1.0 if keep_optimizer or not info.has_optimizer else 3.0):
-            raise InputError(f"{info.path.name} is {info.size / 1e6:.1f} MB, over the competition's "
-                             f"{limit:g} MB limit", hint="use a smaller model or fewer ensemble members")
+        if limit and (info.size / 1e6
+                      > limit * (1.0 if keep_optimizer or not info.has_optimizer else 3.0)):
+            raise InputError(f"{info.path.name} is {info.size / 1e6:.1f} MB, "
+                             f"over the competition's {limit:g} MB limit",
+                             hint="use a smaller model or fewer ensemble members")
 
 
 # -- the build ---------------------------------------------------------------------------------
@@ -184,7 +186,8 @@ def _build(opts: BuildOptions, prof) -> dict:
         size = cand.stat().st_size
         limit = prof.zip_size_limit_mb
         if limit and size / 1e6 > limit:
-            raise CheckFailed(f"the zip is {size / 1e6:.1f} MB, over the competition's {limit:g} MB limit",
+            raise CheckFailed(f"the zip is {size / 1e6:.1f} MB, "
+                              f"over the competition's {limit:g} MB limit",
                               hint="use a smaller model or fewer ensemble members")
         if opts.smoke:
             smoke_test(cand, prof, rep, env_choice=env_choice, phase=opts.phase)

@@ -72,7 +72,8 @@ def run_kind_demo(directory: Path, prof, *, n: int, epochs: int | None, seed: in
     out["seconds"] = time.monotonic() - t0
     ui.echo(f"\ndemo finished in {out['seconds']:.0f} s in {directory}", bold=True)
     if not result.ok:
-        raise SubkitError("the demo's submission failed its local run", hint="see the summary above")
+        raise SubkitError("the demo's submission failed its local run",
+                          hint="see the summary above")
     return out
 
 
@@ -81,7 +82,8 @@ def _make_data(prof, data_dir: Path, n: int, seed: int) -> Path:
     from subkit.data import io as data_io
     from subkit.data import synthetic
 
-    raw, train, test = data_dir / "training_set.npz", data_dir / "train.npz", data_dir / "local_test.npz"
+    raw, train, test = (data_dir / "training_set.npz", data_dir / "train.npz",
+                        data_dir / "local_test.npz")
     if prof.kind == "forecasting":
         d = synthetic.for_profile(prof, n, seed=seed)
         data_io.save_npz(raw, force=True, **d)
@@ -114,7 +116,8 @@ def _make_data(prof, data_dir: Path, n: int, seed: int) -> Path:
 
 def _series_split(series: np.ndarray, seed: int, fraction: float = 0.2) -> np.ndarray:
     ids = np.unique(series)
-    return np.random.default_rng(seed).choice(ids, max(1, int(round(len(ids) * fraction))), replace=False)
+    return np.random.default_rng(seed).choice(ids, max(1, int(round(len(ids) * fraction))),
+                                              replace=False)
 
 
 def _without_shared_masks(masks: np.ndarray) -> np.ndarray:

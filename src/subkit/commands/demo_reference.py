@@ -115,7 +115,8 @@ def run_reference_demo(directory: Path, *, n_images: int, epochs: int | None, se
     ui.echo(f"  submissions/     {manifest['zip']} (+ manifest .json), runs/, ledger.jsonl")
     ui.echo(f"next: cd {directory} && subkit history")
     if not result.ok:
-        raise SubkitError("the demo's submission failed its local run", hint="see the summary above")
+        raise SubkitError("the demo's submission failed its local run",
+                          hint="see the summary above")
     from subkit.grader.run import env_line
 
     ui.echo(f"local score: {result.metric} {result.score:.4f}, {env_line(result.env)}", bold=True)
@@ -127,13 +128,13 @@ def run_reference_demo(directory: Path, *, n_images: int, epochs: int | None, se
 
 def run_train(directory: Path, seed: int, epochs: int | None) -> None:
     """``python train.py --quick`` in the workspace, its epochs streamed as they finish."""
-    cmd = [sys.executable, "train.py", "--data", "data/train.npz", "--out", "weights.keras", "--quick",
-           "--seed", str(seed)]
+    cmd = [sys.executable, "train.py", "--data", "data/train.npz", "--out", "weights.keras",
+           "--quick", "--seed", str(seed)]
     if epochs:
         cmd += ["--epochs", str(epochs)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(cmd, cwd=directory, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     tail: list[str] = []
     for line in proc.stdout:  # stream the epochs as they finish
         tail = (tail + [line])[-60:]
@@ -169,7 +170,9 @@ def clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: in
     test_idx = np.array(sorted(picked))
     train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
     ik, lk = prof.images_key, prof.labels_key
-    data_io.save_npz(train_path, force=True, **{ik: images[train_idx], lk: labels[train_idx][:, None]})
-    data_io.save_npz(test_path, force=True, **{ik: images[test_idx], lk: labels[test_idx][:, None]})
+    data_io.save_npz(train_path, force=True,
+                     **{ik: images[train_idx], lk: labels[train_idx][:, None]})
+    data_io.save_npz(test_path, force=True,
+                     **{ik: images[test_idx], lk: labels[test_idx][:, None]})
     ui.echo(f"  split: {len(train_idx)} train / {len(test_idx)} local test (stratified; "
                "no image has a copy on the other side)")

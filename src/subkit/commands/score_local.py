@@ -164,8 +164,9 @@ def score_zip(zip_path: Path, data_path: Path, prof, *, time_limit: float | None
         try:
             shift_kinds.parse(prof, shift) if other_kind else shiftmod.parse_suite(shift)
         except (shiftmod.SuiteError, shift_kinds.KindSuiteError) as exc:
-            raise InputError(str(exc), hint="e.g. --shift default, quick, hidden-2024, "
-                                            "microscopy, blur:3,noise (series: noise:3,scaling)") from None
+            raise InputError(str(exc),
+                             hint="e.g. --shift default, quick, hidden-2024, microscopy, "
+                                  "blur:3,noise (series: noise:3,scaling)") from None
     notes = recover(prof)
     ds = data_io.load(data_path, prof, require_labels=True, phase=phase)
     X, warns = prepare_input(ds.images, prof)
@@ -204,10 +205,11 @@ def _run_and_score(run_dir: Path, zip_path: Path, data_path: Path, ds, X, prof, 
         from subkit import shift as shiftmod
         from subkit import shift_kinds
 
-        plan = shift_kinds.make_plan(prof, X, ds.labels, shift, seed, run_dir / "input_data" / "shifts")
+        plan = shift_kinds.make_plan(prof, X, ds.labels, shift, seed,
+                                     run_dir / "input_data" / "shifts")
         cr = shiftmod.run_with_plan(sub_dir, X, ds.labels, prof, plan, run_dir=run_dir,
-                                    time_limit=limit,
-                                    python=python, isolate_network=isolate_network, progress=progress,
+                                    time_limit=limit, python=python,
+                                    isolate_network=isolate_network, progress=progress,
                                     label=f"clean + {len(plan)} shifted sets", inputs=ds.extras)
     elif shift is None and not proba:
         cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
@@ -313,7 +315,8 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
 
     out = Path(out)
     if out.exists() and not force:
-        raise InputError(f"{out} exists; refusing to overwrite", hint="pass --force or choose another --out")
+        raise InputError(f"{out} exists; refusing to overwrite",
+                         hint="pass --force or choose another --out")
     if not out.parent.is_dir() if str(out.parent) else False:
         raise InputError(f"folder {out.parent} does not exist", hint="create it first")
     zip_path = safezip.require_zip(zip_path)
@@ -346,7 +349,8 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
     try:
         values, w = scoring.validate(prof.task_spec(phase), cr.predictions, len(ds))
     except scoring.PredictionError as exc:
-        folder.finish({**record, "ok": False, "failure": {"stage": "scoring", "message": exc.message}})
+        folder.finish({**record, "ok": False,
+                       "failure": {"stage": "scoring", "message": exc.message}})
         raise SubkitError(exc.message, hint=exc.hint) from None
     rows = kaggle_csv.write(out, values, ids, prof)
     folder.finish({**record, "rows": rows})
