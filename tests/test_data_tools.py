@@ -108,7 +108,7 @@ def test_phash_is_robust_to_brightness_and_separates_distinct_images(traps):
 
 
 def test_phash_matches_imagehash_bit_order():
-    imagehash = pytest.importorskip("imagehash")
+    import imagehash
     from PIL import Image
 
     from subkit.data import synthetic

@@ -1,4 +1,4 @@
-"""Retargeting .keras files to the grader's Keras (issue 6).
+"""Retargeting .keras files to the grader's Keras.
 
 The version-pair tests (``grader_env``) save real models with the current Keras (3.15.1 here)
 and load them in the grader environment (keras 3.4.1 + tensorflow 2.17.0): first the

@@ -53,7 +53,8 @@ def test_append_refuses_a_record_without_kind(tmp_path):
 
 
 def test_numpy_values_are_stored_as_numbers(tmp_path):
-    np = pytest.importorskip("numpy")
+    import numpy as np
+
     rec = Ledger(tmp_path).append({"kind": "score-local", "zip_sha256": SHA_A,
                                    "clean_score": np.float32(0.5), "counts": np.arange(3)})
     assert rec["clean_score"] == 0.5 and rec["counts"] == [0, 1, 2]

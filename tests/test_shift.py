@@ -589,8 +589,9 @@ def test_hidden_2024_ranks_models_with_and_without_augmentation_like_a_pillow_hi
         tmp_path):
     """Two small CNNs on synthetic cells, one trained without augmentation and one with
     numpy augmentation; a hidden test made with a Pillow RandAugment + Cutout + noise
-    (robustness_helpers.hidden_shift: no Keras layer). The issue's failure: the suite
-    ranked such a pair the wrong way round, and its score was farther from the hidden one."""
+    (robustness_helpers.hidden_shift: no Keras layer). The failure this guards
+    against: a suite that ranks such a pair the wrong way round, with a score farther from
+    the hidden one."""
     from subkit.data.synthetic import generate
 
     import robustness_helpers as R
