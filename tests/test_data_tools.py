@@ -119,7 +119,6 @@ def test_phash_matches_imagehash_bit_order():
     # same construction (32x32 luminance, DCT, 8x8 block, median): a few bits differ from
     # the resize filter only; a different bit order would give ~32
     assert D.hamming(ours, theirs).mean() < 2.5
-    assert D.to_hex(ours[0]) == format(int(ours[0]), "016x") and len(D.to_hex(ours[0])) == 16
 
 
 def test_phash_any_shape_and_dtype_and_flat_images_are_deterministic():
