@@ -361,6 +361,7 @@ def test_cli_show_create_remove(cache, monkeypatch, tmp_path, cli):
 
 
 # -- the real grader environment ------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.grader_env
 def test_the_real_grader_env_has_the_pinned_versions(grader_python):
     prof = profile_mod.load("an2dl-2024-blood-cells", workspace=False)

@@ -579,6 +579,7 @@ def test_what_the_child_wrote_is_read_without_trusting_it(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "ok.json", "secret"]
 
 
+@pytest.mark.slow
 @needs_bwrap
 @pytest.mark.parametrize("attack", ["escape_network", "write_everywhere", "read_labels", "outlive"])
 def test_the_grader_environment_runs_in_the_same_sandbox(arena, grader_python, attack):
