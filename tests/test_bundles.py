@@ -21,11 +21,16 @@ import yaml
 
 from subkit import profile
 from subkit.errors import InputError, SubkitError
-from subkit.grader import codabench as cb
 from subkit.grader import sandbox
+from subkit.grader.codabench import rules
+from subkit.grader.codabench.bundle import Bundle
+from subkit.grader.codabench.export import export_bundle
+from subkit.grader.codabench.image import image_note
+from subkit.grader.codabench.leaderboard import leaderboard_columns
+from subkit.grader.codabench.runner import score_with_bundle
 
 BUNDLES = Path(__file__).parent / "bundles"
-GRADER = Path(cb.__file__).parents[1]
+GRADER = Path(rules.__file__).parents[1]
 HAS_BWRAP = sandbox.bwrap_available()[0]
 APP_ON_HOST = Path("/app").exists()  # the sandbox must never create /app on the host
 needs_bwrap = pytest.mark.skipif(
@@ -112,7 +117,7 @@ def read_meta(path: Path) -> dict:
 
 # -- the worker's rules ---------------------------------------------------------------------------
 def test_placeholders_are_replaced_in_the_workers_order():
-    r = cb.replace_placeholders
+    r = rules.replace_placeholders
     # the worker's own legacy-conversion cases
     assert r("python $program/score.py $input $output", "program", True) == \
         "python /app/program/score.py /app/input /app/output"
@@ -132,47 +137,47 @@ def test_placeholders_are_replaced_in_the_workers_order():
 
 
 def test_commands_split_like_a_shell_without_a_shell():
-    argv = cb.split_command('python3 "/app/program/my score.py" a;b $HOME \'q w\' > out', "t")
+    argv = rules.split_command('python3 "/app/program/my score.py" a;b $HOME \'q w\' > out', "t")
     assert argv == ["python3", "/app/program/my score.py", "a;b", "$HOME", "q w", ">", "out"]
     with pytest.raises(InputError, match="cannot be split"):
-        cb.split_command('python3 "unbalanced', "the scoring program's command")
+        rules.split_command('python3 "unbalanced', "the scoring program's command")
 
 
 def test_container_mounts_follow_the_worker(tmp_path):
     r = tmp_path
-    sub = cb.container_mounts("program", False, False, r, True)
+    sub = rules.container_mounts("program", False, False, r, True)
     assert sub == {"/app/program": r / "program", "/app/output": r / "output",
                    "/app/input_data": r / "input_data"}
-    ing = cb.container_mounts("ingestion", False, False, r, True)
+    ing = rules.container_mounts("ingestion", False, False, r, True)
     assert ing["/app/program"] == r / "ingestion_program"
     assert ing["/app/ingested_program"] == r / "program"
     assert "/app/input" not in ing and "/app/shared" not in ing
-    score = cb.container_mounts("program", True, False, r, False)
+    score = rules.container_mounts("program", True, False, r, False)
     assert score == {"/app/program": r / "program", "/app/output": r / "output",
                      "/app/shared": r / "shared", "/app/input": r / "input"}
-    iods = cb.container_mounts("ingestion", True, True, r, True)
+    iods = rules.container_mounts("ingestion", True, True, r, True)
     assert iods["/app/ingested_program"] == r / "input" / "res"
     assert iods["/app/input_data"] == r / "input_data" and iods["/app/shared"] == r / "shared"
 
 
 def test_app_paths_map_to_the_run_folder_without_a_sandbox(tmp_path):
-    m = cb.container_mounts("program", True, False, tmp_path, True)
-    assert cb.map_app_paths("/app/input/ref/y.txt", m) == f"{tmp_path}/input/ref/y.txt"
-    assert cb.map_app_paths("/app/input_data/", m) == f"{tmp_path}/input_data/"
-    assert cb.map_app_paths("--out=/app/output", m) == f"--out={tmp_path}/output"
-    assert cb.map_app_paths("/app/inputs", m) == "/app/inputs"  # not a worker path
+    m = rules.container_mounts("program", True, False, tmp_path, True)
+    assert rules.map_app_paths("/app/input/ref/y.txt", m) == f"{tmp_path}/input/ref/y.txt"
+    assert rules.map_app_paths("/app/input_data/", m) == f"{tmp_path}/input_data/"
+    assert rules.map_app_paths("--out=/app/output", m) == f"--out={tmp_path}/output"
+    assert rules.map_app_paths("/app/inputs", m) == "/app/inputs"  # not a worker path
     # not mounted in this container: left alone, and fails as on the worker
-    assert cb.map_app_paths("/app/ingestion_program/x.py", m) == "/app/ingestion_program/x.py"
+    assert rules.map_app_paths("/app/ingestion_program/x.py", m) == "/app/ingestion_program/x.py"
 
 
 def test_leaderboard_keeps_column_keys_and_computes_columns(tmp_path):
-    b = cb.Bundle(source=tmp_path, root=tmp_path, extracted=False, data={"leaderboards": [{
+    b = Bundle(source=tmp_path, root=tmp_path, extracted=False, data={"leaderboards": [{
         "title": "R", "columns": [
             {"key": "a", "index": 0}, {"key": "b", "index": 1, "sorting": "asc", "precision": 3},
             {"key": "s", "index": 2, "computation": "sum", "computation_indexes": "0,1"},
             {"key": "mx", "index": 3, "computation": "max", "computation_indexes": [0, 1]},
             {"key": "c", "index": 4}]}]})
-    cols, scores, warns = cb.leaderboard_columns(b, {"a": 0.5, "b": "0.25", "extra": 1})
+    cols, scores, warns = leaderboard_columns(b, {"a": 0.5, "b": "0.25", "extra": 1})
     assert scores == {"a": 0.5, "b": 0.25, "s": 0.75, "mx": 0.5, "c": None}
     assert [c["key"] for c in cols] == ["a", "b", "s", "mx", "c"]
     assert cols[1]["sorting"] == "asc" and cols[1]["precision"] == 3
@@ -182,10 +187,10 @@ def test_leaderboard_keeps_column_keys_and_computes_columns(tmp_path):
 def test_worker_metadata_is_written_once(tmp_path):
     status = {"exitCode": None, "elapsedTime": 1.5, "ingestionExitCode": 0,
               "ingestionElapsedTime": 1.5}
-    cb.write_worker_metadata(tmp_path, status)
+    rules.write_worker_metadata(tmp_path, status)
     assert read_meta(tmp_path / "metadata") == status
-    with pytest.raises(cb._RunFailure) as exc:
-        cb.write_worker_metadata(tmp_path, status)
+    with pytest.raises(rules.RunFailure) as exc:
+        rules.write_worker_metadata(tmp_path, status)
     assert "already contains a metadata file" in exc.value.failure.message
 
 
@@ -193,7 +198,7 @@ def test_worker_metadata_is_written_once(tmp_path):
 @pytest.mark.parametrize("mode", ["none", "auto"])
 def test_placeholder_bundle_runs_like_the_worker(tmp_path, prof, mode):
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    res = cb.score_with_bundle(z, BUNDLES / "placeholder", prof, sandbox_mode=mode)
+    res = score_with_bundle(z, BUNDLES / "placeholder", prof, sandbox_mode=mode)
     assert res.ok, res.failure
     assert res.sandbox == ("bubblewrap" if mode == "auto" and HAS_BWRAP else "none")
     assert res.phase["name"] == "Development" and res.task["index"] == 0
@@ -203,7 +208,7 @@ def test_placeholder_bundle_runs_like_the_worker(tmp_path, prof, mode):
     assert any("not_a_column" in w for w in res.warnings)
     assert res.detailed_results.name == "detailed_results.html" and res.detailed_results_enabled
     # the worker's eight log files
-    assert sorted(res.logs) == sorted(cb.LOG_NAMES)
+    assert sorted(res.logs) == sorted(rules.LOG_NAMES)
     assert all(Path(p).exists() for p in res.logs.values())
     logs = res.run_dir / "logs"
     assert "10 predictions" in (logs / "prediction_ingestion_stdout.txt").read_text()
@@ -235,7 +240,7 @@ def test_placeholder_bundle_runs_like_the_worker(tmp_path, prof, mode):
 def test_phases_and_tasks_are_chosen_by_name_or_index(tmp_path, prof):
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
     for kw in ({"phase": "final"}, {"task": 1}, {"phase": "1"}):
-        res = cb.score_with_bundle(z, BUNDLES / "placeholder", prof, record=False, **kw)
+        res = score_with_bundle(z, BUNDLES / "placeholder", prof, **kw)
         assert res.ok and res.phase["name"] == "Final" and res.task["index"] == 1, kw
         assert res.scores["accuracy"] == pytest.approx(0.6)
 
@@ -243,7 +248,7 @@ def test_phases_and_tasks_are_chosen_by_name_or_index(tmp_path, prof):
 def test_a_zipped_bundle_runs_the_same(tmp_path, prof):
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
     bz = zip_folder(BUNDLES / "placeholder", tmp_path / "bundle.zip")
-    res = cb.score_with_bundle(z, bz, prof, record=False)
+    res = score_with_bundle(z, bz, prof)
     assert res.ok and res.scores["accuracy"] == 0.8
     assert not (res.run_dir / "bundle").exists()  # the extracted bundle is cleaned up
 
@@ -262,7 +267,7 @@ def test_bundle_parts_given_as_zips(tmp_path, prof):
             t[part] = name
     (b / "competition.yaml").write_text(yaml.safe_dump(comp))
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    res = cb.score_with_bundle(z, zip_folder(b, tmp_path / "dump.zip"), prof, record=False)
+    res = score_with_bundle(z, zip_folder(b, tmp_path / "dump.zip"), prof)
     assert res.ok, res.failure
     assert res.scores["accuracy"] == 0.8
     assert not (res.run_dir / "parts").exists()
@@ -276,7 +281,7 @@ def test_results_only_task_scores_the_submission_itself(tmp_path, prof):
         del t["ingestion_program"]
     (b / "competition.yaml").write_text(yaml.safe_dump(comp))
     z = make_zip(tmp_path / "results.zip", {"prediction.txt": "0\n1\n2\n0\n1\n2\n0\n1\n2\n0\n"})
-    res = cb.score_with_bundle(z, b, prof, record=False)
+    res = score_with_bundle(z, b, prof)
     assert res.ok, res.failure
     assert res.scores["accuracy"] == 0.8 and res.containers[0]["run"] == "scoring"
     meta = read_meta(res.run_dir / "prediction" / "output" / "metadata")
@@ -288,20 +293,20 @@ def test_a_submission_command_that_cannot_be_split_is_refused_up_front(tmp_path,
     z = make_zip(tmp_path / "q.zip", {"model.py": ROUND_MODEL,
                                       "metadata.yaml": "command: python3 'unbalanced\n"})
     with pytest.raises(InputError, match="submission's command"):
-        cb.score_with_bundle(z, BUNDLES / "placeholder", prof)
+        score_with_bundle(z, BUNDLES / "placeholder", prof)
     assert not list((tmp_path / "submissions" / "runs").iterdir())
 
 
 @needs_bwrap
 def test_literal_path_bundle_runs_in_the_sandbox(tmp_path, prof):
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    res = cb.score_with_bundle(z, BUNDLES / "literal", prof)
+    res = score_with_bundle(z, BUNDLES / "literal", prof)
     assert res.sandbox == "bubblewrap", res.sandbox_note
     assert res.ok, res.failure
     assert res.scores["accuracy"] == 0.75
     assert 0 <= res.scores["duration"] < 30
     assert res.raw_scores["cwd_is_program"] is True  # working directory /app/program
-    assert res.time_limit_s == cb.DEFAULT_TIME_LIMIT  # the phase gives none
+    assert res.time_limit_s == rules.DEFAULT_TIME_LIMIT  # the phase gives none
     out = res.run_dir / "prediction" / "output"
     assert (out / "metadata.json").exists() and (out / "metadata").exists()
     log = res.run_dir / "logs" / "prediction_ingestion_stdout.txt"
@@ -311,7 +316,7 @@ def test_literal_path_bundle_runs_in_the_sandbox(tmp_path, prof):
 def test_literal_path_bundle_is_refused_without_the_sandbox(tmp_path, prof):
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
     with pytest.raises(SubkitError) as exc:
-        cb.score_with_bundle(z, BUNDLES / "literal", prof, sandbox_mode="none")
+        score_with_bundle(z, BUNDLES / "literal", prof, sandbox_mode="none")
     msg = exc.value.message
     assert "literal /app/... paths" in msg and "ingestion.py:" in msg
     assert "placeholder-style bundles" in msg and "bubblewrap" in exc.value.hint
@@ -333,13 +338,13 @@ def test_a_machine_that_refuses_the_sandbox_runs_placeholder_bundles_only(tmp_pa
     assert_error(code, err, "literal /app/... paths", "Permission denied",
                  "only placeholder-style bundles", "install bubblewrap")
     with pytest.raises(SubkitError, match="not available"):
-        cb.score_with_bundle(z, BUNDLES / "placeholder", prof, sandbox_mode="bwrap")
+        score_with_bundle(z, BUNDLES / "placeholder", prof, sandbox_mode="bwrap")
 
 
 @pytest.mark.parametrize("mode", ["none", "auto"])
 def test_ingestion_during_scoring(tmp_path, prof, mode):
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    res = cb.score_with_bundle(z, BUNDLES / "iods", prof, sandbox_mode=mode, record=False)
+    res = score_with_bundle(z, BUNDLES / "iods", prof, sandbox_mode=mode)
     assert res.ok, res.failure
     assert res.task["ingestion_only_during_scoring"] and res.scores == {"accuracy": 0.75}
     runs = [(c["run"], c["kind"]) for c in res.containers]
@@ -358,14 +363,14 @@ def test_program_placeholder_in_ingestion_during_scoring_fails_as_on_codabench(t
     (b / "scoring_program" / "metadata.yaml").write_text(
         "command: python3 $program/score.py $hidden $shared $output\n")
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    res = cb.score_with_bundle(z, b, prof, record=False, time_limit=20)
+    res = score_with_bundle(z, b, prof, time_limit=20)
     assert not res.ok
     assert any("/app/ingestion_program" in w for w in res.warnings)
 
 
 def test_failing_submission_fails_at_scoring_with_the_ingestion_log(tmp_path, prof, cli):
     z = make_zip(tmp_path / "bad.zip", {"model.py": FAILING_MODEL})
-    res = cb.score_with_bundle(z, BUNDLES / "placeholder", prof, record=False)
+    res = score_with_bundle(z, BUNDLES / "placeholder", prof)
     assert not res.ok
     # the scoring program crashed on the missing predictions: the worker's exit-code gate
     # fires before it looks for scores (compute_worker.py, Run.start)
@@ -392,7 +397,7 @@ def test_submission_command_runs_concurrently_with_ingestion(tmp_path, prof):
     """
     z = make_zip(tmp_path / "cmd.zip", {"model.py": ROUND_MODEL, "side.py": side,
                                         "metadata.yaml": SIDE_COMMAND})
-    res = cb.score_with_bundle(z, BUNDLES / "placeholder", prof, record=False)
+    res = score_with_bundle(z, BUNDLES / "placeholder", prof)
     assert res.ok, res.failure
     out = res.run_dir / "prediction" / "output"
     s0, s1 = map(float, (out / "side_window.txt").read_text().split())
@@ -411,15 +416,15 @@ def test_a_program_that_writes_metadata_fails_the_submission(tmp_path, prof):
     """
     z = make_zip(tmp_path / "meta.zip", {"model.py": ROUND_MODEL, "side.py": side,
                                          "metadata.yaml": SIDE_COMMAND})
-    res = cb.score_with_bundle(z, BUNDLES / "placeholder", prof, record=False)
+    res = score_with_bundle(z, BUNDLES / "placeholder", prof)
     assert not res.ok
-    assert res.failure.message == cb.METADATA_EXISTS
+    assert res.failure.message == rules.METADATA_EXISTS
     assert not any(c["run"] == "scoring" for c in res.containers)  # scoring never started
 
 
 def test_time_limit_kills_the_run(tmp_path, prof):
     z = make_zip(tmp_path / "slow.zip", {"model.py": SLOW_MODEL})
-    res = cb.score_with_bundle(z, BUNDLES / "placeholder", prof, record=False, time_limit=3)
+    res = score_with_bundle(z, BUNDLES / "placeholder", prof, time_limit=3)
     assert not res.ok and res.failure.stage == "prediction"
     assert res.failure.message.startswith("Execution Time Limit exceeded. Limit was 3 seconds")
     assert res.elapsed_s < 30
@@ -534,10 +539,10 @@ def test_exported_bundle_scores_like_plain_score_local_numpy_model(tmp_path, pro
 
     ref = _reference(tmp_path, n=40, seed=5)
     b = tmp_path / "b.zip"
-    cb.export_bundle(prof, ref, b)
+    export_bundle(prof, ref, b)
     z = make_zip(tmp_path / "px.zip", {"model.py": PIXEL_MODEL})
     plain = score_local(z, ref, prof, record=False)
-    res = cb.score_with_bundle(z, b, prof, sandbox_mode=mode, record=False)
+    res = score_with_bundle(z, b, prof, sandbox_mode=mode)
     assert plain.ok and res.ok, (plain.failure, res.failure)
     for k in ("accuracy", "balanced_accuracy", "macro_f1"):
         assert res.scores[k] == plain.scores[k], k
@@ -546,7 +551,7 @@ def test_exported_bundle_scores_like_plain_score_local_numpy_model(tmp_path, pro
     # a failing submission fails both ways, with the submission's own error in the log
     bad = make_zip(tmp_path / "bad.zip", {"model.py": FAILING_MODEL})
     assert not score_local(bad, ref, prof, record=False).ok
-    res = cb.score_with_bundle(bad, b, prof, sandbox_mode=mode, record=False)
+    res = score_with_bundle(bad, b, prof, sandbox_mode=mode)
     assert not res.ok and "boom in predict" in res.failure.tail
     assert "the submission failed during predict: ValueError" in res.failure.tail
 
@@ -602,7 +607,7 @@ def test_scores_then_exit_1_fails_as_the_current_worker_does(tmp_path, prof, cli
     # submission, "Child task failed or non-zero return code", whatever scores it wrote
     b = _with_scoring(tmp_path, WRITE_SCORES + "sys.exit(1)\n")
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    res = cb.score_with_bundle(z, b, prof, record=False)
+    res = score_with_bundle(z, b, prof)
     assert not res.ok and res.failure.stage == "scoring"
     assert res.failure.message.startswith("Child task failed or non-zero return code (the "
                                           "scoring program exited with 1")
@@ -614,7 +619,7 @@ def test_scores_then_exit_1_fails_as_the_current_worker_does(tmp_path, prof, cli
     assert_error(code, err, "Child task failed or non-zero return code")
     # the same program exiting 0 passes, with the same scores
     ok = _with_scoring(tmp_path / "ok", WRITE_SCORES)
-    res = cb.score_with_bundle(z, ok, prof, record=False)
+    res = score_with_bundle(z, ok, prof)
     assert res.ok and res.scores["accuracy"] == 0.75
 
 
@@ -625,7 +630,7 @@ def test_a_non_zero_ingestion_exit_in_the_prediction_run_is_a_warning(tmp_path, 
     ing = b / "ingestion_program" / "ingestion.py"
     ing.write_text(ing.read_text() + "\nimport sys\nsys.exit(3)\n")
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    res = cb.score_with_bundle(z, b, prof, record=False)
+    res = score_with_bundle(z, b, prof)
     assert res.ok, res.failure
     assert res.scores["accuracy"] == 0.8
     assert any(w.startswith("the ingestion program exited with 3 in the prediction run")
@@ -634,12 +639,12 @@ def test_a_non_zero_ingestion_exit_in_the_prediction_run_is_a_warning(tmp_path, 
 
 def test_an_average_column_is_computed_from_the_scores_that_exist(tmp_path):
     # Submission.calculate_scores: `if scores.exists(): score = column.compute(scores)`
-    b = cb.Bundle(source=tmp_path, root=tmp_path, extracted=False, data={"leaderboards": [{
+    b = Bundle(source=tmp_path, root=tmp_path, extracted=False, data={"leaderboards": [{
         "title": "R", "columns": [
             {"key": "a", "index": 0}, {"key": "b", "index": 1}, {"key": "c", "index": 2},
             {"key": "mean", "index": 3, "computation": "avg", "computation_indexes": "0,1,2"},
             {"key": "none", "index": 4, "computation": "avg", "computation_indexes": [2]}]}]})
-    cols, scores, warns = cb.leaderboard_columns(b, {"a": 0.5, "b": 0.7})
+    cols, scores, warns = leaderboard_columns(b, {"a": 0.5, "b": 0.7})
     assert scores["mean"] == pytest.approx(0.6)  # not "-": the mean of a and b
     assert scores["none"] is None
     assert any("'mean' (avg) is computed from 2 of its 3 columns" in w for w in warns)
@@ -649,20 +654,20 @@ def test_an_average_column_is_computed_from_the_scores_that_exist(tmp_path):
 def test_a_slow_scoring_program_gets_its_own_hint(tmp_path, prof):
     b = _with_scoring(tmp_path, "import time\ntime.sleep(60)\n")
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    res = cb.score_with_bundle(z, b, prof, record=False, time_limit=4)
+    res = score_with_bundle(z, b, prof, time_limit=4)
     assert not res.ok and res.failure.stage == "scoring"
     assert "the scoring program of the scoring run still running" in res.failure.message
     assert "scoring program itself is slow" in res.failure.hint
     assert "TTA" not in res.failure.hint and "predict" not in res.failure.hint
     slow = make_zip(tmp_path / "slow.zip", {"model.py": SLOW_MODEL})  # the submission's side
-    res = cb.score_with_bundle(slow, BUNDLES / "placeholder", prof, record=False, time_limit=3)
+    res = score_with_bundle(slow, BUNDLES / "placeholder", prof, time_limit=3)
     assert "TTA" in res.failure.hint
 
 
 def test_a_scoring_program_missing_a_module_says_which_and_how(tmp_path, prof):
     b = _with_scoring(tmp_path, "import sklearn_not_installed_here\n")
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    res = cb.score_with_bundle(z, b, prof, record=False)
+    res = score_with_bundle(z, b, prof)
     assert not res.ok
     assert "imports 'sklearn_not_installed_here'" in res.failure.hint
     assert "--env current" in res.failure.hint and "codalab/codalab-legacy:py37" in res.failure.hint
@@ -706,6 +711,6 @@ def test_export_names_an_image_that_can_run_the_grader_versions(tmp_path, cli, p
                           "--docker-image", "codalab/codalab-legacy:py37")
     assert code == 0, err
     assert "codalab/codalab-legacy:py37 has no TensorFlow" in out
-    assert cb.image_note("tensorflow/tensorflow:2.16.1-gpu", prof).startswith(
+    assert image_note("tensorflow/tensorflow:2.16.1-gpu", prof).startswith(
         "docker image tensorflow/tensorflow:2.16.1-gpu has tensorflow 2.16.1, not the grader's")
-    assert "cannot see inside docker image myorg/grader:1" in cb.image_note("myorg/grader:1", prof)
+    assert "cannot see inside docker image myorg/grader:1" in image_note("myorg/grader:1", prof)

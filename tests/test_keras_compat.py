@@ -486,3 +486,45 @@ def test_the_real_target_refuses_a_non_default_new_key(saved, grader_python, tmp
     bn["config"]["renorm"] = False
     _new, changed, _u, _t = kc.plan_rewrite(cfg, target, source, TARGET)
     assert "batch_normalization.renorm" in changed
+
+
+LOAD_THROUGH = r"""
+import json, os, sys, zipfile
+extracted = []
+real_extract = zipfile.ZipFile.extract
+def spy(self, member, path=None, pwd=None):
+    extracted.append(str(path))
+    return real_extract(self, member, path, pwd)
+zipfile.ZipFile.extract = spy
+import runpy
+worker = runpy.run_path(WORKER)
+model = worker["load_model"](MODEL, SCRATCH)
+stdout = worker["_out"]
+stdout.write("@@" + json.dumps({"extracted": extracted, "layers": len(model.layers),
+                                "left": os.listdir(SCRATCH)}) + "\n")
+"""
+
+
+@pytest.mark.slow
+def test_the_worker_loads_through_a_writable_folder_in_the_graders_keras(saved, grader_python,
+                                                                         tmp_path):
+    """Keras 3.4 extracts the weights next to the file (a read-only folder in the sandbox
+    makes it read them through zipfile, four times slower: BENCHMARKS.md, build): the
+    worker's load_model gives it a folder of its own under the writable scratch, and
+    leaves nothing there."""
+    folder, _version = saved
+    scratch = tmp_path / "out"
+    scratch.mkdir()
+    # the grader's Keras cannot read the file saved by the newer one: its rewrite can
+    kc.retarget(folder / "seq.keras", tmp_path / "seq.keras", TARGET, env_python=grader_python,
+                echo=lambda _m: None)
+    program = (f"WORKER = {str(kc.WORKER_PROGRAM)!r}\nMODEL = {str(tmp_path / 'seq.keras')!r}\n"
+               f"SCRATCH = {str(scratch)!r}\n" + LOAD_THROUGH)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    run = subprocess.run([grader_python, "-c", program], capture_output=True, text=True,
+                         timeout=600, env=env, stdin=subprocess.DEVNULL)
+    line = [ln for ln in run.stdout.splitlines() if ln.startswith("@@")]
+    assert run.returncode == 0 and line, run.stderr[-3000:]
+    got = json.loads(line[-1][2:])
+    assert got["layers"] == 9 and got["left"] == []
+    assert len(got["extracted"]) == 1 and got["extracted"][0].startswith(str(scratch) + "/load-")

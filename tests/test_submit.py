@@ -351,16 +351,15 @@ def test_force_uploads_despite_a_failed_check(codabench, token, workspace, zip_f
     assert rec["check"] == "FAILED" and rec["forced"] is True
 
 
-def test_run_check_calls_build_check_zip_and_passes_env_only_when_given(monkeypatch, tmp_path):
+def test_run_check_calls_check_zip_and_passes_env_only_when_given(monkeypatch, tmp_path):
     seen = []
-    fake_build = types.ModuleType("subkit.build")
-    fake_build.check_zip = lambda path, profile, **kw: seen.append((path, profile, kw))
-    monkeypatch.setitem(sys.modules, "subkit.build", fake_build)
+    fake_checks = types.ModuleType("subkit.checks")
+    fake_checks.check_zip = lambda path, profile, **kw: seen.append((path, profile, kw))
+    monkeypatch.setitem(sys.modules, "subkit.checks", fake_checks)
     submit_mod.run_check(tmp_path / "x.zip", "PROFILE", smoke=False, echo=None, env=None)
     submit_mod.run_check(tmp_path / "x.zip", "PROFILE", smoke=True, echo=None, env="current")
-    assert seen == [(tmp_path / "x.zip", "PROFILE", {"smoke": False, "echo": None}),
-                    (tmp_path / "x.zip", "PROFILE", {"smoke": True, "echo": None,
-                                                     "env": "current"})]
+    assert seen == [(tmp_path / "x.zip", "PROFILE", {"smoke": False}),
+                    (tmp_path / "x.zip", "PROFILE", {"smoke": True, "env": "current"})]
 
 
 # -- Codabench: credentials only after the check ----------------------------------------------

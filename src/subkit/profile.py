@@ -145,6 +145,15 @@ class Profile:
         return self.data["name"]
 
     @property
+    def title(self) -> str:
+        return str(self.data.get("title") or self.name)
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        """The ``[limits]`` table: the sandbox's and the zip reader's bounds (may be empty)."""
+        return dict(self.data.get("limits") or {})
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(x) for x in self.data["input"]["shape"])
 
@@ -288,6 +297,11 @@ class Profile:
     @property
     def higher_is_better(self) -> bool:
         return bool(self.data["evaluation"].get("higher_is_better", self.metric not in LOWER_IS_BETTER))
+
+    @property
+    def max_submissions_per_day(self) -> int | None:
+        value = self.data["evaluation"].get("max_submissions_per_day")
+        return None if value is None else int(value)
 
     @property
     def secondary_metrics(self) -> list[str]:

@@ -1,7 +1,7 @@
 """The reporter: how library code tells the user what it does, without printing.
 
 pypa/build's ``_ctx.py`` pattern: a context variable holds the current reporter;
-``subkit.__main__`` sets the terminal one (``subkit.cli.terminal.TerminalReporter``) for
+``subkit.__main__`` sets the terminal one (``subkit.cli.options.TerminalReporter``) for
 the length of a command; the default is silent, so a library caller (a notebook, a test)
 sees nothing it did not ask for. Library modules call :func:`echo`, :func:`warn` and
 :func:`progress` below, never ``print`` or click.
@@ -19,6 +19,8 @@ Echo = Callable[[str], None]
 class Reporter:
     """Silent. A subclass decides where each kind of message goes."""
 
+    live = False  # whether a live display (a child's progress bar) may be drawn
+
     def info(self, message: str, *, bold: bool = False, fg: str | None = None) -> None:
         """A result or a step the user reads (stdout on a terminal); ``fg``: its colour
         (a verdict: green, yellow, red)."""
@@ -28,6 +30,38 @@ class Reporter:
 
     def progress(self, message: str) -> None:
         """A line of progress (stderr on a terminal: out of the way of ``--json``)."""
+
+
+class Lines(Reporter):
+    """Every message, plain, to one line printer (a command's own, e.g. submit's check lines
+    on stderr)."""
+
+    live = True
+
+    def __init__(self, echo: Echo):
+        self._echo = echo
+
+    def info(self, message: str, *, bold: bool = False, fg: str | None = None) -> None:
+        self._echo(message)
+
+    def warn(self, message: str) -> None:
+        self._echo(message)
+
+    def progress(self, message: str) -> None:
+        self._echo(message)
+
+
+class _Quiet(Reporter):
+    """The outer reporter's warnings and progress; no results (they go out as JSON)."""
+
+    def __init__(self, outer: Reporter):
+        self._outer = outer
+
+    def warn(self, message: str) -> None:
+        self._outer.warn(message)
+
+    def progress(self, message: str) -> None:
+        self._outer.progress(message)
 
 
 SILENT = Reporter()  # stateless: one shared instance
@@ -49,8 +83,21 @@ def use(rep: Reporter) -> Iterator[Reporter]:
         _REPORTER.reset(token)
 
 
-def echo(message: str, *, bold: bool = False) -> None:
-    reporter().info(message, bold=bold)
+@contextlib.contextmanager
+def quiet() -> Iterator[Reporter]:
+    """Inside the ``with`` block, results are not reported (``--json`` prints them);
+    warnings and progress still are."""
+    with use(_Quiet(reporter())) as rep:
+        yield rep
+
+
+def live() -> bool:
+    """Whether a live progress display suits the current reporter."""
+    return reporter().live
+
+
+def echo(message: str, *, bold: bool = False, fg: str | None = None) -> None:
+    reporter().info(message, bold=bold, fg=fg)
 
 
 def warn(message: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from subkit.cli.options import echo_json, json_option, profile_option
+from subkit.cli.options import echo_json, json_option, load_profile, profile_option
 
 
 @click.group(name="bundle")
@@ -37,11 +37,10 @@ def export(profile_name, reference, out, docker_image, force, as_json) -> None:
     grader/scoring.py, so `subkit score-local ZIP --bundle bundle.zip` and Codabench score
     with the same code as plain `subkit score-local`.
     """
-    from subkit import profile
-    from subkit.grader.codabench import export_bundle
+    from subkit.grader.codabench.export import export_bundle
 
-    prof = profile.load(profile_name)
-    info = export_bundle(prof, Path(reference), Path(out), force=force, docker_image=docker_image)
+    info = export_bundle(load_profile(profile_name), Path(reference), Path(out), force=force,
+                         docker_image=docker_image)
     if as_json:
         echo_json(info)
         return

@@ -1,15 +1,15 @@
 """`subkit env create|show|remove`: the grader's pinned environment.
 
-Thin click commands over ``subkit.grader.environment``; nothing here imports TensorFlow.
-Progress of an install goes to stderr (one line per pip step on a terminal); ``--json``
-output goes to stdout.
+Thin click commands over ``subkit.commands.env`` and ``subkit.grader.environment``; nothing
+here imports TensorFlow. Progress of an install goes to stderr (``subkit.ui``: one line per
+pip step on a terminal); ``--json`` output goes to stdout.
 """
 
 from __future__ import annotations
 
 import click
 
-from subkit.cli.options import echo_json, err, json_option, load_profile, profile_option
+from subkit.cli.options import echo_json, json_option, load_profile, profile_option
 
 
 def _pins_text(pins: dict) -> str:
@@ -61,24 +61,18 @@ def env() -> None:
 @json_option
 def create(profile_name: str | None, force: bool, as_json: bool) -> None:
     """Create the grader environment (downloads about 600 MB once)."""
-    from subkit.grader import environment
+    from subkit.commands.env import EnvCreateOptions
+    from subkit.commands.env import create as create_env
 
     prof = load_profile(profile_name)
-    before = environment.env_status(prof)
-    if before["state"] == "ready" and not force:
-        if as_json:
-            echo_json({**before, "created_now": False})
-        else:
-            click.echo(f"the grader environment of {prof.name} is ready: {before['python']}")
-            click.echo("(--force rebuilds it)")
-        return
-    environment.ensure_env(prof, create=True, echo=err, force=force)
-    environment.clear_failure(prof)
-    after = environment.env_status(prof)
+    st = create_env(EnvCreateOptions(force=force), prof)
     if as_json:
-        echo_json({**after, "created_now": True})
+        echo_json(st)
+    elif st["created_now"]:
+        _print_status(st)
     else:
-        _print_status(after)
+        click.echo(f"the grader environment of {prof.name} is ready: {st['python']}")
+        click.echo("(--force rebuilds it)")
 
 
 @env.command("show")
@@ -103,7 +97,7 @@ def remove(profile_name: str | None, as_json: bool) -> None:
     from subkit.grader import environment
 
     prof = load_profile(profile_name)
-    removed = environment.remove_env(prof, echo=err)
+    removed = environment.remove_env(prof)
     if as_json:
         echo_json({"profile": prof.name, "removed": str(removed) if removed else None})
     elif removed:

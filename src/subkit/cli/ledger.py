@@ -1,14 +1,14 @@
-"""`subkit history ...` and `subkit submit`.
+"""`subkit history ...` and `subkit submit`: their options and their rendering.
 
-Thin click commands over ``subkit.ledger`` and ``subkit.commands.submit``; nothing here imports
-TensorFlow (the check before an upload imports it lazily, inside ``subkit.build``).
+Thin click commands over ``subkit.commands.history`` and ``subkit.commands.submit``;
+nothing here imports TensorFlow (the check before an upload imports it lazily, inside
+``subkit.checks``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from subkit.cli.options import echo_json, err, load_profile, profile_option
+from subkit.commands.history import COLUMNS
 from subkit.errors import SubkitError, UsageError
 
 
@@ -61,72 +62,26 @@ def _cut(text: Any, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-# column -> (header, cell text, sort key, numeric score?)
-COLUMNS: dict[str, tuple[str, Callable[[dict], str], Callable[[dict], Any], bool]] = {
-    "zip": ("zip", lambda r: _cut(r.get("zip_name") or r["zip_sha256"][:12], 44),
-            lambda r: r.get("zip_name") or "", False),
-    "tag": ("tag", lambda r: _cut(r.get("tag"), 16), lambda r: r.get("tag"), False),
-    "note": ("note", lambda r: _cut(r.get("note"), 32), lambda r: r.get("note"), False),
-    "weights": ("weights", lambda r: _cut(r.get("weights_sha256"), 26),
-                lambda r: r.get("weights_sha256"), False),
-    "keras": ("keras", lambda r: _cut(r.get("keras_version"), 12),
-              lambda r: r.get("keras_version"), False),
-    "clean": ("clean", lambda r: _fmt_score(r.get("clean_score")),
-              lambda r: r.get("clean_score"), True),
-    "shifted": ("shifted", lambda r: _fmt_score(r.get("shifted_score")),
-                lambda r: r.get("shifted_score"), True),
-    "runtime": ("runtime", lambda r: _fmt_runtime(r.get("runtime_s")),
-                lambda r: r.get("runtime_s"), False),
-    "leaderboard": ("leaderboard", _fmt_lb, lambda r: r.get("leaderboard_score"), True),
-    "predicted": ("predicted", _fmt_predicted,
-                  lambda r: (r.get("predicted_leaderboard") or {}).get("score"), True),
-    "submission": ("submission", lambda r: _cut(r.get("submission_id"), 12),
-                   lambda r: None if r.get("submission_id") is None
-                   else str(r.get("submission_id")), False),
-    "built": ("built", lambda r: _cut((r.get("built") or "")[:16].replace("T", " ") or None, 16),
-              lambda r: r.get("built") or r.get("first_seen"), False),
+# the cell of each column of the table (commands.history.COLUMNS: their order, how they sort)
+CELLS: dict[str, Callable[[dict], str]] = {
+    "zip": lambda r: _cut(r.get("zip_name") or r["zip_sha256"][:12], 44),
+    "tag": lambda r: _cut(r.get("tag"), 16),
+    "note": lambda r: _cut(r.get("note"), 32),
+    "weights": lambda r: _cut(r.get("weights_sha256"), 26),
+    "keras": lambda r: _cut(r.get("keras_version"), 12),
+    "clean": lambda r: _fmt_score(r.get("clean_score")),
+    "shifted": lambda r: _fmt_score(r.get("shifted_score")),
+    "runtime": lambda r: _fmt_runtime(r.get("runtime_s")),
+    "leaderboard": _fmt_lb,
+    "predicted": _fmt_predicted,
+    "submission": lambda r: _cut(r.get("submission_id"), 12),
+    "built": lambda r: _cut((r.get("built") or "")[:16].replace("T", " ") or None, 16),
 }
 
 
-def sort_rows(rows: list[dict], column: str, reverse: bool = False,
-              higher_is_better: bool = True) -> list[dict]:
-    """Sort by a history column; scores best first, everything else ascending; rows
-    without a value last whatever the direction. ``leaderboard:PHASE`` sorts by one
-    phase's score."""
-    key_fn: Callable[[dict], Any]
-    if column.startswith("leaderboard:"):
-        phase = column.split(":", 1)[1]
-
-        def key_fn(r: dict) -> Any:
-            return (r.get("leaderboard") or {}).get(phase)
-        numeric = True
-    elif column in COLUMNS:
-        _, _, key_fn, numeric = COLUMNS[column]
-    else:
-        raise UsageError(f"--sort: unknown column {column!r}",
-                         hint="valid columns: " + ", ".join(COLUMNS)
-                              + ", leaderboard:PHASE")
-    descending = numeric and higher_is_better
-    if reverse:
-        descending = not descending
-    present = [r for r in rows if key_fn(r) is not None]
-    missing = [r for r in rows if key_fn(r) is None]
-
-    def safe(r: dict) -> Any:
-        v = key_fn(r)
-        if isinstance(v, (int, float)):
-            return (0, float(v), "")
-        try:
-            return (0, float(v), "")
-        except (TypeError, ValueError):
-            return (1, 0.0, str(v))
-
-    return sorted(present, key=safe, reverse=descending) + missing
-
-
 def render_table(rows: list[dict]) -> str:
-    headers = [spec[0] for spec in COLUMNS.values()]
-    cells = [[spec[1](r) for spec in COLUMNS.values()] for r in rows]
+    headers = list(COLUMNS)
+    cells = [[CELLS[name](r) for name in headers] for r in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
              "  ".join("-" * w for w in widths)]
@@ -193,18 +148,12 @@ def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | Non
         return
     if as_json and as_csv:
         raise UsageError("--json and --csv exclude each other", hint="pick one")
-    prof = load_profile(profile_name)
-    from subkit.recovery import recover
+    from subkit.commands.history import HistoryOptions
+    from subkit.commands.history import history as read_history
 
-    for note in recover(prof):  # a build or run a killed subkit left half-done
-        err(f"note: {note}")
+    prof = load_profile(profile_name)
     ledger = _ledger(prof)
-    rows = _rows_with_predictions(ledger.records())
-    if sort_col:
-        rows = sort_rows(rows, sort_col, reverse=reverse,
-                         higher_is_better=prof.higher_is_better)
-    elif reverse:
-        rows = list(reversed(rows))
+    rows = read_history(HistoryOptions(sort=sort_col, reverse=reverse), prof, ledger)
     if as_json:
         echo_json(rows)
         return
@@ -218,29 +167,9 @@ def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | Non
     click.echo(render_table(rows))
 
 
-def _rows_with_predictions(records: list[dict]) -> list[dict]:
-    """The history rows, each zip with a shift run given the leaderboard prediction the
-    other zips' leaderboard scores make for it now (subkit.calibration)."""
-    from subkit import calibration
-    from subkit.ledger import build_table
-
-    rows = build_table(records)
-    predicted = calibration.for_history(records)
-    for r in rows:
-        r.pop("shift_scores", None)  # per-set scores: the run's report has them
-        p = predicted.get(r["zip_sha256"])
-        r["predicted_leaderboard"] = None if p is None else {
-            k: p[k] for k in ("score", "low", "high", "calibrated_on", "loo_error", "phase")}
-    return rows
-
-
-def _zip_ref(ctx: click.Context, profile_name: str | None, ref: str):
-    from subkit.ledger import resolve_zip
-
+def _profile_and_ledger(ctx: click.Context, profile_name: str | None):
     prof = load_profile(profile_name or (ctx.obj or {}).get("profile_name"))
-    ledger = _ledger(prof)
-    sha, path = resolve_zip(ledger, ref)
-    return prof, ledger, sha, path
+    return prof, _ledger(prof)
 
 
 @history.command(name="note")
@@ -251,14 +180,14 @@ def _zip_ref(ctx: click.Context, profile_name: str | None, ref: str):
 @click.pass_context
 def history_note(ctx, zip_ref: str, text: str, profile_name, as_json: bool) -> None:
     """Attach a note to a zip (a path, its name, or a sha256 prefix)."""
-    _, ledger, sha, path = _zip_ref(ctx, profile_name, zip_ref)
-    from subkit.ledger import note_record
+    from subkit.commands.history import NoteOptions, note
 
-    rec = ledger.append(note_record(zip_sha256=sha, zip=path, text=text))
+    _, ledger = _profile_and_ledger(ctx, profile_name)
+    rec, path = note(NoteOptions(zip=zip_ref, text=text), ledger)
     if as_json:
         echo_json(rec)
     else:
-        click.echo(f"noted {Path(path).name if path else sha[:12]}: {text}")
+        click.echo(f"noted {Path(path).name if path else rec['zip_sha256'][:12]}: {text}")
 
 
 @history.command(name="score")
@@ -273,19 +202,16 @@ def history_note(ctx, zip_ref: str, text: str, profile_name, as_json: bool) -> N
 def history_score(ctx, zip_ref: str, score: float, phase: str | None, profile_name,
                   as_json: bool) -> None:
     """Record a leaderboard score entered by hand."""
-    if not math.isfinite(score):
-        raise UsageError(f"--leaderboard must be a number, got {score}", hint="e.g. 0.76")
-    prof, ledger, sha, path = _zip_ref(ctx, profile_name, zip_ref)
-    if phase is None:
-        phase = str(prof.phase(None) or "default")
-    from subkit.ledger import leaderboard_record
+    from subkit.commands.history import ScoreOptions
+    from subkit.commands.history import score as record_score
 
-    rec = ledger.append(leaderboard_record(zip_sha256=sha, zip=path, leaderboard_score=score,
-                                           phase=phase, source="manual"))
+    prof, ledger = _profile_and_ledger(ctx, profile_name)
+    rec, path = record_score(ScoreOptions(zip=zip_ref, score=score, phase=phase), prof, ledger)
     if as_json:
         echo_json(rec)
     else:
-        click.echo(f"recorded {Path(path).name if path else sha[:12]}: {phase} {score}")
+        click.echo(f"recorded {Path(path).name if path else rec['zip_sha256'][:12]}: "
+                   f"{rec['phase']} {score}")
 
 
 # -- submit ---------------------------------------------------------------------------------------

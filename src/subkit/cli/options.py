@@ -40,6 +40,8 @@ class TerminalReporter(ui.Reporter):
     """What library code reports (subkit.ui), on the terminal: steps and results to stdout,
     warnings highlighted, progress lines to stderr. Set by ``subkit.__main__``."""
 
+    live = True
+
     def info(self, message: str, *, bold: bool = False, fg: str | None = None) -> None:
         if bold or fg:
             click.secho(message, bold=bold or None, fg=fg)

@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from subkit.cli.options import echo_json, json_option, profile_option
-
-
-def newest_run(prof) -> Path:
-    from subkit.errors import InputError
-
-    runs = prof.submissions_dir / "runs"
-    found = [p.parent for p in runs.glob("*/run.json")] if runs.is_dir() else []
-    found = [p for p in found if _status(p) == "complete"]
-    if not found:
-        raise InputError(f"no finished run folders in {runs}",
-                         hint="run `subkit score-local` first, or give a run folder")
-    return max(found, key=lambda p: (p / "run.json").stat().st_mtime)
-
-
-def _status(folder: Path) -> str:
-    """"complete", "running" or "incomplete" (a run subkit did not finish: no report)."""
-    try:
-        return str(json.loads((folder / "run.json").read_text()).get("status", "complete"))
-    except (OSError, ValueError, AttributeError):
-        return "incomplete"
+from subkit.cli.options import echo_json, json_option, load_profile, profile_option
 
 
 @click.command(name="report")
@@ -41,19 +20,11 @@ def report(run_dir, profile_name, as_json) -> None:
     RUN is a folder made by `subkit score-local` (default: the newest under
     submissions/runs/). The page is self-contained (no network) and doubles as Codabench's
     detailed_results.html."""
-    from subkit import profile
-    from subkit.errors import InputError
-    from subkit.report.html import write_report
+    from subkit.commands.report import ReportOptions
+    from subkit.commands.report import report as write
 
-    prof = profile.load(profile_name)
-    folder = Path(run_dir) if run_dir else newest_run(prof)
-    if not folder.is_dir():
-        raise InputError(f"run folder not found: {folder}",
-                         hint="give a folder under submissions/runs/ made by `subkit score-local`")
-    if _status(folder) != "complete":
-        raise InputError(f"{folder} holds a run that never finished ({_status(folder)})",
-                         hint="score the zip again: `subkit score-local ZIP`")
-    path = write_report(folder, prof)
+    path = write(ReportOptions(run_dir=Path(run_dir) if run_dir else None),
+                 load_profile(profile_name))
     if as_json:
         echo_json({"report": str(path)})
     else:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from subkit.grader.run import env_line, env_warnings
+
+if TYPE_CHECKING:
+    from subkit.grader.codabench.runner import BundleRunResult
 
 
 def _pct(x: float | None) -> str:
@@ -185,10 +190,65 @@ def print_tta(t: dict) -> None:
     echo("")
 
 
-def print_bundle_summary(result) -> None:
-    """score-local --bundle: the worker's summary lines, styled as the runner says."""
-    from subkit.grader.codabench import summary_lines
-
-    for text, style in summary_lines(result):
+def print_bundle_summary(result: BundleRunResult) -> None:
+    """score-local --bundle: the bundle run's summary lines, each with its style."""
+    for text, style in _bundle_summary_lines(result):
         err = style.pop("err", False)
         click.secho(text, err=err, **style)
+
+
+def _bundle_summary_lines(res: BundleRunResult) -> list[tuple[str, dict[str, Any]]]:
+    """The terminal summary: (text, click.style kwargs) lines."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    iods = " (ingestion during scoring)" if res.task.get("ingestion_only_during_scoring") else ""
+    where = (f"{res.competition}: phase {res.phase.get('name')!r}, "
+             f"task {res.task.get('index')}{iods}")
+    if res.ok:
+        out.append((f"PASSED  {res.zip.name} through the bundle's own programs",
+                    {"fg": "green", "bold": True}))
+    else:
+        out.append((f"FAILED  {res.zip.name}: Codabench would fail it the same way",
+                    {"fg": "red", "bold": True}))
+    out.append((f"  {where}; time limit {res.time_limit_s:g} s", {}))
+    out.extend((line, {}) for line in _leaderboard_lines(res.columns))
+    if res.failure:
+        f = res.failure
+        if f.tail:
+            out.append(("  --- log tail ---", {}))
+            out.extend(("    " + ln, {}) for ln in f.tail.splitlines()[-20:])
+        out.append((f"error: {f.message}", {"fg": "red", "err": True}))
+        out.append((f"hint: {f.hint}", {"err": True}))
+    for w in res.warnings:
+        out.append((f"  note: {w}", {"fg": "yellow"}))
+    out.append((f"  {res.sandbox_note}", {}))
+    out.append((f"  the programs {env_line(res.env)} ({res.interpreter}); on Codabench they "
+                f"run in the bundle's docker image {res.docker_image}", {"bold": True}))
+    if res.detailed_results:
+        state = "" if res.detailed_results_enabled else \
+            " (the competition does not show it to participants)"
+        out.append((f"  detailed results: {res.detailed_results}{state}", {}))
+    out.append((f"  logs: {res.run_dir / 'logs'} (prediction_*, scoring_*: the worker's eight "
+                "logs)", {}))
+    out.append((f"  run folder: {res.run_dir}", {}))
+    return out
+
+
+def _leaderboard_lines(columns: list[dict[str, Any]]) -> list[str]:
+    """A bundle run's leaderboard columns, one line each under their leaderboard's title."""
+    if not columns:
+        return []
+    lines = []
+    width = max(len(str(c["title"])) for c in columns) + 2
+    board = None
+    for c in columns:
+        if c["leaderboard"] != board:
+            board = c["leaderboard"]
+            lines.append(f"  leaderboard {board!r}:")
+        v = c["value"]
+        prec = c["precision"] if isinstance(c["precision"], int) else 2
+        shown = "-" if v is None else f"{v:.{max(prec, 4)}f}"
+        extra = f"  ({c['computation']})" if c["computation"] else ""
+        extra += "  hidden" if c["hidden"] else ""
+        title = str(c["title"])
+        lines.append(f"    {title:<{width}} {shown:>10}  [{c['key']}, {c['sorting']}]{extra}")
+    return lines

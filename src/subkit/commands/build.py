@@ -1,12 +1,48 @@
-"""`subkit build` and `subkit check`: the competition zip, checked the way the grader will
-use it (``subkit.build`` holds the checks and the packaging)."""
+"""`subkit build` and `subkit check`: a zip the grader accepts the first time.
+
+Build: inspect the weights, check model.py statically, strip the optimizer state (and
+rewrite a model saved by a newer Keras for the grader's), write the candidate zip under a
+temporary name, smoke-test it, and only then give it its final name, next to a manifest
+and with its ledger row (``subkit.publish``: all three appear, or none). Check: the same
+checks on any existing zip, or a Kaggle CSV read back. The checks are ``subkit.checks``,
+the zip's content ``subkit.packaging``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import re
+import sys
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
-from subkit import ui
+from subkit import __version__, ui
+from subkit.checks import (
+    CheckReport,
+    check_csv,
+    check_zip,
+    say_checks,
+    smoke_test,
+    static_checks,
+    stop_if_failed,
+)
+from subkit.errors import CheckFailed, InputError, SubkitError, UsageError
+from subkit.ledger import build_record, sha256_file
+from subkit.packaging import (
+    existing_grader_python,
+    free_name,
+    members,
+    needs_load_proof,
+    prepare_weights,
+    resolve_model_py,
+    weights_verdict,
+    write_zip,
+    zip_names,
+)
+from subkit.weights import WeightsInfo, inspect
 
 
 @dataclass(frozen=True)
@@ -19,7 +55,7 @@ class BuildOptions:
     keep_optimizer: bool = False
     smoke: bool = True
     env: str | None = None  # auto | grader | current; None: $SUBKIT_ENV or auto
-    target_keras: str | None = None
+    target_keras: str | None = None  # None: the grader's, when the weights are newer
     phase: str | None = None
     quiet: bool = False  # --json: no progress lines
 
@@ -34,22 +70,166 @@ class CheckOptions:
     quiet: bool = False
 
 
-def build(opts: BuildOptions, prof) -> dict:
-    """Build the zip; returns its manifest."""
-    from subkit.build import build_submission
-
-    return build_submission(
-        weights=list(opts.weights), model_py=opts.model_py, includes=list(opts.includes),
-        tag=opts.tag, out_dir=opts.out_dir, profile=prof, keep_optimizer=opts.keep_optimizer,
-        smoke=opts.smoke, echo=None if opts.quiet else ui.echo, env=opts.env,
-        target_keras=opts.target_keras, phase=opts.phase)
+def _reporting(quiet: bool):
+    return ui.quiet() if quiet else contextlib.nullcontext()
 
 
-def check(opts: CheckOptions, prof):
+def check(opts: CheckOptions, prof) -> CheckReport:
     """Check a zip (or a Kaggle CSV); returns the CheckReport (PASSED / FAILED)."""
-    from subkit.build import check_csv, check_zip
+    with _reporting(opts.quiet):
+        if opts.path.name.lower().endswith(".csv"):
+            return check_csv(opts.path, prof, data=opts.data)
+        return check_zip(opts.path, prof, smoke=opts.smoke, env=opts.env, phase=opts.phase)
 
-    echo = None if opts.quiet else ui.echo
-    if opts.path.name.lower().endswith(".csv"):
-        return check_csv(opts.path, prof, data=opts.data, echo=echo)
-    return check_zip(opts.path, prof, smoke=opts.smoke, env=opts.env, echo=echo, phase=opts.phase)
+
+def build(opts: BuildOptions, prof) -> dict:
+    """Build the zip; returns its manifest. ``opts.env`` picks the versions of the smoke
+    test and where rewritten weights are proven to load."""
+    with _reporting(opts.quiet):
+        return _build(opts, prof)
+
+
+# -- before anything is written ------------------------------------------------------------
+def _inputs(opts: BuildOptions, prof) -> tuple[list[WeightsInfo], str, str, list[str]]:
+    """The weights' infos, model.py's text and where it came from, the weights' names in
+    the zip; every bad argument refused here."""
+    if not re.fullmatch(r"[A-Za-z0-9._+-]{1,80}", opts.tag):
+        raise UsageError(f"tag {opts.tag!r} is not a safe file name part",
+                         hint="use letters, digits, '.', '_', '+', '-' (e.g. --tag v2m-tta)")
+    if not opts.weights:
+        raise UsageError("no weights given", hint="pass --weights FILE (repeat for an ensemble)")
+    infos = [inspect(w) for w in opts.weights]
+    for inc in opts.includes:
+        if not inc.is_file():
+            raise InputError(f"--include file not found: {inc}", hint="give an existing file")
+    source, source_from = resolve_model_py(opts.model_py, opts.weights, prof)
+    znames = zip_names(source, opts.weights, prof, [i.name for i in opts.includes])
+    names = [prof.entry_file] + znames + [i.name for i in opts.includes]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UsageError(f"two files would have the same name at the zip root: {', '.join(dup)}",
+                         hint="rename one of them; the zip has no folders, so names must differ")
+    return infos, source, source_from, znames
+
+
+def _out_dir(opts: BuildOptions, prof) -> Path:
+    out = Path(opts.out_dir) if opts.out_dir else prof.submissions_dir
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder {out}: {exc.strerror}",
+                         hint="choose a folder you can write to with --out-dir") from None
+    if not os.access(out, os.W_OK):
+        raise InputError(f"the output folder {out} is not writable",
+                         hint="choose a folder you can write to with --out-dir")
+    return out
+
+
+def _refuse_oversized(infos: list[WeightsInfo], prof, keep_optimizer: bool) -> None:
+    limit = prof.zip_size_limit_mb
+    for info in infos:
+        if limit and info.size / 1e6 > limit * (1.0 if keep_optimizer or not info.has_optimizer else 3.0):
+            raise InputError(f"{info.path.name} is {info.size / 1e6:.1f} MB, over the competition's "
+                             f"{limit:g} MB limit", hint="use a smaller model or fewer ensemble members")
+
+
+# -- the build ---------------------------------------------------------------------------------
+def _build(opts: BuildOptions, prof) -> dict:
+    from subkit import publish
+    from subkit.grader.run import env_line, python_for
+    from subkit.recovery import recover
+
+    infos, source, source_from, znames = _inputs(opts, prof)
+    out = _out_dir(opts, prof)
+    for note in recover(prof, out):
+        ui.echo(f"note: {note}")
+    _refuse_oversized(infos, prof, opts.keep_optimizer)
+    ui.echo(f"building a submission for {prof.name} (model.py: {source_from})")
+    for w, zn in zip(opts.weights, znames):
+        if zn != w.name:
+            ui.echo(f"  {w.name} is stored in the zip as {zn}: the name {prof.entry_file} loads")
+
+    rep = CheckReport(zip="")
+    for info, zn in zip(infos, znames):
+        rep.weights.append(dict(info.to_dict(), name=zn))
+    target = opts.target_keras or prof.grader.get("keras")
+    explicit = opts.target_keras is not None
+    proofs = [needs_load_proof(i, target, explicit) for i in infos]
+    env_choice = python_for(prof, opts.env) if (opts.smoke or any(proofs)) else None
+    env_python = env_choice[0] if env_choice and env_choice[1].get("name") == "grader" else \
+        (existing_grader_python(prof) if any(proofs) else None)
+    with publish.staging(out) as stage:
+        # check 1 first: a broken model.py fails before any weights are rewritten
+        (stage / prof.entry_file).write_text(source, "utf-8")
+        required = {name: text for name, text in prof.required_files.items()
+                    if name not in {i.name for i in opts.includes}}
+        for name, text in required.items():
+            (stage / name).write_text(text, "utf-8")
+        staged_files = [prof.entry_file] + znames + [i.name for i in opts.includes] + list(required)
+        static_checks(stage, staged_files, prof, rep)
+        stop_if_failed(rep)
+        staged: dict[str, Path] = {}
+        weights_manifest = []
+        for w, zn, info, proof in zip(opts.weights, znames, infos, proofs):
+            path, entry = prepare_weights(w, zn, info, stage, keep_optimizer=opts.keep_optimizer,
+                                          target=target if proof else None, explicit=explicit,
+                                          env_python=env_python)
+            staged[zn] = path
+            weights_manifest.append(entry)
+        # write the candidate zip, then smoke-test it
+        final = free_name(out, f"{opts.tag}-{datetime.now().strftime('%y%m%d_%H%M%S')}")
+        zip_path = out / f"{final}.zip"
+        cand = stage / publish.CANDIDATE
+        write_zip(cand, stage, prof, list(required), staged, list(opts.includes))
+        size = cand.stat().st_size
+        limit = prof.zip_size_limit_mb
+        if limit and size / 1e6 > limit:
+            raise CheckFailed(f"the zip is {size / 1e6:.1f} MB, over the competition's {limit:g} MB limit",
+                              hint="use a smaller model or fewer ensemble members")
+        if opts.smoke:
+            smoke_test(cand, prof, rep, env_choice=env_choice, phase=opts.phase)
+        else:
+            rep.add("smoke test", "warning", "skipped (--no-smoke)")
+        weights_verdict(weights_manifest, [inspect(staged[zn]) for zn in znames], znames, prof,
+                        rep, zip_hint=str(zip_path))
+        stop_if_failed(rep)
+        say_checks(rep)
+        manifest = _manifest(opts, prof, rep, cand, zip_path, size, source_from, weights_manifest)
+        (stage / publish.MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+        if zip_path.exists() or (out / f"{final}.json").exists():  # never overwrite
+            raise SubkitError(f"{zip_path} appeared while building; nothing was overwritten",
+                              hint="build again (the name has the time in it)")
+        # the commit point: the ledger row, the zip and its manifest all appear, even if
+        # subkit is killed in between (the next command finishes the job)
+        publish.commit(stage, out, zip_path.name, f"{final}.json", prof.submissions_dir,
+                       _ledger_row(manifest))
+    ui.echo(f"wrote {zip_path} ({size / 1e6:.1f} MB) and {final}.json")
+    if rep.env:
+        ui.echo(f"smoke test {env_line(rep.env)}")
+    return manifest
+
+
+def _manifest(opts: BuildOptions, prof, rep: CheckReport, cand: Path, zip_path: Path, size: int,
+              source_from: str, weights: list[dict]) -> dict:
+    """The manifest next to the zip: what is in it, where it came from, what the checks
+    said, and the versions that checked it."""
+    return {
+        "zip": zip_path.name, "path": str(zip_path), "sha256": sha256_file(cand), "size": size,
+        "tag": opts.tag, "profile": prof.name, "model_py": source_from,
+        "members": members(cand), "weights": weights,
+        "grader": {k: v for k, v in prof.grader.items() if k != "extras"},
+        "checks": rep.checks, "smoke": rep.smoke, "env": rep.env, "status": rep.status,
+        "subkit_version": __version__, "python": sys.version.split()[0],
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _ledger_row(manifest: dict) -> dict:
+    shas = {m["name"]: m["sha256"] for m in manifest["members"]}
+    weights = manifest["weights"]
+    return build_record(
+        zip=manifest["zip"], zip_sha256=manifest["sha256"], tag=manifest["tag"],
+        weights=[{"name": w["name"], "sha256": shas.get(w["name"]),
+                  "keras_version": w.get("keras_version")} for w in weights],
+        profile=manifest["profile"], size=manifest["size"],
+        keras_version=weights[0].get("keras_version") if weights else None)

@@ -27,7 +27,8 @@ def _step(n: int, total: int, text: str) -> None:
 
 def run_kind_demo(directory: Path, prof, *, n: int, epochs: int | None, seed: int,
                   show_score: Callable[[Any, Any], None] | None = None) -> dict:
-    from subkit.build import build_submission, check_csv
+    from subkit.checks import check_csv
+    from subkit.commands.build import BuildOptions, build
     from subkit.commands.demo_reference import run_train
     from subkit.commands.score_local import predict_csv
     from subkit.commands.score_local import score_zip as score_local
@@ -53,8 +54,8 @@ def run_kind_demo(directory: Path, prof, *, n: int, epochs: int | None, seed: in
 
     _step(4, total, "build: subkit build --weights weights.keras --tag demo")
     prof = load(workspace=directory)
-    manifest = build_submission(weights=[directory / "weights.keras"], model_py=directory / "model.py",
-                                includes=[], tag="demo", out_dir=None, profile=prof, echo=ui.echo)
+    manifest = build(BuildOptions(weights=[directory / "weights.keras"],
+                                  model_py=directory / "model.py", tag="demo"), prof)
 
     _step(5, total, "score-local: the zip run the way the grader runs it, on the local test set")
     result = score_local(Path(manifest["path"]), test_path, prof, progress=True)
@@ -66,7 +67,7 @@ def run_kind_demo(directory: Path, prof, *, n: int, epochs: int | None, seed: in
         csv_path = directory / "submission.csv"
         info = predict_csv(Path(manifest["path"]), test_path, csv_path, prof, force=True)
         ui.echo(f"  wrote {info['rows']} rows x {info['columns']} columns to {csv_path}")
-        report = check_csv(csv_path, prof, data=test_path, echo=ui.echo)
+        report = check_csv(csv_path, prof, data=test_path)
         out.update(csv=str(csv_path), csv_status=report.status)
     out["seconds"] = time.monotonic() - t0
     ui.echo(f"\ndemo finished in {out['seconds']:.0f} s in {directory}", bold=True)

@@ -95,11 +95,11 @@ def run_reference_demo(directory: Path, *, n_images: int, epochs: int | None, se
     run_train(directory, seed, epochs)
 
     _step(4, "build: subkit build --weights weights.keras --tag demo")
-    from subkit.build import build_submission
+    from subkit.commands.build import BuildOptions, build
 
     prof = profile.load(workspace=directory)
-    manifest = build_submission(weights=[directory / "weights.keras"], model_py=directory / "model.py",
-                                includes=[], tag="demo", out_dir=None, profile=prof, echo=ui.echo)
+    manifest = build(BuildOptions(weights=[directory / "weights.keras"],
+                                  model_py=directory / "model.py", tag="demo"), prof)
 
     _step(5, "score-local: the zip run the way the grader runs it, on the local test set")
     from subkit.commands.score_local import score_zip as score_local

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from subkit.grader.run import (
     write_json,
 )
 from subkit.ledger import score_local_record
+
+if TYPE_CHECKING:
+    from subkit.grader.codabench.runner import BundleRunResult
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def score_local(opts: ScoreLocalOptions, prof):
 
 
 def _with_bundle(opts: ScoreLocalOptions, prof):
-    from subkit.grader.codabench import score_with_bundle
+    from subkit.grader.codabench.runner import score_with_bundle
 
     if opts.shift or opts.tta_compare:
         raise UsageError("--shift and --tta-compare run subkit's own grader, not a bundle's",
@@ -111,7 +114,16 @@ def _with_bundle(opts: ScoreLocalOptions, prof):
     return score_with_bundle(zip_path, Path(opts.bundle), prof, opts.phase, opts.task,
                              time_limit=opts.time_limit, isolate_network=opts.isolate_network,
                              progress=opts.progress, env=opts.env,
-                             notes=recover(prof) if zip_path.is_file() else [])
+                             notes=recover(prof) if zip_path.is_file() else [],
+                             ledger_row=_bundle_ledger_row)
+
+
+def _bundle_ledger_row(res: BundleRunResult) -> dict:
+    return score_local_record(
+        zip=res.zip.name, zip_sha256=res.zip_sha256, run_dir=str(res.run_dir), metric=res.metric,
+        clean_score=res.score, runtime_s=res.elapsed_s, env="bundle", ok=res.ok,
+        bundle=str(res.bundle), phase=res.phase.get("name"), task=res.task.get("index"),
+        scores=res.scores, isolated=bool(res.isolation.get("isolated")))
 
 
 def predict(opts: PredictOptions, prof) -> dict:

@@ -4,7 +4,7 @@ The HTTP clients (``subkit.remote``) only speak to the services; this module dec
 order, which matters for the credentials:
 
 1. the arguments and the file are checked first (bad input costs nothing);
-2. the pre-upload check runs: for a Codabench zip that is ``subkit.build.check_zip``,
+2. the pre-upload check runs: for a Codabench zip that is ``subkit.checks.check_zip``,
    which runs the submission (untrusted code) in a child. Meanwhile the platforms' secret
    variables are out of this process's environment (``credentials.withheld_env``: a child
    inherits nothing and reads nothing in ``/proc/<pid>/environ``), no saved token or key
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from subkit import credentials
+from subkit import ui as reporting
 from subkit.errors import CheckFailed, InputError, SubkitError, UsageError
 from subkit.ledger import leaderboard_record, submit_record
 from subkit.remote import codabench as cb
@@ -110,11 +111,13 @@ def _interruptible_wait(fn: Callable[[], Any], what: str, ui: Ui) -> Any:
 
 def run_check(zip_path: Path, profile: Any, *, smoke: bool, echo: Callable[[str], None] | None,
               env: str | None) -> Any:
-    """`subkit check` on the zip (imported lazily: it may load TensorFlow)."""
-    from subkit.build import check_zip
+    """`subkit check` on the zip (imported lazily: it may load TensorFlow); its lines go to
+    ``echo`` (None: nowhere)."""
+    from subkit.checks import check_zip
 
     kwargs = {"env": env} if env else {}
-    return check_zip(zip_path, profile, smoke=smoke, echo=echo, **kwargs)
+    with reporting.use(reporting.Lines(echo) if echo else reporting.SILENT):
+        return check_zip(zip_path, profile, smoke=smoke, **kwargs)
 
 
 def _checked(status: str | None, failure: str | None, what: str, force: bool, ui: Ui,

@@ -51,7 +51,7 @@ def bounds(prof) -> tuple[int, int]:
     """(max uncompressed bytes, max members) of a submission zip, from the profile's
     ``[limits]``: ``unzipped_mb`` (0: four times the zip size limit, or 4096 MB when the
     competition's limit is unknown) and ``zip_members``."""
-    lim = prof.data.get("limits") or {}
+    lim = prof.limits
     mb = int(lim.get("unzipped_mb", 0) or 0)
     if not mb:
         mb = int(4 * prof.zip_size_limit_mb) or DEFAULT_MAX_MB

@@ -47,6 +47,7 @@ child that ended while subkit was stopped past the limit fails as on the grader.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -61,6 +62,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from subkit.errors import SubkitError, UsageError
 from subkit.grader import untrusted
@@ -111,7 +113,7 @@ class Limits:
 
     @classmethod
     def of(cls, prof) -> Limits:
-        raw = (prof.data.get("limits") or {}) if prof is not None else {}
+        raw = prof.limits if prof is not None else {}
         return cls(**{k: int(raw[k]) for k in cls.__dataclass_fields__ if k in raw})
 
     @property
@@ -163,6 +165,7 @@ def python_layout(python: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], 
     prefix and base prefix (a venv and the interpreter its python links to) and the user's
     site-packages when it has one. A prefix that holds the home folder (``--prefix ~``) is
     narrowed to the interpreter's parts (``_narrow``)."""
+    info: dict[str, Any]
     if os.path.realpath(python) == os.path.realpath(sys.executable):
         import site
 
@@ -387,7 +390,7 @@ class Sandbox:
         self.network = network
         self.binds: list[Bind] = []
         self.scratch: Path | None = None
-        self._scratch_cm = None
+        self._scratch_cm: contextlib.AbstractContextManager[Path] | None = None
 
     @property
     def isolated(self) -> bool:
@@ -449,8 +452,8 @@ class Sandbox:
         if self.scratch is None:
             from subkit.fsutil import scratch_dir
 
-            self._scratch_cm = scratch_dir("subkit-box-")
-            self.scratch = self._scratch_cm.__enter__()
+            cm = scratch_dir("subkit-box-")
+            self.scratch, self._scratch_cm = cm.__enter__(), cm
         return str(self.scratch)
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:

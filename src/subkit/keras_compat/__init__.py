@@ -253,6 +253,7 @@ class _Worker:
         env = {"TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow",
                "PYTHONNOUSERSITE": "1"}
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+        self.asked: Path | None = None  # the file a retarget's first questions were about
         try:
             self.proc = self._box.spawn([python, "-c", WORKER_PROGRAM.read_text("utf-8")],
                                         cwd=None, env=env, stdin=subprocess.PIPE,
@@ -597,14 +598,45 @@ def _max_abs_diff(a_path: Path, b_path: Path) -> float:
         return worst
 
 
-def start_workers(env_python: str | None,
-                  source_python: str | None = None) -> tuple[_Worker, _Worker | None]:
+def start_workers(env_python: str | None, source_python: str | None = None, *,
+                  reference: Path | None = None,
+                  target_version: str | None = None) -> tuple[_Worker, _Worker | None]:
     """The two Keras workers of a ``retarget``, started now: importing TensorFlow takes
     seconds in each, which a caller can spend on other work (build strips the optimizer
-    state meanwhile). ``retarget(..., workers=...)`` uses and closes them."""
+    state meanwhile). ``retarget(..., workers=...)`` uses and closes them.
+
+    With ``reference`` (the file as the user saved it) and a ``target_version`` older than
+    its Keras, the workers are also asked at once what needs only its config: both probes,
+    the target's trial of its layers, and the reference predictions (the current Keras
+    loads ``reference`` while the caller strips it). The proof is then against the user's
+    own file, not the stripped copy."""
     work = _Work()
     source = _Worker(source_python or sys.executable, "current", work=work)
-    return source, (_Worker(env_python, "grader", work=work) if env_python else None)
+    workers = source, (_Worker(env_python, "grader", work=work) if env_python else None)
+    if reference is not None and target_version is not None:
+        config, metadata, _names = _read_zip(Path(reference))
+        saved = metadata.get("keras_version")
+        if saved and version_tuple(saved) > version_tuple(target_version):
+            _ask(workers, Path(reference), config)
+    return workers
+
+
+def _ask(workers: tuple[_Worker, _Worker | None], reference: Path, config: dict) -> None:
+    """Send a retarget's first questions: the probes of ``config``'s classes, the target's
+    trial of its original layers, and (when there is a target to compare with) the
+    current Keras' predictions of ``reference`` on the fixed batch."""
+    source_worker, target_worker = workers
+    work = source_worker.work
+    assert work is not None
+    req = [list(c) for c in collect_classes(config)]
+    source_worker.send("probe", classes=req)
+    if target_worker is not None:
+        source_worker.send("predict", model=str(work.give(reference)),
+                           batch=str(work.out / "batch.npz"), out=str(work.out / "source.npz"),
+                           make_batch={"n": BATCH_SIZE, "seed": BATCH_SEED})
+        target_worker.send("probe", classes=req, samples=collect_samples(config))
+        target_worker.send("trial", objects=layer_objects(config))
+    source_worker.asked = reference
 
 
 def close_workers(workers: tuple[_Worker, _Worker | None]) -> None:
@@ -668,18 +700,13 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
          f"{target_version}: asking both Kerases about {len(classes)} classes...")
     source_worker, target_worker = workers or start_workers(env_python, source_python)
     work = source_worker.work
+    assert work is not None
     try:
-        req = [list(c) for c in classes]
         originals = layer_objects(config)
-        source_worker.send("probe", classes=req)
+        if source_worker.asked is None:
+            _ask((source_worker, target_worker), src, config)
         out = work.out
         batch, out_src, out_dst = out / "batch.npz", out / "source.npz", out / "target.npz"
-        if target_worker is not None:
-            source_worker.send("predict", model=str(work.give(src)), batch=str(batch),
-                               out=str(out_src),
-                               make_batch={"n": BATCH_SIZE, "seed": BATCH_SEED})
-            target_worker.send("probe", classes=req, samples=collect_samples(config))
-            target_worker.send("trial", objects=originals)
         source = _result(source_worker, "probe")
         fix: set[int] | None = None
         if target_worker is not None:

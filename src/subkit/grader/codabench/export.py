@@ -11,9 +11,13 @@ import time
 import zipfile
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from subkit.errors import InputError, SubkitError, UsageError
 from subkit.grader.codabench.image import default_image, dockerfile, image_note
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 _LOGO = (  # a 1x1 PNG: the v2 unpacker requires `image:`
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
@@ -25,7 +29,7 @@ _METRIC_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accurac
                   "macro_f1": "Macro F1"}
 
 
-def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
+def export_bundle(prof: Profile, reference: Path, out: Path, *, force: bool = False,
                   docker_image: str | None = None) -> dict:
     """Write a Codabench v2 bundle for ``prof`` with ``reference`` as the test set."""
     import numpy as np
@@ -55,10 +59,9 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
     scoring_src = (here / "scoring.py").read_bytes()
     metric = prof.metric
     columns = [metric] + [k for k in ("accuracy", "balanced_accuracy", "macro_f1") if k != metric]
-    higher = prof.data["evaluation"].get("higher_is_better", True)
+    higher = prof.higher_is_better
     limit = int(round(prof.time_limit_s))
-    ev = prof.data["evaluation"]
-    phase_names = list(ev.get("phases") or ["development"])
+    phase_names = prof.phases or ["development"]
     image = docker_image or default_image(prof)
     note = image_note(image, prof)
     init = "".join(f" --init-arg {shlex.quote(str(a))}" for a in prof.init_args)
@@ -76,21 +79,21 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
                             f"task {i}.",
              "start": today + timedelta(days=60 * i),
              "execution_time_limit": limit,
-             "max_submissions_per_day": int(ev.get("max_submissions_per_day", 5)),
+             "max_submissions_per_day": prof.max_submissions_per_day or 5,
              "tasks": [i]}
         if i < len(phase_names) - 1:
             p["end"] = today + timedelta(days=60 * (i + 1))
         if i == 0:
             p["starting_kit"] = "starting_kit"
         phases.append(p)
-    tasks = [{"index": i, "name": f"{prof.data.get('title', prof.name)} ({name})",
+    tasks = [{"index": i, "name": f"{prof.title} ({name})",
               "description": f"{len(X)} test images; the ingestion program is subkit's grader",
               "input_data": "input_data", "reference_data": "reference_data",
               "ingestion_program": "ingestion_program", "scoring_program": "scoring_program"}
              for i, name in enumerate(phase_names)]
     comp = {
         "version": 2,
-        "title": prof.data.get("title", prof.name),
+        "title": prof.title,
         "description": f"Exported by subkit from profile {prof.name}.",
         "image": "logo.png",
         "registration_auto_approve": False,
@@ -152,7 +155,7 @@ def export_bundle(prof, reference: Path, out: Path, *, force: bool = False,
     }
     import io
 
-    def npy(a) -> bytes:
+    def npy(a: np.ndarray) -> bytes:
         buf = io.BytesIO()
         np.save(buf, a, allow_pickle=False)
         return buf.getvalue()

@@ -4,6 +4,10 @@ an export names, what is known about any image, a Dockerfile with exactly those 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 DEFAULT_IMAGE = "codalab/codalab-legacy:py3"  # the v2 unpacker's default docker_image
 # images known to have no TensorFlow: Codabench's defaults (py37, py3, py39, ...)
@@ -11,12 +15,12 @@ NO_TENSORFLOW = ("codalab/codalab-legacy", "codalab/codalab:")
 CHECK_IMAGE = ("docker run --rm {image} python3 -c \"import sys, tensorflow, keras, numpy; "
                "print(sys.version.split()[0], tensorflow.__version__, keras.__version__, "
                "numpy.__version__)\"")
-def _pins_text(prof) -> str:
+def _pins_text(prof: Profile) -> str:
     g = prof.grader
     return ", ".join(f"{k} {g.get(k)}" for k in ("python", "tensorflow", "keras", "numpy"))
 
 
-def default_image(prof) -> str:
+def default_image(prof: Profile) -> str:
     """The image an exported bundle names: the official image of the profile's TensorFlow
     (``tensorflow/tensorflow:2.17.0``), which exists for every release; Codabench's own
     default has no TensorFlow."""
@@ -24,7 +28,7 @@ def default_image(prof) -> str:
     return f"tensorflow/tensorflow:{tf}" if tf else DEFAULT_IMAGE
 
 
-def image_note(image: str, prof) -> str | None:
+def image_note(image: str, prof: Profile) -> str | None:
     """What is known about ``image`` against the profile's grader versions: a warning when
     it cannot run them, a reminder to check when subkit cannot see inside it."""
     pins = _pins_text(prof)
@@ -46,7 +50,7 @@ def image_note(image: str, prof) -> str | None:
             f"`{check}`")
 
 
-def dockerfile(prof) -> str:
+def dockerfile(prof: Profile) -> str:
     """A Dockerfile for an image with exactly the profile's grader versions."""
     from subkit.grader.environment import pins, requirements
 
