@@ -1,11 +1,17 @@
-"""Shared fixtures: the CLI driven in-process, tiny Keras models, zips written by hand."""
+"""Shared fixtures: the CLI driven in-process or as a process, workspaces, tiny Keras models,
+zips written by hand."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import subprocess
+import sys
 import textwrap
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -35,27 +41,56 @@ def _current_versions_unless_asked(monkeypatch):
     monkeypatch.setenv("SUBKIT_ENV", "current")
 
 
-class CliResult:
-    def __init__(self, code: int, out: str, err: str):
-        self.code, self.out, self.err = code, out, err
+class CliResult(NamedTuple):
+    """What one `subkit` command left: its exit code, its stdout and its stderr."""
+
+    code: int
+    out: str
+    err: str
 
     @property
     def text(self) -> str:
         return self.out + self.err
 
 
-@pytest.fixture
-def cli(capsys):
-    """Run `subkit ARGS` in-process; returns CliResult(code, out, err)."""
+def run_cli(*args, cwd: Path | None = None) -> CliResult:
+    """`subkit ARGS` in this interpreter, through the real entry point (``error:`` and
+    ``hint:`` lines, exit codes), in ``cwd`` when given (the current folder is restored)."""
     from subkit.__main__ import run
 
-    def _run(*args: str) -> CliResult:
-        capsys.readouterr()
-        code = run([str(a) for a in args])
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
+    out, err = io.StringIO(), io.StringIO()
+    old = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run([str(a) for a in args])
+    finally:
+        os.chdir(old)
+    return CliResult(code, out.getvalue(), err.getvalue())
 
-    return _run
+
+@pytest.fixture(scope="session")
+def cli():
+    """The one in-process driver of the CLI: ``cli(*args, cwd=None) -> CliResult``."""
+    return run_cli
+
+
+def subkit_env(**extra: str) -> dict[str, str]:
+    """The environment of a `subkit` process a test starts: this tree's ``src`` first."""
+    return {**os.environ, "PYTHONPATH": str(SRC), **extra}
+
+
+def subkit_argv(*args) -> list[str]:
+    return [sys.executable, "-m", "subkit", *(str(a) for a in args)]
+
+
+def subkit_process(*args, cwd: Path | None = None, env: dict[str, str] | None = None,
+                   timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m subkit ARGS` in a fresh interpreter, for what in-process cannot show
+    (a kill, a fresh import); ``env`` adds to :func:`subkit_env`."""
+    return subprocess.run(subkit_argv(*args), cwd=cwd, env=subkit_env(**(env or {})),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

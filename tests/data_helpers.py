@@ -1,4 +1,4 @@
-"""Small synthetic data sets for the data-tool tests (issue 4)."""
+"""Small synthetic data sets for the tests of `subkit data`."""
 
 from __future__ import annotations
 

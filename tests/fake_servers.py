@@ -593,7 +593,6 @@ class KaggleState:
     username: str = "kuser"
     key: str = "kkey0123456789abcdef"
     access_token: str = "KGAT_0123456789abcdef0123456789abcdef"
-    expired_tokens: set[str] = field(default_factory=lambda: {"KGAT_expired000000000000"})
     competitions: dict[str, dict] = field(default_factory=lambda: {
         "an2dl-mars-terrain": {"id": 87001, "title": "AN2DL Mars Terrain",
                                "maxDailySubmissions": 5, "evaluationMetric": "Mean IoU"},

@@ -44,6 +44,7 @@ def _nothing_written(ws: Path) -> bool:
     return not leftovers
 
 
+@pytest.mark.slow
 def test_build_with_the_template(cli, workspace, keras_weights):
     r = cli("build", "--weights", keras_weights, "--tag", "v1", "--json")
     assert r.code == 0, r.text
@@ -103,6 +104,7 @@ def test_the_template_follows_the_weights_name(cli, same_keras, workspace, keras
         assert 'WEIGHTS = ["best_model.keras"]' in zf.read("model.py").decode()
 
 
+@pytest.mark.slow
 def test_one_weights_file_is_stored_under_the_name_model_py_loads(cli, same_keras, workspace,
                                                                    keras_weights, tmp_path):
     # the design card's command in a fresh workspace: the template loads weights.keras
@@ -235,6 +237,7 @@ def test_bad_tag(cli, same_keras, workspace, keras_weights):
     assert r.code == 2 and "tag" in r.err
 
 
+@pytest.mark.slow
 def test_smoke_failure_is_reported_with_the_hint(cli, same_keras, workspace, keras_weights):
     _model_py(workspace, (
         "import os, numpy as np, keras\n"

@@ -1,4 +1,4 @@
-"""Issue 7: Codabench bundles. `score-local ZIP --bundle BUNDLE` runs a competition's own
+"""Codabench bundles. `score-local ZIP --bundle BUNDLE` runs a competition's own
 programs the way the compute worker does; `bundle export` writes a bundle whose grader is
 subkit's own code.
 
@@ -78,10 +78,7 @@ class Model:
 """
 
 
-@pytest.fixture(autouse=True)
-def _no_workspace(monkeypatch, tmp_path):
-    monkeypatch.delenv("SUBKIT_WORKSPACE", raising=False)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("in_tmp")  # every test outside any workspace
 
 
 @pytest.fixture
@@ -102,18 +99,6 @@ def zip_folder(folder: Path, out: Path, prefix: str = "") -> Path:
             if p.is_file():
                 zf.write(p, prefix + str(p.relative_to(folder)))
     return out
-
-
-def _cli(capsys, *args) -> tuple[int, str, str]:
-    from subkit.__main__ import run
-
-    capsys.readouterr()
-    try:
-        code = run([str(a) for a in args])
-    except SystemExit as exc:  # score-local exits 1 on a failed run
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_error(code, err, *needles):
@@ -339,16 +324,16 @@ def test_literal_path_bundle_is_refused_without_the_sandbox(tmp_path, prof):
 
 
 def test_a_machine_that_refuses_the_sandbox_runs_placeholder_bundles_only(tmp_path, prof,
-                                                                          monkeypatch, capsys):
+                                                                          monkeypatch, cli):
     why = "this machine refuses the sandbox (bwrap: setting up uid map: Permission denied)"
     monkeypatch.setattr(sandbox, "_BWRAP_STATE", (False, why))
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "placeholder",
+    code, out, err = cli("score-local", z, "--bundle", BUNDLES / "placeholder",
                           "--profile", "an2dl-2024-blood-cells")
     assert code == 0 and "0.8000" in out
     assert f"NOT ISOLATED ({why})" in out and "placeholder-style bundles only" in out
     assert "install bubblewrap" in out
-    code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "literal",
+    code, out, err = cli("score-local", z, "--bundle", BUNDLES / "literal",
                           "--profile", "an2dl-2024-blood-cells")
     assert_error(code, err, "literal /app/... paths", "Permission denied",
                  "only placeholder-style bundles", "install bubblewrap")
@@ -383,7 +368,7 @@ def test_program_placeholder_in_ingestion_during_scoring_fails_as_on_codabench(t
     assert any("/app/ingestion_program" in w for w in res.warnings)
 
 
-def test_failing_submission_fails_at_scoring_with_the_ingestion_log(tmp_path, prof, capsys):
+def test_failing_submission_fails_at_scoring_with_the_ingestion_log(tmp_path, prof, cli):
     z = make_zip(tmp_path / "bad.zip", {"model.py": FAILING_MODEL})
     res = score_with_bundle(z, BUNDLES / "placeholder", prof)
     assert not res.ok
@@ -395,7 +380,7 @@ def test_failing_submission_fails_at_scoring_with_the_ingestion_log(tmp_path, pr
     assert "boom in predict" in res.failure.tail
     assert read_meta(res.run_dir / "prediction" / "output" / "metadata")["ingestionExitCode"] == 1
     # the CLI: FAILED, one error line and a hint, exit 1, no traceback of ours
-    code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "placeholder",
+    code, out, err = cli("score-local", z, "--bundle", BUNDLES / "placeholder",
                           "--profile", "an2dl-2024-blood-cells")
     assert code == 1 and "FAILED" in out and "boom in predict" in out
     assert_error(code, err, "Child task failed or non-zero return code",
@@ -445,14 +430,14 @@ def test_time_limit_kills_the_run(tmp_path, prof):
     assert res.elapsed_s < 30
 
 
-def test_cli_summary_and_json(tmp_path, capsys):
+def test_cli_summary_and_json(tmp_path, cli):
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "placeholder",
+    code, out, err = cli("score-local", z, "--bundle", BUNDLES / "placeholder",
                           "--profile", "an2dl-2024-blood-cells")
     assert code == 0, err
     assert "PASSED" in out and "Accuracy" in out and "0.8000" in out and "(avg)" in out
     assert "detailed_results.html" in out and "logs:" in out
-    code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "placeholder",
+    code, out, err = cli("score-local", z, "--bundle", BUNDLES / "placeholder",
                           "--phase", "Final", "--json", "--profile", "an2dl-2024-blood-cells")
     d = json.loads(out)
     assert code == 0 and d["ok"] and d["phase"]["name"] == "Final" and d["score"] == 0.6
@@ -483,23 +468,23 @@ def _nested_zip(tmp_path):
     ("does/not/exist", [], ["bundle not found"]),
 ], ids=["no-yaml", "nested-zip", "v1", "no-scoring", "no-command", "phase", "task",
         "task-of-phase", "missing"])
-def test_bad_bundles_say_what_is_wrong(tmp_path, capsys, bundle, extra, needles):
+def test_bad_bundles_say_what_is_wrong(tmp_path, cli, bundle, extra, needles):
     if callable(bundle):
         bundle = bundle(tmp_path)
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    code, out, err = _cli(capsys, "score-local", z, "--bundle", bundle, *extra,
+    code, out, err = cli("score-local", z, "--bundle", bundle, *extra,
                           "--profile", "an2dl-2024-blood-cells")
     assert_error(code, err, *needles)
     runs = tmp_path / "submissions" / "runs"
     assert not runs.exists() or not list(runs.iterdir())  # no half-made run folder
 
 
-def test_bundle_options_misuse(tmp_path, capsys):
+def test_bundle_options_misuse(tmp_path, cli):
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    code, _, err = _cli(capsys, "score-local", z, "--phase", "x",
+    code, _, err = cli("score-local", z, "--phase", "x",
                         "--profile", "an2dl-2024-blood-cells")
     assert_error(code, err, "--bundle")
-    code, _, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "placeholder",
+    code, _, err = cli("score-local", z, "--bundle", BUNDLES / "placeholder",
                         "--data", "x.npz", "--profile", "an2dl-2024-blood-cells")
     assert_error(code, err, "brings its own test data")
 
@@ -513,9 +498,9 @@ def _reference(tmp_path, n=32, seed=3) -> Path:
     return path
 
 
-def test_export_writes_a_v2_bundle_of_subkits_grader(tmp_path, capsys, prof):
+def test_export_writes_a_v2_bundle_of_subkits_grader(tmp_path, cli, prof):
     ref = _reference(tmp_path)
-    code, out, err = _cli(capsys, "bundle", "export", "--profile", "an2dl-2024-blood-cells",
+    code, out, err = cli("bundle", "export", "--profile", "an2dl-2024-blood-cells",
                           "--reference", ref, "--out", tmp_path / "b.zip")
     assert code == 0, err
     assert "wrote" in out and "accuracy" in out
@@ -538,11 +523,11 @@ def test_export_writes_a_v2_bundle_of_subkits_grader(tmp_path, capsys, prof):
     cols = comp["leaderboards"][0]["columns"]
     assert cols[0]["key"] == prof.metric and cols[0]["sorting"] == "desc"
     # refuses to overwrite; bad reference data says so
-    code, _, err = _cli(capsys, "bundle", "export", "--profile", "an2dl-2024-blood-cells",
+    code, _, err = cli("bundle", "export", "--profile", "an2dl-2024-blood-cells",
                         "--reference", ref, "--out", tmp_path / "b.zip")
     assert_error(code, err, "refusing to overwrite")
     np.savez(tmp_path / "unlabelled.npz", images=X)
-    code, _, err = _cli(capsys, "bundle", "export", "--profile", "an2dl-2024-blood-cells",
+    code, _, err = cli("bundle", "export", "--profile", "an2dl-2024-blood-cells",
                         "--reference", tmp_path / "unlabelled.npz", "--out", tmp_path / "c.zip")
     assert_error(code, err, "labels")
     assert not (tmp_path / "c.zip").exists()
@@ -572,7 +557,7 @@ def test_exported_bundle_scores_like_plain_score_local_numpy_model(tmp_path, pro
 
 
 @pytest.mark.slow
-def test_exported_bundle_scores_like_plain_score_local_keras(tmp_path, capsys, prof):
+def test_exported_bundle_scores_like_plain_score_local_keras(tmp_path, cli, prof):
     """The round trip with a real (tiny, untrained) Keras model and the template model.py."""
     import keras
 
@@ -586,13 +571,13 @@ def test_exported_bundle_scores_like_plain_score_local_keras(tmp_path, capsys, p
     keras.Model(inp, out).save(tmp_path / "weights.keras")
     z = make_zip(tmp_path / "k.zip", {"model.py": template_text("model.py"),
                                       "weights.keras": (tmp_path / "weights.keras").read_bytes()})
-    code, _, err = _cli(capsys, "bundle", "export", "--reference", ref, "--out", tmp_path / "b.zip",
+    code, _, err = cli("bundle", "export", "--reference", ref, "--out", tmp_path / "b.zip",
                         "--profile", "an2dl-2024-blood-cells")
     assert code == 0, err
-    code, out, err = _cli(capsys, "score-local", z, "--data", ref, "--json",
+    code, out, err = cli("score-local", z, "--data", ref, "--json",
                           "--profile", "an2dl-2024-blood-cells")
     plain = json.loads(out)
-    code2, out2, err2 = _cli(capsys, "score-local", z, "--bundle", tmp_path / "b.zip", "--json",
+    code2, out2, err2 = cli("score-local", z, "--bundle", tmp_path / "b.zip", "--json",
                              "--profile", "an2dl-2024-blood-cells")
     bundled = json.loads(out2)
     assert code == 0 and code2 == 0, (err, err2)
@@ -601,7 +586,7 @@ def test_exported_bundle_scores_like_plain_score_local_keras(tmp_path, capsys, p
     assert bundled["score"] == plain["score"]
 
 
-# -- Codabench parity (issue 12) --------------------------------------------------------------------
+# -- as Codabench's compute worker does it: exit codes, averages, limits, versions, image ---
 def _with_scoring(tmp_path, body: str) -> Path:
     """The placeholder bundle with its scoring program replaced by ``body``."""
     b = shutil.copytree(BUNDLES / "placeholder", tmp_path / "b")
@@ -617,7 +602,7 @@ WRITE_SCORES = """
 """
 
 
-def test_scores_then_exit_1_fails_as_the_current_worker_does(tmp_path, prof, capsys):
+def test_scores_then_exit_1_fails_as_the_current_worker_does(tmp_path, prof, cli):
     # compute_worker.py, Run.start (v1.24): a non-zero exit of the scoring program fails the
     # submission, "Child task failed or non-zero return code", whatever scores it wrote
     b = _with_scoring(tmp_path, WRITE_SCORES + "sys.exit(1)\n")
@@ -628,7 +613,7 @@ def test_scores_then_exit_1_fails_as_the_current_worker_does(tmp_path, prof, cap
                                           "scoring program exited with 1")
     assert "scoring_stderr.txt" in res.failure.hint and "TTA" not in res.failure.hint
     assert res.columns == []  # nothing reaches the leaderboard
-    code, out, err = _cli(capsys, "score-local", z, "--bundle", b,
+    code, out, err = cli("score-local", z, "--bundle", b,
                           "--profile", "an2dl-2024-blood-cells")
     assert code == 1 and "FAILED" in out
     assert_error(code, err, "Child task failed or non-zero return code")
@@ -688,9 +673,9 @@ def test_a_scoring_program_missing_a_module_says_which_and_how(tmp_path, prof):
     assert "--env current" in res.failure.hint and "codalab/codalab-legacy:py37" in res.failure.hint
 
 
-def test_the_summary_names_the_interpreter_versions_and_image(tmp_path, prof, capsys):
+def test_the_summary_names_the_interpreter_versions_and_image(tmp_path, prof, cli):
     z = make_zip(tmp_path / "good.zip", {"model.py": ROUND_MODEL})
-    code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "placeholder",
+    code, out, err = cli("score-local", z, "--bundle", BUNDLES / "placeholder",
                           "--profile", "an2dl-2024-blood-cells", "--env", "current")
     assert code == 0, err
     import keras
@@ -699,16 +684,16 @@ def test_the_summary_names_the_interpreter_versions_and_image(tmp_path, prof, ca
     assert "the current versions" in line and f"keras {keras.__version__}" in line
     assert "docker image codalab/codalab-legacy:py37" in line
     assert "codalab/codalab-legacy:py37 has no TensorFlow" in out
-    code, out, err = _cli(capsys, "score-local", z, "--bundle", BUNDLES / "placeholder",
+    code, out, err = cli("score-local", z, "--bundle", BUNDLES / "placeholder",
                           "--profile", "an2dl-2024-blood-cells", "--env", "current", "--json")
     d = json.loads(out)
     assert d["env"]["name"] == "current" and d["env"]["keras"] == keras.__version__
     assert d["docker_image"] == "codalab/codalab-legacy:py37"
 
 
-def test_export_names_an_image_that_can_run_the_grader_versions(tmp_path, capsys, prof):
+def test_export_names_an_image_that_can_run_the_grader_versions(tmp_path, cli, prof):
     ref = _reference(tmp_path)
-    code, out, err = _cli(capsys, "bundle", "export", "--profile", "an2dl-2024-blood-cells",
+    code, out, err = cli("bundle", "export", "--profile", "an2dl-2024-blood-cells",
                           "--reference", ref, "--out", tmp_path / "b.zip", "--json")
     assert code == 0, err
     info = json.loads(out)
@@ -721,7 +706,7 @@ def test_export_names_an_image_that_can_run_the_grader_versions(tmp_path, capsys
     assert comp["docker_image"] == "tensorflow/tensorflow:2.17.0"
     assert "FROM python:3.10-slim" in docker
     assert "tensorflow==2.17.0 keras==3.4.1 numpy==1.26.4" in docker
-    code, out, err = _cli(capsys, "bundle", "export", "--profile", "an2dl-2024-blood-cells",
+    code, out, err = cli("bundle", "export", "--profile", "an2dl-2024-blood-cells",
                           "--reference", ref, "--out", tmp_path / "c.zip",
                           "--docker-image", "codalab/codalab-legacy:py37")
     assert code == 0, err

@@ -39,7 +39,7 @@ def _data(n, k=12, seed=0, noise=0.0):
 
 
 def test_fit_finds_the_sets_that_explain_the_leaderboard_with_many_points():
-    S, y, w_true = _data(60)
+    S, y, _ = _data(60)
     w = C.fit_weights(S, y)
     assert w.min() >= 0 and w.sum() == pytest.approx(1)
     assert w[2] + w[7] > 0.6  # the two true sets carry most of the weight

@@ -11,14 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from conftest import subkit_env, subkit_process
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _modules_after(args: list[str]) -> set[str]:
     code = ("import sys\nfrom subkit.__main__ import run\n"
-            f"try:\n    run({args!r})\nexcept SystemExit:\n    pass\n"
+            f"run({args!r})\n"
             "print('MODS', ' '.join(sorted(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=subkit_env()).stdout
     return set(out.split("MODS", 1)[1].split())
 
 
@@ -48,7 +51,7 @@ def test_version_and_usage_errors(cli):
 
 
 def test_python_dash_m_works():
-    r = subprocess.run([sys.executable, "-m", "subkit", "--version"], capture_output=True, text=True)
+    r = subkit_process("--version")
     assert r.returncode == 0 and "subkit" in r.stdout
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SRC, alive_with, make_zip
+from conftest import alive_with, make_zip, subkit_argv, subkit_env, subkit_process
 
 GOOD = "import numpy as np\nclass Model:\n    def predict(self, X):\n        return np.zeros(len(X), int)\n"
 
@@ -52,17 +52,11 @@ main()
 
 
 def crash(point: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(SRC), "CRASH_AT": point}
+    env = subkit_env(CRASH_AT=point)
     r = subprocess.run([sys.executable, "-c", CRASHER, *args], cwd=cwd, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == -signal.SIGKILL, (point, r.returncode, r.stderr[-2000:])
     return r
-
-
-def subkit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    return subprocess.run([sys.executable, "-m", "subkit", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def ledger_rows(ws: Path) -> list[dict]:
@@ -101,7 +95,7 @@ def test_a_build_killed_at_any_point_leaves_zip_and_ledger_in_agreement(build_ws
     crash(point, "build", "--weights", str(keras_weights), "--no-smoke", "--tag", "t", cwd=build_ws)
     staged = list((build_ws / "submissions").glob(".subkit-build-*"))
     assert len(staged) == 1, "the killed build left no journal"
-    r = subkit("history", "--json", cwd=build_ws)  # the next command, whatever it is
+    r = subkit_process("history", "--json", cwd=build_ws)  # the next command, whatever it is
     assert r.returncode == 0, r.stderr
     zips, rows = zips_and_rows_agree(build_ws)
     assert zips == rows == ([zips[0]] if published else []), (zips, rows)
@@ -110,7 +104,7 @@ def test_a_build_killed_at_any_point_leaves_zip_and_ledger_in_agreement(build_ws
         assert [row["zip"] for row in json.loads(r.stdout)] == zips
     else:
         assert "removed the staging folder" in r.stderr and json.loads(r.stdout) == []
-    r = subkit("history", "--json", cwd=build_ws)  # and once more: nothing left to do
+    r = subkit_process("history", "--json", cwd=build_ws)  # and once more: nothing left to do
     assert r.returncode == 0 and "note:" not in r.stderr
     assert zips_and_rows_agree(build_ws) == (zips, rows)
 
@@ -124,10 +118,9 @@ def test_a_run_killed_by_sigkill_is_marked_incomplete_and_leaves_nothing_running
            "    def predict(self, X):\n        open('started', 'w').close()\n"
            "        time.sleep(600)\n")
     z = make_zip(tmp_path / "sleepy.zip", {"model.py": src})
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    proc = subprocess.Popen([sys.executable, "-m", "subkit", "score-local", str(z), "--data",
-                             str(test_npz)], cwd=workspace, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(subkit_argv("score-local", z, "--data", test_npz), cwd=workspace,
+                            env=subkit_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     runs = workspace / "submissions" / "runs"
     for _ in range(600):
         if list(runs.glob("*/submission/started")):
@@ -142,7 +135,7 @@ def test_a_run_killed_by_sigkill_is_marked_incomplete_and_leaves_nothing_running
             break
         time.sleep(0.05)
     assert not alive_with(token), "the submission outlived a killed subkit"
-    r = subkit("history", "--json", cwd=workspace)
+    r = subkit_process("history", "--json", cwd=workspace)
     assert r.returncode == 0 and "never finished" in r.stderr
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "incomplete" and record["ok"] is False and record["score"] is None
@@ -150,7 +143,7 @@ def test_a_run_killed_by_sigkill_is_marked_incomplete_and_leaves_nothing_running
     assert not (run_dir / "input_data").exists() and not (run_dir / "scores.json").exists()
     assert not (run_dir / ".subkit-lock").exists()
     assert [r for r in ledger_rows(workspace) if r["kind"] == "score-local"] == []
-    r = subkit("report", str(run_dir), cwd=workspace)
+    r = subkit_process("report", str(run_dir), cwd=workspace)
     assert r.returncode == 1 and "never finished (incomplete)" in r.stderr
 
 
@@ -161,7 +154,7 @@ def test_a_run_killed_before_its_ledger_row_gets_it_from_its_record(workspace, t
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "complete" and record["ok"] is True
     assert ledger_rows(workspace) == []
-    r = subkit("history", "--json", cwd=workspace)
+    r = subkit_process("history", "--json", cwd=workspace)
     assert r.returncode == 0 and "recorded the run" in r.stderr
     (row,) = ledger_rows(workspace)
     assert row["kind"] == "score-local" and row["run_dir"] == str(run_dir)
@@ -178,9 +171,8 @@ def test_a_killed_smoke_test_leaves_a_folder_the_next_command_removes(workspace,
     z = make_zip(tmp_path / "slow.zip", {"model.py": model.read_text()})
     tmp = Path(tempfile.gettempdir())
     before = set(tmp.glob("subkit-smoke-*"))
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    proc = subprocess.Popen([sys.executable, "-m", "subkit", "check", str(z)], cwd=workspace,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(subkit_argv("check", z), cwd=workspace, env=subkit_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     mine: list[Path] = []
     for _ in range(600):
         mine = [d for d in set(tmp.glob("subkit-smoke-*")) - before
@@ -192,6 +184,6 @@ def test_a_killed_smoke_test_leaves_a_folder_the_next_command_removes(workspace,
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert mine[0].exists()
-    r = subkit("history", cwd=workspace)
+    r = subkit_process("history", cwd=workspace)
     assert r.returncode == 0
     assert not mine[0].exists(), "the killed smoke test's folder was not cleaned up"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from subkit.data import synthetic
 
@@ -37,6 +38,7 @@ def test_synthetic_classes_differ_but_not_trivially():
     assert 0.15 < acc < 0.8, acc
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(cli, tmp_path):
     out = tmp_path / "demo"
     r = cli("demo", out, "--n", "400", "--epochs", "1")

@@ -1,4 +1,4 @@
-"""The grader's pinned environment (issue 6): pins, cache key, creation, broken installs,
+"""The grader's pinned environment: pins, cache key, creation, broken installs,
 bad pins, locking, `subkit env`, and `resolve_python` for the run record.
 
 Most tests run against a temporary cache with a fake venv maker and a fake installer (no
@@ -17,15 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from subkit import profile as profile_mod
-from subkit.cli.env import env as env_group
 from subkit.errors import SubkitError, UsageError
 from subkit.grader import environment
 
 LOCAL = f"{sys.version_info.major}.{sys.version_info.minor}"
-REQUIRE = bool(os.environ.get("SUBKIT_REQUIRE_GRADER_ENV"))
 
 
 def _profile(python: str = LOCAL, **grader):
@@ -338,47 +335,39 @@ def test_resolve_grader_describes_the_env_for_the_run_record(cache):
         environment.resolve_python(prof, "colab")
 
 
-def test_cli_show_create_remove(cache, monkeypatch, tmp_path):
+def test_cli_show_create_remove(cache, monkeypatch, tmp_path, cli):
     toml = tmp_path / "p.toml"
     base = (Path(profile_mod.__file__).parent / "profiles" / "an2dl-2024-blood-cells.toml")
     toml.write_text(base.read_text().replace('python = "3.10"', f'python = "{LOCAL}"'))
-    runner = CliRunner()
-    shown = runner.invoke(env_group, ["show", "--profile", str(toml), "--json"])
-    assert shown.exit_code == 0, shown.output
-    st = json.loads(shown.output)
+    shown = cli("env", "show", "--profile", toml, "--json")
+    assert shown.code == 0, shown.text
+    st = json.loads(shown.out)
     assert st["state"] == "missing" and st["pins"]["keras"] == "3.4.1"
-    text = runner.invoke(env_group, ["show", "--profile", str(toml)]).output
+    text = cli("env", "show", "--profile", toml).text
     assert "not created yet" in text and "keras 3.4.1" in text
     # create, with the fakes in place of pip
     real = environment.ensure_env
     monkeypatch.setattr(environment, "ensure_env", lambda prof, **kw: real(
         prof, installer=Installer(), check=_fake_check, runner=_registry_with_everything,
         **kw))
-    made = runner.invoke(env_group, ["create", "--profile", str(toml), "--json"])
-    assert made.exit_code == 0, made.output
-    assert json.loads(made.output[made.output.index("{"):])["state"] == "ready"
-    again = runner.invoke(env_group, ["create", "--profile", str(toml)])
-    assert "is ready" in again.output
-    gone = runner.invoke(env_group, ["remove", "--profile", str(toml)])
-    assert gone.exit_code == 0 and "removed" in gone.output
-    assert "nothing to remove" in runner.invoke(env_group,
-                                                ["remove", "--profile", str(toml)]).output
+    made = cli("env", "create", "--profile", toml, "--json")
+    assert made.code == 0, made.text
+    assert json.loads(made.out[made.out.index("{"):])["state"] == "ready"
+    again = cli("env", "create", "--profile", toml)
+    assert "is ready" in again.text
+    gone = cli("env", "remove", "--profile", toml)
+    assert gone.code == 0 and "removed" in gone.text
+    assert "nothing to remove" in cli("env", "remove", "--profile", toml).text
 
 
 # -- the real grader environment ------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.grader_env
-def test_the_real_grader_env_has_the_pinned_versions():
+def test_the_real_grader_env_has_the_pinned_versions(grader_python):
     prof = profile_mod.load("an2dl-2024-blood-cells", workspace=False)
-    try:
-        python = environment.ensure_env(prof, create=False)
-    except SubkitError as exc:
-        if REQUIRE:
-            pytest.fail(f"SUBKIT_REQUIRE_GRADER_ENV is set but: {exc.message}")
-        pytest.skip("the grader environment is not created (subkit env create); "
-                    "set SUBKIT_REQUIRE_GRADER_ENV=1 to make this a failure")
     _py, desc = environment.resolve_python(prof, "grader", create=False)
     assert (desc["tensorflow"], desc["keras"], desc["numpy"]) == ("2.17.0", "3.4.1", "1.26.4")
-    out = subprocess.run([str(python), "-c", "import keras, numpy; print(keras.__version__, "
+    out = subprocess.run([grader_python, "-c", "import keras, numpy; print(keras.__version__, "
                           "numpy.__version__)"], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert out.stdout.split() == ["3.4.1", "1.26.4"], out.stderr[-2000:]

@@ -43,3 +43,25 @@ def test_an_error_leaves_the_old_file_and_no_temp_file(tmp_path):
             fh.write("new, half")
             raise RuntimeError("disk full")
     assert p.read_text() == "old" and sorted(x.name for x in tmp_path.iterdir()) == ["keep.txt"]
+
+
+GOOD = "import numpy as np\nclass Model:\n    def predict(self, X):\n        return np.zeros(len(X), int)\n"
+
+
+def test_what_commands_leave_in_the_workspace_keeps_the_umask(umask_022, cli, workspace,
+                                                              tmp_path, test_npz):
+    """init, a run (run.json, report.html, the child's outputs), the ledger, data files:
+    the permissions a plain open() gives, never mkstemp's 0600."""
+    from conftest import make_zip
+
+    z = make_zip(tmp_path / "zeros.zip", {"model.py": GOOD})
+    r = cli("init", tmp_path / "fresh")
+    assert r.code == 0, r.text
+    r = cli("score-local", z, "--data", test_npz)
+    assert r.code == 0, r.text
+    r = cli("data", "split", test_npz, "--out-train", "tr.npz", "--out-test", "te.npz")
+    assert r.code == 0, r.text
+    files = [*workspace.rglob("*"), *(tmp_path / "fresh").rglob("*")]
+    modes = {p.name: _mode(p) for p in files if p.is_file()}
+    assert {"run.json", "report.html", "ledger.jsonl", "tr.npz", "te.npz", "model.py"} <= set(modes)
+    assert {name: oct(m) for name, m in modes.items() if m != 0o644} == {}

@@ -1,4 +1,4 @@
-"""Issue 12: the local verdict is the grader's verdict.
+"""The local verdict is the grader's verdict.
 
 - ``--env auto|grader|current``: which versions run the submission, the loud fallback when
   the grader's cannot be set up, and every summary naming the versions (fakes: fast);

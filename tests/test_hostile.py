@@ -30,7 +30,7 @@ import pytest
 
 from subkit.grader import sandbox
 
-from conftest import SRC, alive_with
+from conftest import SRC, alive_with, subkit_argv, subkit_env, subkit_process
 
 HOSTILE = Path(__file__).parent / "hostile"
 SECRET = "s3cr3t-" + hashlib.sha256(str(os.getpid()).encode()).hexdigest()[:16]
@@ -147,7 +147,7 @@ class Arena:
 
     def score_local(self, z: Path, *args: str, env: dict | None = None,
                     timeout: float = 180) -> tuple[int, dict, str]:
-        r = run_subkit("score-local", str(z), "--json", *args, cwd=self.ws,
+        r = subkit_process("score-local", str(z), "--json", *args, cwd=self.ws,
                        env={**self.env, **(env or {})}, timeout=timeout)
         try:
             res = json.loads(r.stdout)
@@ -160,12 +160,6 @@ class Arena:
     def baseline(self) -> float:
         """The accuracy of predicting class 0 everywhere: what every attack returns."""
         return float(np.mean(self.labels == 0))
-
-
-def run_subkit(*args: str, cwd: Path, env: dict, timeout: float = 180) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(SRC), **env}
-    return subprocess.run([sys.executable, "-m", "subkit", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def _zip(path: Path, files: dict[str, str]) -> Path:
@@ -243,7 +237,7 @@ def test_credentials_and_environment_stay_out_of_reach(arena):
 
     if platform.machine() not in ("x86_64", "aarch64"):
         pytest.skip("the keyring part knows the syscall numbers of x86_64 and aarch64")
-    env = {**os.environ, "PYTHONPATH": str(SRC), **arena.env, "SUBKIT_TEST_KEY": SECRET}
+    env = subkit_env(**arena.env, SUBKIT_TEST_KEY=SECRET)
     r = subprocess.run([sys.executable, "-c", KEYRING_WRAPPER, "score-local",
                         str(arena.zip("steal_secrets")), "--json"], cwd=arena.ws, env=env,
                        capture_output=True, text=True, timeout=180)
@@ -286,7 +280,7 @@ def test_nothing_outside_the_run_can_be_written(arena):
     assert_untouched(arena, before)
     assert not list(arena.host_tmp.iterdir())
     # the next subkit command runs no planted .pth
-    r = run_subkit("history", cwd=arena.ws, env=arena.env)
+    r = subkit_process("history", cwd=arena.ws, env=arena.env)
     assert r.returncode == 0 and not (arena.home / "pwned-by-pth").exists()
 
 
@@ -341,9 +335,9 @@ def test_a_run_that_ended_while_subkit_was_stopped_past_the_limit_fails(arena):
     """SIGSTOP of subkit itself (a user's Ctrl-Z, or a hostile process of the user's): the
     sandbox is killed at the limit all the same, and the verdict is the grader's."""
     z = arena.zip("stop_the_clock", run_s=20)
-    env = {**os.environ, "PYTHONPATH": str(SRC), **arena.env}
-    proc = subprocess.Popen([sys.executable, "-m", "subkit", "score-local", str(z), "--json",
-                             "--time-limit", "4"], cwd=arena.ws, env=env,
+    env = subkit_env(**arena.env)
+    proc = subprocess.Popen(subkit_argv("score-local", z, "--json", "--time-limit", "4"),
+                            cwd=arena.ws, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     hb = None
     try:
@@ -438,7 +432,7 @@ attempt("bundle", lambda: __import__("os").listdir({str(bundle)!r}))
     z = _zip(tmp_path / "bundle-attack.zip", {
         "model.py": model, "attack.py": attack, "targets.json": "{}",
         "metadata.yaml": "command: python3 /app/program/attack.py\n"})
-    r = run_subkit("score-local", str(z), "--bundle", str(bundle), "--json", cwd=arena.ws,
+    r = subkit_process("score-local", str(z), "--bundle", str(bundle), "--json", cwd=arena.ws,
                    env=arena.env)
     res = json.loads(r.stdout)
     got = json.loads((Path(res["run_dir"]) / "prediction" / "program" / "loot.json").read_text())
@@ -468,7 +462,7 @@ def test_without_the_sandbox_every_process_still_dies(arena):
 
 
 def test_the_summary_says_plainly_when_nothing_was_isolated(arena):
-    r = run_subkit("score-local", str(arena.zip("outlive")), cwd=arena.ws,
+    r = subkit_process("score-local", str(arena.zip("outlive")), cwd=arena.ws,
                    env={**arena.env, "SUBKIT_SANDBOX": "none"})
     assert r.returncode == 0, r.stderr
     assert "NOT ISOLATED" in r.stdout and "apt-get install bubblewrap" in r.stdout
@@ -476,13 +470,13 @@ def test_the_summary_says_plainly_when_nothing_was_isolated(arena):
 
 @needs_bwrap
 def test_the_summary_names_the_sandbox(arena):
-    r = run_subkit("score-local", str(arena.zip("outlive")), cwd=arena.ws, env=arena.env)
+    r = subkit_process("score-local", str(arena.zip("outlive")), cwd=arena.ws, env=arena.env)
     assert r.returncode == 0, r.stderr
     assert "sandbox: bubblewrap, no network" in r.stdout and "NOT ISOLATED" not in r.stdout
 
 
 def test_requiring_the_sandbox_where_there_is_none_is_an_error(arena, monkeypatch):
-    r = run_subkit("score-local", str(arena.zip("outlive")), cwd=arena.ws,
+    r = subkit_process("score-local", str(arena.zip("outlive")), cwd=arena.ws,
                    env={**arena.env, "SUBKIT_SANDBOX": "bwrap", "PATH": "/nonexistent"})
     assert r.returncode == 1 and "error: the bubblewrap sandbox is not available" in r.stderr
     assert "hint: install bubblewrap" in r.stderr
@@ -585,6 +579,7 @@ def test_what_the_child_wrote_is_read_without_trusting_it(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "ok.json", "secret"]
 
 
+@pytest.mark.slow
 @needs_bwrap
 @pytest.mark.parametrize("attack", ["escape_network", "write_everywhere", "read_labels", "outlive"])
 def test_the_grader_environment_runs_in_the_same_sandbox(arena, grader_python, attack):

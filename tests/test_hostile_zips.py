@@ -90,7 +90,7 @@ def test_hostile_zip_refused_by_score_local_and_check(case, cli, workspace, tmp_
 
 
 def test_a_zip_bomb_of_many_members_is_refused_before_writing(cli, workspace, tmp_path, test_npz):
-    """The issue's bomb in small: each member passes the ratio check, together they exceed
+    """A zip bomb of many members, in small: each member passes the ratio check, together they exceed
     the bound ([limits] unzipped_mb; 4096 MB by default)."""
     toml = workspace / "subkit.toml"
     toml.write_text(toml.read_text() + "\n[limits]\nunzipped_mb = 64\n")

@@ -1,4 +1,4 @@
-"""Retargeting .keras files to the grader's Keras (issue 6).
+"""Retargeting .keras files to the grader's Keras.
 
 The version-pair tests (``grader_env``) save real models with the current Keras (3.15.1 here)
 and load them in the grader environment (keras 3.4.1 + tensorflow 2.17.0): first the
@@ -433,6 +433,7 @@ def _check_pair(name, saved, retargeted, in_grader, expect_changed):
     assert info["keras_version"] == TARGET and info["retargeted_from"] == version
 
 
+@pytest.mark.slow
 @pytest.mark.grader_env
 def test_sequential_with_augmentation_fails_then_loads_in_keras_341(saved, retargeted,
                                                                      in_grader):
@@ -441,6 +442,7 @@ def test_sequential_with_augmentation_fails_then_loads_in_keras_341(saved, retar
         "batch_normalization.renorm", "random_flip.data_format"])
 
 
+@pytest.mark.slow
 @pytest.mark.grader_env
 def test_functional_with_nested_efficientnet_fails_then_loads_in_keras_341(saved, retargeted,
                                                                             in_grader):
@@ -449,6 +451,7 @@ def test_functional_with_nested_efficientnet_fails_then_loads_in_keras_341(saved
         "stem_bn.renorm"])
 
 
+@pytest.mark.slow
 @pytest.mark.grader_env
 def test_a_layer_keras_341_lacks_is_named(saved, grader_python):
     folder, _version = saved
@@ -460,6 +463,7 @@ def test_a_layer_keras_341_lacks_is_named(saved, grader_python):
     assert not (folder / "ra-out.keras").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.grader_env
 def test_the_real_target_refuses_a_non_default_new_key(saved, grader_python, tmp_path):
     """BatchNormalization(renorm=True): keras 3.4.1 has no renorm; asking the real

@@ -1,4 +1,4 @@
-"""Issue 16, layer 4: build and check per platform and kind (static checks; the smoke test
+"""Build and check per platform and kind (static checks; the smoke test
 of real models runs in tests/test_kinds_end_to_end.py)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 16, layer 2: synthetic data per kind, and local test sets loaded per kind."""
+"""Synthetic data per kind of competition, and local test sets loaded per kind."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
+from sklearn import linear_model as sk_linear
 
 from subkit import profile
 from subkit.data import io, synthetic
@@ -156,9 +157,6 @@ def test_a_folder_is_only_for_image_classification(tmp_path):
 
 
 # -- learnable, not trivial ------------------------------------------------------------------
-sk_linear = pytest.importorskip("sklearn.linear_model")
-
-
 def test_forecasting_series_need_their_seasonality():
     train, test = synthetic.forecasting(150, seed=0), synthetic.forecasting(40, seed=1)
     last_value = float(((test["y"] - test["X"][:, -1:]) ** 2).mean())
@@ -186,8 +184,8 @@ def test_multivariate_classes_are_frequencies_and_patterns():
 
 
 def test_terrain_classes_need_texture_not_only_brightness():
-    tree = pytest.importorskip("sklearn.tree")
     from numpy.lib.stride_tricks import sliding_window_view
+    from sklearn import tree
 
     train, test = synthetic.terrain(40, seed=0), synthetic.terrain(20, seed=1)
 

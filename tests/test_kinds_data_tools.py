@@ -1,4 +1,4 @@
-"""Issue 16, layer 6: `subkit data` where it makes sense for the other kinds: forecasting
+"""`subkit data` where it makes sense for the other kinds of competition: forecasting
 split by series (never by window), segmentation dedupe on the images and the Mars "alien"
 outliers found by their shared mask, series classification through the classification
 tools."""

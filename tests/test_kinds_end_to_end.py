@@ -1,4 +1,4 @@
-"""Issue 16: one end-to-end run per built-in profile, through the CLI a participant uses.
+"""One end-to-end run per built-in profile, through the CLI a participant uses.
 
 `subkit init --profile NAME` (the kind's template model.py), a tiny Keras model of that
 kind, synthetic test data, then build (with its smoke test in a child) -> check ->

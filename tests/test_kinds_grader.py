@@ -1,4 +1,4 @@
-"""Issue 16, layer 3: the child, the scoring and the CSVs of every kind of competition.
+"""The child, the scoring and the CSVs of every kind of competition.
 
 The submissions here are numpy-only model.py files (no TensorFlow in the child: fast), each
 written to produce one output a grader of that kind accepts or refuses; the refusals must

@@ -1,4 +1,4 @@
-"""Issue 16, layer 1: every kind of competition as profile data, and its metrics.
+"""Every kind of competition as profile data, and its metrics.
 
 The metrics of subkit.grader.scoring are checked against scikit-learn (the `test` extra)
 on random data with the edge cases that differ between implementations: classes absent
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn import metrics as sk
 
 from subkit import profile
 from subkit.errors import ProfileError
@@ -118,7 +119,6 @@ def test_overriding_a_phase_horizon_in_the_workspace(tmp_path):
 
 
 # -- the metrics against scikit-learn ---------------------------------------------------------
-sk = pytest.importorskip("sklearn.metrics")
 
 
 @pytest.mark.parametrize("seed", range(6))

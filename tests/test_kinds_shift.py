@@ -1,4 +1,4 @@
-"""Issue 16, layer 6: shift families per kind: noise, scaling and missing steps for
+"""Shift families per kind of competition: noise, scaling and missing steps for
 series; image shifts for segmentation, geometric ones applied to images and masks alike."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 16, layer 5: `subkit init --profile` lays out each kind's templates, and the
+"""`subkit init --profile` lays out each kind's templates, and the
 templates do what they say (the segmentation TTA maps every view back; the forecasting
 template rolls a short network out to the phase's horizon)."""
 

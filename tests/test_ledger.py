@@ -14,22 +14,11 @@ import warnings
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from subkit.ledger import LEDGER_NAME, Ledger, LedgerWarning, build_table, sha256_file
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
-
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "subkit.toml").write_text('profile = "an2dl-2024-blood-cells"\n')
-    monkeypatch.setenv("SUBKIT_WORKSPACE", str(ws))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    return ws
 
 
 def _build(ledger: Ledger, sha: str, name: str, tag: str = "v1", **extra) -> dict:
@@ -64,7 +53,8 @@ def test_append_refuses_a_record_without_kind(tmp_path):
 
 
 def test_numpy_values_are_stored_as_numbers(tmp_path):
-    np = pytest.importorskip("numpy")
+    import numpy as np
+
     rec = Ledger(tmp_path).append({"kind": "score-local", "zip_sha256": SHA_A,
                                    "clean_score": np.float32(0.5), "counts": np.arange(3)})
     assert rec["clean_score"] == 0.5 and rec["counts"] == [0, 1, 2]
@@ -236,12 +226,6 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 
 # -- the history command -----------------------------------------------------------------------
-def _history(args, **kw):
-    from subkit.cli.ledger import history
-
-    return CliRunner().invoke(history, args, catch_exceptions=True, **kw)
-
-
 def _filled(workspace) -> Ledger:
     ledger = Ledger(workspace / "submissions")
     _build(ledger, SHA_A, "sub_a.zip", tag="effnet")
@@ -255,78 +239,76 @@ def _filled(workspace) -> Ledger:
     return ledger
 
 
-def test_history_table_json_csv(workspace):
+def test_history_table_json_csv(workspace, cli):
     _filled(workspace)
-    res = _history([])
-    assert res.exit_code == 0, res.output
-    lines = res.output.splitlines()
+    res = cli("history")
+    assert res.code == 0, res.text
+    lines = res.out.splitlines()
     assert lines[0].split()[:4] == ["zip", "tag", "note", "weights"]
     assert "sub_a.zip" in lines[2] and "0.9500" in lines[2] and "0.4000" in lines[2]
     assert "development 0.8700" in lines[3]
-    res = _history(["--json"])
-    rows = json.loads(res.output)
+    res = cli("history", "--json")
+    rows = json.loads(res.out)
     assert [r["zip_name"] for r in rows] == ["sub_a.zip", "sub_b.zip"]
-    res = _history(["--csv"])
-    header, a, b = res.output.strip().splitlines()
+    res = cli("history", "--csv")
+    header, a, b = res.out.strip().splitlines()
     assert "leaderboard_development" in header.split(",")
     assert b.split(",")[header.split(",").index("leaderboard_development")] == "0.87"
 
 
-def test_history_sort_and_bad_column(workspace):
+def test_history_sort_and_bad_column(workspace, cli):
     _filled(workspace)
-    rows = json.loads(_history(["--json", "--sort", "shifted"]).output)
+    rows = json.loads(cli("history", "--json", "--sort", "shifted").out)
     assert [r["zip_name"] for r in rows] == ["sub_b.zip", "sub_a.zip"]  # best first
-    rows = json.loads(_history(["--json", "--sort", "shifted", "--reverse"]).output)
+    rows = json.loads(cli("history", "--json", "--sort", "shifted", "--reverse").out)
     assert [r["zip_name"] for r in rows] == ["sub_a.zip", "sub_b.zip"]
-    rows = json.loads(_history(["--json", "--sort", "runtime"]).output)
+    rows = json.loads(cli("history", "--json", "--sort", "runtime").out)
     assert [r["zip_name"] for r in rows] == ["sub_a.zip", "sub_b.zip"]
-    rows = json.loads(_history(["--json", "--sort", "leaderboard"]).output)
+    rows = json.loads(cli("history", "--json", "--sort", "leaderboard").out)
     assert [r["zip_name"] for r in rows] == ["sub_b.zip", "sub_a.zip"]  # no score: last
-    res = _history(["--sort", "accuracy"])
-    assert res.exit_code != 0
-    assert "unknown column 'accuracy'" in res.exception.message
-    assert "clean, shifted" in res.exception.hint and "leaderboard:PHASE" in res.exception.hint
+    res = cli("history", "--sort", "accuracy")
+    assert res.code != 0
+    error, hint = res.err.splitlines()
+    assert error.startswith("error: ") and "unknown column 'accuracy'" in error
+    assert hint.startswith("hint: ") and "clean, shifted" in hint and "leaderboard:PHASE" in hint
 
 
-def test_history_note_and_score_by_path_name_and_prefix(workspace, tmp_path):
+def test_history_note_and_score_by_path_name_and_prefix(workspace, cli, tmp_path):
     ledger = _filled(workspace)
     zp = tmp_path / "real.zip"
     zp.write_bytes(b"PK\x05\x06" + b"\0" * 18)
-    res = _history(["note", str(zp), "--text", "V2M + AdamW + TTA"])
-    assert res.exit_code == 0, res.output
-    res = _history(["score", "sub_b.zip", "--leaderboard", "0.76", "--phase", "final"])
-    assert res.exit_code == 0, res.output
-    res = _history(["score", SHA_A[:8], "--leaderboard", "0.5"])  # default phase
-    assert res.exit_code == 0, res.output
+    res = cli("history", "note", str(zp), "--text", "V2M + AdamW + TTA")
+    assert res.code == 0, res.text
+    res = cli("history", "score", "sub_b.zip", "--leaderboard", "0.76", "--phase", "final")
+    assert res.code == 0, res.text
+    res = cli("history", "score", SHA_A[:8], "--leaderboard", "0.5")  # default phase
+    assert res.code == 0, res.text
     rows = {r["zip_sha256"]: r for r in ledger.table()}
     assert rows[sha256_file(zp)]["note"] == "V2M + AdamW + TTA"
     assert rows[SHA_B]["leaderboard"] == {"development": 0.87, "final": 0.76}
     assert rows[SHA_A]["leaderboard"] == {"development": 0.5}
     lb = [r for r in ledger.records() if r["kind"] == "leaderboard"][-1]
     assert lb["source"] == "manual"
-    res = _history(["note", "nothing-like-this.zip", "--text", "x"])
-    assert res.exit_code == 1 and "no zip" in res.exception.message
+    res = cli("history", "note", "nothing-like-this.zip", "--text", "x")
+    assert res.code == 1 and res.err.startswith("error: ") and "no zip" in res.err
 
 
-def test_history_through_the_entry_point(workspace, capsys):
-    from subkit.__main__ import run
-
+def test_history_through_the_entry_point(workspace, cli):
     _filled(workspace)
-    assert run(["history", "--sort", "nope"]) == 2
-    err = capsys.readouterr().err
-    assert "error: --sort: unknown column 'nope'" in err and "hint: valid columns" in err
-    assert run(["history", "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) == 2
+    res = cli("history", "--sort", "nope")
+    assert res.code == 2
+    assert "error: --sort: unknown column 'nope'" in res.err and "hint: valid columns" in res.err
+    res = cli("history", "--json")
+    assert res.code == 0 and len(json.loads(res.out)) == 2
 
 
-def test_history_empty_and_torn_ledger_warns(workspace):
-    res = _history([])
-    assert res.exit_code == 0 and "no history yet" in res.output
-    (workspace / "submissions").mkdir()
+def test_history_empty_and_torn_ledger_warns(workspace, cli):
+    res = cli("history")
+    assert res.code == 0 and "no history yet" in res.text
     (workspace / "submissions" / LEDGER_NAME).write_text('{"kind": "bu')
-    res = _history([])
-    assert res.exit_code == 0
-    assert "warning:" in res.stderr and "not a complete record" in res.stderr
+    res = cli("history")
+    assert res.code == 0
+    assert "warning:" in res.err and "not a complete record" in res.err
 
 
 def test_no_tensorflow_import():

@@ -261,9 +261,8 @@ def _two_calibration_zips(ws: Path, d: dict, suite: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def shifted_run(tmp_path_factory):
+def shifted_run(tmp_path_factory, cli):
     """score-local --shift on a small suite, through the CLI: the run folder."""
-    from subkit.__main__ import run
     from subkit.data.synthetic import generate
     from subkit.workspace import init_workspace
 
@@ -274,14 +273,8 @@ def shifted_run(tmp_path_factory):
     np.savez(ws / "test.npz", images=d["images"], labels=d["labels"])
     z = centroid_zip(ws / "centroid.zip")
     _two_calibration_zips(ws, d, REPORT_SUITE)
-    old = os.getcwd()
-    os.chdir(ws)
-    try:
-        code = run(["score-local", str(z), "--data", "test.npz", "--json",
-                    "--shift", REPORT_SUITE])
-    finally:
-        os.chdir(old)
-    assert code == 0
+    r = cli("score-local", z, "--data", "test.npz", "--json", "--shift", REPORT_SUITE, cwd=ws)
+    assert r.code == 0, r.text
     runs = sorted((ws / "submissions" / "runs").iterdir())
     return runs[-1]
 
@@ -357,24 +350,16 @@ def test_the_reports_policy_blocks_outside_requests(shifted_run, tmp_path):
 
 
 @needs_chromium
-def test_failed_run_report_loads_clean(tmp_path):
-    from subkit.__main__ import run
+def test_failed_run_report_loads_clean(tmp_path, workspace, cli):
     from subkit.data.synthetic import generate
-    from subkit.workspace import init_workspace
 
-    ws = tmp_path / "ws"
-    init_workspace(ws, None)
+    ws = workspace
     d = generate(16, seed=5)
     np.savez(ws / "test.npz", images=d["images"], labels=d["labels"])
     with zipfile.ZipFile(ws / "bad.zip", "w") as z:
         z.writestr("model.py", "class Model:\n    def predict(self, X):\n"
                                "        raise ValueError('kaput')\n")
-    old = os.getcwd()
-    os.chdir(ws)
-    try:
-        assert run(["score-local", "bad.zip", "--data", "test.npz", "--json"]) == 1
-    finally:
-        os.chdir(old)
+    assert cli("score-local", "bad.zip", "--data", "test.npz", "--json").code == 1
     rd = next((ws / "submissions" / "runs").iterdir())
     page = (rd / "report.html").read_text()
     assert "FAILED" in page and "kaput" in page

@@ -205,6 +205,7 @@ def test_generator_refuses_an_old_keras(monkeypatch):
 
 
 # -- the generator process --------------------------------------------------------------------
+@pytest.mark.slow
 def test_generator_process_is_byte_reproducible_and_matches_in_process(batch, tmp_path):
     X, y = batch
     spec = "randaugment:2,cutmix:3,jpeg:1,h24_compose:2,bubble:4"
@@ -397,6 +398,7 @@ def ws_data(workspace):
 SUITE = "randaugment:2,erasing:1,erasing:3,cutmix:3,blur:3,stain_deposit:5"
 
 
+@pytest.mark.slow
 def test_shift_scores_are_what_the_model_gives_on_the_shifted_images(cli, ws_data):
     ws, d = ws_data
     z = centroid_zip(ws / "centroid.zip")
@@ -449,6 +451,7 @@ def _calls(r) -> list[str]:
     return (Path(json.loads(r.out)["run_dir"]) / "submission" / "calls.txt").read_text().splitlines()
 
 
+@pytest.mark.slow
 def test_each_shifted_set_is_predicted_once_and_runs_are_reproducible(cli, ws_data, tmp_path):
     z = make_zip(tmp_path / "count.zip", {"model.py": COUNTING})
     r1 = cli("score-local", z, "--data", "test.npz", "--shift", "quick", "--json")
@@ -463,6 +466,7 @@ def test_each_shifted_set_is_predicted_once_and_runs_are_reproducible(cli, ws_da
     assert len(set(calls)) == len(calls)  # every set differs from the clean one and each other
 
 
+@pytest.mark.slow
 def test_a_failing_shifted_predict_leaves_the_clean_score(cli, ws_data, tmp_path):
     model = COUNTING.replace("if X.mean() > 250:", "if open(CALLS).read().count('\\n') == 2:")
     z = make_zip(tmp_path / "flaky.zip", {"model.py": model})
@@ -528,6 +532,7 @@ def test_tta_compare_not_available_without_the_switch(cli, ws_data, tmp_path):
     assert "TTA = False" in json.loads(r.out)["tta_compare"]["reason"]
 
 
+@pytest.mark.slow
 def test_cli_shift_options(cli, ws_data, tmp_path):
     ws, _ = ws_data
     z = centroid_zip(ws / "c.zip")
@@ -589,8 +594,9 @@ def test_hidden_2024_ranks_models_with_and_without_augmentation_like_a_pillow_hi
         tmp_path):
     """Two small CNNs on synthetic cells, one trained without augmentation and one with
     numpy augmentation; a hidden test made with a Pillow RandAugment + Cutout + noise
-    (robustness_helpers.hidden_shift: no Keras layer). The issue's failure: the suite
-    ranked such a pair the wrong way round, and its score was farther from the hidden one."""
+    (robustness_helpers.hidden_shift: no Keras layer). The failure this guards
+    against: a suite that ranks such a pair the wrong way round, with a score farther from
+    the hidden one."""
     from subkit.data.synthetic import generate
 
     import robustness_helpers as R

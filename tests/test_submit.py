@@ -35,18 +35,16 @@ SECRET_VARS = ("CODABENCH_TOKEN", "CODABENCH_URL", "KAGGLE_USERNAME", "KAGGLE_KE
 
 # -- fixtures ---------------------------------------------------------------------------------
 @pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "subkit.toml").write_text('profile = "an2dl-2024-blood-cells"\n')
-    monkeypatch.setenv("SUBKIT_WORKSPACE", str(ws))
+def workspace(workspace, tmp_path, monkeypatch):
+    """conftest's workspace, with no credentials of the machine's within reach and no
+    terminal to prompt on."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
     for var in SECRET_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(cli_ledger, "is_interactive", lambda: False)
-    return ws
+    return workspace
 
 
 @pytest.fixture
@@ -123,16 +121,6 @@ def zip_file(workspace) -> Path:
     return p
 
 
-def run_cli(args, capsys):
-    """Through the real entry point (error:/hint: lines, exit codes)."""
-    from subkit.__main__ import run
-
-    capsys.readouterr()
-    code = run([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def ledger_of(workspace) -> Ledger:
     return Ledger(workspace / "submissions")
 
@@ -157,8 +145,8 @@ def nothing_uploaded(codabench) -> bool:
 
 # -- Codabench: the happy path -----------------------------------------------------------------
 def test_codabench_submit_uploads_as_the_web_page_does(codabench, token, workspace, zip_file,
-                                                       capsys):
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--json"], capsys)
+                                                       cli):
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--json")
     assert code == 0, err
     result = json.loads(out)
     assert result["status"] == "Submitting" and result["phase"] == "Development"
@@ -198,10 +186,10 @@ def test_codabench_submit_uploads_as_the_web_page_does(codabench, token, workspa
 
 
 def test_wait_records_the_primary_column_and_says_to_add_it(codabench, token, workspace,
-                                                            zip_file, capsys):
-    code, out, err = run_cli(["submit", zip_file, "--codabench",
+                                                            zip_file, cli):
+    code, out, err = cli("submit", zip_file, "--codabench",
                               f"{codabench.api.url}/competitions/1234/", "--wait", "--no-smoke",
-                              "--env", "grader"], capsys)
+                              "--env", "grader")
     assert code == 0, err
     for status in ("Submitted", "Running", "Preparing", "Scoring", "Finished"):
         assert f": {status}" in err
@@ -221,11 +209,10 @@ def test_wait_records_the_primary_column_and_says_to_add_it(codabench, token, wo
     assert codabench.sleeps and max(codabench.sleeps) <= 60
 
 
-def test_primary_column_follows_primary_index(codabench, token, workspace, zip_file, capsys):
+def test_primary_column_follows_primary_index(codabench, token, workspace, zip_file, cli):
     codabench.state.leaderboard["primary_index"] = 0
     codabench.state.leaderboard["submission_rule"] = "Force_Best"
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--wait", "--json"],
-                             capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait", "--json")
     assert code == 0, err
     result = json.loads(out)
     assert result["column"] == "duration" and result["leaderboard_score"] == 12.5
@@ -233,20 +220,18 @@ def test_primary_column_follows_primary_index(codabench, token, workspace, zip_f
 
 
 def test_scores_that_come_after_finished_are_waited_for(codabench, token, workspace, zip_file,
-                                                        capsys):
+                                                        cli):
     codabench.state.worker = "scores_late"
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--wait", "--json"],
-                             capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait", "--json")
     assert code == 0, err
     assert json.loads(out)["leaderboard_score"] == 0.76
     assert ledger_of(workspace).records()[-1]["leaderboard_score"] == 0.76
 
 
 def test_scores_not_in_after_the_grace_are_said_and_recorded(codabench, token, workspace,
-                                                             zip_file, capsys):
+                                                             zip_file, cli):
     codabench.state.worker = "scores_never"
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--wait", "--json"],
-                             capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait", "--json")
     assert code == 0, err
     result = json.loads(out)
     assert result["status"] == "Finished" and result["leaderboard_score"] is None
@@ -264,10 +249,10 @@ def test_scores_not_in_after_the_grace_are_said_and_recorded(codabench, token, w
     ("program_failed", "program_rc=1"),
     ("child_failed", "Execution Time Limit exceeded. Limit was 600 seconds"),
 ])
-def test_a_failed_submission_says_why_and_exits_1(codabench, token, workspace, zip_file, capsys,
+def test_a_failed_submission_says_why_and_exits_1(codabench, token, workspace, zip_file, cli,
                                                   worker, reason):
     codabench.state.worker = worker
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--wait"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait")
     assert code == 1
     error, hint = one_error(err)
     assert "failed on codabench" in error and reason in error
@@ -277,19 +262,19 @@ def test_a_failed_submission_says_why_and_exits_1(codabench, token, workspace, z
     assert lb["leaderboard_score"] is None and reason in lb["status_details"]
 
 
-def test_organiser_run_competition_is_noted(codabench, token, workspace, zip_file, capsys):
+def test_organiser_run_competition_is_noted(codabench, token, workspace, zip_file, cli):
     codabench.state.auto_run = False
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 0, err
     assert "runs submissions by hand" in err
 
 
 def test_private_competition_by_its_url_with_the_secret_key(codabench, token, workspace,
-                                                            zip_file, capsys):
+                                                            zip_file, cli):
     codabench.state.published = False
     codabench.state.participants = {"alice": "pending"}
     url = f"{codabench.api.url}/competitions/1234/?secret_key={codabench.state.secret_key}"
-    code, out, err = run_cli(["submit", zip_file, "--codabench", url], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", url)
     assert code == 1
     error, hint = one_error(err)
     assert "User not approved to participate in this competition" in error
@@ -300,21 +285,20 @@ def test_private_competition_by_its_url_with_the_secret_key(codabench, token, wo
 
 
 # -- Codabench: phases ---------------------------------------------------------------------------
-def test_phase_by_name_and_by_id(codabench, token, workspace, zip_file, capsys):
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--phase",
-                              "development", "--json"], capsys)
+def test_phase_by_name_and_by_id(codabench, token, workspace, zip_file, cli):
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--phase",
+                              "development", "--json")
     assert code == 0, err
     assert json.loads(out)["phase_id"] == 101
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--phase", "101",
-                              "--json"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--phase", "101",
+                              "--json")
     assert code == 0 and json.loads(out)["phase"] == "Development"
 
 
 @pytest.mark.parametrize("phase", ["Warmup", "999"])
 def test_a_phase_that_does_not_exist_is_refused_before_the_check(codabench, token, workspace,
-                                                                 zip_file, capsys, phase):
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--phase", phase],
-                             capsys)
+                                                                 zip_file, cli, phase):
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--phase", phase)
     assert code == 2
     error, hint = one_error(err)
     assert f"--phase {phase!r}: no phase of this competition match" in error
@@ -323,24 +307,23 @@ def test_a_phase_that_does_not_exist_is_refused_before_the_check(codabench, toke
     assert nothing_uploaded(codabench)
 
 
-def test_a_phase_that_is_not_open_needs_force(codabench, token, workspace, zip_file, capsys):
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--phase", "Final"],
-                             capsys)
+def test_a_phase_that_is_not_open_needs_force(codabench, token, workspace, zip_file, cli):
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--phase", "Final")
     assert code == 1
     error, hint = one_error(err)
     assert "phase 'Final' (id 102) is not open: Next (it starts" in error
     assert "does not check the dates" in hint and "--force" in hint
     assert nothing_uploaded(codabench)
     # the server takes it (no date check on the API path): --force submits
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--phase", "Final",
-                              "--force", "--json"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--phase", "Final",
+                              "--force", "--json")
     assert code == 0, err
     assert json.loads(out)["phase_id"] == 102 and "is Next; submitting anyway" in err
 
 
-def test_no_open_phase_lists_the_phases(codabench, token, workspace, zip_file, capsys):
+def test_no_open_phase_lists_the_phases(codabench, token, workspace, zip_file, cli):
     codabench.state.phases.pop(0)
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)
     assert "no phase of this competition is open" in error
@@ -348,10 +331,10 @@ def test_no_open_phase_lists_the_phases(codabench, token, workspace, zip_file, c
 
 
 # -- Codabench: the check ----------------------------------------------------------------------
-def test_failed_check_stops_the_upload(codabench, token, workspace, zip_file, capsys):
+def test_failed_check_stops_the_upload(codabench, token, workspace, zip_file, cli):
     codabench.checks.status = "FAILED"
     codabench.checks.failure = "model.py loads 'weights.h5', which is not in the zip"
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)
     assert "subkit check of submission_241120_101500.zip FAILED: model.py loads" in error
@@ -359,10 +342,9 @@ def test_failed_check_stops_the_upload(codabench, token, workspace, zip_file, ca
     assert nothing_uploaded(codabench) and ledger_of(workspace).records() == []
 
 
-def test_force_uploads_despite_a_failed_check(codabench, token, workspace, zip_file, capsys):
+def test_force_uploads_despite_a_failed_check(codabench, token, workspace, zip_file, cli):
     codabench.checks.status = "FAILED"
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--force", "--json"],
-                             capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--force", "--json")
     assert code == 0, err
     assert "warning: subkit check of submission_241120_101500.zip FAILED" in err
     rec = ledger_of(workspace).records()[0]
@@ -382,7 +364,7 @@ def test_run_check_calls_check_zip_and_passes_env_only_when_given(monkeypatch, t
 
 # -- Codabench: credentials only after the check ----------------------------------------------
 def test_the_check_runs_with_no_token_in_the_environment_or_read(codabench, token, workspace,
-                                                                 zip_file, capsys, monkeypatch):
+                                                                 zip_file, cli, monkeypatch):
     order = []
     real_saved = credentials.codabench_saved_token
     monkeypatch.setattr(credentials, "codabench_saved_token",
@@ -394,7 +376,7 @@ def test_the_check_runs_with_no_token_in_the_environment_or_read(codabench, toke
     credentials.codabench_save_token(codabench.api.url, token, "alice")
     monkeypatch.setenv("CODABENCH_TOKEN", "")  # set but empty: the saved token is used
     monkeypatch.setenv("KAGGLE_KEY", "kaggle-secret-key")
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 0, err
     assert order == ["check", "token read"]
     # during the check, no secret variable was in the environment a child inherits
@@ -429,8 +411,8 @@ def test_withheld_env_blanks_proc_environ_for_children(tmp_path):
 
 
 def test_no_credentials_without_a_terminal_stops_before_the_check(codabench, workspace,
-                                                                  zip_file, capsys):
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+                                                                  zip_file, cli):
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)
     assert f"no Codabench credentials for {codabench.api.url}" in error
@@ -439,9 +421,9 @@ def test_no_credentials_without_a_terminal_stops_before_the_check(codabench, wor
 
 
 def test_a_refused_env_token_403_is_named_and_never_printed(codabench, workspace, zip_file,
-                                                            capsys, monkeypatch):
+                                                            cli, monkeypatch):
     monkeypatch.setenv("CODABENCH_TOKEN", "wrong-token-123456")
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)
     assert error == "error: Codabench refused the token in CODABENCH_TOKEN: Invalid token."
@@ -451,9 +433,9 @@ def test_a_refused_env_token_403_is_named_and_never_printed(codabench, workspace
 
 
 def test_a_refused_saved_token_is_forgotten_and_login_hinted(codabench, workspace, zip_file,
-                                                             capsys):
+                                                             cli):
     credentials.codabench_save_token(codabench.api.url, "stale-token-abcdef", "alice")
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)
     assert "Codabench refused the saved token" in error and "Invalid token." in error
@@ -465,27 +447,27 @@ def test_a_refused_saved_token_is_forgotten_and_login_hinted(codabench, workspac
 
 
 def test_a_refused_saved_token_on_a_terminal_asks_a_login_once(codabench, workspace, zip_file,
-                                                               capsys, monkeypatch):
+                                                               cli, monkeypatch):
     credentials.codabench_save_token(codabench.api.url, "stale-token-abcdef", "alice")
     prompts = []
     monkeypatch.setattr(cli_ledger, "is_interactive", lambda: True)
     monkeypatch.setattr(cli_ledger, "prompt_login",
                         lambda server: prompts.append(server) or ("alice@example.org",
                                                                   "correct horse"))
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 0, err
     assert "refused the saved token (Invalid token.); it was forgotten" in err
     assert prompts == [codabench.api.url]
     assert credentials.codabench_saved_token(codabench.api.url) == codabench.state.token
 
 
-def test_login_once_saves_an_owner_only_token(codabench, workspace, zip_file, capsys,
+def test_login_once_saves_an_owner_only_token(codabench, workspace, zip_file, cli,
                                               monkeypatch, tmp_path):
     prompts = []
     monkeypatch.setattr(cli_ledger, "is_interactive", lambda: True)
     monkeypatch.setattr(cli_ledger, "prompt_login",
                         lambda server: prompts.append(server) or ("alice", "correct horse"))
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 0, err
     saved = tmp_path / "config" / "subkit" / "codabench.json"
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
@@ -493,16 +475,16 @@ def test_login_once_saves_an_owner_only_token(codabench, workspace, zip_file, ca
     text = saved.read_text()
     assert codabench.state.token in text and "correct horse" not in text
     assert "correct horse" not in out + err and codabench.state.token not in out + err
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 0, err
     assert len(prompts) == 1
 
 
-def test_wrong_password_shows_the_server_text(codabench, workspace, zip_file, capsys,
+def test_wrong_password_shows_the_server_text(codabench, workspace, zip_file, cli,
                                               monkeypatch):
     monkeypatch.setattr(cli_ledger, "is_interactive", lambda: True)
     monkeypatch.setattr(cli_ledger, "prompt_login", lambda server: ("alice", "hunter2-wrong"))
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)
     assert "Unable to log in with provided credentials." in error
@@ -520,11 +502,11 @@ def test_wrong_password_shows_the_server_text(codabench, workspace, zip_file, ca
     (lambda st: st.participants.pop("alice"),
      "User not approved to participate in this competition", "register for the competition"),
 ])
-def test_registration_refusals(codabench, token, workspace, zip_file, capsys, setup, reason,
+def test_registration_refusals(codabench, token, workspace, zip_file, cli, setup, reason,
                                hint_part):
     codabench.state.published = True
     setup(codabench.state)
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)
     assert reason in error and "nothing was uploaded" in error and hint_part in hint
@@ -543,9 +525,9 @@ def _fill(codabench, n: int, days_ago: int = 0) -> None:
 
 
 def test_daily_limit_and_total_limit_have_their_own_hints(codabench, token, workspace, zip_file,
-                                                          capsys):
+                                                          cli):
     _fill(codabench, 5)
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)
     assert "Reached maximum allowed submissions for today for this phase" in error
@@ -553,7 +535,7 @@ def test_daily_limit_and_total_limit_have_their_own_hints(codabench, token, work
     codabench.state.submissions.clear()
     codabench.state.phases[0]["max_submissions_per_person"] = 3
     _fill(codabench, 3, days_ago=2)
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)
     assert "Reached maximum allowed submissions for this phase" in error
@@ -563,9 +545,9 @@ def test_daily_limit_and_total_limit_have_their_own_hints(codabench, token, work
 
 
 def test_the_daily_limit_race_html_500_gets_its_reason(codabench, token, workspace, zip_file,
-                                                       capsys):
+                                                       cli):
     codabench.state.race_limit = True
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)
     assert ("Codabench refused the submission: Reached maximum allowed submissions for today "
@@ -576,9 +558,9 @@ def test_the_daily_limit_race_html_500_gets_its_reason(codabench, token, workspa
 
 def test_another_html_500_on_the_submission_says_to_look_before_retrying(codabench, token,
                                                                          workspace, zip_file,
-                                                                         capsys):
+                                                                         cli):
     codabench.state.start_fails = True
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)
     assert "creating the submission failed: HTTP 500 Internal Server Error: Server Error (500)" \
@@ -588,9 +570,9 @@ def test_another_html_500_on_the_submission_says_to_look_before_retrying(codaben
 
 
 def test_the_users_quota_refuses_a_zip_too_large_before_its_bytes(codabench, token, workspace,
-                                                                  zip_file, capsys):
+                                                                  zip_file, cli):
     codabench.state.used_bytes = codabench.state.quota_bytes - 1000
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)
     assert "HTTP 400 Bad Request: data_file: Insufficient space." in error
@@ -599,8 +581,8 @@ def test_the_users_quota_refuses_a_zip_too_large_before_its_bytes(codabench, tok
     assert ledger_of(workspace).records() == []
 
 
-def test_unknown_competition(codabench, token, workspace, zip_file, capsys):
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "999"], capsys)
+def test_unknown_competition(codabench, token, workspace, zip_file, cli):
+    code, out, err = cli("submit", zip_file, "--codabench", "999")
     assert code == 1
     error, hint = one_error(err)
     assert "HTTP 404 Not Found: No Competition matches the given query." in error
@@ -608,11 +590,11 @@ def test_unknown_competition(codabench, token, workspace, zip_file, capsys):
     assert nothing_uploaded(codabench)
 
 
-def test_a_long_zip_name_is_cut_to_64_characters(codabench, token, workspace, zip_file, capsys):
+def test_a_long_zip_name_is_cut_to_64_characters(codabench, token, workspace, zip_file, cli):
     long_zip = zip_file.with_name("effnetv2m-adamw-tta-randaugment-cutmix-mixup-" + "x" * 40
                                   + ".zip")
     zip_file.rename(long_zip)
-    code, out, err = run_cli(["submit", long_zip, "--codabench", "1234", "--json"], capsys)
+    code, out, err = cli("submit", long_zip, "--codabench", "1234", "--json")
     assert code == 0, err
     name = json.loads(out)["file_name"]
     assert len(name) == 64 and name.endswith(".zip") and long_zip.name.startswith(name[:-4])
@@ -628,9 +610,9 @@ def test_short_file_name_keeps_the_extension():
 
 
 def test_dropped_connection_mid_upload_is_retried(codabench, token, workspace, zip_file,
-                                                  capsys):
+                                                  cli):
     codabench.blobs.drop_first_upload = True
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--wait"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait")
     assert code == 0, err
     assert codabench.blobs.attempts == 2
     assert "uploading the zip to storage: ConnectionError" in err and "retrying" in err
@@ -639,9 +621,9 @@ def test_dropped_connection_mid_upload_is_retried(codabench, token, workspace, z
     assert ledger_of(workspace).records()[-1]["leaderboard_score"] == 0.76
 
 
-def test_azure_storage_gets_its_headers(codabench, token, workspace, zip_file, capsys):
+def test_azure_storage_gets_its_headers(codabench, token, workspace, zip_file, cli):
     codabench.state.storage_kind = "azure"
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 0, err
     put = codabench.blobs.log[-1]
     assert put["headers"]["x-ms-blob-type"] == "BlockBlob"
@@ -659,7 +641,7 @@ def test_s3_refuses_an_upload_with_another_content_type(codabench, token):
     assert "X-Amz-Signature" not in exc.value.message
 
 
-def test_server_down_is_a_clear_error(workspace, zip_file, capsys, monkeypatch, sleeps, checks):
+def test_server_down_is_a_clear_error(workspace, zip_file, cli, monkeypatch, sleeps, checks):
     import socket
 
     s = socket.socket()
@@ -667,8 +649,8 @@ def test_server_down_is_a_clear_error(workspace, zip_file, capsys, monkeypatch, 
     port = s.getsockname()[1]
     s.close()  # nothing listens there
     monkeypatch.setenv("CODABENCH_TOKEN", "t" * 40)
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1",
-                              "--server", f"http://127.0.0.1:{port}"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1",
+                              "--server", f"http://127.0.0.1:{port}")
     assert code == 1
     error, hint = one_error(err)
     assert "reading competition 1 failed: ConnectionError" in error
@@ -677,10 +659,10 @@ def test_server_down_is_a_clear_error(workspace, zip_file, capsys, monkeypatch, 
 
 
 def test_wait_timeout_leaves_the_submission_in_the_ledger(codabench, token, workspace,
-                                                          zip_file, capsys):
+                                                          zip_file, cli):
     codabench.state.auto_run = False  # stays Submitting
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--wait",
-                              "--wait-timeout", "300"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait",
+                              "--wait-timeout", "300")
     assert code == 1
     error, hint = one_error(err)
     assert "stopped waiting after 300 s" in error and "still Submitting" in error
@@ -693,34 +675,34 @@ def test_wait_timeout_leaves_the_submission_in_the_ledger(codabench, token, work
     ("www.codabench.org", "expects a URL like https://host[:port]"),
     ("https://www.codabench.org/api/", "names the API host only"),
 ])
-def test_server_must_name_the_api_host(workspace, zip_file, capsys, value, part):
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1", "--server", value], capsys)
+def test_server_must_name_the_api_host(workspace, zip_file, cli, value, part):
+    code, out, err = cli("submit", zip_file, "--codabench", "1", "--server", value)
     assert code == 2
     error, hint = one_error(err)
     assert part in error
 
 
-def test_server_names_the_host_for_both_platforms(codabench, token, workspace, zip_file, capsys,
+def test_server_names_the_host_for_both_platforms(codabench, token, workspace, zip_file, cli,
                                                   monkeypatch):
     monkeypatch.setenv("CODABENCH_URL", "https://codabench.invalid")
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1234", "--server",
-                              codabench.api.url + "/"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--server",
+                              codabench.api.url + "/")
     assert code == 0, err
     assert codabench.state.log[0]["path"] == "/api/competitions/1234/"
 
 
-def test_usage_errors(workspace, zip_file, capsys, tmp_path):
-    code, out, err = run_cli(["submit", zip_file], capsys)
+def test_usage_errors(workspace, zip_file, cli, tmp_path):
+    code, out, err = cli("submit", zip_file)
     assert code == 2 and "--codabench COMPETITION or --kaggle" in err
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "1", "--kaggle", "x"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "1", "--kaggle", "x")
     assert code == 2
-    code, out, err = run_cli(["submit", zip_file, "--codabench", "not-a-number"], capsys)
+    code, out, err = cli("submit", zip_file, "--codabench", "not-a-number")
     assert code == 2 and "competition number or URL" in err
     notzip = tmp_path / "x.zip"
     notzip.write_text("hello")
-    code, out, err = run_cli(["submit", notzip, "--codabench", "1"], capsys)
+    code, out, err = cli("submit", notzip, "--codabench", "1")
     assert code == 1 and "is not a zip file" in err
-    code, out, err = run_cli(["submit", "--codabench", "1"], capsys)
+    code, out, err = cli("submit", "--codabench", "1")
     assert code == 2 and "give the zip to submit" in err
 
 
@@ -751,12 +733,12 @@ def kaggle_rpcs(state) -> list[str]:
     return [c["path"].split("/v1/", 1)[1] for c in state.log]
 
 
-def submit_kaggle(kaggle, capsys, *args):
-    return run_cli(["submit", *args, "--server", kaggle.url], capsys)
+def submit_kaggle(cli, kaggle, *args):
+    return cli("submit", *args, "--server", kaggle.url)
 
 
-def test_kaggle_csv_submit_and_wait_with_an_access_token(kaggle, workspace, csv_file, capsys):
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+def test_kaggle_csv_submit_and_wait_with_an_access_token(kaggle, workspace, csv_file, cli):
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "UNet + TTA", "--wait", "--json")
     assert code == 0, err
     result = json.loads(out)
@@ -787,24 +769,24 @@ def test_kaggle_csv_submit_and_wait_with_an_access_token(kaggle, workspace, csv_
     assert kaggle.state.access_token not in out + err
 
 
-def test_kaggle_token_from_the_environment_value_or_file(kaggle, workspace, csv_file, capsys,
+def test_kaggle_token_from_the_environment_value_or_file(kaggle, workspace, csv_file, cli,
                                                          monkeypatch, tmp_path):
     kaggle.token_file.unlink()
     monkeypatch.setenv("KAGGLE_API_TOKEN", kaggle.state.access_token)
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "x")
     assert code == 0, err
     elsewhere = tmp_path / "token.txt"
     elsewhere.write_text(kaggle.state.access_token)
     monkeypatch.setenv("KAGGLE_API_TOKEN", str(elsewhere))
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "x")
     assert code == 0, err
     assert kaggle.state.log[-1]["headers"]["Authorization"] == \
         f"Bearer {kaggle.state.access_token}"
 
 
-def test_a_refused_access_token_falls_back_to_kaggle_json(kaggle, workspace, csv_file, capsys,
+def test_a_refused_access_token_falls_back_to_kaggle_json(kaggle, workspace, csv_file, cli,
                                                           monkeypatch, tmp_path):
     kaggle.token_file.write_text("KGAT_expired000000000000")
     config = tmp_path / "kcfg"
@@ -813,7 +795,7 @@ def test_a_refused_access_token_falls_back_to_kaggle_json(kaggle, workspace, csv
                                                     "key": "not-the-key"}))
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(config))
     monkeypatch.setenv("KAGGLE_KEY", kaggle.state.key)  # overrides the file's key
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "x")
     assert code == 0, err
     assert "refused the access token from ~/.kaggle/access_token" in err
@@ -822,9 +804,9 @@ def test_a_refused_access_token_falls_back_to_kaggle_json(kaggle, workspace, csv
     assert "KGAT_expired" not in out + err and kaggle.state.key not in out + err
 
 
-def test_an_expired_access_token_alone_is_an_error(kaggle, workspace, csv_file, capsys):
+def test_an_expired_access_token_alone_is_an_error(kaggle, workspace, csv_file, cli):
     kaggle.token_file.write_text("KGAT_expired000000000000")
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "x")
     assert code == 1
     error, hint = one_error(err)
@@ -834,9 +816,9 @@ def test_an_expired_access_token_alone_is_an_error(kaggle, workspace, csv_file, 
     assert kaggle.blobs.log == [] and "KGAT_expired" not in out + err
 
 
-def test_no_kaggle_credentials(kaggle, workspace, csv_file, capsys):
+def test_no_kaggle_credentials(kaggle, workspace, csv_file, cli):
     kaggle.token_file.unlink()
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "x")
     assert code == 1
     error, hint = one_error(err)
@@ -854,7 +836,7 @@ def test_no_kaggle_credentials(kaggle, workspace, csv_file, capsys):
      "most often a typo in the slug"),
     ("badkey", 401, "Unauthenticated", "create a new one"),
 ])
-def test_kaggle_refusals_get_hints_and_upload_nothing(kaggle, workspace, csv_file, capsys,
+def test_kaggle_refusals_get_hints_and_upload_nothing(kaggle, workspace, csv_file, cli,
                                                       monkeypatch, mode, status, text, hint):
     slug = "an2dl-mars-terrain"
     if mode.startswith("rules"):
@@ -867,7 +849,7 @@ def test_kaggle_refusals_get_hints_and_upload_nothing(kaggle, workspace, csv_fil
         kaggle.token_file.unlink()
         monkeypatch.setenv("KAGGLE_USERNAME", kaggle.state.username)
         monkeypatch.setenv("KAGGLE_KEY", "not-the-key-987654")
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", slug, "-m", "x")
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", slug, "-m", "x")
     assert code == 1
     error, hint_line = one_error(err)
     assert f"HTTP {status}" in error and text in error
@@ -881,32 +863,32 @@ def test_kaggle_refusals_get_hints_and_upload_nothing(kaggle, workspace, csv_fil
     ({"numToday": 1, "numTotal": 20, "limitedByTotal": True}, "total of submissions",
      "does not reset"),
 ])
-def test_kaggle_limits_are_read_before_the_upload(kaggle, workspace, csv_file, capsys, limits,
+def test_kaggle_limits_are_read_before_the_upload(kaggle, workspace, csv_file, cli, limits,
                                                   why, hint):
     kaggle.state.limits["an2dl-mars-terrain"] = limits
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "x")
     assert code == 1
     error, hint_line = one_error(err)
     assert why in error and "nothing was uploaded" in error and hint in hint_line
     assert kaggle.blobs.log == []
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "x", "--force")
     assert code == 0, err
 
 
-def test_kaggle_not_joined_reads_as_such(kaggle, workspace, csv_file, capsys):
+def test_kaggle_not_joined_reads_as_such(kaggle, workspace, csv_file, cli):
     kaggle.state.entered.clear()  # GetSubmissionLimits answers {}: every field at zero
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "x")
     assert code == 1
     error, hint = one_error(err)
     assert "you are on no team of this competition yet" in error and "rules" in hint
 
 
-def test_a_competition_closed_to_submissions(kaggle, workspace, csv_file, capsys):
+def test_a_competition_closed_to_submissions(kaggle, workspace, csv_file, cli):
     kaggle.state.competitions["an2dl-mars-terrain"]["submissionsDisabled"] = True
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "x")
     assert code == 1
     error, hint = one_error(err)
@@ -914,8 +896,8 @@ def test_a_competition_closed_to_submissions(kaggle, workspace, csv_file, capsys
     assert kaggle.blobs.log == []
 
 
-def test_a_code_competition_refuses_a_csv_upload(kaggle, workspace, csv_file, capsys):
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "some-code-comp",
+def test_a_code_competition_refuses_a_csv_upload(kaggle, workspace, csv_file, cli):
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "some-code-comp",
                                    "-m", "x")
     assert code == 1
     error, hint = one_error(err)
@@ -925,8 +907,8 @@ def test_a_code_competition_refuses_a_csv_upload(kaggle, workspace, csv_file, ca
     assert kaggle.blobs.log == []
 
 
-def test_a_notebook_version_is_submitted_to_a_code_competition(kaggle, workspace, capsys):
-    code, out, err = submit_kaggle(kaggle, capsys, "submission.csv", "--kaggle",
+def test_a_notebook_version_is_submitted_to_a_code_competition(kaggle, workspace, cli):
+    code, out, err = submit_kaggle(cli, kaggle, "submission.csv", "--kaggle",
                                    "https://www.kaggle.com/competitions/some-code-comp",
                                    "--kernel", "kuser/mars-notebook", "--version", "3",
                                    "-m", "v3", "--wait", "--json")
@@ -944,8 +926,8 @@ def test_a_notebook_version_is_submitted_to_a_code_competition(kaggle, workspace
     assert ledger_of(workspace).table()[0]["zip_name"] == "mars-notebook@v3"
 
 
-def test_an_unknown_notebook_version_shows_kaggles_answer(kaggle, workspace, capsys):
-    code, out, err = submit_kaggle(kaggle, capsys, "--kaggle", "some-code-comp", "--kernel",
+def test_an_unknown_notebook_version_shows_kaggles_answer(kaggle, workspace, cli):
+    code, out, err = submit_kaggle(cli, kaggle, "--kaggle", "some-code-comp", "--kernel",
                                    "kuser/mars-notebook", "--version", "9", "-m", "v9")
     assert code == 1
     error, hint = one_error(err)
@@ -957,8 +939,8 @@ def test_an_unknown_notebook_version_shows_kaggles_answer(kaggle, workspace, cap
     (["--version", "2"], "--version is the version of a notebook"),
     (["--kernel", "just-a-name", "--version", "2"], "--kernel expects OWNER/NOTEBOOK"),
 ])
-def test_kernel_usage(kaggle, workspace, capsys, args, part):
-    code, out, err = submit_kaggle(kaggle, capsys, "--kaggle", "some-code-comp", "-m", "x",
+def test_kernel_usage(kaggle, workspace, cli, args, part):
+    code, out, err = submit_kaggle(cli, kaggle, "--kaggle", "some-code-comp", "-m", "x",
                                    *args)
     assert code == 2
     error, hint = one_error(err)
@@ -983,9 +965,9 @@ def _csv(tmp_path, text: str) -> Path:
     ("id,label\n0,1\n1\n", "line 3 has 1 values for 2 columns"),
     ("", "the file is empty"),
 ])
-def test_a_csv_that_does_not_fit_the_profile_is_refused(kaggle, workspace, capsys, tmp_path,
+def test_a_csv_that_does_not_fit_the_profile_is_refused(kaggle, workspace, cli, tmp_path,
                                                         text, problem):
-    code, out, err = submit_kaggle(kaggle, capsys, _csv(tmp_path, text), "--kaggle",
+    code, out, err = submit_kaggle(cli, kaggle, _csv(tmp_path, text), "--kaggle",
                                    "an2dl-mars-terrain", "-m", "x")
     assert code == 1
     error, hint = one_error(err)
@@ -1024,9 +1006,9 @@ def test_mars_profile_expects_a_column_per_pixel():
     assert prof.data["kaggle"]["rows"] == 10022
 
 
-def test_kaggle_error_outcome_exits_1_with_its_description(kaggle, workspace, csv_file, capsys):
+def test_kaggle_error_outcome_exits_1_with_its_description(kaggle, workspace, csv_file, cli):
     kaggle.state.outcome = "error"
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "x", "--wait")
     assert code == 1
     error, hint = one_error(err)
@@ -1034,9 +1016,9 @@ def test_kaggle_error_outcome_exits_1_with_its_description(kaggle, workspace, cs
     assert ledger_of(workspace).records()[-1]["status"] == "error"
 
 
-def test_kaggle_404_that_never_ends_is_bounded(kaggle, workspace, csv_file, capsys):
+def test_kaggle_404_that_never_ends_is_bounded(kaggle, workspace, csv_file, cli):
     kaggle.state.not_found_polls = 10**6
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "x", "--wait")
     assert code == 1
     error, hint = one_error(err)
@@ -1044,19 +1026,19 @@ def test_kaggle_404_that_never_ends_is_bounded(kaggle, workspace, csv_file, caps
     assert sum(kaggle.sleeps) < 300
 
 
-def test_kaggle_needs_a_message_and_a_slug(kaggle, workspace, csv_file, capsys):
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain")
+def test_kaggle_needs_a_message_and_a_slug(kaggle, workspace, csv_file, cli):
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain")
     assert code == 2 and "needs a message" in err
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "Mars Terrain", "-m", "x")
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "Mars Terrain", "-m", "x")
     assert code == 2 and "expects a competition slug" in err
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "x", "--phase", "final")
     assert code == 2 and "--phase is for Codabench" in err
 
 
-def test_kaggle_dropped_upload_is_retried(kaggle, workspace, csv_file, capsys):
+def test_kaggle_dropped_upload_is_retried(kaggle, workspace, csv_file, cli):
     kaggle.blobs.drop_first_upload = True
-    code, out, err = submit_kaggle(kaggle, capsys, csv_file, "--kaggle", "an2dl-mars-terrain",
+    code, out, err = submit_kaggle(cli, kaggle, csv_file, "--kaggle", "an2dl-mars-terrain",
                                    "-m", "x")
     assert code == 0, err
     assert kaggle.blobs.attempts == 2 and len(kaggle.state.submissions) == 1

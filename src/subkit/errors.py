@@ -6,7 +6,6 @@ code; a traceback is shown only with ``--debug``.
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILED = 1  # a failed check, a failed run, a refused input
 EXIT_USAGE = 2  # bad usage: unknown option, missing argument, conflicting flags
 EXIT_INTERRUPTED = 130

@@ -54,7 +54,6 @@ from typing import Any
 from subkit.errors import InputError
 
 LEDGER_NAME = "ledger.jsonl"
-KINDS = ("build", "score-local", "submit", "leaderboard", "note")
 LEADERBOARD_SOURCES = ("manual", "codabench", "kaggle")
 
 # fields every record gets from append(); never copied into a history row as data

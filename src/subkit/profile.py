@@ -137,7 +137,6 @@ class Profile:
     source: str  # where it came from, for `profile show`
     workspace: Path | None = None  # the folder holding subkit.toml, if any
     workspace_settings: dict[str, Any] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)
 
     # -- convenient accessors -------------------------------------------------------
     @property
@@ -583,7 +582,7 @@ def load(name: str | None = None, workspace: Path | None | bool = None) -> Profi
     if ws_data:
         source += f" + overrides from {ws / WORKSPACE_FILE}"
     return Profile(data=merged, source=source, workspace=ws,
-                   workspace_settings=workspace_settings, overrides=ws_data)
+                   workspace_settings=workspace_settings)
 
 
 def to_toml(data: dict[str, Any]) -> str:

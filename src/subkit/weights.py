@@ -38,7 +38,6 @@ class WeightsInfo:
     date_saved: str | None = None
     has_optimizer: bool = False
     custom_classes: list[str] = field(default_factory=list)  # registered names not from keras
-    layer_classes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.path.name, "kind": self.kind, "size": self.size,
@@ -94,11 +93,11 @@ def _inspect_keras(p: Path) -> WeightsInfo:
     except (ValueError, KeyError, OSError) as exc:
         raise InputError(f"{p} is a corrupt .keras file ({exc})",
                          hint="save it again with model.save('weights.keras')") from None
-    custom, classes = _classes(config)
+    custom = _custom_classes(config)
     return WeightsInfo(path=p, kind="keras", size=p.stat().st_size,
                        keras_version=meta.get("keras_version"),
                        date_saved=meta.get("date_saved"), has_optimizer=has_opt,
-                       custom_classes=custom, layer_classes=classes)
+                       custom_classes=custom)
 
 
 def _h5_has_optimizer(fh) -> bool:
@@ -126,27 +125,24 @@ def _inspect_h5(p: Path) -> WeightsInfo:
                          hint="save it again with model.save(...) "
                               "or model.save_weights(...)") from None
     custom: list = []
-    classes: list = []
     if cfg is not None:
         try:
-            custom, classes = _classes(json.loads(cfg.decode() if isinstance(cfg, bytes) else cfg))
+            custom = _custom_classes(json.loads(cfg.decode() if isinstance(cfg, bytes) else cfg))
         except ValueError:
             pass
     kind = "h5-model" if cfg is not None else "h5-weights"
     return WeightsInfo(path=p, kind=kind, size=p.stat().st_size, keras_version=version,
-                       has_optimizer=has_opt, custom_classes=custom, layer_classes=classes)
+                       has_optimizer=has_opt, custom_classes=custom)
 
 
-def _classes(config: Any) -> tuple[list[str], list[str]]:
-    """(custom registered names, all class names) found in a Keras config tree."""
+def _custom_classes(config: Any) -> list[str]:
+    """The registered names of the classes not from Keras found in a Keras config tree."""
     custom: set[str] = set()
-    classes: set[str] = set()
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             cls = node.get("class_name")
             if isinstance(cls, str) and ("config" in node or "module" in node):
-                classes.add(cls)
                 module = node.get("module")
                 registered = node.get("registered_name")
                 if module is not None and not str(module).startswith("keras") \
@@ -161,7 +157,7 @@ def _classes(config: Any) -> tuple[list[str], list[str]]:
                 walk(v)
 
     walk(config)
-    return sorted(custom), sorted(classes)
+    return sorted(custom)
 
 
 def strip_optimizer(src: Path, dst: Path) -> None:

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from subkit.errors import InputError, SubkitError
+from subkit.fsutil import write_text_atomic
 
 
 def template_text(name: str) -> str:
@@ -81,9 +82,7 @@ def init_workspace(directory: Path, profile_name: str | None, *, force: bool = F
         raise InputError(f"cannot create {directory}: {exc.strerror}",
                          hint="choose a folder you can write to") from None
     for p, text in files.items():
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(text, "utf-8")
-        tmp.replace(p)
+        write_text_atomic(p, text)
     return list(files)
 
 

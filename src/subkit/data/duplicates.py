@@ -58,10 +58,6 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return popcount64(np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64)))
 
 
-def to_hex(h) -> str:
-    return format(int(h), "016x")
-
-
 def _as_batch(images: np.ndarray) -> np.ndarray:
     """(n, H, W, C) view of (n, H, W) or (n, H, W, C) images."""
     images = np.asarray(images)

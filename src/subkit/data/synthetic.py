@@ -18,8 +18,6 @@ import numpy as np
 
 # per-class counts of the reference training set (AN2DL 2024-25 Homework 1)
 REFERENCE_COUNTS = np.array([1052, 2381, 1285, 2226, 1049, 1393, 2530, 1843])
-REFERENCE_CLASSES = ["Basophil", "Eosinophil", "Erythroblast", "Immature granulocytes",
-                     "Lymphocyte", "Monocyte", "Neutrophil", "Platelet"]
 
 SIZE = 96
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
@@ -202,7 +200,6 @@ def generate(n: int = 2000, *, seed: int = 0, n_classes: int = 8, duplicates: in
 # but not perfectly: the classes differ by texture, shape or frequency, never by one
 # value alone, and every sample carries noise and a random nuisance (lighting, phase,
 # amplitude, scale).
-TERRAIN_CLASSES = ["Background", "Soil", "Bedrock", "Sand", "Big Rock"]
 PLANT_CLASSES = ["healthy", "unhealthy"]
 CATEGORIES = list("ABCDEF")
 

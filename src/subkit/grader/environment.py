@@ -44,6 +44,7 @@ from pathlib import Path
 
 from subkit import ui
 from subkit.errors import SubkitError, UsageError
+from subkit.fsutil import write_json_atomic
 from subkit.ui import Echo
 
 MARKER = "subkit-env.json"
@@ -553,9 +554,7 @@ def create_env(pin_set: dict, folder: Path, interpreter: dict, *, echo: Echo = u
             "download_bytes": size["bytes"] if size else None,
             "size_bytes": _tree_size(folder),
         }
-        tmp = folder / (MARKER + ".tmp")
-        tmp.write_text(json.dumps(marker, indent=2), "utf-8")
-        os.replace(tmp, folder / MARKER)
+        write_json_atomic(folder / MARKER, marker)
     except BaseException:
         _remove(folder)
         raise

@@ -39,8 +39,6 @@ import sys
 import time
 import traceback
 
-STAGES = ("start", "load_input", "import", "init", "predict", "save", "done")
-
 
 def _peak_rss_mb():
     try:

@@ -86,7 +86,7 @@ class RunResult:
     shift: dict | None = None
     tta_compare: dict | None = None
     predicted_leaderboard: dict | None = None
-    kind: str = "classification"  # the profile's kind (issue 16)
+    kind: str = "classification"  # Profile.kind: classification, series-classification, ...
     phase: str | None = None
     sandbox: dict = field(default_factory=dict)
 

@@ -72,7 +72,6 @@ from subkit.errors import SubkitError, UsageError
 from subkit.remote.http import Http, HttpError, api_host
 
 DEFAULT_SERVER = "https://www.codabench.org"
-FINAL_STATUSES = ("Finished", "Failed", "Cancelled")
 FILE_NAME_MAX = 64  # datasets/models.py: Data.file_name = CharField(max_length=64)
 MANUAL_RULES = ("Add", "Add_And_Delete", "Add_And_Delete_Multiple")
 # DRF's AuthenticationFailed/NotAuthenticated texts (rest_framework/authentication.py

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from subkit.fsutil import atomic_open, temp_sibling, write_text_atomic
 from subkit.shift import ops
 from subkit.shift.families import FAMILIES, SuiteError
 
@@ -141,18 +142,20 @@ def _write_set(X, labels, spec, e) -> float:
     """One set to ``e['path']`` (its labels first when they change), via a temp name."""
     t0 = time.perf_counter()
     path = Path(e["path"])
-    part = path.with_name(path.name + ".part")
-    mm = np.lib.format.open_memmap(part, mode="w+", dtype=X.dtype, shape=X.shape)
-    _, new_labels = apply(X, e["name"], e["severity"], seed=spec["seed"],
-                          value_range=tuple(spec["value_range"]), labels=labels,
-                          n_classes=spec.get("n_classes"), out=mm)
-    mm.flush()
-    del mm
+    part = temp_sibling(path)
+    try:
+        mm = np.lib.format.open_memmap(part, mode="w+", dtype=X.dtype, shape=X.shape)
+        _, new_labels = apply(X, e["name"], e["severity"], seed=spec["seed"],
+                              value_range=tuple(spec["value_range"]), labels=labels,
+                              n_classes=spec.get("n_classes"), out=mm)
+        mm.flush()
+        del mm
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     if new_labels is not None:
-        lab = Path(e["labels_path"])
-        tmp = lab.with_name(lab.name + ".part.npy")
-        np.save(tmp, new_labels)
-        os.replace(tmp, lab)
+        with atomic_open(e["labels_path"], "wb") as fh:
+            np.save(fh, new_labels)
     os.replace(part, path)
     return time.perf_counter() - t0
 
@@ -196,10 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     plan_path = Path(argv[0])
     spec = json.loads(plan_path.read_text())
     record = run_plan(spec)
-    out = plan_path.with_name("generate.json")
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, out)
+    write_text_atomic(plan_path.with_name("generate.json"), json.dumps(record))
     return 0
 
 

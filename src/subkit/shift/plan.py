@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from subkit.fsutil import atomic_open
 from subkit.shift.families import FAMILIES, SuiteError, describe, hypothesis, key, parse_suite
 
 SAMPLES = 3  # images per shifted set kept for the report
@@ -404,6 +405,5 @@ def tta_compare(submission_dir: Path, X: Array, y_true: Array, prof, plan: Plan 
 def save_samples(plan: Plan, path: Path) -> None:
     samples = plan.samples()
     if samples:
-        tmp = Path(path).with_name(f".{Path(path).name}.tmp.npz")
-        np.savez_compressed(tmp, **samples)
-        os.replace(tmp, path)
+        with atomic_open(path, "wb") as fh:
+            np.savez_compressed(fh, **samples)
