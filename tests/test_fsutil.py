@@ -61,7 +61,10 @@ def test_what_commands_leave_in_the_workspace_keeps_the_umask(umask_022, cli, wo
     assert r.code == 0, r.text
     r = cli("data", "split", test_npz, "--out-train", "tr.npz", "--out-test", "te.npz")
     assert r.code == 0, r.text
+    r = cli("bundle", "export", "--reference", test_npz, "--out", "bundle.zip")
+    assert r.code == 0, r.text
     files = [*workspace.rglob("*"), *(tmp_path / "fresh").rglob("*")]
     modes = {p.name: _mode(p) for p in files if p.is_file()}
-    assert {"run.json", "report.html", "ledger.jsonl", "tr.npz", "te.npz", "model.py"} <= set(modes)
+    assert {"run.json", "report.html", "ledger.jsonl", "tr.npz", "te.npz", "model.py",
+            "bundle.zip"} <= set(modes)
     assert {name: oct(m) for name, m in modes.items() if m != 0o644} == {}

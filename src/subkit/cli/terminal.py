@@ -12,10 +12,6 @@ if TYPE_CHECKING:
     from subkit.grader.codabench.runner import BundleRunResult
 
 
-def _pct(x: float | None) -> str:
-    return "   -  " if x is None else f"{x:6.4f}"
-
-
 def _loud(result) -> None:
     """The environment warning (not the grader's versions), right under the headline."""
     for w in env_warnings(result.env):

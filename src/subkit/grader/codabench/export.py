@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import tempfile
 import time
 import zipfile
 from datetime import date, timedelta
@@ -14,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from subkit.errors import InputError, SubkitError, UsageError
+from subkit.fsutil import atomic_open
 from subkit.grader.codabench.image import default_image, dockerfile, image_note
 
 if TYPE_CHECKING:
@@ -162,23 +161,13 @@ def export_bundle(prof: Profile, reference: Path, out: Path, *, force: bool = Fa
 
     files["input_data/X.npy"] = npy(X)
     files["reference_data/y.npy"] = npy(y)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp_name, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name, data in files.items():
-                info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
-                info.compress_type = (zipfile.ZIP_STORED if name.endswith(".npy")
-                                      else zipfile.ZIP_DEFLATED)
-                info.external_attr = 0o644 << 16
-                zf.writestr(info, data)
-        os.replace(tmp_name, out)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
+    with atomic_open(out, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+            info.compress_type = (zipfile.ZIP_STORED if name.endswith(".npy")
+                                  else zipfile.ZIP_DEFLATED)
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
     return {"out": str(out), "profile": prof.name, "n": int(len(X)), "phases": phase_names,
             "time_limit_s": limit, "metric": metric, "columns": columns, "docker_image": image,
             "files": sorted(files), "warnings": warns + ([note] if note else [])}
