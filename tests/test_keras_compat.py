@@ -23,6 +23,14 @@ import pytest
 
 from subkit import keras_compat as kc
 from subkit.errors import SubkitError
+from subkit.keras_compat.config import (
+    collect_classes,
+    collect_samples,
+    keras_file_info,
+    version_tuple,
+)
+from subkit.keras_compat.processes import WORKER_PROGRAM
+from subkit.keras_compat.rewrite import plan_rewrite, write_keras
 
 TARGET = "3.4.1"
 
@@ -131,10 +139,10 @@ def _source_probe():
 
 
 def test_version_tuple():
-    assert kc.version_tuple("3.15.1") == (3, 15, 1)
-    assert kc.version_tuple("3.4.1.dev2024") == (3, 4, 1)
-    assert kc.version_tuple("3.10.0rc1") == (3, 10, 0)
-    assert kc.version_tuple("3.4.1") < kc.version_tuple("3.15.1")
+    assert version_tuple("3.15.1") == (3, 15, 1)
+    assert version_tuple("3.4.1.dev2024") == (3, 4, 1)
+    assert version_tuple("3.10.0rc1") == (3, 10, 0)
+    assert version_tuple("3.4.1") < version_tuple("3.15.1")
 
 
 def test_keras_file_info_reads_the_zip_without_keras(tmp_path):
@@ -144,7 +152,7 @@ def test_keras_file_info_reads_the_zip_without_keras(tmp_path):
                  {"name": "backbone", "trainable": True, "layers": [_bn()],
                   "input_layers": [], "output_layers": []})
     path = _make_keras(tmp_path / "m.keras", _sequential(custom, inner, _dense()))
-    info = kc.keras_file_info(path)
+    info = keras_file_info(path)
     assert info["keras_version"] == "3.15.1" and info["date_saved"].startswith("2026")
     assert info["model_class"] == "Sequential"
     assert info["layer_classes"] == ["BatchNormalization", "Dense", "Functional", "InputLayer",
@@ -154,18 +162,18 @@ def test_keras_file_info_reads_the_zip_without_keras(tmp_path):
                                        "class_name": "Sharpen",
                                        "registered_name": "Custom>Sharpen"}]
     assert info["members"] == ["metadata.json", "config.json", "model.weights.h5"]
-    plain = kc.keras_file_info(_make_keras(tmp_path / "p.keras", _sequential(_dense())))
+    plain = keras_file_info(_make_keras(tmp_path / "p.keras", _sequential(_dense())))
     assert not plain["has_custom_objects"]
 
 
 def test_keras_file_info_refuses_non_keras_files(tmp_path):
     (tmp_path / "w.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
     with pytest.raises(SubkitError, match="not a zip"):
-        kc.keras_file_info(tmp_path / "w.h5")
+        keras_file_info(tmp_path / "w.h5")
     with zipfile.ZipFile(tmp_path / "x.keras", "w") as zf:
         zf.writestr("model.weights.h5", b"")
     with pytest.raises(SubkitError, match="no config.json"):
-        kc.keras_file_info(tmp_path / "x.keras")
+        keras_file_info(tmp_path / "x.keras")
 
 
 @pytest.mark.parametrize("saved", ["3.4.0", TARGET])
@@ -191,7 +199,7 @@ def test_without_the_target_keras_it_says_to_create_the_env(tmp_path, monkeypatc
 
 def test_plan_drops_new_keys_at_their_defaults_and_names_them():
     config = _sequential(_bn(), _dense())
-    new, changed, unchecked, trials = kc.plan_rewrite(config, _target_probe(),
+    new, changed, unchecked, trials = plan_rewrite(config, _target_probe(),
                                                       _source_probe(), TARGET)
     assert changed == ["bn.renorm", "bn.renorm_clipping", "bn.renorm_momentum",
                        "dense.quantization_config", "dense.kernel_initializer.input_axes",
@@ -209,7 +217,7 @@ def test_plan_drops_new_keys_at_their_defaults_and_names_them():
 def test_plan_refuses_a_new_key_with_a_non_default_value():
     config = _sequential(_bn(name="bn_renorm", renorm=True))
     with pytest.raises(SubkitError) as exc:
-        kc.plan_rewrite(config, _target_probe(), _source_probe(), TARGET)
+        plan_rewrite(config, _target_probe(), _source_probe(), TARGET)
     msg = exc.value.message
     assert "layer 'bn_renorm' (BatchNormalization)" in msg and "renorm=true" in msg
     assert f"keras {TARGET}" in msg and "renorm" in exc.value.hint
@@ -218,7 +226,7 @@ def test_plan_refuses_a_new_key_with_a_non_default_value():
 def test_plan_refuses_a_class_the_target_does_not_have():
     aug = _ser("keras.layers", "RandAugment", {"name": "rand_augment", "num_ops": 2})
     with pytest.raises(SubkitError) as exc:
-        kc.plan_rewrite(_sequential(aug, _dense()),
+        plan_rewrite(_sequential(aug, _dense()),
                         _target_probe(missing=["keras.layers:RandAugment"]),
                         _source_probe(), TARGET)
     assert "layer 'rand_augment' (RandAugment)" in exc.value.message
@@ -229,13 +237,13 @@ def test_plan_refuses_a_class_the_target_does_not_have():
 def test_plan_refuses_a_key_whose_default_is_unknown():
     config = _sequential(_dense(name="head", future_knob="x"))
     with pytest.raises(SubkitError, match="'head'.*'future_knob'.*default .*unknown"):
-        kc.plan_rewrite(config, _target_probe(), _source_probe(), TARGET)
+        plan_rewrite(config, _target_probe(), _source_probe(), TARGET)
 
 
 def test_plan_leaves_layers_the_target_takes_as_they_are():
     config = _sequential(_bn(), _dense())
     # layer indices in walk order: 1 Sequential, 2 input_layer, 3 bn, 4 dense
-    new, changed, _u, trials = kc.plan_rewrite(config, _target_probe(), _source_probe(),
+    new, changed, _u, trials = plan_rewrite(config, _target_probe(), _source_probe(),
                                                TARGET, fix={4})
     assert changed and all(c.startswith("dense.") for c in changed)
     assert new["config"]["layers"][1] == config["config"]["layers"][1]
@@ -243,7 +251,7 @@ def test_plan_leaves_layers_the_target_takes_as_they_are():
 
 
 def test_plan_writes_plain_dtypes_where_the_target_takes_no_policy_dict():
-    new, changed, _u, _t = kc.plan_rewrite(_sequential(_dense()),
+    new, changed, _u, _t = plan_rewrite(_sequential(_dense()),
                                            _target_probe(dtype_dict_ok=False),
                                            _source_probe(), TARGET)
     assert new["config"]["layers"][1]["config"]["dtype"] == "float32"
@@ -252,7 +260,7 @@ def test_plan_writes_plain_dtypes_where_the_target_takes_no_policy_dict():
 
 def test_plan_keeps_custom_classes_and_lists_them():
     custom = _ser("my_layers", "Sharpen", {"name": "sharpen", "amount": 2, "new_key": 1})
-    new, _c, unchecked, _t = kc.plan_rewrite(_sequential(custom), _target_probe(),
+    new, _c, unchecked, _t = plan_rewrite(_sequential(custom), _target_probe(),
                                              _source_probe(), TARGET)
     assert new["config"]["layers"][1]["config"]["new_key"] == 1
     assert any("my_layers.Sharpen" in u and "custom class" in u for u in unchecked)
@@ -261,7 +269,7 @@ def test_plan_keeps_custom_classes_and_lists_them():
 def test_write_keras_keeps_members_bytes_order_and_compression(tmp_path):
     src = _make_keras(tmp_path / "m.keras", _sequential(_dense()))
     dst = tmp_path / "o.keras"
-    kc.write_keras(src, dst, {"new": 1}, {"keras_version": TARGET})
+    write_keras(src, dst, {"new": 1}, {"keras_version": TARGET})
     with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst) as b:
         assert a.namelist() == b.namelist()
         assert [i.compress_type for i in a.infolist()] == [i.compress_type
@@ -398,7 +406,7 @@ def _check_pair(name, saved, retargeted, in_grader, expect_changed):
     import numpy as np
 
     folder, version = saved
-    assert kc.version_tuple(version) > kc.version_tuple(TARGET), "needs a newer current Keras"
+    assert version_tuple(version) > version_tuple(TARGET), "needs a newer current Keras"
     assert in_grader["keras"] == TARGET
     original = in_grader[str(folder / f"{name}.keras")]
     assert not original["loaded"], "the unmodified file must fail in the grader's Keras"
@@ -429,7 +437,7 @@ def _check_pair(name, saved, retargeted, in_grader, expect_changed):
     assert meta_b["subkit_retargeted_from"] == version == meta_a["keras_version"]
     assert meta_b["date_saved"] == meta_a["date_saved"]
     assert meta_b["subkit_retargeted"]["changed_keys"] == len(report["changed_keys"])
-    info = kc.keras_file_info(dst)
+    info = keras_file_info(dst)
     assert info["keras_version"] == TARGET and info["retargeted_from"] == version
 
 
@@ -472,8 +480,8 @@ def test_the_real_target_refuses_a_non_default_new_key(saved, grader_python, tmp
     bn = next(layer for layer in cfg["config"]["layers"]
               if layer["class_name"] == "BatchNormalization")
     bn["config"]["renorm"] = True
-    classes = kc.collect_classes(cfg)
-    target = kc.probe(grader_python, classes, samples=kc.collect_samples(cfg))
+    classes = collect_classes(cfg)
+    target = kc.probe(grader_python, classes, samples=collect_samples(cfg))
     source = kc.probe(sys.executable, classes, label="current")
     assert target["keras"] == TARGET
     assert "optional" in target["classes"]["keras.layers:InputLayer"]["accepted"]
@@ -481,10 +489,10 @@ def test_the_real_target_refuses_a_non_default_new_key(saved, grader_python, tmp
     assert not target["classes"]["keras.layers:Dense"]["accepts_any"]
     assert "renorm" not in target["classes"]["keras.layers:BatchNormalization"]["accepted"]
     with pytest.raises(SubkitError, match="'batch_normalization'.*renorm=true"):
-        kc.plan_rewrite(cfg, target, source, TARGET)
+        plan_rewrite(cfg, target, source, TARGET)
     # the same file at renorm=False is fine
     bn["config"]["renorm"] = False
-    _new, changed, _u, _t = kc.plan_rewrite(cfg, target, source, TARGET)
+    _new, changed, _u, _t = plan_rewrite(cfg, target, source, TARGET)
     assert "batch_normalization.renorm" in changed
 
 
@@ -518,7 +526,7 @@ def test_the_worker_loads_through_a_writable_folder_in_the_graders_keras(saved, 
     # the grader's Keras cannot read the file saved by the newer one: its rewrite can
     kc.retarget(folder / "seq.keras", tmp_path / "seq.keras", TARGET, env_python=grader_python,
                 echo=lambda _m: None)
-    program = (f"WORKER = {str(kc.WORKER_PROGRAM)!r}\nMODEL = {str(tmp_path / 'seq.keras')!r}\n"
+    program = (f"WORKER = {str(WORKER_PROGRAM)!r}\nMODEL = {str(tmp_path / 'seq.keras')!r}\n"
                f"SCRATCH = {str(scratch)!r}\n" + LOAD_THROUGH)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     run = subprocess.run([grader_python, "-c", program], capture_output=True, text=True,
