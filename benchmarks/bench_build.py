@@ -230,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         print(s, flush=True)
         lines.append(s)
 
-    for ln in run.header(f"Benchmark: `subkit build` on an {args.arch}-sized model (issues 3 and 12)",
-                         ("keras", "tensorflow", "h5py")):
+    for ln in run.header(f"Benchmark: `subkit build` on an {args.arch}-sized model "
+                         "(issues 3 and 12)", ("keras", "tensorflow", "h5py")):
         say(ln)
     say(f"Model: `keras.applications.{args.arch}(weights=None, input_shape=(96, 96, 3), "
         f"classes=8)`, {info['params']:,} parameters, {info['layers']} layers, compiled with "

@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.repeat} interleaved rounds after one untimed warm-up of each.")
     say()
     say(f"- A: `SUBKIT_SANDBOX=bwrap python -m subkit score-local ZIP --data test.npz --json "
-        f"--env {args.env}` (the child in {'the grader venv' if args.env == 'grader' else 'this interpreter'})")
+        f"--env {args.env}` (the child in "
+        f"{'the grader venv' if args.env == 'grader' else 'this interpreter'})")
     say("- B: the same with `SUBKIT_SANDBOX=none`")
     say()
     say("| | A: sandboxed | B: no sandbox |")

@@ -239,9 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         print(s, flush=True)
         lines.append(s)
 
-    for ln in run.header("Benchmark: `subkit score-local` against a bare script "
-                         f"({'issue 12: the grader' if args.env == 'grader' else 'issue 3: the current'}"
-                         "'s versions)", ("tensorflow", "keras", "numpy")):
+    for ln in run.header(
+            "Benchmark: `subkit score-local` against a bare script "
+            f"({'issue 12: the grader' if args.env == 'grader' else 'issue 3: the current'}"
+            "'s versions)", ("tensorflow", "keras", "numpy")):
         say(ln)
     env = last_env = A[-1]["json"]["env"]
     say(f"The submission's child and the bare script both ran in: python "

@@ -124,7 +124,8 @@ def tiny_model(n_classes: int = 8, seed: int = 0, optimizer: bool = True):
     outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
     model = keras.Model(inputs, outputs)
     if optimizer:
-        model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
+        model.compile(optimizer=keras.optimizers.AdamW(1e-3),
+                      loss="sparse_categorical_crossentropy")
         x0 = np.random.default_rng(seed).integers(0, 255, (8, 96, 96, 3)).astype("float32")
         model.fit(x0, np.arange(8) % n_classes, epochs=1, verbose=0)
     return model

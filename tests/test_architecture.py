@@ -111,7 +111,8 @@ def graph():
 
 
 def test_the_graph_is_read(graph):
-    assert {"subkit.cli.app", "subkit.grader.scoring", "subkit.data.split", "subkit.ui"} <= set(graph)
+    assert {"subkit.cli.app", "subkit.grader.scoring", "subkit.data.split",
+            "subkit.ui"} <= set(graph)
     assert "subkit.errors" in graph["subkit.data.split"]
     assert "click" in graph["subkit.cli.options"]
 

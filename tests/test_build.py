@@ -67,7 +67,8 @@ def test_build_with_the_template(cli, workspace, keras_weights):
     assert {m["name"] for m in man["members"]} == {"model.py", "weights.keras"}
     assert all(len(m["sha256"]) == 64 for m in man["members"])
     assert man["smoke"]["ok"] is True and man["profile"] == "an2dl-2024-blood-cells"
-    ledger = [json.loads(x) for x in (workspace / "submissions" / "ledger.jsonl").read_text().splitlines()]
+    ledger = [json.loads(x)
+              for x in (workspace / "submissions" / "ledger.jsonl").read_text().splitlines()]
     assert ledger[-1]["kind"] == "build" and ledger[-1]["zip_sha256"] == man["sha256"]
 
 
@@ -148,9 +149,11 @@ def _model_py(ws: Path, text: str) -> Path:
 @pytest.mark.parametrize("source,needle", [
     ("class Model:\n    def predict(self, X)\n        return X\n", "syntax error"),
     ("class Other:\n    pass\n", "no top-level class 'Model'"),
-    ("class Model:\n    def __init__(self, path):\n        pass\n    def predict(self, X):\n        return X\n"
+    ("class Model:\n    def __init__(self, path):\n        pass\n"
+     "    def predict(self, X):\n        return X\n"
      "W = 'weights.keras'\n", "requires argument(s) path"),
-    ("class Model:\n    def __init__(self):\n        self.p = '/content/drive/MyDrive/weights.keras'\n"
+    ("class Model:\n    def __init__(self):\n"
+     "        self.p = '/content/drive/MyDrive/weights.keras'\n"
      "    def predict(self, X):\n        return X\n", "absolute path"),
 ])
 def test_bad_model_py_is_refused(cli, same_keras, workspace, keras_weights, source, needle):
@@ -217,8 +220,10 @@ def test_size_limit_from_the_workspace_profile(cli, workspace, keras_weights):
     assert _nothing_written(workspace)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere: an unwritable folder cannot be provoked as root")
-def test_unwritable_output_folder(cli, same_keras, workspace, keras_weights, tmp_path):  # pragma: no cover
+@pytest.mark.skipif(os.geteuid() == 0,
+                    reason="root writes anywhere: an unwritable folder cannot be provoked as root")
+def test_unwritable_output_folder(cli, same_keras, workspace, keras_weights,  # pragma: no cover
+                                  tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o500)
     r = cli("build", "--weights", keras_weights, "--out-dir", ro)
@@ -243,7 +248,8 @@ def test_smoke_failure_is_reported_with_the_hint(cli, same_keras, workspace, ker
         "import os, numpy as np, keras\n"
         "class Model:\n"
         "    def __init__(self):\n"
-        "        self.m = keras.models.load_model(os.path.join(os.path.dirname(__file__), 'weights.keras'))\n"
+        "        self.m = keras.models.load_model("
+        "os.path.join(os.path.dirname(__file__), 'weights.keras'))\n"
         "    def predict(self, X):\n"
         "        return self.m.predict(X, verbose=0)\n"))
     r = cli("build", "--weights", keras_weights)

@@ -112,24 +112,25 @@ def test_init_refuses_to_overwrite(cli, tmp_path):
 def test_init_works_from_an_installed_wheel(tmp_path):
     """The templates and profiles are package data: a wheel in a fresh venv finds them."""
     wheels = tmp_path / "wheels"
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                        "-w", str(wheels), str(ROOT)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                        "-q", "-w", str(wheels), str(ROOT)],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     (whl,) = wheels.glob("subkit-*.whl")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=True)
     py = env_dir / "bin" / "python"
-    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed",
-                        str(whl)],
+    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                        "--ignore-installed", str(whl)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     ws = tmp_path / "elsewhere"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    r = subprocess.run([str(env_dir / "bin" / "subkit"), "init", str(ws)], capture_output=True, text=True,
-                       cwd=tmp_path, env=env, timeout=120)
+    r = subprocess.run([str(env_dir / "bin" / "subkit"), "init", str(ws)],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "class Model" in (ws / "model.py").read_text()
     # the installed copy, not the checkout, answered
-    loc = subprocess.run([str(py), "-c", "import subkit; print(subkit.__file__)"], capture_output=True,
-                         text=True, cwd=tmp_path, env=env).stdout
+    loc = subprocess.run([str(py), "-c", "import subkit; print(subkit.__file__)"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env).stdout
     assert str(env_dir) in loc

@@ -17,7 +17,8 @@ import pytest
 
 from conftest import alive_with, make_zip, subkit_argv, subkit_env, subkit_process
 
-GOOD = "import numpy as np\nclass Model:\n    def predict(self, X):\n        return np.zeros(len(X), int)\n"
+GOOD = ("import numpy as np\nclass Model:\n    def predict(self, X):\n"
+        "        return np.zeros(len(X), int)\n")
 
 # Injected into a `subkit` process: SIGKILL itself at the point CRASH_AT names.
 CRASHER = r'''

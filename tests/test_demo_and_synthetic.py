@@ -25,7 +25,8 @@ def test_synthetic_is_deterministic_and_imbalanced_like_the_reference():
     dup = a["images"][a["is_duplicate"]]
     distinct = {im.tobytes() for im in dup}
     assert len(distinct) <= 4  # copies of a few joke images, byte-identical
-    assert not (synthetic.generate(50, seed=6)["images"] == synthetic.generate(50, seed=5)["images"]).all()
+    assert not (synthetic.generate(50, seed=6)["images"]
+                == synthetic.generate(50, seed=5)["images"]).all()
 
 
 def test_synthetic_classes_differ_but_not_trivially():
@@ -47,7 +48,8 @@ def test_demo_end_to_end(cli, tmp_path):
         assert step in r.out
     zips = list((out / "submissions").glob("demo-*.zip"))
     assert len(zips) == 1
-    ledger = [json.loads(x) for x in (out / "submissions" / "ledger.jsonl").read_text().splitlines()]
+    ledger = [json.loads(x)
+              for x in (out / "submissions" / "ledger.jsonl").read_text().splitlines()]
     kinds = [rec["kind"] for rec in ledger]
     assert kinds == ["build", "score-local"]
     (run,) = (out / "submissions" / "runs").iterdir()

@@ -45,7 +45,8 @@ def test_an_error_leaves_the_old_file_and_no_temp_file(tmp_path):
     assert p.read_text() == "old" and sorted(x.name for x in tmp_path.iterdir()) == ["keep.txt"]
 
 
-GOOD = "import numpy as np\nclass Model:\n    def predict(self, X):\n        return np.zeros(len(X), int)\n"
+GOOD = ("import numpy as np\nclass Model:\n    def predict(self, X):\n"
+        "        return np.zeros(len(X), int)\n")
 
 
 def test_what_commands_leave_in_the_workspace_keeps_the_umask(umask_022, cli, workspace,

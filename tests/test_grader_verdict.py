@@ -277,7 +277,7 @@ def test_a_bad_installer_choice_is_refused(monkeypatch):
     assert environment.installer_kind() == "pip"  # pip is the fallback
 
 
-# -- the demo's folder ------------------------------------------------------------------------------
+# -- the demo's folder -----------------------------------------------------------------------------
 def test_the_demo_goes_to_home_not_into_a_source_checkout(tmp_path, monkeypatch):
     from subkit.commands import demo_reference as demo
 
@@ -299,7 +299,7 @@ def test_the_demo_goes_to_home_not_into_a_source_checkout(tmp_path, monkeypatch)
     assert demo.demo_directory(Path("mine"))[0] == plain / "mine"
 
 
-# -- real version pairs: the grader environment ------------------------------------------------------
+# -- real version pairs: the grader environment ----------------------------------------------------
 @pytest.fixture
 def auto(monkeypatch, grader_python):
     """The default path: SUBKIT_ENV unset, the real grader environment in the cache."""
@@ -433,7 +433,8 @@ def test_a_zip_built_with_no_flags_runs_in_the_grader_versions_the_same(
     assert r.code == 0, r.text
     man = json.loads(r.out)
     rt = man["weights"][0]["retarget"]
-    assert rt["status"] == "rewritten" and rt["verified"] is True and rt["target_version"] == "3.4.1"
+    assert (rt["status"] == "rewritten" and rt["verified"] is True
+            and rt["target_version"] == "3.4.1")
     assert man["env"]["name"] == "grader" and man["smoke"]["versions"]["keras"] == "3.4.1"
     assert man["status"] == "PASSED"
     (kv,) = [c for c in man["checks"] if c["name"] == "keras version"]

@@ -36,10 +36,11 @@ HOSTILE = Path(__file__).parent / "hostile"
 SECRET = "s3cr3t-" + hashlib.sha256(str(os.getpid()).encode()).hexdigest()[:16]
 HAS_BWRAP = sandbox.bwrap_available()[0]
 needs_bwrap = pytest.mark.skipif(not HAS_BWRAP and not os.environ.get("CI"),
-                                 reason=f"bubblewrap sandbox unavailable: {sandbox.bwrap_available()[1]}")
+                                 reason="bubblewrap sandbox unavailable: "
+                                        f"{sandbox.bwrap_available()[1]}")
 
 
-# -- the arena: a workspace worth attacking ---------------------------------------------------------
+# -- the arena: a workspace worth attacking --------------------------------------------------------
 class _Server(threading.Thread):
     """Accepts connections and counts them."""
 
@@ -254,7 +255,8 @@ def test_credentials_and_environment_stay_out_of_reach(arena):
     assert got["ppid"] == 0
     assert all(k.endswith(":failed") for k in got if k.startswith(str(arena.home)))
     assert "/etc/shadow:failed" in got
-    assert "subkit-test-key" not in got.get("/proc/keys", "") and got.get("session_keys") in (None, [])
+    assert ("subkit-test-key" not in got.get("/proc/keys", "")
+            and got.get("session_keys") in (None, []))
     assert res["sandbox"]["isolated"] is True and res["network_isolated"] is True
 
 
@@ -374,7 +376,8 @@ def test_a_run_that_ended_while_subkit_was_stopped_past_the_limit_fails(arena):
 def test_the_machine_cannot_be_exhausted(arena, attack, limits, expected):
     arena.limits(**limits)
     t0 = time.monotonic()
-    code, res, _ = arena.score_local(arena.zip("exhaust", attack, attack=attack), "--time-limit", "30")
+    code, res, _ = arena.score_local(arena.zip("exhaust", attack, attack=attack),
+                                     "--time-limit", "30")
     assert time.monotonic() - t0 < 60
     assert not alive_with(arena.token)
     if expected is None:  # the bomb runs into the limit, then the submission goes on
@@ -428,7 +431,8 @@ attempt("reference", lambda: read({str(ref)!r}))
 attempt("app_ref", lambda: read("/app/input/ref/y.txt"))
 attempt("bundle", lambda: __import__("os").listdir({str(bundle)!r}))
 '''
-    model = "import numpy as np\nclass Model:\n    def predict(self, X):\n        return np.zeros(len(X), int)\n"
+    model = ("import numpy as np\nclass Model:\n    def predict(self, X):\n"
+             "        return np.zeros(len(X), int)\n")
     z = _zip(tmp_path / "bundle-attack.zip", {
         "model.py": model, "attack.py": attack, "targets.json": "{}",
         "metadata.yaml": "command: python3 /app/program/attack.py\n"})
@@ -440,7 +444,7 @@ attempt("bundle", lambda: __import__("os").listdir({str(bundle)!r}))
     assert res["isolation"]["isolated"] is True
 
 
-# -- without bubblewrap: what it promises -----------------------------------------------------------
+# -- without bubblewrap: what it promises ----------------------------------------------------------
 def test_without_the_sandbox_the_environment_is_still_an_allow_list(arena):
     code, res, _ = arena.score_local(arena.zip("steal_secrets"), env={"SUBKIT_SANDBOX": "none"})
     assert code == 0 and res["ok"]

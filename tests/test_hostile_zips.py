@@ -16,7 +16,8 @@ from subkit.grader import safezip
 
 from conftest import make_zip
 
-GOOD = "import numpy as np\nclass Model:\n    def predict(self, X):\n        return np.zeros(len(X), int)\n"
+GOOD = ("import numpy as np\nclass Model:\n    def predict(self, X):\n"
+        "        return np.zeros(len(X), int)\n")
 
 
 def _patch(path: Path, member: str, *, method: int | None = None, flags: int | None = None) -> Path:
@@ -90,8 +91,8 @@ def test_hostile_zip_refused_by_score_local_and_check(case, cli, workspace, tmp_
 
 
 def test_a_zip_bomb_of_many_members_is_refused_before_writing(cli, workspace, tmp_path, test_npz):
-    """A zip bomb of many members, in small: each member passes the ratio check, together they exceed
-    the bound ([limits] unzipped_mb; 4096 MB by default)."""
+    """A zip bomb of many members, in small: each member passes the ratio check, together they
+    exceed the bound ([limits] unzipped_mb; 4096 MB by default)."""
     toml = workspace / "subkit.toml"
     toml.write_text(toml.read_text() + "\n[limits]\nunzipped_mb = 64\n")
     z = _bomb(tmp_path / "bomb.zip", members=20, mb=4)

@@ -38,8 +38,10 @@ def test_a_codalab_zip_needs_its_metadata_file(cli, tmp_path, keras_weights):
     zp = make_zip(tmp_path / "s.zip", {"model.py": CODALAB, "weights.keras": b"x"})
     r, rep = check(cli, zp, "an2dl-2023-plants")
     (f,) = [c for c in failed(rep) if c["name"] == "required files"]
-    assert f["message"] == "the zip has no 'metadata' file at its root (it marks a CodaLab code submission)"
-    assert f["hint"].startswith("add a file named metadata holding 'description: Provides prediction")
+    assert f["message"] == ("the zip has no 'metadata' file at its root "
+                            "(it marks a CodaLab code submission)")
+    assert f["hint"].startswith("add a file named metadata holding "
+                                "'description: Provides prediction")
     assert r.code == 1
     r = cli("check", zp, "--no-smoke", "--profile", "an2dl-2023-plants")
     assert "[FAIL] required files: the zip has no 'metadata' file" in r.out and "FAILED" in r.out
@@ -98,4 +100,5 @@ def test_a_forecasting_predict_with_categories_passes(cli, tmp_path, keras_weigh
                                        "weights.keras": keras_weights})
     _, rep = check(cli, zp, "an2dl-2023-forecasting")
     assert not failed(rep)
-    assert any("defines model(path) and predict(X, categories)" in c["message"] for c in rep["checks"])
+    assert any("defines model(path) and predict(X, categories)" in c["message"]
+               for c in rep["checks"])

@@ -96,7 +96,8 @@ def test_a_hostile_pickle_is_refused_not_run(tmp_path):
 
 
 @pytest.mark.parametrize("labels,needle", [
-    (["healthy", "sick", "Healthy", "unhealthy"], "labels the profile does not know: 'Healthy', 'sick'"),
+    (["healthy", "sick", "Healthy", "unhealthy"],
+     "labels the profile does not know: 'Healthy', 'sick'"),
 ])
 def test_string_labels_the_profile_does_not_know(tmp_path, labels, needle):
     prof = load("an2dl-2023-plants")
@@ -116,7 +117,8 @@ def _forecast_set(n=12, steps=18):
     (lambda d: d.__setitem__("categories", np.array(["Z"] * 12)),
      "'categories' holds values the profile does not know: 'Z'"),
     (lambda d: d.__setitem__("categories", d["categories"][:5]), "'categories' has shape (5,)"),
-    (lambda d: d.__setitem__("X", d["X"][:, :150]), "have shape (150,), the profile expects (200,)"),
+    (lambda d: d.__setitem__("X", d["X"][:, :150]),
+     "have shape (150,), the profile expects (200,)"),
     (lambda d: d.__setitem__("y", d["y"][:, 0]), "'y' has shape (12,)"),
 ])
 def test_bad_forecasting_sets(tmp_path, change, needle):

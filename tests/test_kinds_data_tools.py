@@ -102,7 +102,8 @@ def test_series_classification_uses_the_classification_tools(cli, tmp_path):
     d = synthetic.for_profile(load(TS), 240, seed=1)
     d = {k: np.concatenate([v, v[:5]]) for k, v in d.items()}
     io.save_npz(tmp_path / "ts.npz", **d)
-    r = cli("data", "dedupe", tmp_path / "ts.npz", "--out", tmp_path / "c.npz", "--profile", TS, "--json")
+    r = cli("data", "dedupe", tmp_path / "ts.npz", "--out", tmp_path / "c.npz", "--profile", TS,
+            "--json")
     assert r.code == 0 and json.loads(r.out)["n_removed"] == 5
     r = cli("data", "split", tmp_path / "c.npz", "--out-train", tmp_path / "tr.npz", "--out-test",
             tmp_path / "te.npz", "--near", "0", "--profile", TS, "--json")

@@ -160,7 +160,8 @@ def test_demo_of_a_kaggle_series_competition(cli, tmp_path):
                  "demo finished"):
         assert step in r.out
     lines = (out / "submission.csv").read_text().splitlines()
-    assert lines[0] == "sample_index,label" and len(lines) == 1 + len(np.load(out / "data" / "local_test.npz")["X"])
+    assert (lines[0] == "sample_index,label"
+            and len(lines) == 1 + len(np.load(out / "data" / "local_test.npz")["X"]))
     train, test = np.load(out / "data" / "train.npz"), np.load(out / "data" / "local_test.npz")
     assert len(train["X"]) + len(test["X"]) == 200 and set(test["labels"].ravel()) == {0, 1, 2}
     assert 'local_test = "data/local_test.npz"' in (out / "subkit.toml").read_text()

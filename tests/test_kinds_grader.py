@@ -79,9 +79,11 @@ def test_forecasts_are_scored_in_each_phase(cli, tmp_path):
     naive = ((d["y"][:, :9] - d["X"][:, -1:]) ** 2)
     assert res["score"] == pytest.approx(float(naive.mean()), rel=1e-6)
     assert res["scores"]["mae"] == pytest.approx(float(np.sqrt(naive).mean()), rel=1e-6)
-    r, res = score(cli, forecast_zip(tmp_path, 18), data, "an2dl-2023-forecasting", "--phase", "final")
+    r, res = score(cli, forecast_zip(tmp_path, 18), data, "an2dl-2023-forecasting",
+                   "--phase", "final")
     assert r.code == 0 and res["phase"] == "final" and len(res["scores"]["mse_per_step"]) == 18
-    out = np.load(tmp_path / "submissions" / "runs" / res["run_dir"].split("/")[-1] / "output" / "forecasts.npy")
+    out = np.load(tmp_path / "submissions" / "runs" / res["run_dir"].split("/")[-1] / "output"
+                  / "forecasts.npy")
     assert out.shape == (40, 18)
 
 
@@ -155,22 +157,26 @@ def test_masks_are_scored_by_mean_iou_without_the_background(cli, tmp_path):
     assert r.code == 0 and res["metric"] == "mean_iou" and res["kind"] == "segmentation"
     from subkit.grader import scoring
 
-    want = scoring.segmentation_metrics(truth, noisy, load("an2dl-2024-mars-terrain").class_names, [0])
+    want = scoring.segmentation_metrics(truth, noisy, load("an2dl-2024-mars-terrain").class_names,
+                                        [0])
     assert res["score"] == pytest.approx(want["mean_iou"]) and 0.5 < res["score"] < 0.95
     assert res["per_class"][0]["ignored"] and res["per_class"][0]["iou"] is None
     assert "pixel_accuracy" in res["scores"]
-    r = cli("score-local", tmp_path / "seg.zip", "--data", data, "--profile", "an2dl-2024-mars-terrain")
+    r = cli("score-local", tmp_path / "seg.zip", "--data", data,
+            "--profile", "an2dl-2024-mars-terrain")
     assert "mean_iou" in r.out and "ignored" in r.out and "confusion matrix of pixels" in r.out
 
 
 @pytest.mark.parametrize("out,needle,hint", [
-    ("np.eye(5, dtype=np.float32)[truth]", "predict returned per-pixel class probabilities of shape "
+    ("np.eye(5, dtype=np.float32)[truth]",
+     "predict returned per-pixel class probabilities of shape "
      "(6, 64, 128, 5), not masks of shape (6, 64, 128)", "np.argmax(output, axis=-1)"),
     ("truth[..., None]", "predict returned shape (6, 64, 128, 1)", "masks[..., 0]"),
     ("truth[:, ::2, ::2]", "predict returned masks of 32x64 pixels; the images are 64x128",
      "resize the network's output back"),
     ("truth.reshape(n, -1)", "predict returned flattened masks (6, 8192)", "reshape(-1, 64, 128)"),
-    ("truth * 0.5", "predict returned fractional values per pixel", "np.argmax(probabilities, axis=-1)"),
+    ("truth * 0.5", "predict returned fractional values per pixel",
+     "np.argmax(probabilities, axis=-1)"),
     ("truth + 3", "pixels hold classes outside 0..4", "class indices"),
     ("truth[:-1]", "predict returned shape (5, 64, 128) for 6 images", "one mask per input image"),
 ])
@@ -225,8 +231,8 @@ def test_predict_writes_the_mars_csv_exactly(cli, tmp_path):
     data = make_test_set(tmp_path, "an2dl-2024-mars-terrain", 5)
     truth = np.load(data)["masks"].astype(np.int64)
     truth[2, 1, 3] = 4  # pixel (row 1, col 3) of image 2 -> column 1 * 128 + 3 = 131
-    r = cli("predict", seg_zip(tmp_path, "truth", truth), "--data", data, "--out", tmp_path / "m.csv",
-            "--profile", "an2dl-2024-mars-terrain")
+    r = cli("predict", seg_zip(tmp_path, "truth", truth), "--data", data,
+            "--out", tmp_path / "m.csv", "--profile", "an2dl-2024-mars-terrain")
     assert r.code == 0, r.err
     rows = list(csv.reader(open(tmp_path / "m.csv")))
     assert rows[0] == ["id"] + [str(i) for i in range(8192)]
@@ -260,7 +266,8 @@ PP = ["sample_index,label", "000,no_pain", "001,low_pain", "002,high_pain", "003
     ([PP[0], PP[2], PP[1], PP[3], PP[4]],
      "the ids are shuffled: line 2 has id '001', the test set has '000' there (write the rows "
      "in the test set's order)"),
-    (["id,label"] + PP[1:], "the header is not the competition's: missing sample_index; unexpected id"),
+    (["id,label"] + PP[1:],
+     "the header is not the competition's: missing sample_index; unexpected id"),
     (["label,sample_index"] + [",".join(ln.split(",")[::-1]) for ln in PP[1:]],
      "the columns are in another order than the competition's"),
     (PP[:4], "3 rows, the competition expects 4"),
@@ -282,7 +289,8 @@ def test_a_bad_pirate_pain_csv(cli, tmp_path, lines, needle):
 @pytest.mark.parametrize("edit,needle", [
     (lambda rows: [rows[0][:-1]] + [r[:-1] for r in rows[1:]],
      "the header is not the competition's: missing 8191"),
-    (lambda rows: [rows[0]] + [rows[2], rows[1]] + rows[3:], "the ids are shuffled: line 2 has id '1'"),
+    (lambda rows: [rows[0]] + [rows[2], rows[1]] + rows[3:],
+     "the ids are shuffled: line 2 has id '1'"),
     (lambda rows: [rows[0]] + [rows[1][:5] + ["7"] + rows[1][6:]] + rows[2:],
      "line 2: '7' is not a class id (0..4)"),
     (lambda rows: [rows[0]] + [rows[1][:5] + ["0.5"] + rows[1][6:]] + rows[2:],
@@ -315,4 +323,5 @@ def test_the_test_sets_own_ids_are_used(cli, tmp_path):
     np.savez(tmp_path / "t.npz", **d)
     assert kaggle_csv.test_ids(tmp_path / "t.npz", prof, 3) == ["a7", "b2", "c9"]
     kaggle_csv.write(tmp_path / "o.csv", np.array([2, 0, 1]), ["a7", "b2", "c9"], prof)
-    assert (tmp_path / "o.csv").read_text().splitlines()[1:] == ["a7,high_pain", "b2,no_pain", "c9,low_pain"]
+    assert ((tmp_path / "o.csv").read_text().splitlines()[1:]
+            == ["a7,high_pain", "b2,no_pain", "c9,low_pain"])

@@ -52,7 +52,8 @@ def test_forecasting_phases_change_the_horizon():
     assert p.extra_inputs == ["categories"]
     assert p.extra_input_values("categories") == list("ABCDEF")
     assert p.phases == ["development", "final"]
-    assert (p.horizon(), p.horizon("development"), p.horizon("final"), p.horizon("1")) == (9, 9, 18, 18)
+    assert ((p.horizon(), p.horizon("development"), p.horizon("final"), p.horizon("1"))
+            == (9, 9, 18, 18))
     assert p.task_spec("final").horizon == 18 and p.task_spec().phase == "development"
     assert not p.higher_is_better and p.secondary_metrics == ["mae"]
     with pytest.raises(ProfileError) as exc:
@@ -74,20 +75,23 @@ def test_csv_layouts():
             pirate.csv.label_values) == ("labels", "sample_index", "label", "names")
     assert (blood.csv.layout, blood.csv.label_values) == ("labels", "indices")
     assert mars.ignore_classes == [0] and mars.task_spec().mask_shape == (64, 128)
-    assert pirate.input_shape == (160, 38) and pirate.class_names == ["no_pain", "low_pain", "high_pain"]
+    assert (pirate.input_shape == (160, 38)
+            and pirate.class_names == ["no_pain", "low_pain", "high_pain"])
 
 
 @pytest.mark.parametrize("text,needle", [
     ('[output]\nhorizn = 9\n', "unknown key 'horizn' in [output]"),
     ('[evaluation]\nmetric = "mse"\n', "metric 'mse' does not rank a classification task"),
     ('[output]\nkind = "masks"\n', "[output] kind 'masks' does not fit a classification task"),
-    ('[evaluation]\nsecondary_metrics = ["mae"]\n', "secondary_metrics: 'mae' is not a classification"),
+    ('[evaluation]\nsecondary_metrics = ["mae"]\n',
+     "secondary_metrics: 'mae' is not a classification"),
     ('[output.phase.nope]\nhorizon = 18\n', "[output.phase.nope] names no phase"),
     ('[output.phase.final]\nkind = "labels"\n', "may only change horizon"),
     ('[submission]\npredict_extra_inputs = ["1x"]\n', "is not a name"),
     ('[submission.required_files]\n"a/b" = "x"\n', "required_files: 'a/b'"),
     ('[input]\nkind = "video"\n', "[input] kind 'video' is not known"),
-    ('[input]\nextra_values = { colour = ["r"] }\n', "extra_values: 'colour' is not a predict input"),
+    ('[input]\nextra_values = { colour = ["r"] }\n',
+     "extra_values: 'colour' is not a predict input"),
     ('[kaggle]\nlayout = "rle"\n', "[kaggle] layout 'rle' is not known"),
     ('[kaggle]\nlabel_values = "words"\n', "label_values 'words' is not known"),
     ('platform = "codalab2"\n', "platform 'codalab2' is not known"),
@@ -100,9 +104,11 @@ def test_bad_kind_settings_are_refused(tmp_path, text, needle):
 
 
 @pytest.mark.parametrize("base,text,needle", [
-    ("an2dl-2024-mars-terrain", "[evaluation]\nignore_classes = [5]\n", "ignore_classes: 5 is not a class id"),
+    ("an2dl-2024-mars-terrain", "[evaluation]\nignore_classes = [5]\n",
+     "ignore_classes: 5 is not a class id"),
     ("an2dl-2023-forecasting", "[output]\nhorizon = 0\n", "[output] horizon is missing"),
-    ("an2dl-2023-forecasting", "[evaluation]\nmetric = \"accuracy\"\n", "does not rank a forecasting"),
+    ("an2dl-2023-forecasting", "[evaluation]\nmetric = \"accuracy\"\n",
+     "does not rank a forecasting"),
 ])
 def test_bad_settings_per_kind(tmp_path, base, text, needle):
     (tmp_path / "subkit.toml").write_text(f'profile = "{base}"\n' + text)

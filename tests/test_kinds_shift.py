@@ -51,7 +51,8 @@ def test_series_shifts_and_the_forecast_truth():
         assert np.allclose(ys[i], gain * y[i] + off, atol=1e-4)
     Xn, yn = shift_kinds.apply(prof, "noise", 1, X, y)
     assert np.array_equal(yn, y) and 0 < np.abs(Xn - X).mean() < 0.05
-    shares = [float((shift_kinds.apply(prof, "missing", s, X + 1, y)[0] == 0).mean()) for s in (1, 2, 3)]
+    shares = [float((shift_kinds.apply(prof, "missing", s, X + 1, y)[0] == 0).mean())
+              for s in (1, 2, 3)]
     assert shares[0] < shares[1] < shares[2] and 0.15 < shares[2] < 0.45
     a, _ = shift_kinds.apply(prof, "scaling", 2, X, y, seed=5)
     b, _ = shift_kinds.apply(prof, "scaling", 2, X, y, seed=5)
@@ -72,7 +73,8 @@ def test_suites_per_kind():
     assert "its shifts: noise, scaling, missing" in str(exc.value)
 
 
-NAIVE = ("import os\nimport numpy as np\nclass model:\n    def __init__(self, path):\n        pass\n"
+NAIVE = ("import os\nimport numpy as np\nclass model:\n"
+         "    def __init__(self, path):\n        pass\n"
          "    def predict(self, X, categories):\n        assert len(categories) == len(X)\n"
          "        return np.repeat(X[:, -1:], 9, axis=1)\n")
 THRESHOLD = ("import numpy as np\nclass Model:\n    def predict(self, X):\n"
@@ -82,7 +84,8 @@ THRESHOLD = ("import numpy as np\nclass Model:\n    def predict(self, X):\n"
 def test_score_local_shift_on_forecasts(cli, tmp_path):
     io.save_npz(tmp_path / "t.npz", **synthetic.for_profile(load(FC), 24, seed=0))
     zp = make_zip(tmp_path / "n.zip", {"model.py": NAIVE, "metadata": "description: x\n"})
-    r = cli("score-local", zp, "--data", tmp_path / "t.npz", "--profile", FC, "--shift", "quick", "--json")
+    r = cli("score-local", zp, "--data", tmp_path / "t.npz", "--profile", FC, "--shift", "quick",
+            "--json")
     assert r.code == 0, r.err
     res = json.loads(r.out)
     sh = res["shift"]

@@ -79,7 +79,8 @@ def test_init_lays_out_the_codalab_workspace(cli, tmp_path):
     r = cli("init", tmp_path / "k", "--profile", "an2dl-2024-mars-terrain")
     assert r.code == 0 and not (tmp_path / "k" / "metadata").exists()
     assert "TTA_VIEWS" in (tmp_path / "k" / "model.py").read_text()
-    assert "def build_model(keras, input_shape, n_classes, width)" in (tmp_path / "k" / "train.py").read_text()
+    assert ("def build_model(keras, input_shape, n_classes, width)"
+            in (tmp_path / "k" / "train.py").read_text())
 
 
 def _module(folder, text, name="model.py"):

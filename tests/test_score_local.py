@@ -29,17 +29,22 @@ def _model(predict_body: str = "return np.zeros(len(X), dtype=np.int64)", init_b
 
 # name -> (model.py source, extra files, substring of the failure message, stage)
 CORPUS = {
-    "syntax_error": ("import numpy as np\nclass Model:\n    def predict(self, X)\n        return X\n", {},
-                     "syntax error", "import"),
-    "import_error": (_model(top="import definitely_not_installed_pkg"), {}, "definitely_not_installed_pkg", "import"),
-    "no_class": ("import numpy as np\nclass model:\n    pass\n", {}, "defines no class 'Model'", "import"),
-    "init_needs_args": ("import numpy as np\nclass Model:\n    def __init__(self, path):\n        pass\n"
+    "syntax_error": ("import numpy as np\nclass Model:\n    def predict(self, X)\n"
+                     "        return X\n", {}, "syntax error", "import"),
+    "import_error": (_model(top="import definitely_not_installed_pkg"), {},
+                     "definitely_not_installed_pkg", "import"),
+    "no_class": ("import numpy as np\nclass model:\n    pass\n", {}, "defines no class 'Model'",
+                 "import"),
+    "init_needs_args": ("import numpy as np\nclass Model:\n"
+                        "    def __init__(self, path):\n        pass\n"
                         "    def predict(self, X):\n        return np.zeros(len(X), int)\n", {},
                         "Model() needs arguments", "init"),
-    "init_raises": (_model(init_body="raise RuntimeError('boom in init')"), {}, "boom in init", "init"),
+    "init_raises": (_model(init_body="raise RuntimeError('boom in init')"), {}, "boom in init",
+                    "init"),
     "weights_not_found": (_model(init_body="open('my_best_weights.npy', 'rb')"), {},
                           "could not find its weights", "init"),
-    "predict_raises": (_model("raise ValueError('bad shapes in predict')"), {}, "bad shapes in predict", "predict"),
+    "predict_raises": (_model("raise ValueError('bad shapes in predict')"), {},
+                       "bad shapes in predict", "predict"),
     "predict_wrong_signature": ("import numpy as np\nclass Model:\n    def predict(self, X, y):\n"
                                 "        return X\n", {}, "predict(X)", "predict"),
     "sys_exit": (_model("sys.exit(3)"), {}, "sys.exit(3)", "predict"),
@@ -47,9 +52,12 @@ CORPUS = {
     # a real crash: the child is the init of its pid namespace, as a container's command is,
     # and like it ignores a signal it sends itself without a handler
     "signal": (_model("import ctypes; ctypes.string_at(0)"), {}, "SIGSEGV", "predict"),
-    "one_hot": (_model("return np.eye(8)[np.zeros(len(X), int)]"), {}, "one-hot vectors", "scoring"),
-    "probabilities": (_model("return np.full((len(X), 8), 1/8)"), {}, "class probabilities", "scoring"),
-    "logits": (_model("return np.random.default_rng(0).normal(size=(len(X), 8))"), {}, "logits", "scoring"),
+    "one_hot": (_model("return np.eye(8)[np.zeros(len(X), int)]"), {}, "one-hot vectors",
+                "scoring"),
+    "probabilities": (_model("return np.full((len(X), 8), 1/8)"), {}, "class probabilities",
+                      "scoring"),
+    "logits": (_model("return np.random.default_rng(0).normal(size=(len(X), 8))"), {}, "logits",
+               "scoring"),
     "column": (_model("return np.zeros((len(X), 1), int)"), {}, "a column", "scoring"),
     "too_few": (_model("return np.zeros(len(X) - 1, int)"), {}, "labels for", "scoring"),
     "nan": (_model("return np.full(len(X), np.nan)"), {}, "NaN", "scoring"),
@@ -104,7 +112,8 @@ def test_good_submission_scores_exactly(cli, workspace, tmp_path, test_npz):
     assert res["scores"]["balanced_accuracy"] == pytest.approx(1 / 8)
     assert res["confusion_matrix"][0][0] == int((labels == 0).sum())
     assert res["per_class"][0]["recall"] == 1.0
-    scores = json.loads((workspace / "submissions" / "runs").glob("*/scores.json").__next__().read_text())
+    scores = json.loads((workspace / "submissions" / "runs").glob("*/scores.json").__next__()
+                        .read_text())
     assert scores["accuracy"] == pytest.approx(res["score"])
     assert res["peak_rss_mb"] > 5
     ledger = (workspace / "submissions" / "ledger.jsonl").read_text().splitlines()
@@ -121,7 +130,8 @@ def test_terminal_summary_of_a_success(cli, workspace, tmp_path, test_npz):
     assert "confusion matrix" in r.out and "Basophil" in r.out and "of the 600 s limit" in r.out
 
 
-def test_child_gets_no_credentials_and_runs_in_the_submission(cli, workspace, tmp_path, test_npz, monkeypatch):
+def test_child_gets_no_credentials_and_runs_in_the_submission(cli, workspace, tmp_path, test_npz,
+                                                              monkeypatch):
     monkeypatch.setenv("KAGGLE_KEY", "sekrit")
     monkeypatch.setenv("MY_API_TOKEN", "sekrit")
     src = _model(init_body="assert os.path.exists('model.py'), os.getcwd()\n"
@@ -133,7 +143,8 @@ def test_child_gets_no_credentials_and_runs_in_the_submission(cli, workspace, tm
 
 
 def test_megabytes_of_output_are_capped(cli, workspace, tmp_path, test_npz):
-    src = _model("sys.stdout.write('x' * (20 * 1024 * 1024)); sys.stdout.flush(); print('THE END')\n"
+    src = _model("sys.stdout.write('x' * (20 * 1024 * 1024)); sys.stdout.flush(); "
+                 "print('THE END')\n"
                  "        return np.zeros(len(X), int)")
     z = make_zip(tmp_path / "loud.zip", {"model.py": src})
     r = cli("score-local", z, "--data", test_npz, "--json")
@@ -190,7 +201,8 @@ def test_bad_inputs_of_score_local(cli, workspace, tmp_path, test_npz):
     assert r.code == 1 and "(32, 32, 3)" in r.err
     r = cli("score-local", z)  # no local_test in subkit.toml
     assert r.code == 2 and "no test data" in r.err
-    assert not (workspace / "submissions" / "runs").exists() or not any((workspace / "submissions" / "runs").iterdir())
+    assert (not (workspace / "submissions" / "runs").exists()
+            or not any((workspace / "submissions" / "runs").iterdir()))
 
 
 def test_newest_zip_and_workspace_test_set_are_defaults(cli, workspace, tmp_path, test_npz):
@@ -198,7 +210,8 @@ def test_newest_zip_and_workspace_test_set_are_defaults(cli, workspace, tmp_path
 
     shutil.copy(test_npz, workspace / "local_test.npz")
     toml = workspace / "subkit.toml"
-    toml.write_text(toml.read_text().replace('# local_test = "data/local_test.npz"', 'local_test = "local_test.npz"'))
+    toml.write_text(toml.read_text().replace('# local_test = "data/local_test.npz"',
+                                             'local_test = "local_test.npz"'))
     make_zip(workspace / "submissions" / "a.zip", {"model.py": GOOD})
     r = cli("score-local", "--json")
     assert r.code == 0, r.text

@@ -448,7 +448,8 @@ def test_shift_scores_are_what_the_model_gives_on_the_shifted_images(cli, ws_dat
 
 def _calls(r) -> list[str]:
     """What the COUNTING model wrote next to itself in that run."""
-    return (Path(json.loads(r.out)["run_dir"]) / "submission" / "calls.txt").read_text().splitlines()
+    return (Path(json.loads(r.out)["run_dir"]) / "submission"
+            / "calls.txt").read_text().splitlines()
 
 
 @pytest.mark.slow

@@ -80,7 +80,8 @@ def test_no_tta_float_input_and_small_batches(tmp_path, keras_weights, images):
     mod = load_template(tmp_path, keras_weights, TTA=False, BATCH_SIZE=7)
     m = mod.Model()
     assert m.views == ["identity"]
-    ref = keras.models.load_model(keras_weights, compile=False).predict(images[:20].astype("float32"), verbose=0)
+    ref = (keras.models.load_model(keras_weights, compile=False)
+           .predict(images[:20].astype("float32"), verbose=0))
     np.testing.assert_array_equal(m.predict(images[:20].astype(np.float64)), ref.argmax(-1))
     assert m.predict(images[:0]).shape == (0,)
     assert m.predict(images[0]).shape == (1,)  # a single image
@@ -91,7 +92,8 @@ def test_logits_are_turned_into_probabilities(tmp_path, images):
 
     keras.utils.set_random_seed(1)
     inp = keras.Input((96, 96, 3))
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(3, 3)(keras.layers.Rescaling(1 / 255)(inp)))
+    x = keras.layers.GlobalAveragePooling2D()(
+        keras.layers.Conv2D(3, 3)(keras.layers.Rescaling(1 / 255)(inp)))
     model = keras.Model(inp, keras.layers.Dense(8)(x) * 50.0)  # large logits
     path = tmp_path / "w.keras"
     model.save(path)
@@ -116,6 +118,8 @@ def test_template_imports_only_numpy_and_tensorflow():
     import ast
 
     tree = ast.parse(template_text("model.py"))
-    mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    mods = {a.name.split(".")[0]
+            for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    mods |= {n.module.split(".")[0]
+             for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert mods <= {"os", "numpy", "tensorflow", "keras"} | set(sys.stdlib_module_names), mods
