@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -99,6 +100,12 @@ class Worker:
         self._timer.daemon = True
         self._timer.start()
         self.ready: dict | None = None
+        # requests go out in order through a thread of their own: a request bigger than the
+        # pipe (a model's layer configs) would otherwise block subkit until the worker has
+        # imported TensorFlow and starts reading, seconds it can spend stripping the weights
+        self._outbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_requests, daemon=True)
+        self._writer.start()
 
     def _stderr_tail(self, n: int = 6) -> str:
         self._stderr.seek(0)
@@ -107,12 +114,18 @@ class Worker:
         return " | ".join(lines[-n:])
 
     def send(self, op: str, **payload: Any) -> None:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(json.dumps({"op": op, **payload}) + "\n")
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            pass  # read() reports the crash
+        """Queue a request; it is written after every earlier one, without waiting."""
+        self._outbox.put(json.dumps({"op": op, **payload}) + "\n")
+
+    def _write_requests(self) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None
+        while (line := self._outbox.get()) is not None:
+            try:
+                stdin.write(line)
+                stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                return  # read() reports the crash
 
     def read(self) -> dict:
         assert self.proc.stdout is not None
@@ -151,6 +164,8 @@ class Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self._outbox.put(None)
+        self._writer.join(timeout=5)
         self._box.close()
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
