@@ -178,3 +178,45 @@ def grader_python() -> str:
             pytest.fail(f"SUBKIT_REQUIRE_GRADER_ENV is set but: {exc.message}")
         pytest.skip("needs the grader environment (keras 3.4.1 + tensorflow 2.17.0): run "
                     "`subkit env create`; SUBKIT_REQUIRE_GRADER_ENV=1 makes this a failure")
+
+
+class RecordingBar:
+    """A live display that keeps what it was told: (n, description) of each set, the
+    advances, restarts, and whether it was closed."""
+
+    def __init__(self, label: str, total: float, unit: str):
+        self.label, self.total, self.unit = label, total, unit
+        self.sets: list[tuple[float, str | None]] = []
+        self.advanced: list[float] = []
+        self.restarts = 0
+        self.closed = False
+
+    def set(self, n: float, description: str | None = None) -> None:
+        self.sets.append((n, description))
+
+    def advance(self, n: float) -> None:
+        self.advanced.append(n)
+
+    def restart(self) -> None:
+        self.restarts += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def recording_bars():
+    """Report through a live reporter whose bars record (``subkit.ui.bar``); yields them."""
+    from subkit import ui
+
+    bars: list[RecordingBar] = []
+
+    class Live(ui.Reporter):
+        live = True
+
+        def bar(self, label, total, unit):
+            bars.append(RecordingBar(label, total, unit))
+            return bars[-1]
+
+    with ui.use(Live()):
+        yield bars

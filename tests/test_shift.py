@@ -255,22 +255,23 @@ def test_generator_failure_is_reported(batch, tmp_path, monkeypatch):
     assert Path(plan.entries[0]["path"] + ".failed").read_text() == plan.error
 
 
-def test_set_progress_counts_sets_on_a_terminal(tmp_path, monkeypatch):
+def test_set_progress_counts_sets_on_a_live_reporter(tmp_path, recording_bars):
     status = tmp_path / "ingestion.json"
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     bar = S.SetProgress(4, "clean + 3 shifted sets", 60.0, status, enabled=True)
-    for t, st, done, desc in (
-            (1.0, {"stage": "predict", "ok": False}, 0, "clean set: predict"),
-            (2.0, {"stage": "extra:blur-1", "ok": True, "extra": {}}, 1, "shifted set blur-1"),
-            (3.0, {"stage": "extra:noise-1", "ok": True, "extra": {"blur-1": {}}}, 2,
-             "shifted set noise-1")):
+    for t, st in ((1.0, {"stage": "predict", "ok": False}),
+                  (2.0, {"stage": "extra:blur-1", "ok": True, "extra": {}}),
+                  (3.0, {"stage": "extra:noise-1", "ok": True, "extra": {"blur-1": {}}})):
         status.write_text(json.dumps(st))
         bar.tick(t)
-        assert bar.bar.n == done and bar.bar.desc == desc
     bar.close()
     quiet = S.SetProgress(4, "x", 60.0, status, enabled=False)
     quiet.tick(10.0)
-    assert not hasattr(quiet, "bar")
+    quiet.close()
+    [drawn] = recording_bars  # the quiet one asked for no display
+    assert (drawn.label, drawn.total, drawn.unit, drawn.closed) == (
+        "clean + 3 shifted sets", 4, "set", True)
+    assert drawn.sets == [(0, "clean set: predict"), (1, "shifted set blur-1"),
+                          (2, "shifted set noise-1")]
 
 
 # -- the child side: --extra-input, --proba -----------------------------------------------------

@@ -79,3 +79,38 @@ def test_check_json_prints_only_the_report(cli, workspace, tmp_path):
     assert plain.out.splitlines()[-1] == "FAILED"
     assert "  [FAIL] layout: model.py is not at the zip root (found submission/model.py)" \
         in plain.out.splitlines()
+
+
+def test_the_terminal_draws_a_bar_on_a_tty_only(monkeypatch, capsys):
+    """Library code asks ``ui.bar``; the terminal reporter draws tqdm on stderr when it
+    is a terminal, and nothing otherwise."""
+    import sys
+
+    from subkit.cli.options import TerminalReporter
+
+    with ui.use(TerminalReporter()):
+        quiet = ui.bar("upload", 100, unit="B")
+        quiet.advance(50)
+        quiet.close()
+        assert type(quiet) is ui.Bar and capsys.readouterr().err == ""
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+        drawn = ui.bar("child: predict", 60, unit="s")
+        drawn.set(30, "child: predict")
+        drawn.close()
+    assert type(drawn) is not ui.Bar and "30/60 s of the time limit" in capsys.readouterr().err
+
+
+def test_a_run_s_time_bar_follows_the_child_s_stage(tmp_path, recording_bars):
+    from subkit.grader.run import TimeBar
+
+    status = tmp_path / "ingestion.json"
+    bar = TimeBar("score-local", 600.0, status)
+    for t, stage in ((1.0, "import"), (1.2, "init"), (2.0, "init"), (3.0, "predict")):
+        status.write_text(json.dumps({"stage": stage}))
+        bar.tick(t)
+    bar.close()
+    [drawn] = recording_bars
+    assert (drawn.label, drawn.total, drawn.unit, drawn.closed) == ("score-local", 600.0, "s",
+                                                                     True)
+    # ticks closer than half a second are skipped; the description changes with the stage
+    assert drawn.sets == [(1.0, "child: import"), (2.0, "child: init"), (3.0, "child: predict")]

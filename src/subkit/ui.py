@@ -3,8 +3,8 @@
 pypa/build's ``_ctx.py`` pattern: a context variable holds the current reporter;
 ``subkit.__main__`` sets the terminal one (``subkit.cli.options.TerminalReporter``) for
 the length of a command; the default is silent, so a library caller (a notebook, a test)
-sees nothing it did not ask for. Library modules call :func:`echo`, :func:`warn` and
-:func:`progress` below, never ``print`` or click.
+sees nothing it did not ask for. Library modules call :func:`echo`, :func:`warn`,
+:func:`progress` and :func:`bar` below, never ``print``, click or tqdm.
 """
 
 from __future__ import annotations
@@ -30,6 +30,28 @@ class Reporter:
 
     def progress(self, message: str) -> None:
         """A line of progress (stderr on a terminal: out of the way of ``--json``)."""
+
+    def bar(self, label: str, total: float, unit: str) -> Bar:
+        """A live display (only asked for where ``live`` is true); ``unit``: "s" (seconds
+        of a time limit), "set" (data sets) or "B" (bytes)."""
+        return Bar()
+
+
+class Bar:
+    """A live progress display of ``n`` out of ``total``; this one draws nothing (the
+    terminal reporter's draws on stderr)."""
+
+    def set(self, n: float, description: str | None = None) -> None:
+        """Show ``n`` done (and a new description, when given)."""
+
+    def advance(self, n: float) -> None:
+        """Add ``n`` to what is done."""
+
+    def restart(self) -> None:
+        """Back to zero (an upload retried from the start)."""
+
+    def close(self) -> None:
+        """Remove the display."""
 
 
 class Lines(Reporter):
@@ -94,6 +116,12 @@ def quiet() -> Iterator[Reporter]:
 def live() -> bool:
     """Whether a live progress display suits the current reporter."""
     return reporter().live
+
+
+def bar(label: str, total: float, *, unit: str = "s") -> Bar:
+    """A live progress display where the current reporter draws one, else a silent one."""
+    rep = reporter()
+    return rep.bar(label, total, unit) if rep.live else Bar()
 
 
 def echo(message: str, *, bold: bool = False, fg: str | None = None) -> None:

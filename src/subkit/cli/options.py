@@ -5,6 +5,7 @@ TensorFlow."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -53,6 +54,42 @@ class TerminalReporter(ui.Reporter):
 
     def progress(self, message: str) -> None:
         click.echo(message, err=True)
+
+    def bar(self, label: str, total: float, unit: str) -> ui.Bar:
+        return _TqdmBar(label, total, unit) if sys.stderr.isatty() else ui.Bar()
+
+
+_BAR_FORMATS = {"s": "{desc}: {n:.0f}/{total:.0f} s of the time limit |{bar}|",
+                "set": "{desc}: {n}/{total} sets |{bar}| {elapsed}<{remaining}"}
+
+
+class _TqdmBar(ui.Bar):
+    """A tqdm bar on stderr (gone when closed)."""
+
+    def __init__(self, label: str, total: float, unit: str):
+        from tqdm import tqdm
+
+        if unit == "B":
+            self._bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                             desc=label, file=sys.stderr, leave=False, dynamic_ncols=True)
+        else:
+            self._bar = tqdm(total=round(total), desc=label, unit=unit, leave=False,
+                             file=sys.stderr, bar_format=_BAR_FORMATS.get(unit))
+
+    def set(self, n: float, description: str | None = None) -> None:
+        if description is not None:
+            self._bar.set_description_str(description, refresh=False)
+        self._bar.n = min(n, self._bar.total)
+        self._bar.refresh()
+
+    def advance(self, n: float) -> None:
+        self._bar.update(n)
+
+    def restart(self) -> None:
+        self._bar.reset(total=self._bar.total)
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def echo_json(obj: Any) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from subkit import ui
 from subkit.errors import InputError
 from subkit.grader import safezip, sandbox, scoring, untrusted
 from subkit.grader.runfolder import RunFolder
@@ -163,7 +164,7 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
     cmd += box.args_inside(extra_args)
     status_path, pred_path = output_dir / "ingestion.json", output_dir / "predictions.npy"
     cap = _predictions_cap(X)
-    bar = (bar_class or _Progress)(label, time_limit, status_path, enabled=progress)
+    bar = (bar_class or TimeBar)(label, time_limit, status_path, enabled=progress)
     clean = _CleanWatch(status_path, pred_path, cap) if extra_args else None
 
     def tick(elapsed: float) -> None:
@@ -244,34 +245,31 @@ class _CleanWatch:
             self.data = untrusted.read_untrusted(self.pred_path, self.cap)
 
 
-class _Progress:
-    """A tqdm bar of seconds against the time limit, with the child's stage; tty only."""
+class TimeBar:
+    """A run's live progress: seconds against the time limit, with the child's stage when
+    its status file is given; drawn by the reporter (``ui.bar``) where it draws one."""
 
-    def __init__(self, label: str, limit: float, status_path: Path, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
+    def __init__(self, label: str, limit: float, status_path: Path | None = None,
+                 enabled: bool = True):
+        self.enabled = enabled and ui.live()
         self.status_path = status_path
         self.last = 0.0
         self.stage = ""
-        if self.enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=round(limit), desc=label, unit="s", leave=False,
-                            bar_format="{desc}: {n:.0f}/{total:.0f} s of the time limit |{bar}|")
+        self.bar = ui.bar(label, limit, unit="s") if self.enabled else ui.Bar()
 
     def tick(self, elapsed: float) -> None:
         if not self.enabled or elapsed - self.last < 0.5:
             return
-        stage = str(untrusted.read_untrusted_json(self.status_path).get("stage", ""))[:40]
-        if stage and stage != self.stage:
-            self.stage = stage
-            self.bar.set_description(f"child: {stage}")
-        self.bar.n = min(elapsed, self.bar.total)
-        self.bar.refresh()
+        described = None
+        if self.status_path is not None:
+            stage = str(untrusted.read_untrusted_json(self.status_path).get("stage", ""))[:40]
+            if stage and stage != self.stage:
+                self.stage = described = stage
+        self.bar.set(elapsed, f"child: {described}" if described else None)
         self.last = elapsed
 
     def close(self) -> None:
-        if self.enabled:
-            self.bar.close()
+        self.bar.close()
 
 
 _STAGE_WORDS = {"start": "starting", "load_input": "loading the input",

@@ -13,7 +13,8 @@
   the clients append their own paths.
 - Secrets (tokens, keys, signed query strings) are scrubbed from every message.
 - Uploads stream the file with a ``Content-Length`` (signed-URL storage such as GCS
-  resumable uploads refuses chunked bodies) and a tqdm bar on stderr when it is a tty.
+  resumable uploads refuses chunked bodies) and a progress bar (``ui.bar``: the terminal
+  draws it on stderr when it is a tty).
 - ``sleep`` and the backoff base are injectable so tests run without waiting.
 """
 
@@ -32,6 +33,7 @@ from urllib.parse import urlparse
 
 import requests
 
+from subkit import ui
 from subkit.errors import SubkitError, UsageError
 
 # the sleep used between retries and polls; tests replace it (monkeypatch) to run at once
@@ -162,7 +164,7 @@ class _ProgressReader:
     """A file body with a length (so requests sends Content-Length, not chunked) that
     advances a progress bar as the transport reads it."""
 
-    def __init__(self, path: Path, bar: Any | None):
+    def __init__(self, path: Path, bar: ui.Bar):
         self._fh = open(path, "rb")
         self._size = os.fstat(self._fh.fileno()).st_size
         self._bar = bar
@@ -172,8 +174,8 @@ class _ProgressReader:
 
     def read(self, n: int = -1) -> bytes:
         chunk = self._fh.read(n)
-        if chunk and self._bar is not None:
-            self._bar.update(len(chunk))
+        if chunk:
+            self._bar.advance(len(chunk))
         return chunk
 
     def __iter__(self):
@@ -332,16 +334,10 @@ class Http:
         """PUT/POST a file's bytes with Content-Length, retrying from the start on a
         dropped connection."""
         size = Path(path).stat().st_size
-        bar = None
-        if self.show_progress():
-            from tqdm import tqdm
-
-            bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc="upload", file=sys.stderr, leave=False, dynamic_ncols=True)
+        bar = ui.bar("upload", size, unit="B") if self.show_progress() else ui.Bar()
 
         def body() -> _ProgressReader:
-            if bar is not None:
-                bar.reset(total=size)
+            bar.restart()
             return _ProgressReader(Path(path), bar)
 
         try:
@@ -350,8 +346,7 @@ class Http:
                                 body_factory=body, headers=headers or {},
                                 timeout=self.upload_timeout, session=self.upload_session)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
 
 
 def _generic_hint(status: int) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from subkit import ui
 from subkit.fsutil import atomic_open
 from subkit.shift.families import FAMILIES, SuiteError, describe, hypothesis, key, parse_suite
 
@@ -250,20 +251,15 @@ def collect(plan: Plan, status: dict, output_dir: Path, y_true: Array, prof,
 
 
 class SetProgress:
-    """``--shift``'s progress on a terminal: the sets predicted so far (the clean one, then
-    each shifted one) with the child's stage and tqdm's time left; silent otherwise."""
+    """``--shift``'s progress: the sets predicted so far (the clean one, then each shifted
+    one) with the child's stage and the time left, drawn by the reporter (``ui.bar``)."""
 
     def __init__(self, n_sets: int, label: str, limit: float, status_path: Path,
                  enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
+        self.enabled = enabled and ui.live()
         self.status_path = status_path
         self.last = 0.0
-        if self.enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=n_sets, desc=label, unit="set", leave=False,
-                            bar_format="{desc}: {n}/{total} sets |{bar}| "
-                                       "{elapsed}<{remaining}")
+        self.bar = ui.bar(label, n_sets, unit="set") if self.enabled else ui.Bar()
 
     def tick(self, elapsed: float) -> None:
         if not self.enabled or elapsed - self.last < 0.5:
@@ -276,12 +272,10 @@ class SetProgress:
         done = int(bool(st.get("ok"))) + len(st.get("extra") or {})
         what = (f"shifted set {stage.split(':', 1)[1]}" if stage.startswith("extra:")
                 else f"clean set: {stage}")
-        self.bar.set_description_str(what, refresh=False)
-        self.bar.update(min(done, self.bar.total) - self.bar.n)
+        self.bar.set(done, what)
 
     def close(self) -> None:
-        if self.enabled:
-            self.bar.close()
+        self.bar.close()
 
 
 # -- running a submission on the suite --------------------------------------------------------

@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 import threading
 import time
 import zipfile
@@ -61,7 +60,7 @@ from subkit.grader.codabench.rules import (
     submission_command,
     write_worker_metadata,
 )
-from subkit.grader.run import Failure
+from subkit.grader.run import Failure, TimeBar
 from subkit.grader.runfolder import RunFolder
 
 if TYPE_CHECKING:
@@ -213,9 +212,9 @@ class _Runner:
         """Run the run's programs concurrently, as the worker's asyncio.gather does."""
         if not jobs:
             return
-        bar = _Bar(label, self.time_limit, self.progress)
+        bar = TimeBar(label, self.time_limit, enabled=self.progress)
         stop = threading.Event()
-        ticker = threading.Thread(target=bar.follow, args=(stop,), daemon=True)
+        ticker = threading.Thread(target=_follow, args=(bar, stop), daemon=True)
         ticker.start()
         try:
             with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
@@ -228,26 +227,11 @@ class _Runner:
             bar.close()
 
 
-class _Bar:
-    def __init__(self, label: str, limit: float, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.limit = limit
-        if self.enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=round(limit), desc=label, unit="s", leave=False,
-                            bar_format="{desc}: {n:.0f}/{total:.0f} s of the time limit |{bar}|")
-
-    def follow(self, stop: threading.Event) -> None:
-        t0 = time.monotonic()
-        while not stop.wait(0.5):
-            if self.enabled:
-                self.bar.n = min(time.monotonic() - t0, self.bar.total)
-                self.bar.refresh()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.bar.close()
+def _follow(bar: TimeBar, stop: threading.Event) -> None:
+    """Tick ``bar`` with the seconds since now until ``stop`` is set."""
+    t0 = time.monotonic()
+    while not stop.wait(0.5):
+        bar.tick(time.monotonic() - t0)
 
 
 def _place(src: Path, dest: Path, *, link: bool) -> None:
