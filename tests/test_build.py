@@ -323,3 +323,28 @@ def test_inspect_reads_a_stored_weights_member_straight_and_a_deflated_one_too(k
     strip_optimizer(keras_weights, stripped)
     got = {p.name: inspect(p).has_optimizer for p in (keras_weights, deflated, stripped)}
     assert got == {"weights.keras": True, "deflated.keras": True, "stripped.keras": False}
+
+
+def test_weights_damaged_inside_are_refused_with_the_hint_not_a_crash(keras_weights, tmp_path):
+    """inspect reads only the start of the weights; the strip and the rewrite read all of
+    them, and a bad CRC there is the user's corrupt file, not an internal error."""
+    import struct
+
+    from subkit.errors import InputError
+    from subkit.keras_compat.rewrite import write_keras
+    from subkit.weights import strip_optimizer
+
+    data = bytearray(keras_weights.read_bytes())
+    with zipfile.ZipFile(keras_weights) as zf:
+        info = zf.getinfo("model.weights.h5")
+    names = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    middle = info.header_offset + 30 + sum(names) + info.file_size // 2
+    data[middle:middle + 64] = bytes(64)
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(data)
+    for step in (lambda: strip_optimizer(bad, tmp_path / "s.keras"),
+                 lambda: write_keras(bad, tmp_path / "w.keras", {}, None)):
+        with pytest.raises(InputError, match="bad.keras is a corrupt .keras file .*CRC") as exc:
+            step()
+        assert "save it again" in exc.value.hint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.keras"]

@@ -74,6 +74,13 @@ def inspect(path: Path) -> WeightsInfo:
                           "(or .h5/.weights.h5 when model.py builds the model)")
 
 
+def corrupt_keras(path: Path, why: object) -> InputError:
+    """The one error for a .keras file that opens as a zip but is damaged inside."""
+    return InputError(f"{path} is a corrupt .keras file ({why})",
+                      hint="save it again with model.save('weights.keras'); "
+                           "check the download/copy finished")
+
+
 def _inspect_keras(p: Path) -> WeightsInfo:
     try:
         with zipfile.ZipFile(p) as zf:
@@ -93,8 +100,7 @@ def _inspect_keras(p: Path) -> WeightsInfo:
                          hint="save it again with model.save('weights.keras'); "
                               "check the download/copy finished") from None
     except (ValueError, KeyError, OSError) as exc:
-        raise InputError(f"{p} is a corrupt .keras file ({exc})",
-                         hint="save it again with model.save('weights.keras')") from None
+        raise corrupt_keras(p, exc) from None
     custom = _custom_classes(config)
     return WeightsInfo(path=p, kind="keras", size=p.stat().st_size,
                        keras_version=meta.get("keras_version"),
@@ -218,7 +224,17 @@ def _custom_classes(config: Any) -> list[str]:
 
 
 def strip_optimizer(src: Path, dst: Path) -> None:
-    """Write ``src`` (.keras) to ``dst`` without optimizer state and compile config."""
+    """Write ``src`` (.keras) to ``dst`` without optimizer state and compile config.
+
+    The whole weights member is read here, its CRC checked: a file damaged inside its
+    weights (which ``inspect`` reads only the start of) is refused with the user's hint."""
+    try:
+        _strip(src, dst)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise corrupt_keras(src, exc) from None
+
+
+def _strip(src: Path, dst: Path) -> None:
     import h5py
 
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".subkit-strip-") as tmp:

@@ -13,6 +13,7 @@ from typing import Any
 
 from subkit.errors import SubkitError
 from subkit.keras_compat.config import Layer, is_keras_module, is_serialized, layer_objects, walk
+from subkit.weights import corrupt_keras
 
 
 def _norm(value: Any) -> Any:
@@ -178,6 +179,8 @@ def write_keras(src: Path, dst: Path, config: dict | None, metadata: dict | None
                             as fout:
                         shutil.copyfileobj(fin, fout, 1 << 20)
         os.replace(tmp, dst)
+    except zipfile.BadZipFile as exc:  # a member damaged inside: its CRC is checked here
+        raise corrupt_keras(src, exc) from None
     finally:
         if tmp.exists():
             tmp.unlink()
