@@ -311,6 +311,52 @@ def test_the_test_labels_cannot_be_read(arena):
     assert "labels_from" not in loot(res)
 
 
+def _walks(run_dir: Path) -> list[dict]:
+    """What find_answers saw at each predict call of every child of the run (its stdout)."""
+    out = []
+    for log in sorted(run_dir.rglob("stdout.txt")):
+        for line in log.read_text("utf-8", errors="replace").splitlines():
+            if line.startswith("LOOT {\"walk "):
+                out.extend(json.loads(line[5:]).values())
+    return out
+
+
+FIND_MODES = {"clean": (), "proba": ("--proba",), "shift": ("--shift", "blur:1,noise:1"),
+              "shift+tta-compare": ("--shift", "blur:1", "--tta-compare")}
+
+
+@needs_bwrap
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", list(FIND_MODES))
+def test_nothing_of_the_answer_is_in_reach_of_the_child(arena, mode):
+    """Every file the child can open (all of its root but /proc, /sys, /dev), read at every
+    predict call of every child of the run: no array of the test's labels, no file that
+    names the workspace, the runs folder or the home. The shifted sets' labels, the plan and
+    the generator's log live outside every folder bound into the sandbox."""
+    args = FIND_MODES[mode]
+    code, res, err = arena.score_local(arena.zip("find_answers"), *args, timeout=400)
+    assert code == 0 and res["ok"], (res.get("failure"), err[-2000:])
+    walks = _walks(Path(res["run_dir"]))
+    n_children = 2 if "--tta-compare" in args else 1
+    n_calls = 1 + (len(res["shift"]["scores"]) if res.get("shift") else 0)
+    assert len(walks) == n_children * n_calls, walks
+    for w in walks:
+        assert w["files_seen"] > 50, w  # it walked the sandbox's whole tree
+        assert w["cwd"] == "/app/ingested_program"
+        assert w["labels"] == [] and w["host_paths"] == [], w
+    assert "labels_from" not in loot(res)
+    assert res["score"] == pytest.approx(arena.baseline) and res["score"] < 0.5
+    if res.get("shift"):
+        assert set(res["shift"]["scores"]) == {"blur-1", "noise-1"} or \
+            set(res["shift"]["scores"]) == {"blur-1"}
+        assert all(v == pytest.approx(arena.baseline) for v in res["shift"]["scores"].values())
+    if "--tta-compare" in args:
+        assert res["tta_compare"]["clean"]["no_tta"] == pytest.approx(arena.baseline)
+    rows = [json.loads(x) for x in arena.ledger.read_text().splitlines()]
+    assert rows[-1]["clean_score"] == pytest.approx(arena.baseline)
+    assert not (Path(res["run_dir"]) / "shift_work").exists()  # the labels' copy is gone
+
+
 @needs_bwrap
 @pytest.mark.parametrize("hang", [False, True])
 def test_no_process_outlives_the_run(arena, hang):

@@ -230,8 +230,24 @@ def test_generator_marks_a_broken_set_and_goes_on(batch, tmp_path):
     plan.generate(X, y)
     assert plan.error is None and plan.generated
     assert "keras" not in plan.versions  # Pillow only: TensorFlow was not imported
-    assert "unknown shift" in Path(plan.entries[0]["path"] + ".failed").read_text()
+    assert "unknown shift" in plan.failure(plan.entries[0])
+    # the child's folder says only that the set is not there; the reason stays private
+    assert Path(plan.entries[0]["path"] + ".failed").read_text() == S.plan.NOT_MADE
     assert Path(plan.entries[1]["path"]).is_file()
+    assert sorted(p.name for p in plan.folder.iterdir()) == ["blur-1.npy.failed", "jpeg-1.npy"]
+    assert {"plan.json", "source.npy", "labels.npy", "generate.log", "generate.json",
+            "blur-1.failed"} <= {p.name for p in plan.work.iterdir()}
+    plan.cleanup()
+    assert not plan.folder.exists() and not plan.work.exists()
+
+
+def test_a_plans_private_folder_is_never_inside_its_images_folder(batch, tmp_path):
+    X, _ = batch
+    with pytest.raises(ValueError, match="inside"):
+        S.make_plan(X, "blur:1", 0, tmp_path / "p", work=tmp_path / "p" / "w")
+    plan = S.make_plan(X, "blur:1", 0, tmp_path / "q")  # no work folder: a temporary one
+    assert tmp_path not in plan.work.parents and plan.work.is_dir()
+    plan.cleanup()
 
 
 def test_generator_stops_when_the_child_has_ended(batch, tmp_path):
@@ -243,7 +259,7 @@ def test_generator_stops_when_the_child_has_ended(batch, tmp_path):
     plan.generate(X, y, stop)
     assert time.monotonic() - t0 < 30 and not plan.generated
     for e in plan.entries:
-        assert Path(e["path"]).exists() or "stopped" in Path(e["path"] + ".failed").read_text()
+        assert Path(e["path"]).exists() or "stopped" in plan.failure(e)
 
 
 def test_generator_failure_is_reported(batch, tmp_path, monkeypatch):
@@ -252,7 +268,7 @@ def test_generator_failure_is_reported(batch, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
     plan.generate(X, y)
     assert plan.error and "FileNotFoundError" in plan.error
-    assert Path(plan.entries[0]["path"] + ".failed").read_text() == plan.error
+    assert plan.failure(plan.entries[0]) == plan.error
 
 
 def test_set_progress_counts_sets_on_a_live_reporter(tmp_path, recording_bars):

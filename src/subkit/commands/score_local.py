@@ -218,7 +218,10 @@ def _run_and_score(run_dir: Path, zip_path: Path, data_path: Path, ds, X, prof, 
         from subkit import shift as shiftmod
 
         if shift is not None:
+            # the images where the child reads them; labels and the rest outside every
+            # folder bound into the sandbox
             plan = shiftmod.make_plan(X, shift, seed, run_dir / "input_data" / "shifts",
+                                      work=run_dir / "shift_work",
                                       value_range=prof.input_range, n_classes=prof.n_classes)
         label = f"clean + {len(plan)} shifted sets" if plan else "running the submission"
         cr = shiftmod.run_with_plan(sub_dir, X, ds.labels, prof, plan, run_dir=run_dir,

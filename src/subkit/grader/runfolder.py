@@ -28,7 +28,7 @@ from subkit.fsutil import abandoned, hold_lock, release_lock, write_json_atomic
 
 INCOMPLETE = ("subkit stopped before this run finished (killed, crashed, interrupted or the "
               "machine went down): nothing of it is trusted, run it again")
-_TEMPORARY = ("input_data", "scores.json", "no_tta/input_data")
+_TEMPORARY = ("input_data", "shift_work", "scores.json", "no_tta/input_data")
 
 
 def new_run_dir(runs_root: Path, stem: str) -> Path:

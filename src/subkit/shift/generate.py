@@ -28,6 +28,7 @@ import numpy as np
 from subkit.fsutil import atomic_open, temp_sibling, write_text_atomic
 from subkit.shift import ops
 from subkit.shift.families import FAMILIES, SuiteError
+from subkit.shift.plan import mark_failed
 
 BATCH = 256  # images per generated batch; part of the seeding: do not change lightly
 KERAS_MIN = (3, 9)  # RandomErasing, CutMix, AugMix's op layers
@@ -181,14 +182,14 @@ def run_plan(spec: dict) -> dict:
             fatal = fatal or "stopped: subkit ended"
         if fatal is not None:
             for rest in spec["entries"][i:]:
-                Path(rest["path"] + ".failed").write_text(fatal)
+                mark_failed(rest, fatal)
                 record["errors"][rest["key"]] = fatal
             break
         try:
             record["sets"][e["key"]] = _write_set(X, labels, spec, e)
         except Exception as exc:
             why = f"{type(exc).__name__}: {exc}"[:500]
-            Path(e["path"] + ".failed").write_text(why)
+            mark_failed(e, why)
             record["errors"][e["key"]] = why
     record["generate_s"] = time.perf_counter() - t0
     return record

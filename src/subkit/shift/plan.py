@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,10 @@ def _worker_env() -> dict:
     return env
 
 
+# What a child reads in place of a set that could not be made; the reason stays private.
+NOT_MADE = "the shifted set could not be made"
+
+
 @dataclass
 class Plan:
     """The (family, severity) sets of a suite and where their .npy files go.
@@ -51,12 +56,18 @@ class Plan:
     ``generate`` runs the generator process, which writes them one by one (each to a
     temporary name, then renamed), so a child started at the same time predicts the first
     while the next are written. A set that could not be made gets ``PATH.failed``.
+
+    Two folders: ``folder`` holds the shifted images and nothing else (it is bound into the
+    sandbox, read-only); ``work`` holds what only subkit reads: the source images, the
+    labels, the new labels of the families that mix images, the plan, the generator's log
+    and record, the reason a set failed. ``work`` is never inside a folder bound into a run.
     """
 
     suite: str
     seed: int
-    entries: list[dict]  # {key, name, severity, path, labels_path}
+    entries: list[dict]  # {key, name, severity, path, labels_path, why_path}
     folder: Path
+    work: Path
     value_range: tuple[float, float]
     n_classes: int
     skipped: list[str] = field(default_factory=list)
@@ -75,14 +86,14 @@ class Plan:
         return args
 
     def _write_inputs(self, X: Array, labels: Array | None) -> Path:
-        np.save(self.folder / "source.npy", np.ascontiguousarray(X), allow_pickle=False)
+        np.save(self.work / "source.npy", np.ascontiguousarray(X), allow_pickle=False)
         spec = {"seed": self.seed, "value_range": list(self.value_range),
-                "n_classes": self.n_classes, "source": str(self.folder / "source.npy"),
+                "n_classes": self.n_classes, "source": str(self.work / "source.npy"),
                 "labels": None, "entries": self.entries}
         if labels is not None:
-            np.save(self.folder / "labels.npy", np.asarray(labels).reshape(-1).astype(np.int64))
-            spec["labels"] = str(self.folder / "labels.npy")
-        p = self.folder / "plan.json"
+            np.save(self.work / "labels.npy", np.asarray(labels).reshape(-1).astype(np.int64))
+            spec["labels"] = str(self.work / "labels.npy")
+        p = self.work / "plan.json"
         p.write_text(json.dumps(spec))
         return p
 
@@ -93,7 +104,7 @@ class Plan:
         if self.generated:
             return
         t0 = time.perf_counter()
-        log = self.folder / "generate.log"
+        log = self.work / "generate.log"
         try:
             plan_json = self._write_inputs(X, labels)
             with open(log, "wb") as err:
@@ -111,7 +122,7 @@ class Plan:
                         proc.wait()
                         self._fail_missing("stopped: the child ended")
                         return
-            record = _read_json(self.folder / "generate.json")
+            record = _read_json(self.work / "generate.json")
             self.versions = record.get("versions") or {}
             if proc.returncode != 0 or not record:
                 tail = log.read_text("utf-8", errors="replace").strip().splitlines()[-3:]
@@ -136,7 +147,14 @@ class Plan:
     def _fail_missing(self, why: str) -> None:
         for e in self.entries:
             if not Path(e["path"]).exists() and not Path(e["path"] + ".failed").exists():
-                Path(e["path"] + ".failed").write_text(why)
+                mark_failed(e, why)
+
+    def failure(self, e: dict) -> str | None:
+        """Why set ``e`` could not be made (subkit's own words), or None."""
+        try:
+            return Path(e["why_path"]).read_text("utf-8", errors="replace")
+        except OSError:
+            return None
 
     def labels_for(self, e: dict, y_true: Array) -> Array:
         """The labels of a shifted set: its own when the family mixes images."""
@@ -156,16 +174,35 @@ class Plan:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def mark_failed(e: dict, why: str) -> None:
+    """Set ``e`` could not be made: the child's folder gets a marker that says only that
+    (it stops waiting for the set), the reason goes to the private work folder."""
+    Path(e["why_path"]).write_text(why)
+    Path(e["path"] + ".failed").write_text(NOT_MADE)
 
 
 def make_plan(X: Array, spec: str | None, seed: int, folder: Path, *,
-              value_range: tuple[float, float] = (0, 255), n_classes: int = 0) -> Plan:
-    """The suite's sets for ``X`` (colour-only families are skipped on other images)."""
+              work: Path | None = None, value_range: tuple[float, float] = (0, 255),
+              n_classes: int = 0) -> Plan:
+    """The suite's sets for ``X`` (colour-only families are skipped on other images).
+
+    ``folder``: where the shifted images go (the child reads them); ``work``: subkit's
+    private folder for the rest (a new temporary folder when not given), which must not
+    be inside any folder a run binds into its sandbox."""
     if X.ndim not in (3, 4):
         raise SuiteError(f"the shift suite needs images (n, h, w[, c]), not shape {X.shape}")
     pairs = parse_suite(spec)
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    if work is None:
+        work = Path(tempfile.mkdtemp(prefix="subkit-shift-"))
+    work = Path(work).resolve()
+    if work == folder or folder in work.parents:
+        raise ValueError(f"the plan's private folder {work} is inside its images' {folder}")
+    work.mkdir(parents=True, exist_ok=True)
     channels = 1 if X.ndim == 3 else X.shape[-1]
     entries, skipped = [], []
     for name, sev in pairs:
@@ -175,16 +212,20 @@ def make_plan(X: Array, spec: str | None, seed: int, folder: Path, *,
             continue
         entries.append({"key": k, "name": name, "severity": sev,
                         "path": str(folder / f"{k}.npy"),
-                        "labels_path": str(folder / f"{k}.labels.npy")})
+                        "labels_path": str(work / f"{k}.labels.npy"),
+                        "why_path": str(work / f"{k}.failed")})
     return Plan(suite=spec or "default", seed=int(seed), entries=entries, folder=folder,
+                work=work,
                 value_range=(float(value_range[0]), float(value_range[1])),
                 n_classes=int(n_classes), skipped=skipped)
 
 
 def prepare(X: Array, labels: Array | None, spec: str | None, seed: int, folder: Path, *,
-            value_range: tuple[float, float] = (0, 255), n_classes: int = 0) -> Plan:
+            work: Path | None = None, value_range: tuple[float, float] = (0, 255),
+            n_classes: int = 0) -> Plan:
     """``make_plan`` and generate every set now (benchmarks and tests)."""
-    plan = make_plan(X, spec, seed, folder, value_range=value_range, n_classes=n_classes)
+    plan = make_plan(X, spec, seed, folder, work=work, value_range=value_range,
+                     n_classes=n_classes)
     plan.generate(X, labels)
     if plan.error:
         raise RuntimeError(f"generating the shifted sets failed: {plan.error}")
@@ -209,7 +250,9 @@ def collect(plan: Plan, status: dict, output_dir: Path, y_true: Array, prof,
         if not info:
             err = "not predicted (the child stopped before this shift)"
         elif not info.get("ok"):
-            err = f"{info.get('error_type', 'error')}: {info.get('error', '')}"[:300]
+            why = plan.failure(e) if info.get("error_type") == "MissingInput" else None
+            err = (f"not made: {why}" if why else
+                   f"{info.get('error_type', 'error')}: {info.get('error', '')}")[:300]
         else:
             p = Path(output_dir) / f"predictions_{e['key']}.npy"
             y = plan.labels_for(e, y_true)
