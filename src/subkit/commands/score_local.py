@@ -4,6 +4,7 @@ competition's own programs run instead of subkit's grader."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,18 +14,16 @@ import numpy as np
 
 from subkit import ui
 from subkit.errors import InputError, SubkitError, UsageError
-from subkit.grader import safezip, scoring
+from subkit.grader import lifecycle, safezip, scoring
+from subkit.grader.lifecycle import RunSpec
 from subkit.grader.run import (
     Failure,
     RunResult,
     env_line,
     env_warnings,
     finish_run,
-    open_run,
     prepare_input,
     python_for,
-    run_submission,
-    write_json,
 )
 from subkit.ledger import score_local_record
 
@@ -134,6 +133,20 @@ def predict(opts: PredictOptions, prof) -> dict:
 
 
 # -- the run ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Ask:
+    """What a score-local run does beyond the clean set (score_zip's keywords)."""
+
+    shift: str | None
+    seed: int
+    tta_compare: bool
+    proba: bool
+    report: bool
+    keep_input: bool
+    phase: str | None
+    other_kind: bool
+
+
 def score_zip(zip_path: Path, data_path: Path, prof, *, time_limit: float | None = None,
                 isolate_network: bool = True, progress: bool = False, env: str | None = None,
                 record: bool = True, keep_input: bool = False, shift: str | None = None,
@@ -175,89 +188,73 @@ def score_zip(zip_path: Path, data_path: Path, prof, *, time_limit: float | None
                          f"shaped {X.shape}", hint="drop --shift for this competition")
     python, env_desc = python_for(prof, env, progress=progress)
     warns = env_warnings(env_desc) + notes + warns
-    limit = prof.time_limit(time_limit)
-    folder = open_run(prof, zip_path, zip_path.stem, "score-local", data_path)
-    try:
-        result = _run_and_score(folder.path, zip_path, data_path, ds, X, prof, python, env_desc,
-                                limit, warns, isolate_network=isolate_network,
-                                progress=progress, keep_input=keep_input, shift=shift,
-                                seed=seed, tta_compare=tta_compare, proba=proba, report=report,
-                                phase=phase, other_kind=other_kind)
-    except BaseException as exc:
-        folder.abandon(f"interrupted: {type(exc).__name__}: {exc}"[:300])
-        raise
-    warning = folder.finish(result.to_dict(), prof.submissions_dir,
-                            _ledger_row(result) if record else None)
-    if warning:
-        result.warnings.append(warning)
+    spec = RunSpec(prof=prof, zip=zip_path, command="score-local", stem=zip_path.stem,
+                   time_limit=prof.time_limit(time_limit), python=python, env=env_desc,
+                   data=Path(data_path), isolate_network=isolate_network, progress=progress)
+    ask = _Ask(shift=shift, seed=seed, tta_compare=tta_compare, proba=proba, report=report,
+               keep_input=keep_input, phase=phase, other_kind=other_kind)
+    with lifecycle.conduct(spec) as run:
+        result = _run_and_score(run, ds, X, warns, ask)
+        run.done(result, _ledger_row(result) if record else None)
+    if run.warning:
+        result.warnings.append(run.warning)
     return result
 
 
-def _run_and_score(run_dir: Path, zip_path: Path, data_path: Path, ds, X, prof, python: str,
-                   env_desc: dict, limit: float, warns: list[str], *, isolate_network: bool,
-                   progress: bool, keep_input: bool, shift: str | None, seed: int,
-                   tta_compare: bool, proba: bool, report: bool, phase: str | None,
-                   other_kind: bool) -> RunResult:
-    sub_dir = run_dir / "submission"
+def _run_and_score(run: lifecycle.Run, ds, X, warns: list[str], ask: _Ask) -> RunResult:
+    """The children of a score-local run (clean, shifted, without TTA), scored; the report
+    written from the result before run.json is."""
+    spec, run_dir = run.spec, run.path
+    prof = spec.prof
     plan: Any = None  # the image suite's Plan or the other kinds' KindPlan
     t0 = time.monotonic()
-    if shift is not None and other_kind:
-        from subkit import shift as shiftmod
+    if ask.shift is not None and ask.other_kind:
         from subkit import shift_kinds
 
-        plan = shift_kinds.make_plan(prof, X, ds.labels, shift, seed,
+        plan = shift_kinds.make_plan(prof, X, ds.labels, ask.shift, ask.seed,
                                      run_dir / "input_data" / "shifts")
-        cr = shiftmod.run_with_plan(sub_dir, X, ds.labels, prof, plan, run_dir=run_dir,
-                                    time_limit=limit, python=python,
-                                    isolate_network=isolate_network, progress=progress,
-                                    label=f"clean + {len(plan)} shifted sets", inputs=ds.extras)
-    elif shift is None and not proba:
-        cr = run_submission(sub_dir, X, prof, run_dir=run_dir, time_limit=limit, python=python,
-                            isolate_network=isolate_network, progress=progress, inputs=ds.extras)
-    else:
+    elif ask.shift is not None:
         from subkit import shift as shiftmod
 
-        if shift is not None:
-            # the images where the child reads them; labels and the rest outside every
-            # folder bound into the sandbox
-            plan = shiftmod.make_plan(X, shift, seed, run_dir / "input_data" / "shifts",
-                                      work=run_dir / "shift_work",
-                                      value_range=prof.input_range, n_classes=prof.n_classes)
-        label = f"clean + {len(plan)} shifted sets" if plan else "running the submission"
-        cr = shiftmod.run_with_plan(sub_dir, X, ds.labels, prof, plan, run_dir=run_dir,
-                                    time_limit=limit, python=python,
-                                    isolate_network=isolate_network, progress=progress,
-                                    proba=True, label=label)
-    wall = time.monotonic() - t0
+        # the images where the child reads them; labels and the rest outside every
+        # folder bound into the sandbox
+        plan = shiftmod.make_plan(X, ask.shift, ask.seed, run_dir / "input_data" / "shifts",
+                                  work=run_dir / "shift_work",
+                                  value_range=prof.input_range, n_classes=prof.n_classes)
     try:
-        result = finish_run(cr, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall,
-                            warns, phase=phase)
-        if plan is not None and not other_kind:
+        cr = run.child(X, plan=plan, labels=ds.labels, inputs=ds.extras,
+                       proba=(ask.proba or ask.shift is not None) and not ask.other_kind)
+        wall = time.monotonic() - t0
+        result = finish_run(cr, ds, prof, spec.zip, spec.data, run_dir, spec.time_limit,
+                            spec.env, wall, warns, phase=ask.phase)
+        if plan is not None and not ask.other_kind:
             _collect_image_shift(result, plan, cr, ds, prof, run_dir)
-        if other_kind and plan is not None and result.ok:
-            result.shift = shift_kinds.collect(plan, cr.status, run_dir / "output", prof, phase,
-                                               result.score)
-            write_json(run_dir / "run.json", result.to_dict())
-        if tta_compare and result.ok:
+        if ask.other_kind and plan is not None and result.ok:
+            result.shift = shift_kinds.collect(plan, cr.status, run_dir / "output", prof,
+                                               ask.phase, result.score)
+        if ask.tta_compare and result.ok:
             from subkit import shift as shiftmod
 
             result.tta_compare = shiftmod.tta_compare(
-                sub_dir, X, ds.labels, prof, plan,
+                run.submission, ds.labels, prof, plan,
                 with_tta={"clean": result.score, "shift": result.shift,
                           "predict_s": result.timings.get("predict_s")},
-                run_dir=run_dir / "no_tta", time_limit=limit, python=python,
-                isolate_network=isolate_network, progress=progress)
+                run_child=lambda: run.child(X, plan=plan, labels=ds.labels,
+                                            extra_env={"SUBKIT_TTA": "0"},
+                                            label="the same without TTA", folder="no_tta"),
+                output_dir=run_dir / "no_tta" / "output")
         if result.shift is not None:
             result.predicted_leaderboard = _predict_leaderboard(result, prof, X, ds.labels)
-        write_json(run_dir / "run.json", result.to_dict())
     finally:
-        if plan is not None and not keep_input:
+        if plan is not None and not ask.keep_input:
             plan.cleanup()
-    if report and prof.kind == "classification":  # the HTML report shows images and labels
+    if ask.report and prof.kind == "classification":  # the HTML report shows images and labels
         try:
             from subkit.report.html import write_report
 
-            write_report(run_dir, prof, images=X, labels=ds.labels)
+            # the record as run.json will hold it (JSON's types), written when the run ends
+            record = json.loads(json.dumps(result.to_dict(), default=str))
+            write_report(run_dir, prof, images=X, labels=ds.labels, record=record)
         except Exception as exc:  # the report must never cost the score
             result.warnings.append(f"report.html could not be written: {type(exc).__name__}: {exc}")
     return result
@@ -333,32 +330,29 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
     X, warns = prepare_input(ds.images, prof)
     python, env_desc = python_for(prof, env, progress=progress)
     warns = env_warnings(env_desc) + notes + warns
-    limit = prof.time_limit(time_limit)
-    folder = open_run(prof, Path(zip_path), Path(zip_path).stem + "-predict", "predict", data_path)
-    run_dir = folder.path
-    try:
-        cr = run_submission(run_dir / "submission", X, prof, run_dir=run_dir, time_limit=limit,
-                            python=python, isolate_network=isolate_network, progress=progress,
-                            inputs=ds.extras)
-    except BaseException as exc:
-        folder.abandon(f"interrupted: {type(exc).__name__}: {exc}"[:300])
-        raise
-    record = {"kind": "predict", "zip": str(zip_path), "data": str(data_path), "out": str(out),
-              "ok": cr.failure is None, "failure": cr.failure.to_dict() if cr.failure else None,
-              "sandbox": cr.child.sandbox, "env": env_desc}
-    if cr.failure:
-        folder.finish(record)
-        raise _run_error(cr.failure, run_dir, env_desc)
-    try:
-        values, w = scoring.validate(prof.task_spec(phase), cr.predictions, len(ds))
-    except scoring.PredictionError as exc:
-        folder.finish({**record, "ok": False,
-                       "failure": {"stage": "scoring", "message": exc.message}})
-        raise SubkitError(exc.message, hint=exc.hint) from None
-    rows = kaggle_csv.write(out, values, ids, prof)
-    folder.finish({**record, "rows": rows})
+    spec = RunSpec(prof=prof, zip=Path(zip_path), command="predict",
+                   stem=Path(zip_path).stem + "-predict", time_limit=prof.time_limit(time_limit),
+                   python=python, env=env_desc, data=Path(data_path),
+                   isolate_network=isolate_network, progress=progress)
+    with lifecycle.conduct(spec) as run:
+        cr = run.child(X, inputs=ds.extras)
+        record = {"kind": "predict", "zip": str(zip_path), "data": str(data_path),
+                  "out": str(out), "ok": cr.failure is None,
+                  "failure": cr.failure.to_dict() if cr.failure else None,
+                  "sandbox": cr.child.sandbox, "env": env_desc}
+        if cr.failure:
+            run.done(lifecycle.PlainRecord(record))
+            raise _run_error(cr.failure, run.path, env_desc)
+        try:
+            values, w = scoring.validate(prof.task_spec(phase), cr.predictions, len(ds))
+        except scoring.PredictionError as exc:
+            run.done(lifecycle.PlainRecord({**record, "ok": False, "failure": {
+                "stage": "scoring", "message": exc.message}}))
+            raise SubkitError(exc.message, hint=exc.hint) from None
+        rows = kaggle_csv.write(out, values, ids, prof)
+        run.done(lifecycle.PlainRecord({**record, "rows": rows}))
     return {"out": str(out), "rows": rows, "columns": len(kaggle_csv.header(prof)),
-            "layout": prof.csv.layout, "run_dir": str(run_dir), "warnings": warns + w,
+            "layout": prof.csv.layout, "run_dir": str(run.path), "warnings": warns + w,
             "predict_s": cr.status.get("timings", {}).get("predict_s"), "env": env_desc,
             "sandbox": cr.child.sandbox}
 

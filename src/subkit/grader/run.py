@@ -33,8 +33,7 @@ import numpy as np
 
 from subkit import ui
 from subkit.errors import InputError
-from subkit.grader import safezip, sandbox, scoring, untrusted
-from subkit.grader.runfolder import RunFolder
+from subkit.grader import sandbox, scoring, untrusted
 
 INGESTION = Path(__file__).with_name("ingestion.py")
 
@@ -449,22 +448,6 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls, calls, keras=None) ->
 
 
 # -- score-local -------------------------------------------------------------------------------
-def open_run(prof, zip_path: Path, stem: str, kind: str, data_path: Path) -> RunFolder:
-    """The one way a run starts: the run folder with the zip safely unzipped into
-    ``submission/``; a zip that is refused leaves no folder behind."""
-    sandbox.choose_mode()  # SUBKIT_SANDBOX=bwrap where there is none: refused before anything
-    max_bytes, max_members = safezip.bounds(prof)
-    folder = RunFolder(prof.submissions_dir / "runs", stem,
-                       {"kind": kind, "zip": str(zip_path), "data": str(data_path)})
-    try:
-        safezip.safe_extract(zip_path, folder.path / "submission", max_bytes=max_bytes,
-                             max_members=max_members)
-    except BaseException:
-        folder.discard()
-        raise
-    return folder
-
-
 def python_for(prof, env: str | None = None, *, echo=None,
                progress: bool | None = None) -> tuple[str, dict]:
     """The python that runs the submission's child and its description (``--env``:
@@ -482,7 +465,8 @@ def env_warnings(env_desc: dict) -> list[str]:
 
 def finish_run(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall,
                warns, phase: str | None = None) -> RunResult:
-    """Score what the child returned and describe the run (written to run.json)."""
+    """Score what the child returned and describe the run (the lifecycle writes it to
+    run.json when the run ends)."""
     from subkit.ledger import sha256_file
 
     scores: dict = {}
@@ -519,14 +503,7 @@ def finish_run(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_
         res.warnings.append("the submission printed "
                             f"{max(cr.child.stdout_bytes, cr.child.stderr_bytes) / 1e6:.0f} MB; "
                             "the logs keep the first 16 MiB and the last 64 KiB")
-    write_json(run_dir / "run.json", res.to_dict())  # for the report; "complete" comes last
     return res
-
-
-def write_json(path: Path, obj) -> None:
-    from subkit.fsutil import write_json_atomic
-
-    write_json_atomic(path, obj)
 
 
 def env_line(env_desc: dict) -> str:

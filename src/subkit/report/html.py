@@ -655,14 +655,16 @@ def render(run: dict, *, images: np.ndarray | None = None, y_true: np.ndarray | 
 
 
 def write_report(run_dir: Path, prof=None, *, images: np.ndarray | None = None,
-                 labels: np.ndarray | None = None, name: str = "report.html") -> Path:
+                 labels: np.ndarray | None = None, name: str = "report.html",
+                 record: dict | None = None) -> Path:
     """Write ``report.html`` of a run folder atomically and return its path.
 
     ``images``/``labels``: the test set (else reloaded from run.json's data path with
-    ``prof``, when it is still there).
+    ``prof``, when it is still there); ``record``: the run's record while it runs (run.json
+    is written when the run ends), else read from run.json.
     """
     run_dir = Path(run_dir)
-    run = load_run(run_dir)
+    run = record if record is not None else load_run(run_dir)
     out_dir = run_dir / "output"
     y_pred = _load_npy(out_dir / "labels.npy")
     proba = _load_npy(out_dir / "proba.npy")

@@ -13,8 +13,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -398,22 +400,21 @@ def tta_available(submission_dir: Path, prof) -> tuple[bool, str]:
     return True, ""
 
 
-def tta_compare(submission_dir: Path, X: Array, y_true: Array, prof, plan: Plan | None, *,
-                with_tta: dict, run_dir: Path, time_limit: float, python: str | None = None,
-                isolate_network: bool = True, progress: bool = False) -> dict:
+def tta_compare(submission_dir: Path, y_true: Array, prof, plan: Plan | None, *,
+                with_tta: dict, run_child: Callable[[], Any], output_dir: Path) -> dict:
     """Run the submission again with SUBKIT_TTA=0 and compare with the run ``with_tta``.
 
-    ``with_tta``: {"clean": score, "shift": shift dict or None, "predict_s": seconds}.
+    ``with_tta``: {"clean": score, "shift": shift dict or None, "predict_s": seconds};
+    ``run_child``: runs the second child (the run's lifecycle gives it the same sandbox,
+    interpreter and limits, SUBKIT_TTA=0 and a folder of its own) and returns its ChildRun;
+    ``output_dir``: that child's output folder.
     """
     from subkit.grader import scoring
 
     ok, why = tta_available(submission_dir, prof)
     if not ok:
         return {"available": False, "reason": why}
-    cr = run_with_plan(submission_dir, X, y_true, prof, plan, run_dir=run_dir,
-                       time_limit=time_limit, python=python, isolate_network=isolate_network,
-                       progress=progress, extra_env={"SUBKIT_TTA": "0"},
-                       label="the same without TTA")
+    cr = run_child()
     if cr.failure is not None:
         return {"available": True, "ok": False,
                 "reason": f"the run without TTA failed: {cr.failure.message}"}
@@ -429,7 +430,7 @@ def tta_compare(submission_dir: Path, X: Array, y_true: Array, prof, plan: Plan 
                          "no_tta": (cr.status.get("timings") or {}).get("predict_s")},
            "shifted": None, "shifts": []}
     if plan is not None and with_tta.get("shift"):
-        off = collect(plan, cr.status, Path(run_dir) / "output", y_true, prof, clean_off)
+        off = collect(plan, cr.status, Path(output_dir), y_true, prof, clean_off)
         on = with_tta["shift"]
         out["shifted"] = {"tta": on.get("shifted_score"), "no_tta": off.get("shifted_score")}
         off_rows = {r["name"]: r for r in off["shifts"]}

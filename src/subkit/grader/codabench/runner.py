@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from subkit.errors import SubkitError
-from subkit.grader import safezip, sandbox, untrusted
+from subkit.grader import lifecycle, safezip, sandbox, untrusted
 from subkit.grader.codabench.bundle import Bundle, Task, open_bundle, select
 from subkit.grader.codabench.image import DEFAULT_IMAGE, image_note
 from subkit.grader.codabench.leaderboard import (
@@ -60,8 +60,8 @@ from subkit.grader.codabench.rules import (
     submission_command,
     write_worker_metadata,
 )
+from subkit.grader.lifecycle import RunSpec
 from subkit.grader.run import Failure, TimeBar
-from subkit.grader.runfolder import RunFolder
 
 if TYPE_CHECKING:
     from subkit.profile import Profile
@@ -314,41 +314,40 @@ def score_with_bundle(zip_path: Path, bundle_path: Path, prof: Profile, phase: s
 
     zip_path = safezip.require_zip(zip_path)
     mode, note, why_none = choose_sandbox(sandbox_mode)
-    folder = RunFolder(prof.submissions_dir / "runs", zip_path.stem + "-bundle",
-                       {"kind": "score-local", "zip": str(zip_path), "bundle": str(bundle_path)})
+    if python:
+        env_desc = dict(current_description(), name="given", path=python)
+    else:
+        python, env_desc = python_for(prof, env, progress=progress)
+    # the limit is the phase's, read from the bundle once it is open in the run folder
+    spec = RunSpec(prof=prof, zip=zip_path, command="score-local",
+                   stem=zip_path.stem + "-bundle", time_limit=float(time_limit or 0),
+                   python=python, env=env_desc, isolate_network=isolate_network,
+                   progress=progress, unzip=False, what={"bundle": str(bundle_path)})
     t_start = time.monotonic()
-    try:  # everything a user can get wrong, before anything runs
-        plan = _plan(zip_path, Path(bundle_path), prof, phase, task, folder.path,
+    with lifecycle.conduct(spec) as run:
+        # everything a user can get wrong, before anything runs (the folder is removed)
+        plan = _plan(zip_path, Path(bundle_path), prof, phase, task, run.path,
                      why_none if mode == "none" else None)
-        if python:
-            env_desc = dict(current_description(), name="given", path=python)
-        else:
-            python, env_desc = python_for(prof, env, progress=progress)
-    except BaseException:
-        folder.discard()
-        raise
-    res = _new_result(plan, zip_path, Path(bundle_path), prof, folder.path, time_limit,
-                      mode, note, isolate_network, python, env_desc, list(notes))
-    runner = _Runner(folder.path, time_limit=res.time_limit_s, mode=mode,
-                     isolate_network=isolate_network, python=python, progress=progress,
-                     limits=sandbox.Limits.of(prof))
-    try:
-        _prediction_run(runner, plan.bundle, plan.task, plan.ingestion_cmd, res)
-        _scoring_run(runner, plan.bundle, plan.task, plan.scoring_cmd, plan.ingestion_cmd, res)
-        res.ok = res.failure is None
-    except RunFailure as exc:
-        res.failure = exc.failure
-    except BaseException as exc:  # Ctrl-C: the run is incomplete, never ok
-        folder.abandon(f"interrupted: {type(exc).__name__}: {exc}"[:300])
-        raise
-    finally:
-        _close(runner, plan.bundle, res, time.monotonic() - t_start)
-    if res.ok and not any(c.get("value") is not None for c in res.columns):
-        res.warnings.append("no leaderboard column got a score")
-    warning = folder.finish(res.to_dict(), prof.submissions_dir,
-                            ledger_row(res) if ledger_row else None)
-    if warning:
-        res.warnings.append(warning)
+        res = _new_result(plan, zip_path, Path(bundle_path), prof, run.path, time_limit,
+                          mode, note, isolate_network, python, env_desc, list(notes))
+        runner = _Runner(run.path, time_limit=res.time_limit_s, mode=mode,
+                         isolate_network=isolate_network, python=python, progress=progress,
+                         limits=sandbox.Limits.of(prof))
+        run.began()  # from here an interruption leaves the folder incomplete, never ok
+        try:
+            _prediction_run(runner, plan.bundle, plan.task, plan.ingestion_cmd, res)
+            _scoring_run(runner, plan.bundle, plan.task, plan.scoring_cmd, plan.ingestion_cmd,
+                         res)
+            res.ok = res.failure is None
+        except RunFailure as exc:
+            res.failure = exc.failure
+        finally:
+            _close(runner, plan.bundle, res, time.monotonic() - t_start)
+        if res.ok and not any(c.get("value") is not None for c in res.columns):
+            res.warnings.append("no leaderboard column got a score")
+        run.done(res, ledger_row(res) if ledger_row else None)
+    if run.warning:
+        res.warnings.append(run.warning)
     return res
 
 
