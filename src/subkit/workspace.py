@@ -67,6 +67,7 @@ def init_workspace(directory: Path, profile_name: str | None, *, force: bool = F
     files = {
         directory / "model.py": model_template(prof),
         directory / "train.py": train_template(prof),
+        directory / "train_data.py": template_text("train_data.py"),  # train.py imports it
         directory / "subkit.toml": _workspace_toml(prof.name),
         directory / "submissions" / ".gitignore": "*.zip\nruns/\n",
     }

@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+import train_data  # beside this file: reading the training set, the time budget
+
 # The competition's file layout, written by `subkit init` from its profile: the arrays'
 # keys, and the class names when the labels are stored as names (e.g. 'healthy').
 DATA = {"images_key": "images", "labels_key": "labels", "class_names": []}
@@ -51,23 +53,16 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--images-key", default=DATA["images_key"])
     p.add_argument("--labels-key", default=DATA["labels_key"])
+    p.add_argument("--time-budget", type=float, default=None, metavar="S",
+                   help="end training after S seconds (default: 150 with --quick, else none)")
     args = p.parse_args(argv)
+    if args.time_budget is None:
+        args.time_budget = 150.0 if args.quick else 0.0
     if args.backbone is None:
         args.backbone = "small" if args.quick else "efficientnetv2b0"
     if args.epochs is None:
         args.epochs = 10 if args.quick else 40
     return args
-
-
-def class_ids(labels, class_names):
-    """Labels as class ids; names ('healthy') are looked up in class_names."""
-    if labels.dtype.kind in "iub" or labels.dtype.kind == "f":
-        return labels.astype(np.int64)
-    lookup = {name: i for i, name in enumerate(class_names)}
-    unknown = sorted(set(map(str, labels)) - set(lookup))
-    if unknown:
-        sys.exit(f"error: labels {unknown[:5]} are not among the classes {class_names}")
-    return np.array([lookup[str(v)] for v in labels], np.int64)
 
 
 def stratified_split(labels, val_fraction, seed):
@@ -169,14 +164,16 @@ def build_model(keras, backbone, input_shape, n_classes, imagenet, unfreeze):
 
 def main(argv=None):
     args = parse_args(argv)
+    d = train_data.load(args.data, [args.images_key, args.labels_key])
+    images = d[args.images_key]
+    train_data.check_inputs(images, what="images")
+    labels = train_data.class_ids(d[args.labels_key], DATA["class_names"], len(images))
+    # the data first: a mistake in the file is one error line, before TensorFlow loads
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(args.seed)
-    with np.load(args.data, allow_pickle=True) as d:  # your own file: some store strings
-        images = d[args.images_key]
-        labels = class_ids(d[args.labels_key].reshape(-1), DATA["class_names"])
     n_classes = max(int(labels.max()) + 1, len(DATA["class_names"]))
     train_idx, val_idx = stratified_split(labels, args.val_split, args.seed)
     x_tr, y_tr = images[train_idx], labels[train_idx]
@@ -212,6 +209,8 @@ def main(argv=None):
                                                restore_best_weights=True),
                  keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                    patience=2 if args.quick else 4)]
+    if args.time_budget:
+        callbacks.append(train_data.time_budget(keras, args.time_budget))
     t0 = time.time()
     hist = model.fit(to_ds(x_tr, y_tr, True), validation_data=to_ds(x_va, y_va, False),
                      epochs=args.epochs, class_weight=class_weight, callbacks=callbacks,

@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+import train_data  # beside this file: reading the training set, the time budget
+
 # The competition's layout, written by `subkit init` from its profile.
 DATA = {"images_key": "X", "labels_key": "y", "steps": 18,
         "categories": ["A", "B", "C", "D", "E", "F"]}
@@ -33,7 +35,11 @@ def parse_args(argv=None):
     p.add_argument("--val-split", type=float, default=0.15)
     p.add_argument("--quick", action="store_true", help="few epochs (subkit demo uses it)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-budget", type=float, default=None, metavar="S",
+                   help="end training after S seconds (default: 150 with --quick, else none)")
     args = p.parse_args(argv)
+    if args.time_budget is None:
+        args.time_budget = 150.0 if args.quick else 0.0
     if args.epochs is None:
         args.epochs = 40 if args.quick else 200
     return args
@@ -63,15 +69,21 @@ def build_model(keras, history, n_categories, steps):
 
 def main(argv=None):
     args = parse_args(argv)
+    d = train_data.load(args.data, [DATA["images_key"], DATA["labels_key"], "categories"],
+                        optional=["series"])
+    train_data.check_inputs(d[DATA["images_key"]], what="windows")
+    X = d[DATA["images_key"]].astype(np.float32)
+    y = train_data.targets(d[DATA["labels_key"]], len(X), DATA["steps"])
+    cats = np.asarray(d["categories"]).reshape(-1).astype(str)
+    if len(cats) != len(X):
+        train_data.fail(f"{len(cats)} categories for {len(X)} windows",
+                        "store one category per window")
+    series = d["series"] if "series" in d else np.arange(len(X))
+    # the data first: a mistake in the file is one error line, before TensorFlow loads
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     keras.utils.set_random_seed(args.seed)
-    with np.load(args.data, allow_pickle=True) as d:
-        X = d[DATA["images_key"]].astype(np.float32)
-        y = d[DATA["labels_key"]][:, :DATA["steps"]].astype(np.float32)
-        cats = d["categories"].astype(str)
-        series = d["series"] if "series" in d.files else np.arange(len(X))
     onehot = (cats[:, None] == np.asarray(DATA["categories"])[None, :]).astype(np.float32)
     tr, va = split_by_series(series, args.val_split, args.seed)
     print(f"train {len(tr)} windows  val {len(va)}  history {X.shape[1]}  steps {y.shape[1]}")
@@ -80,6 +92,8 @@ def main(argv=None):
                   metrics=["mae"])
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=8 if args.quick else 20,
                                                restore_best_weights=True)]
+    if args.time_budget:
+        callbacks.append(train_data.time_budget(keras, args.time_budget))
     t0 = time.time()
     hist = model.fit([X[tr], onehot[tr]], y[tr], validation_data=([X[va], onehot[va]], y[va]),
                      epochs=args.epochs, batch_size=args.batch_size, callbacks=callbacks, verbose=2)

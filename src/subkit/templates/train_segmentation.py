@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+import train_data  # beside this file: reading the training set, the time budget
+
 # The competition's layout, written by `subkit init` from its profile.
 DATA = {"images_key": "images", "labels_key": "masks", "n_classes": 5, "ignore_classes": [0]}
 
@@ -32,7 +34,11 @@ def parse_args(argv=None):
     p.add_argument("--val-split", type=float, default=0.15)
     p.add_argument("--quick", action="store_true", help="narrow net, few epochs (subkit demo)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-budget", type=float, default=None, metavar="S",
+                   help="end training after S seconds (default: 150 with --quick, else none)")
     args = p.parse_args(argv)
+    if args.time_budget is None:
+        args.time_budget = 150.0 if args.quick else 0.0
     if args.epochs is None:
         args.epochs = 12 if args.quick else 80
     return args
@@ -60,13 +66,15 @@ def build_model(keras, input_shape, n_classes, width):
 
 def main(argv=None):
     args = parse_args(argv)
+    d = train_data.load(args.data, [DATA["images_key"], DATA["labels_key"]])
+    train_data.check_inputs(d[DATA["images_key"]], what="images")
+    X = d[DATA["images_key"]].astype(np.float32) / 255.0
+    Y = train_data.masks(d[DATA["labels_key"]], len(X), DATA["n_classes"])
+    # the data first: a mistake in the file is one error line, before TensorFlow loads
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     keras.utils.set_random_seed(args.seed)
-    with np.load(args.data) as d:
-        X = d[DATA["images_key"]].astype(np.float32) / 255.0
-        Y = d[DATA["labels_key"]].astype(np.int64)
     if X.ndim == 3:
         X = X[..., None]
     k = DATA["n_classes"]
@@ -87,6 +95,8 @@ def main(argv=None):
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=4 if args.quick else 12,
                                                restore_best_weights=True)]
+    if args.time_budget:
+        callbacks.append(train_data.time_budget(keras, args.time_budget))
     t0 = time.time()
     hist = model.fit(X_tr, Y_tr, sample_weight=sample_weight, validation_data=(X[va], Y[va]),
                      epochs=args.epochs, batch_size=args.batch_size, callbacks=callbacks, verbose=2)

@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+import train_data  # beside this file: reading the training set, the time budget
+
 # The competition's file layout, written by `subkit init` from its profile.
 DATA = {"images_key": "X", "labels_key": "labels", "class_names": []}
 
@@ -33,7 +35,11 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--x-key", default=DATA["images_key"])
     p.add_argument("--labels-key", default=DATA["labels_key"])
+    p.add_argument("--time-budget", type=float, default=None, metavar="S",
+                   help="end training after S seconds (default: 150 with --quick, else none)")
     args = p.parse_args(argv)
+    if args.time_budget is None:
+        args.time_budget = 150.0 if args.quick else 0.0
     if args.epochs is None:
         args.epochs = 25 if args.quick else 120
     return args
@@ -66,18 +72,16 @@ def build_model(keras, input_shape, n_classes):
 
 def main(argv=None):
     args = parse_args(argv)
+    d = train_data.load(args.data, [args.x_key, args.labels_key])
+    train_data.check_inputs(d[args.x_key], what="series")
+    X = d[args.x_key].astype(np.float32)
+    names = DATA["class_names"]
+    labels = train_data.class_ids(d[args.labels_key], names, len(X))  # ids or names (no_pain)
+    # the data first: a mistake in the file is one error line, before TensorFlow loads
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     keras.utils.set_random_seed(args.seed)
-    with np.load(args.data, allow_pickle=True) as d:
-        X = d[args.x_key].astype(np.float32)
-        raw = d[args.labels_key].reshape(-1)
-    names = DATA["class_names"]
-    if raw.dtype.kind in "iuf":
-        labels = raw.astype(np.int64)
-    else:  # class names, e.g. no_pain
-        labels = np.array([names.index(str(v)) for v in raw], np.int64)
     n_classes = max(int(labels.max()) + 1, len(names))
     tr, va = stratified_split(labels, args.val_split, args.seed)
     counts = np.bincount(labels[tr], minlength=n_classes).astype(float)
@@ -89,6 +93,8 @@ def main(argv=None):
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_accuracy",
                                                patience=8 if args.quick else 20,
                                                restore_best_weights=True)]
+    if args.time_budget:
+        callbacks.append(train_data.time_budget(keras, args.time_budget))
     t0 = time.time()
     hist = model.fit(X[tr], labels[tr], validation_data=(X[va], labels[va]), epochs=args.epochs,
                      batch_size=args.batch_size, class_weight=class_weight, callbacks=callbacks,
