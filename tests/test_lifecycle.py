@@ -128,3 +128,21 @@ def test_score_local_writes_run_json_once_when_the_run_ends(spec, test_npz, monk
     res = score_zip(spec.zip, test_npz, spec.prof, env="current", proba=True)
     assert res.ok and (res.run_dir / "report.html").is_file()
     assert writes == ["running", "complete"]
+
+
+def test_run_json_carries_its_schema_and_one_reader_refuses_a_newer_one(spec, tmp_path):
+    from subkit.grader.runfolder import RUN_SCHEMA, read_record
+
+    with lifecycle.conduct(spec) as run:
+        assert read_record(run.path)["schema"] == RUN_SCHEMA  # the "running" marker too
+        run.done(_Result(1))
+    assert read_record(run.path)["schema"] == RUN_SCHEMA == 2
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text(json.dumps({"schema": 99, "status": "complete"}))
+    with pytest.raises(InputError, match="newer subkit"):
+        read_record(tmp_path / "r")
+    (tmp_path / "r" / "run.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="not a run record"):
+        read_record(tmp_path / "r")
+    (tmp_path / "r" / "run.json").write_text(json.dumps({"status": "complete"}))
+    assert read_record(tmp_path / "r")["status"] == "complete"  # schema 1: still read

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +40,9 @@ def newest_run(prof) -> Path:
 
 def _status(folder: Path) -> str:
     """"complete", "running" or "incomplete" (a run subkit did not finish: no report)."""
+    from subkit.grader.runfolder import read_record
+
     try:
-        return str(json.loads((folder / "run.json").read_text()).get("status", "complete"))
-    except (OSError, ValueError, AttributeError):
+        return str(read_record(folder).get("status", "complete"))
+    except InputError:
         return "incomplete"

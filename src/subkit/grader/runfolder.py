@@ -26,6 +26,10 @@ from pathlib import Path
 from subkit.errors import InputError, SubkitError
 from subkit.fsutil import abandoned, hold_lock, release_lock, write_json_atomic
 
+# run.json's schema: 2 since the run lifecycle (written once, complete or incomplete, with
+# this number); a record without one is 1. A newer number is a newer subkit's record.
+RUN_SCHEMA = 2
+
 INCOMPLETE = ("subkit stopped before this run finished (killed, crashed, interrupted or the "
               "machine went down): nothing of it is trusted, run it again")
 _TEMPORARY = ("input_data", "shift_work", "scores.json", "no_tta/input_data")
@@ -56,13 +60,15 @@ class RunFolder:
         self.path = new_run_dir(runs_root, stem)
         self._fd: int | None = hold_lock(self.path)
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        write_json_atomic(self.path / "run.json", {"status": "running", "started": self.started,
-                                                   "pid": os.getpid(), **what})
+        write_json_atomic(self.path / "run.json", {"schema": RUN_SCHEMA, "status": "running",
+                                                   "started": self.started, "pid": os.getpid(),
+                                                   **what})
 
     def finish(self, record: dict, ledger_dir: Path | None = None,
                ledger_row: dict | None = None) -> str | None:
         """The final record, then its ledger row; returns a warning when the ledger refused."""
-        record = {**record, "status": "complete", "started": self.started}
+        record = {**record, "schema": RUN_SCHEMA, "status": "complete",
+                  "started": self.started}
         if ledger_row is not None:
             record["ledger_row"] = ledger_row
         write_json_atomic(self.path / "run.json", record)
@@ -93,12 +99,33 @@ class RunFolder:
             self._fd = None
 
 
-def _read_record(folder: Path) -> dict:
+def read_record(folder: Path) -> dict:
+    """A run folder's run.json: the one reader (the report, `subkit report`, recovery).
+    A missing, unreadable or foreign record, or one of a newer schema, is the user's error."""
+    p = Path(folder) / "run.json"
     try:
-        rec = json.loads((folder / "run.json").read_text())
-    except (OSError, ValueError):
+        rec = json.loads(p.read_text())
+    except OSError:
+        raise InputError(f"{p} not found: {folder} is not a run folder",
+                         hint="give a folder under submissions/runs/ made by "
+                              "`subkit score-local`") from None
+    except ValueError as exc:
+        raise InputError(f"{p} is not valid JSON ({exc})", hint="score the zip again") from None
+    if not isinstance(rec, dict):
+        raise InputError(f"{p} is not a run record", hint="score the zip again")
+    schema = rec.get("schema", 1)
+    if not isinstance(schema, int) or schema > RUN_SCHEMA:
+        raise InputError(f"{p} was written by a newer subkit (run record schema {schema}; "
+                         f"this one reads up to {RUN_SCHEMA})", hint="pip install -U subkit")
+    return rec
+
+
+def _read_record(folder: Path) -> dict:
+    """``read_record``, or {} for recovery, which marks whatever it finds."""
+    try:
+        return read_record(folder)
+    except InputError:
         return {}
-    return rec if isinstance(rec, dict) else {}
 
 
 def mark_incomplete(folder: Path, reason: str) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import html
-import json
 import math
 from datetime import datetime
 from pathlib import Path
@@ -100,19 +99,9 @@ def _f(x, nd=4) -> str:
 
 # -- loading a run folder ------------------------------------------------------------------
 def load_run(run_dir: Path) -> dict:
-    p = Path(run_dir) / "run.json"
-    try:
-        return json.loads(p.read_text())
-    except OSError:
-        from subkit.errors import InputError
+    from subkit.grader.runfolder import read_record
 
-        raise InputError(f"{p} not found: {run_dir} is not a run folder",
-                         hint="give a folder under submissions/runs/ made by "
-                              "`subkit score-local`") from None
-    except ValueError as exc:
-        from subkit.errors import InputError
-
-        raise InputError(f"{p} is not valid JSON ({exc})", hint="rerun score-local") from None
+    return read_record(run_dir)
 
 
 def _load_npy(p: Path):
