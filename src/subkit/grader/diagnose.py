@@ -1,0 +1,202 @@
+"""What went wrong in a run, in the words a participant needs: the child's status and
+exit (timeout, a limit, a signal, an exception at import, init or predict) turned into one
+``Failure`` with a message, a hint and the log tail.
+
+``grader/run.py`` imports ``Failure`` and ``diagnose`` from here (and callers still find them
+there); nothing here runs the child.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from subkit.grader import sandbox, untrusted
+
+
+@dataclass
+class Failure:
+    stage: str
+    message: str
+    hint: str
+    tail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_STAGE_WORDS = {"start": "starting", "load_input": "loading the input",
+                "import": "importing model.py", "init": "Model()", "predict": "predict(X)",
+                "save": "saving the predictions", "done": "finishing"}
+
+
+def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) -> Failure | None:
+    """Turn what the child did into the message and hint a participant needs."""
+    from subkit.modelcheck import init_call, predict_call
+
+    stage = status.get("stage", "start")
+    where = _STAGE_WORDS.get(stage, stage)
+    tail = child.tail("stderr", 30)
+    entry, cls = prof.entry_file, prof.class_name
+    calls = (init_call(prof), predict_call(prof))
+    lim = child.sandbox.get("limits") or sandbox.Limits.of(prof).to_dict()
+    if child.timed_out:
+        paused = (f"; subkit itself was stopped for {child.paused_s:g} s of it, and the grader's "
+                  "clock does not stop" if child.paused_s else "")
+        return Failure(stage, f"the submission exceeded the time limit of {time_limit:g} s "
+                              f"during {where} (the grader kills it: "
+                              f"'Execution Time Limit exceeded'{paused})",
+                       "predict in batches (the template does), use fewer TTA views or a "
+                       "smaller model; an endless loop or input() hangs too", tail)
+    if child.limit == "disk":
+        return Failure(stage, f"the submission wrote more than {lim['disk_mb']} MB into its "
+                              f"folders during {where}; the sandbox stopped it",
+                       "write nothing big next to model.py or into the output; the limit is the "
+                       "profile's [limits] disk_mb", tail)
+    if child.limit == "files":
+        return Failure(stage, f"the submission created more than {untrusted.MAX_FILES} files "
+                              f"during {where}; the sandbox stopped it",
+                       "do not write files in a loop", tail)
+    if status.get("ok") and child.returncode == 0:
+        return None
+    etype, err = status.get("error_type"), status.get("error", "")
+    tb = status.get("traceback", "") or tail
+    tb_tail = "\n".join(tb.strip().splitlines()[-12:])
+    if etype == "SystemExit":
+        return Failure(stage, err or "the submission called sys.exit()",
+                       "never exit from model.py: raise an exception or return normally", tb_tail)
+    if etype:
+        return _limit_exception(stage, etype, err, tb_tail, lim) or \
+            _diagnose_exception(stage, etype, err, tb_tail, entry, cls, calls,
+                                prof.grader.get("keras"))
+    if child.signal is not None:
+        return _diagnose_signal(child.signal, stage, where, lim, tail)
+    return Failure(stage, f"the submission's process ended with exit code {child.returncode} "
+                          f"during {where} without raising an error (os._exit or a hard exit "
+                          "in a library?)",
+                   "never call os._exit/sys.exit in model.py; see the log tail for what ran "
+                   "last", tail)
+
+
+def _diagnose_signal(sig: int, stage: str, where: str, lim: dict, tail: str) -> Failure:
+    name = _signal.Signals(sig).name if sig in set(_signal.Signals) else str(sig)
+    if sig == _signal.SIGXFSZ:
+        return Failure(stage, f"the submission's process wrote a file larger than "
+                              f"{lim['file_size_mb']} MB during {where} (killed by SIGXFSZ)",
+                       "write nothing that big; the limit is the profile's [limits] "
+                       "file_size_mb", tail)
+    oom = sig in (_signal.SIGKILL, _signal.SIGABRT)
+    return Failure(stage, f"the submission's process was killed by {name} during {where}"
+                          + (f" (out of memory? the sandbox allows {lim['memory_mb']} MB per "
+                             "process)" if oom else ""),
+                   "reduce memory: predict in batches, free what you do not need; a crash in a "
+                   "native library (SIGSEGV) can come from mismatched TensorFlow/numpy versions"
+                   if oom or sig == _signal.SIGSEGV else "see the log tail", tail)
+
+
+def _limit_exception(stage, etype, err, tb, lim: dict) -> Failure | None:
+    """An exception that is the sandbox's limit speaking, in the limit's words."""
+    low = err.lower()
+    if "MemoryError" in etype or "allocate" in low:
+        return Failure(stage, f"the submission ran out of memory: {etype}: {err} "
+                              f"(the sandbox allows {lim['memory_mb']} MB per process)",
+                       "predict in batches and free what you do not need; the limit is the "
+                       "profile's [limits] memory_mb", tb)
+    if "file too large" in low:
+        return Failure(stage, f"the submission wrote a file larger than {lim['file_size_mb']} MB: "
+                              f"{etype}: {err}",
+                       "write nothing that big; the limit is the profile's [limits] "
+                       "file_size_mb", tb)
+    if etype == "BlockingIOError" or "resource temporarily unavailable" in low:
+        return Failure(stage, f"the submission could not start another process or thread: {etype}: "
+                              f"{err} (the sandbox allows {lim['processes']})",
+                       "do not fork in a loop; the limit is the profile's [limits] processes", tb)
+    if "no space left" in low:
+        return Failure(stage, f"the submission filled its space: {etype}: {err} (/tmp holds "
+                              f"{lim['tmp_mb']} MB)", "write less to /tmp; the limit is the "
+                                                      "profile's [limits] tmp_mb", tb)
+    return None
+
+
+def keras_cause(err: str) -> str:
+    """The cause Keras nests after "Exception encountered:", behind pages of config."""
+    if "Exception encountered:" in err:
+        err = err.rsplit("Exception encountered:", 1)[1]
+    lines = err.strip().splitlines() or [""]
+    return lines[0][:400]
+
+
+def _name_the_weights(f: Failure, submission_dir: Path) -> Failure:
+    """The hint's YOUR_WEIGHTS.keras, as the one .keras file of the submission."""
+    found = sorted(p.name for p in submission_dir.glob("*.keras"))
+    if len(found) == 1:
+        f.hint = f.hint.replace("YOUR_WEIGHTS.keras", found[0])
+    return f
+
+
+def _diagnose_exception(stage, etype, err, tb, entry, cls, calls, keras=None) -> Failure:
+    """``calls``: how the grader calls the class and predict, e.g. ("model(path)",
+    "predict(X, categories)")."""
+    low = err.lower()
+    init_call, predict_call = calls
+    if stage == "import":
+        if etype in ("SyntaxError", "IndentationError", "TabError"):
+            return Failure(stage, f"{entry} has a syntax error: {err}",
+                           f"run `python -m py_compile {entry}` and fix the line it names", tb)
+        if etype in ("ModuleNotFoundError", "ImportError"):
+            return Failure(stage, f"importing {entry} failed: {etype}: {err}",
+                           "use only packages the grader has (numpy, tensorflow/keras); put helper "
+                           "modules at the zip root next to model.py", tb)
+        if etype == "FileNotFoundError" and entry in err:
+            return Failure(stage, err,
+                           f"put {entry} at the root of the zip, not inside a folder", tb)
+        if etype == "AttributeError" and cls in err:
+            return Failure(stage, f"{entry} defines no class {cls!r}",
+                           f"the grader runs `from {entry[:-3]} import {cls}`: "
+                           f"define `class {cls}:`", tb)
+        return Failure(stage, f"importing {entry} raised {etype}: {err}",
+                       f"code at the top level of {entry} runs on import: "
+                       "move work into __init__", tb)
+    if stage == "init":
+        if etype == "TypeError" and ("positional argument" in low or "required" in low):
+            if not init_call.endswith("()"):
+                return Failure(stage, f"{init_call} failed: {err}",
+                               f"the grader calls {init_call}: define __init__ to take exactly "
+                               "that and load the weights from os.path.join(path, NAME)", tb)
+            return Failure(stage, f"{init_call} needs arguments: {err}",
+                           f"the grader calls {init_call} with no argument (CodaLab's model(path) "
+                           "passed the folder; this grader does not): def __init__(self): and "
+                           "load the weights from os.path.dirname(os.path.abspath(__file__))", tb)
+        if etype in ("FileNotFoundError", "OSError", "IOError") or "no such file" in low \
+                or "not found" in low or "file not found" in low or "unable to open" in low:
+            return Failure(stage, f"{cls}() could not find its weights from the grader's working "
+                                  f"directory: {etype}: {err}",
+                           "load them with "
+                           "os.path.join(os.path.dirname(os.path.abspath(__file__)), "
+                           "'weights.keras') and check the name matches the file in the zip", tb)
+        if "unknown layer" in low or "could not locate" in low or "custom_objects" in low:
+            return Failure(stage, "the weights need a custom class that model.py does not "
+                                  f"provide: {err}",
+                           "define the class in model.py (decorated with "
+                           "@keras.saving.register_keras_serializable()) or pass "
+                           "custom_objects", tb)
+        if "unrecognized keyword" in low or "keyword argument" in low or "deserializ" in low:
+            cause = keras_cause(tb if "Exception encountered:" in tb else err)
+            return Failure(stage, f"{cls}() could not load the weights: {etype}: {cause}",
+                           "the weights were saved by a newer Keras than this one: rebuild the zip "
+                           "with `subkit build --weights YOUR_WEIGHTS.keras` (it rewrites them "
+                           f"for keras {keras} and proves they load there)", tb)
+        return Failure(stage, f"{cls}() raised {etype}: {err}", "see the traceback tail", tb)
+    if stage == "predict":
+        if etype == "TypeError" and ("positional argument" in low or "takes" in low):
+            return Failure(stage, f"predict could not be called as {predict_call}: {err}",
+                           f"define def {predict_call.replace('(', '(self, ', 1)}: the grader "
+                           "passes exactly these inputs", tb)
+        return Failure(stage, f"{predict_call} raised {etype}: {err}",
+                       "X is a numpy array shaped and typed as the profile says (e.g. uint8 "
+                       "(n, 96, 96, 3)); run `subkit check` to reproduce on a small batch", tb)
+    if stage == "load_input":
+        return Failure(stage, f"the child could not read the input: {etype}: {err}",
+                       "this is subkit's side; rerun with --debug and report it", tb)
+    return Failure(stage, f"{etype}: {err}", "see the traceback tail", tb)
