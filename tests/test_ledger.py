@@ -293,6 +293,26 @@ def test_history_note_and_score_by_path_name_and_prefix(workspace, cli, tmp_path
     assert res.code == 1 and res.err.startswith("error: ") and "no zip" in res.err
 
 
+def test_history_score_refuses_a_score_or_phase_the_profile_cannot_have(workspace, cli):
+    """1.7 is no accuracy (76 is a percent), 'finale' no phase of development/final: refused
+    before anything is recorded, so the calibration never sees them."""
+    ledger = _filled(workspace)
+    before = len(ledger.records())
+    for args, words in [(("--leaderboard", "1.7"), "outside the range of accuracy (0 to 1)"),
+                        (("--leaderboard", "76"), "(0 to 1)"),
+                        (("--leaderboard", "-0.1"), "(0 to 1)"),
+                        (("--leaderboard", "0.7", "--phase", "finale"), "has no phase 'finale'")]:
+        res = cli("history", "score", "sub_b.zip", *args)
+        assert res.code == 2, res.text
+        error, hint = res.err.strip().splitlines()[-2:]
+        assert error.startswith("error: ") and words in error, res.err
+        assert hint.startswith("hint: ")
+    assert len(ledger.records()) == before
+    res = cli("history", "score", "sub_b.zip", "--leaderboard", "1", "--phase", "1")
+    assert res.code == 0, res.text  # a phase by its index, a perfect score
+    assert ledger.records()[-1]["phase"] == "final"
+
+
 def test_history_through_the_entry_point(workspace, cli):
     _filled(workspace)
     res = cli("history", "--sort", "nope")

@@ -168,7 +168,9 @@ def _needs(points: list, group: tuple, boards: dict, runs: dict, exclude: str | 
     names = ", ".join(p.zip_name or p.zip_sha256[:12] for p in points)
     msg = (f"needs the leaderboard scores of at least {MIN_POINTS} other zips that have a "
            f"`score-local --shift {suite} --seed {seed}` run on this test set; the ledger has "
-           f"{len(points)}" + (f" ({names})" if names else ""))
+           f"{len(points)}" + (f" ({names})" if names else "")
+           + (" (this zip's own leaderboard score does not count: it is the one predicted)"
+              if exclude is not None and exclude in boards else ""))
     if other_boards:
         msg += (f"; {len(other_boards)} zip(s) with a leaderboard score have no such run: "
                 f"score them with `subkit score-local ZIP --data TEST --shift {suite} "

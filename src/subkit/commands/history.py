@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from subkit import ui
-from subkit.errors import UsageError
+from subkit.errors import SubkitError, UsageError
 from subkit.ledger import Ledger, leaderboard_record, note_record, resolve_zip
 
 
@@ -122,12 +122,33 @@ def note(opts: NoteOptions, ledger: Ledger) -> tuple[dict, str | None]:
     return ledger.append(note_record(zip_sha256=sha, zip=path, text=opts.text)), path
 
 
+def score_range(prof) -> tuple[float, float]:
+    """The values the profile's metric can take: the scores that rise (accuracy, F1, mean
+    IoU) are fractions in [0, 1]; the errors that fall (MSE, MAE, RMSE) are >= 0."""
+    return (0.0, 1.0) if prof.higher_is_better else (0.0, math.inf)
+
+
+def _range_words(low: float, high: float) -> str:
+    return f"{low:g} to {high:g}" if math.isfinite(high) else f"{low:g} or more"
+
+
 def score(opts: ScoreOptions, prof, ledger: Ledger) -> tuple[dict, str | None]:
     """The leaderboard record appended (a score entered by hand), and the zip's path."""
     if not math.isfinite(opts.score):
         raise UsageError(f"--leaderboard must be a number, got {opts.score}", hint="e.g. 0.76")
+    low, high = score_range(prof)
+    if not low <= opts.score <= high:
+        raise UsageError(f"--leaderboard {opts.score:g} is outside the range of "
+                         f"{prof.metric} ({_range_words(low, high)})",
+                         hint="type the score the leaderboard shows, e.g. 0.76 (not a percent)")
+    if opts.phase is not None and prof.phases:
+        try:
+            prof.phase(opts.phase)
+        except SubkitError as exc:
+            raise UsageError(f"--phase: {exc.message}", hint=exc.hint) from None
     sha, path = resolve_zip(ledger, opts.zip)
-    phase = opts.phase if opts.phase is not None else str(prof.phase(None) or "default")
+    phase = (str(prof.phase(opts.phase)) if prof.phases
+             else opts.phase if opts.phase is not None else "default")
     rec = ledger.append(leaderboard_record(zip_sha256=sha, zip=path, leaderboard_score=opts.score,
                                            phase=phase, source="manual"))
     return rec, path
