@@ -10,6 +10,23 @@ from __future__ import annotations
 import sys
 
 
+def _fail(message: str, hint: str, code: int, as_json: bool) -> int:
+    """One ``error:`` line and one ``hint:`` line on stderr; with ``--json`` the same as one
+    JSON object on stdout too (``{"ok": false, "error": ..., "hint": ..., "exit_code": ...}``),
+    so a script that reads stdout learns why."""
+    import json
+
+    import click
+
+    click.secho(f"error: {message}", fg="red", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    if as_json:
+        click.echo(json.dumps({"ok": False, "error": message, "hint": hint or None,
+                               "exit_code": code}))
+    return code
+
+
 def run(argv: list[str] | None = None) -> int:
     import click
 
@@ -19,6 +36,7 @@ def run(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    as_json = "--json" in args
     from subkit.cli import main
 
     try:
@@ -27,43 +45,37 @@ def run(argv: list[str] | None = None) -> int:
     except SubkitError as exc:
         if debug:
             raise
-        click.secho(f"error: {exc.message}", fg="red", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
-        return exc.exit_code
+        return _fail(exc.message, exc.hint, exc.exit_code, as_json)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except SystemExit as exc:  # a command's sys.exit(code)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
-        return EXIT_INTERRUPTED
+        return _fail("aborted", "nothing was changed; run the command again to go on",
+                     EXIT_INTERRUPTED, as_json)
     except click.ClickException as exc:
         if debug:
             raise
         ctx_help = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             ctx_help = f"run '{exc.ctx.command_path} --help' for the options"
-        click.secho(f"error: {exc.format_message()}", fg="red", err=True)
-        click.echo(f"hint: {ctx_help or 'run subkit --help'}", err=True)
-        return exc.exit_code if exc.exit_code else EXIT_USAGE
+        return _fail(exc.format_message(), ctx_help or "run subkit --help",
+                     exc.exit_code if exc.exit_code else EXIT_USAGE, as_json)
     except KeyboardInterrupt:
-        click.echo("\nerror: interrupted; nothing half-written was kept", err=True)
-        return EXIT_INTERRUPTED
+        click.echo("", err=True)
+        return _fail("interrupted; nothing half-written was kept",
+                     "run the command again to go on", EXIT_INTERRUPTED, as_json)
     except OSError as exc:
         if debug:
             raise
-        click.secho(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-                    fg="red", err=True)
-        click.echo("hint: check the path and its permissions; --debug shows the traceback",
-                   err=True)
-        return 1
+        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+                     "check the path and its permissions; --debug shows the traceback", 1,
+                     as_json)
     except Exception as exc:  # a bug of ours: still one line, the traceback on request
         if debug:
             raise
-        click.secho(f"error: internal error: {type(exc).__name__}: {exc}", fg="red", err=True)
-        click.echo("hint: rerun with --debug for the traceback and report it", err=True)
-        return 1
+        return _fail(f"internal error: {type(exc).__name__}: {exc}",
+                     "rerun with --debug for the traceback and report it", 1, as_json)
     return 0
 
 
