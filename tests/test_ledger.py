@@ -336,3 +336,26 @@ def test_no_tensorflow_import():
             "subkit.remote.codabench, subkit.remote.kaggle, subkit.remote.http; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_failed_run_is_marked_and_the_shifted_score_names_its_suite():
+    """A failed run after a good one: the row keeps the good run's scores and runtime, says
+    the last run failed; a shifted score carries the suite that gave it."""
+    from subkit.cli.ledger import CELLS
+
+    sha = "cd" * 32
+    good = {"kind": "score-local", "zip_sha256": sha, "ok": True, "clean_score": 0.91,
+            "shifted_score": 0.62, "shift_suite": "hidden-2024", "runtime_s": 41.0,
+            "metric": "accuracy", "time": "2026-12-01T10:00:00+00:00"}
+    failed = {"kind": "score-local", "zip_sha256": sha, "ok": False, "clean_score": None,
+              "runtime_s": 600.0, "time": "2026-12-02T10:00:00+00:00"}
+    row = build_table([good, failed])[0]
+    assert row["clean_score"] == 0.91 and row["runtime_s"] == 41.0 and row["local_ok"] is False
+    assert row["failed_run"] == failed["time"]
+    assert CELLS["runtime"](row) == "failed"
+    assert CELLS["shifted"](row) == "0.6200 (hidden-2024)"
+    clean_again = {**good, "shifted_score": None, "shift_suite": None, "runtime_s": 39.0,
+                   "time": "2026-12-03T10:00:00+00:00"}
+    row = build_table([good, failed, clean_again])[0]
+    assert row["local_ok"] is True and CELLS["runtime"](row) == "39.0s"
+    assert row["shifted_score"] == 0.62  # the last shifted run's, still named

@@ -266,7 +266,8 @@ def _new_row(sha: str) -> dict:
         "zip_sha256": sha, "zip": None, "zip_name": None, "tag": None, "note": None,
         "weights_sha256": None, "keras_version": None, "profile": None, "size": None,
         "metric": None, "clean_score": None, "shifted_score": None, "runtime_s": None,
-        "local_ok": None, "leaderboard": {}, "leaderboard_score": None,
+        "local_ok": None, "failed_run": None, "shifted_suite": None, "leaderboard": {},
+        "leaderboard_score": None,
         "leaderboard_phase": None, "platform": None, "competition": None,
         "submission_id": None, "submit_phase": None, "status": None, "built": None,
         "first_seen": None, "updated": None, "records": 0,
@@ -308,11 +309,18 @@ def build_table(records: Iterable[dict]) -> list[dict]:
                 _set(row, "keras_version", ",".join(versions) or None)
             handled |= {"tag", "profile", "size", "weights"}
         elif kind == "score-local":
-            for key in ("metric", "clean_score", "shifted_score", "runtime_s"):
-                _set(row, key, rec.get(key))
-            _set(row, "local_ok", rec.get("ok"))
+            if rec.get("ok") is False:  # the scores and runtime stay the last good run's
+                row["local_ok"] = False
+                row["failed_run"] = rec.get("time")
+            else:
+                for key in ("metric", "clean_score", "runtime_s"):
+                    _set(row, key, rec.get(key))
+                if rec.get("shifted_score") is not None:  # with the suite that gave it
+                    row["shifted_score"] = rec.get("shifted_score")
+                    row["shifted_suite"] = rec.get("shift_suite")
+                row["local_ok"] = True if rec.get("ok") else row["local_ok"]
             handled |= {"metric", "clean_score", "shifted_score", "runtime_s", "ok",
-                        "run_dir", "env"}
+                        "run_dir", "env", "shift_suite"}
         elif kind == "submit":
             for key in ("platform", "competition", "submission_id", "status"):
                 _set(row, key, rec.get(key))

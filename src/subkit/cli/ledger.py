@@ -70,8 +70,11 @@ CELLS: dict[str, Callable[[dict], str]] = {
     "weights": lambda r: _cut(r.get("weights_sha256"), 26),
     "keras": lambda r: _cut(r.get("keras_version"), 12),
     "clean": lambda r: _fmt_score(r.get("clean_score")),
-    "shifted": lambda r: _fmt_score(r.get("shifted_score")),
-    "runtime": lambda r: _fmt_runtime(r.get("runtime_s")),
+    "shifted": lambda r: _fmt_score(r.get("shifted_score")) + (
+        f" ({r['shifted_suite']})" if r.get("shifted_suite") else ""),
+    # the last run failed: say so, not the runtime of an earlier good run
+    "runtime": lambda r: "failed" if r.get("local_ok") is False else _fmt_runtime(
+        r.get("runtime_s")),
     "leaderboard": _fmt_lb,
     "predicted": _fmt_predicted,
     "submission": lambda r: _cut(r.get("submission_id"), 12),
