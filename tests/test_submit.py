@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-import subkit.commands.submit as submit_mod
+import subkit.commands.submit.common as submit_mod
 import subkit.remote.http as http_mod
 from subkit import credentials
-from subkit.cli import ledger as cli_ledger
+from subkit.cli.options import TerminalReporter
 from subkit.ledger import Ledger, sha256_file
 from subkit.remote import codabench as cb
 
@@ -43,8 +43,34 @@ def workspace(workspace, tmp_path, monkeypatch):
     (tmp_path / "home").mkdir()
     for var in SECRET_VARS:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(cli_ledger, "is_interactive", lambda: False)
+    monkeypatch.setattr(TerminalReporter, "interactive", False)
     return workspace
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """A person at the terminal: the reporter is interactive and answers its questions
+    from ``answers`` (question -> answer); ``asked`` records (question, secret)."""
+    fake = types.SimpleNamespace(answers={}, asked=[])
+
+    def ask(self, question, *, secret=False, hint=None):
+        fake.asked.append((question, secret))
+        return fake.answers[question]
+
+    monkeypatch.setattr(TerminalReporter, "interactive", True)
+    monkeypatch.setattr(TerminalReporter, "ask", ask)
+    return fake
+
+
+def login_as(terminal, user: str, password: str) -> None:
+    terminal.answers.update({"Codabench user name or e-mail": user,
+                             "Codabench password": password})
+
+
+def logins(terminal) -> int:
+    """How many logins were asked (each: the user name, then the password, not echoed)."""
+    assert all(secret == (q == "Codabench password") for q, secret in terminal.asked)
+    return sum(q == "Codabench password" for q, _ in terminal.asked)
 
 
 @pytest.fixture
@@ -68,7 +94,7 @@ def checks(monkeypatch):
     could see of the credentials."""
     fake = types.SimpleNamespace(status="PASSED", calls=[], seen_env=[], failure=None)
 
-    def run_check(zip_path, profile, *, smoke, echo, env):
+    def run_check(zip_path, profile, *, smoke, quiet, env):
         fake.calls.append((Path(zip_path), smoke, env))
         fake.seen_env.append({k: os.environ[k] for k in credentials.SECRET_ENV
                               if k in os.environ})
@@ -356,8 +382,8 @@ def test_run_check_calls_check_zip_and_passes_env_only_when_given(monkeypatch, t
     fake_checks = types.ModuleType("subkit.checks")
     fake_checks.check_zip = lambda path, profile, **kw: seen.append((path, profile, kw))
     monkeypatch.setitem(sys.modules, "subkit.checks", fake_checks)
-    submit_mod.run_check(tmp_path / "x.zip", "PROFILE", smoke=False, echo=None, env=None)
-    submit_mod.run_check(tmp_path / "x.zip", "PROFILE", smoke=True, echo=None, env="current")
+    submit_mod.run_check(tmp_path / "x.zip", "PROFILE", smoke=False, quiet=True, env=None)
+    submit_mod.run_check(tmp_path / "x.zip", "PROFILE", smoke=True, quiet=False, env="current")
     assert seen == [(tmp_path / "x.zip", "PROFILE", {"smoke": False}),
                     (tmp_path / "x.zip", "PROFILE", {"smoke": True, "env": "current"})]
 
@@ -447,26 +473,19 @@ def test_a_refused_saved_token_is_forgotten_and_login_hinted(codabench, workspac
 
 
 def test_a_refused_saved_token_on_a_terminal_asks_a_login_once(codabench, workspace, zip_file,
-                                                               cli, monkeypatch):
+                                                               cli, terminal):
     credentials.codabench_save_token(codabench.api.url, "stale-token-abcdef", "alice")
-    prompts = []
-    monkeypatch.setattr(cli_ledger, "is_interactive", lambda: True)
-    monkeypatch.setattr(cli_ledger, "prompt_login",
-                        lambda server: prompts.append(server) or ("alice@example.org",
-                                                                  "correct horse"))
+    login_as(terminal, "alice@example.org", "correct horse")
     code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 0, err
     assert "refused the saved token (Invalid token.); it was forgotten" in err
-    assert prompts == [codabench.api.url]
+    assert logins(terminal) == 1 and err.count(f"Log in to {codabench.api.url} ") == 1
     assert credentials.codabench_saved_token(codabench.api.url) == codabench.state.token
 
 
 def test_login_once_saves_an_owner_only_token(codabench, workspace, zip_file, cli,
-                                              monkeypatch, tmp_path):
-    prompts = []
-    monkeypatch.setattr(cli_ledger, "is_interactive", lambda: True)
-    monkeypatch.setattr(cli_ledger, "prompt_login",
-                        lambda server: prompts.append(server) or ("alice", "correct horse"))
+                                              terminal, tmp_path):
+    login_as(terminal, "alice", "correct horse")
     code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 0, err
     saved = tmp_path / "config" / "subkit" / "codabench.json"
@@ -477,13 +496,12 @@ def test_login_once_saves_an_owner_only_token(codabench, workspace, zip_file, cl
     assert "correct horse" not in out + err and codabench.state.token not in out + err
     code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 0, err
-    assert len(prompts) == 1
+    assert logins(terminal) == 1
 
 
 def test_wrong_password_shows_the_server_text(codabench, workspace, zip_file, cli,
-                                              monkeypatch):
-    monkeypatch.setattr(cli_ledger, "is_interactive", lambda: True)
-    monkeypatch.setattr(cli_ledger, "prompt_login", lambda server: ("alice", "hunter2-wrong"))
+                                              terminal):
+    login_as(terminal, "alice", "hunter2-wrong")
     code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)

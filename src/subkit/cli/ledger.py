@@ -215,22 +215,6 @@ def history_score(ctx, zip_ref: str, score: float, phase: str | None, profile_na
 
 
 # -- submit ---------------------------------------------------------------------------------------
-def is_interactive() -> bool:
-    import sys
-
-    try:
-        return sys.stdin.isatty() and sys.stderr.isatty()
-    except (AttributeError, ValueError):  # pragma: no cover
-        return False
-
-
-def prompt_login(server: str) -> tuple[str, str]:
-    click.echo(f"Log in to {server} (once: the token is saved, the password is not).", err=True)
-    username = click.prompt("Codabench user name or e-mail", err=True)
-    password = click.prompt("Codabench password", hide_input=True, err=True)
-    return username, password
-
-
 @click.command(name="submit")
 @click.argument("file", metavar="[ZIP|FILE.csv]", required=False,
                 type=click.Path(dir_okay=False))
@@ -282,7 +266,7 @@ def submit(file: str | None, codabench: str | None, kaggle: str | None, phase: s
     KAGGLE_USERNAME/KAGGLE_KEY. Credentials are read only after the check. Every
     submission and score goes into the ledger (`subkit history`).
     """
-    from subkit.commands.submit import SubmitOptions, Ui
+    from subkit.commands.submit import SubmitOptions
     from subkit.commands.submit import submit as run_submit
 
     if bool(codabench) == bool(kaggle):
@@ -293,10 +277,8 @@ def submit(file: str | None, codabench: str | None, kaggle: str | None, phase: s
         platform="codabench" if codabench else "kaggle", competition=codabench or kaggle,
         file=Path(file) if file else None, phase=phase, message=message, wait=wait,
         force=force, smoke=not no_smoke, env=env_name, server=server,
-        wait_timeout=wait_timeout, kernel=kernel, version=kernel_version)
-    ui = Ui(echo=err, check_echo=None if as_json else err, interactive=is_interactive(),
-            prompt_login=prompt_login)
-    result = run_submit(opts, prof, _ledger(prof), ui)
+        wait_timeout=wait_timeout, kernel=kernel, version=kernel_version, quiet=as_json)
+    result = run_submit(opts, prof, _ledger(prof))
     if as_json:
         echo_json(result)
     else:
@@ -304,9 +286,28 @@ def submit(file: str | None, codabench: str | None, kaggle: str | None, phase: s
     status = str(result.get("status") or "").lower()
     if wait and status in ("failed", "cancelled", "error"):
         detail = result.get("status_details") or result.get("error") or ""
+        if not as_json:
+            _print_failing_lines(result)
         raise SubkitError(f"submission {result.get('submission_id')} {status} on "
                           f"{result['platform']}" + (f": {detail}" if detail else ""),
-                          hint=f"read its logs on {result.get('url')}")
+                          hint=_failure_hint(result))
+
+
+def _print_failing_lines(r: dict) -> None:
+    """The platform log's failing lines (made printable by the command: they are the
+    grader's words about untrusted code), on stderr above the error."""
+    if r.get("failing_lines"):
+        err(f"--- {r['failing_log']}, its last lines ---")
+        for line in r["failing_lines"]:
+            err(f"  {line}")
+        err("---")
+
+
+def _failure_hint(r: dict) -> str:
+    logs = (r.get("logs") or {}).get("file")
+    where = f"the platform's logs are in {logs}" if logs else f"read its logs on {r.get('url')}"
+    rerun = r.get("rerun")
+    return f"{where}; rerun it here the grader's way: {rerun}" if rerun else where
 
 
 def _print_result(r: dict) -> None:
@@ -320,4 +321,7 @@ def _print_result(r: dict) -> None:
             extra = " (" + ", ".join(f"{k} {v:.4f}" for k, v in r["scores"].items()) + ")"
         column = f" ({r['column']})" if r.get("column") and not extra else ""
         click.echo(f"leaderboard score: {r['leaderboard_score']:.4f}{column}{extra}")
+    logs = (r.get("logs") or {}).get("file")
+    if logs:
+        click.echo(f"platform logs: {logs}")
     click.echo(f"recorded in the ledger; see `subkit history` ({r.get('url')})")

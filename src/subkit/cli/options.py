@@ -58,6 +58,19 @@ class TerminalReporter(ui.Reporter):
     def bar(self, label: str, total: float, unit: str) -> ui.Bar:
         return _TqdmBar(label, total, unit) if sys.stderr.isatty() else ui.Bar()
 
+    @property
+    def interactive(self) -> bool:  # type: ignore[override]
+        """A person at the terminal: stdin and stderr (where the questions go) are ttys."""
+        try:
+            return sys.stdin.isatty() and sys.stderr.isatty()
+        except (AttributeError, ValueError):  # pragma: no cover - closed streams
+            return False
+
+    def ask(self, question: str, *, secret: bool = False, hint: str | None = None) -> str:
+        if not self.interactive:
+            return super().ask(question, secret=secret, hint=hint)
+        return str(click.prompt(question, hide_input=secret, err=True))
+
 
 _BAR_FORMATS = {"s": "{desc}: {n:.0f}/{total:.0f} s of the time limit |{bar}|",
                 "set": "{desc}: {n}/{total} sets |{bar}| {elapsed}<{remaining}"}

@@ -1,0 +1,156 @@
+"""The platform's logs of a Codabench submission, fetched after ``submit --wait``.
+
+What a participant reads in the submission's "Logs" tab (stdout, stderr, ingestion stdout
+and ingestion stderr of the prediction and the scoring step) is read through the same API
+the web page uses (``subkit.remote.codabench.CodabenchClient.submission_details``, then
+each log's signed URL), kept in one file next to the ledger (``submissions/``, never
+overwritten; the ledger row names it), and, when the platform's run failed, its failing
+lines are shown with the command that reruns the zip here.
+
+The logs are the grader's words about untrusted code (a submission prints what it likes):
+every line shown goes through ``grader.untrusted.printable``; the file keeps them as sent.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from subkit.errors import SubkitError
+from subkit.fsutil import temp_sibling
+from subkit.grader.untrusted import printable
+from subkit.remote import codabench as cb
+from subkit.remote.http import Http
+
+MAX_LOG_BYTES = 2 * 1024 * 1024  # per log: a submission may print megabytes
+TAIL_LINES = 20
+# competitions/models.py SubmissionDetails.DETAILED_OUTPUT_NAMES_PREDICTION / _SCORING
+LOG_NAMES = ("prediction_stdout", "prediction_stderr", "prediction_ingestion_stdout",
+             "prediction_ingestion_stderr", "scoring_stdout", "scoring_stderr",
+             "scoring_ingestion_stdout", "scoring_ingestion_stderr")
+# where a failure shows first: the errors of the prediction step, then of the scoring step,
+# then what they printed
+FAILURE_ORDER = ("prediction_stderr", "prediction_ingestion_stderr", "scoring_stderr",
+                 "scoring_ingestion_stderr", "prediction_ingestion_stdout",
+                 "prediction_stdout", "scoring_stdout", "scoring_ingestion_stdout")
+
+
+@dataclass
+class Log:
+    submission_id: Any
+    name: str
+    text: str | None  # None: listed, but storage has no such file
+    truncated: bool = False
+
+    @property
+    def state(self) -> str:
+        if self.text is None:
+            return "missing"
+        return "empty" if not self.text.strip() else "ok"
+
+
+@dataclass
+class PlatformLogs:
+    logs: list[Log] = field(default_factory=list)
+    hidden: list[Any] = field(default_factory=list)  # submissions whose phase hides output
+    error: str | None = None  # why the logs could not be read
+    path: Path | None = None  # the file they were kept in
+
+    def summary(self) -> dict:
+        return {"file": str(self.path) if self.path else None,
+                "logs": {f"{lg.submission_id}/{lg.name}": lg.state for lg in self.logs},
+                "hidden": self.hidden, "error": self.error}
+
+
+def fetch(client: cb.CodabenchClient, sub: dict, http: Http) -> PlatformLogs:
+    """The logs of a submission and of its children (one per task); never raises for a
+    log that cannot be read: the submission is over, its ledger row must still be
+    written."""
+    out = PlatformLogs()
+    ids = [sub.get("id")]
+    if sub.get("has_children"):
+        ids += [c.get("id") if isinstance(c, dict) else c for c in sub.get("children") or []]
+    try:
+        for sub_id in ids:
+            details = client.submission_details(sub_id)
+            if details is None:
+                out.hidden.append(sub_id)
+                continue
+            items = [i for i in details.get("logs") or [] if isinstance(i, dict)]
+            items.sort(key=lambda i: (LOG_NAMES.index(i["name"]) if i.get("name") in LOG_NAMES
+                                      else len(LOG_NAMES)))
+            for item in items:
+                name, url = str(item.get("name") or "log"), item.get("data_file")
+                text, truncated = (None, False) if not url else http.download_text(
+                    str(url), what=f"reading {name} of submission {sub_id}",
+                    max_bytes=MAX_LOG_BYTES)
+                out.logs.append(Log(sub_id, name, text, truncated))
+    except SubkitError as exc:
+        out.error = exc.message
+    return out
+
+
+def keep(found: PlatformLogs, folder: Path, zip_name: str, sub_id: Any, server: str) -> Path | None:
+    """Write the logs to ``folder/<zip stem>.codabench-<id>.log`` (``-2``, ``-3``... when
+    taken: never overwritten; written to a temporary name, then linked into place)."""
+    if not found.logs:
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [f"# Codabench logs of submission {sub_id} on {server}, fetched {stamp} by "
+             "`subkit submit --wait` (the submission's Logs tab, as the platform sent it)"]
+    for lg in found.logs:
+        extra = {"missing": " (missing: listed, but storage has no such file)",
+                 "empty": " (empty)"}.get(lg.state, "")
+        lines.append(f"===== submission {lg.submission_id}: {lg.name}{extra} =====")
+        if lg.state == "ok" and lg.text is not None:
+            lines.append(lg.text.rstrip("\n"))
+            if lg.truncated:
+                lines.append(f"[... cut at {MAX_LOG_BYTES // 1024} KB ...]")
+    text = "\n".join(lines) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{Path(zip_name).stem}.codabench-{sub_id}"
+    tmp = temp_sibling(folder / f"{stem}.log")
+    tmp.write_text(text, encoding="utf-8")
+    try:
+        for n in range(1, 1000):
+            path = folder / (f"{stem}.log" if n == 1 else f"{stem}-{n}.log")
+            try:
+                os.link(tmp, path)  # fails if the name is taken: nothing is overwritten
+            except FileExistsError:
+                continue
+            found.path = path
+            return path
+        return None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def failing_lines(found: PlatformLogs, failed_ids: list[Any] | None = None) -> tuple[str | None,
+                                                                                  list[str]]:
+    """``(which log, its failing lines)``: the first non-empty log in FAILURE_ORDER (of the
+    failed child submissions first), from its last traceback on or its last lines, made safe
+    to print."""
+    def rank(lg: Log) -> tuple[int, int]:
+        child = 0 if failed_ids and lg.submission_id in failed_ids else 1
+        order = FAILURE_ORDER.index(lg.name) if lg.name in FAILURE_ORDER else len(FAILURE_ORDER)
+        return child, order
+
+    for lg in sorted((lg for lg in found.logs if lg.state == "ok"), key=rank):
+        lines = [line.rstrip() for line in (lg.text or "").splitlines()]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        starts = [i for i, line in enumerate(lines)
+                  if line.startswith("Traceback (most recent call last)")]
+        tail = lines[starts[-1]:] if starts else lines
+        tail = tail[-TAIL_LINES:]
+        return f"submission {lg.submission_id} {lg.name}", [printable(line) for line in tail]
+    return None, []
+
+
+def rerun_command(zip_path: str) -> str:
+    """The command that runs the same zip the way the grader does, here."""
+    return f"subkit score-local {shlex.quote(zip_path)}"
