@@ -288,6 +288,142 @@ def test_a_failed_submission_says_why_and_exits_1(codabench, token, workspace, z
     assert lb["leaderboard_score"] is None and reason in lb["status_details"]
 
 
+# -- Codabench: --wait keeps the platform's logs (the submission's "Logs" tab) ----------------
+def test_wait_keeps_the_logs_next_to_the_ledger_row(codabench, token, workspace, zip_file, cli):
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait")
+    assert code == 0, err
+    lb = ledger_of(workspace).records()[-1]
+    sub_id = lb["submission_id"]
+    assert lb["logs"] == f"submission_241120_101500.codabench-{sub_id}.log"
+    kept = workspace / "submissions" / lb["logs"]
+    text = kept.read_text()
+    # the calls the web page makes: get_details, then each log's signed URL, without the token
+    assert ("GET", f"/api/submissions/{sub_id}/get_details/") in api_calls(codabench.state)
+    reads = [c for c in codabench.blobs.log if c["method"] == "GET"]
+    assert len(reads) == 8 and all("Authorization" not in c["headers"] for c in reads)
+    assert f"===== submission {sub_id}: prediction_ingestion_stdout =====\n" \
+           "Ingestion program: loading model.py\npredicted 400 images in 3.1 s\n" in text
+    assert f"===== submission {sub_id}: scoring_stdout =====\naccuracy: 0.76\n" in text
+    assert f"===== submission {sub_id}: prediction_stderr (empty) =====" in text
+    assert text.index("prediction_stdout") < text.index("scoring_stdout")
+    assert f"platform logs: {kept}" in out
+    assert "S3CR3T" not in out + err + text
+
+
+def test_a_failed_run_shows_its_failing_lines_and_the_local_rerun(codabench, token, workspace,
+                                                                  zip_file, cli):
+    codabench.state.worker = "program_failed"
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait", "--no-smoke")
+    assert code == 1
+    error, hint = one_error(err)
+    lb = ledger_of(workspace).records()[-1]
+    kept = workspace / "submissions" / lb["logs"]
+    assert "ModuleNotFoundError: No module named 'cv2'" in kept.read_text()
+    block = err[err.index("--- submission"):err.index("\nerror: ")]
+    assert "prediction_ingestion_stderr, its traceback ---" in block
+    assert "  ModuleNotFoundError: No module named 'cv2'" in block
+    assert '    File "/app/ingested_program/model.py", line 3, in <module>' in block
+    # the scoring step never ran: its logs were never created, nothing else is shown
+    assert "scoring" not in kept.read_text()
+    assert f"the platform's logs are in {kept}" in hint
+    assert f"subkit score-local {zip_file}" in hint
+
+
+def test_failing_lines_are_made_printable(codabench, token, workspace, zip_file, cli):
+    codabench.state.worker = "program_failed"
+    codabench.state.log_texts["prediction_stderr"] = (
+        "loading\n\x1b[2J\x1b[1;32mscore: 1.0000 PASSED\x1b[0m\u202eevil\n")
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait", "--json")
+    assert code == 1
+    result = json.loads(out)
+    assert result["failing_log"].endswith("prediction_stderr, its last lines")
+    assert result["failing_lines"][-1] == "?[2J?[1;32mscore: 1.0000 PASSED?[0m?evil"
+    assert "\x1b" not in out + err and "\u202e" not in out + err
+    assert result["rerun"] == f"subkit score-local {zip_file}"
+    # the kept file has the logs as the platform sent them
+    kept = workspace / "submissions" / ledger_of(workspace).records()[-1]["logs"]
+    assert "\x1b[2J" in kept.read_text()
+
+
+def test_a_failed_task_of_several_shows_the_failed_childs_log(codabench, token, workspace,
+                                                             zip_file, cli):
+    codabench.state.worker = "child_failed"
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait")
+    assert code == 1
+    children = [s for s in codabench.state.submissions.values() if s["parent"]]
+    failed = next(c for c in children if c["status"] == "Failed")
+    assert f"--- submission {failed['id']} prediction_ingestion_stderr, its last lines ---" in err
+    assert "  Execution Time Limit exceeded. Limit was 600 seconds" in err
+
+
+def test_missing_and_empty_logs_are_named_in_the_file(codabench, token, workspace, zip_file,
+                                                     cli):
+    codabench.state.logs_lost = {"scoring_stdout"}
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    sub_id = result["submission_id"]
+    states = result["logs"]["logs"]
+    assert states[f"{sub_id}/scoring_stdout"] == "missing"
+    assert states[f"{sub_id}/scoring_stderr"] == "empty"
+    assert states[f"{sub_id}/prediction_ingestion_stdout"] == "ok"
+    text = Path(result["logs"]["file"]).read_text()
+    assert f"===== submission {sub_id}: scoring_stdout (missing: listed, but storage has no " \
+           "such file) =====" in text
+
+
+def test_no_logs_at_all_writes_no_file_and_says_so(codabench, token, workspace, zip_file, cli):
+    codabench.state.worker = "program_failed"
+    codabench.state.hide_output = True
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait")
+    assert code == 1
+    assert "this phase hides the submissions' output: Codabench shows no logs" in err
+    error, hint = one_error(err)
+    assert "read its logs on" in hint and "subkit score-local" in hint
+    lb = ledger_of(workspace).records()[-1]
+    assert lb["logs"] is None and lb["status"] == "Failed"
+    assert not list((workspace / "submissions").glob("*.log"))
+
+
+def test_logs_that_cannot_be_read_still_record_the_result(codabench, token, workspace,
+                                                         zip_file, cli, monkeypatch):
+    def broken(self, sub_id):
+        raise http_mod.HttpError("reading the logs failed: HTTP 502 Bad Gateway", status=502)
+
+    monkeypatch.setattr(cb.CodabenchClient, "submission_details", broken)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait")
+    assert code == 0, err
+    assert "could not be read: reading the logs failed: HTTP 502" in err
+    lb = ledger_of(workspace).records()[-1]
+    assert lb["leaderboard_score"] == 0.76 and lb["logs"] is None
+
+
+def test_kept_logs_never_overwrite(tmp_path):
+    from subkit.commands.submit import logs
+
+    found = logs.PlatformLogs(logs=[logs.Log(7, "prediction_stdout", "one\n")])
+    first = logs.keep(found, tmp_path, "sub.zip", 7, "http://x")
+    found.logs[0].text = "two\n"
+    second = logs.keep(found, tmp_path, "sub.zip", 7, "http://x")
+    assert (first.name, second.name) == ("sub.codabench-7.log", "sub.codabench-7-2.log")
+    assert "one" in first.read_text() and "two" in second.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])
+
+
+def test_a_reporter_without_a_terminal_refuses_to_ask():
+    from subkit import ui
+    from subkit.errors import SubkitError
+
+    with pytest.raises(SubkitError) as exc:
+        ui.ask("Codabench password", secret=True, hint="set CODABENCH_TOKEN")
+    assert exc.value.message == "cannot ask for codabench password: no terminal to answer on"
+    assert exc.value.hint == "set CODABENCH_TOKEN"
+    with ui.use(TerminalReporter()), ui.quiet():
+        assert ui.interactive() is False  # pytest's stdin is no terminal
+        with pytest.raises(SubkitError, match="no terminal"):
+            ui.ask("Codabench user name or e-mail")
+
+
 def test_organiser_run_competition_is_noted(codabench, token, workspace, zip_file, cli):
     codabench.state.auto_run = False
     code, out, err = cli("submit", zip_file, "--codabench", "1234")

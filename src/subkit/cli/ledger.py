@@ -297,7 +297,7 @@ def _print_failing_lines(r: dict) -> None:
     """The platform log's failing lines (made printable by the command: they are the
     grader's words about untrusted code), on stderr above the error."""
     if r.get("failing_lines"):
-        err(f"--- {r['failing_log']}, its last lines ---")
+        err(f"--- {r['failing_log']} ---")
         for line in r["failing_lines"]:
             err(f"  {line}")
         err("---")

@@ -132,8 +132,8 @@ def keep(found: PlatformLogs, folder: Path, zip_name: str, sub_id: Any, server: 
 def failing_lines(found: PlatformLogs, failed_ids: list[Any] | None = None) -> tuple[str | None,
                                                                                   list[str]]:
     """``(which log, its failing lines)``: the first non-empty log in FAILURE_ORDER (of the
-    failed child submissions first), from its last traceback on or its last lines, made safe
-    to print."""
+    failed child submissions first): its last traceback's frames and error, else its last
+    lines; made safe to print."""
     def rank(lg: Log) -> tuple[int, int]:
         child = 0 if failed_ids and lg.submission_id in failed_ids else 1
         order = FAILURE_ORDER.index(lg.name) if lg.name in FAILURE_ORDER else len(FAILURE_ORDER)
@@ -145,9 +145,11 @@ def failing_lines(found: PlatformLogs, failed_ids: list[Any] | None = None) -> t
             lines.pop()
         starts = [i for i, line in enumerate(lines)
                   if line.startswith("Traceback (most recent call last)")]
-        tail = lines[starts[-1]:] if starts else lines
-        tail = tail[-TAIL_LINES:]
-        return f"submission {lg.submission_id} {lg.name}", [printable(line) for line in tail]
+        # the traceback's frames and error, without its header (the heading names it)
+        tail = lines[starts[-1] + 1:] if starts else lines
+        what = "its traceback" if starts else "its last lines"
+        return (f"submission {lg.submission_id} {lg.name}, {what}",
+                [printable(line) for line in tail[-TAIL_LINES:]])
     return None, []
 
 
