@@ -313,8 +313,7 @@ def retargeted(tmp_path_factory, keras_weights, grader_python) -> Path:
     from subkit import keras_compat
 
     out = tmp_path_factory.mktemp("rt") / "weights.keras"
-    rep = keras_compat.retarget(keras_weights, out, "3.4.1", env_python=grader_python,
-                                echo=lambda s: None)
+    rep = keras_compat.retarget(keras_weights, out, "3.4.1", env_python=grader_python)
     assert rep["verified"] is True
     return out
 
