@@ -16,12 +16,14 @@ Tests switch behaviours through the ``state`` objects (see each ``...State`` cla
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
 import socket
 import threading
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -569,6 +571,18 @@ class _CodabenchHandler(_Handler):
             if name not in st.logs_lost:
                 st.storage.files[quote(path)] = texts.get(name, "").encode()
             sub["details"].append({"name": name, "path": path})
+        if "Finished" in steps:
+            # compute_worker.py Run.push_output: the scoring step's output folder, zipped,
+            # becomes Submission.scoring_result
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w") as zf:
+                if st.worker != "no_scores_file":
+                    zf.writestr("scores.json", json.dumps(
+                        {k: float(v) for k, v in st.scores.items()}))
+                zf.writestr("metadata", "exitCode: 0\n")
+            path = f"/private/scoring_result/2024-11-20/{uuid.uuid4().hex[:12]}/output.zip"
+            st.storage.files[quote(path)] = buf.getvalue()
+            sub["scoring_result"] = path
 
     _PREDICTION_LOGS = ("prediction_stdout", "prediction_stderr", "prediction_ingestion_stdout",
                         "prediction_ingestion_stderr")
@@ -654,7 +668,9 @@ class _CodabenchHandler(_Handler):
             "logs": [{"name": d["name"], "data_file": signed(d["path"])}
                      for d in sub["details"]],
             "data_file": signed(ds["path"]), "prediction_result": None,
-            "detailed_result": None, "scoring_result": None, "leaderboards": [],
+            "detailed_result": None, "leaderboards": [],
+            "scoring_result": signed(sub["scoring_result"]) if sub.get("scoring_result")
+            else None,
             "fact_sheet_answers": None})
 
     ROUTES = [

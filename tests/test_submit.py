@@ -299,8 +299,9 @@ def test_wait_keeps_the_logs_next_to_the_ledger_row(codabench, token, workspace,
     text = kept.read_text()
     # the calls the web page makes: get_details, then each log's signed URL, without the token
     assert ("GET", f"/api/submissions/{sub_id}/get_details/") in api_calls(codabench.state)
-    reads = [c for c in codabench.blobs.log if c["method"] == "GET"]
-    assert len(reads) == 8 and all("Authorization" not in c["headers"] for c in reads)
+    reads = [c for c in codabench.blobs.log if c["method"] == "GET"
+             and "submission_details" in c["path"]]
+    assert all("Authorization" not in c["headers"] for c in codabench.blobs.log)
     assert f"===== submission {sub_id}: prediction_ingestion_stdout =====\n" \
            "Ingestion program: loading model.py\npredicted 400 images in 3.1 s\n" in text
     assert f"===== submission {sub_id}: scoring_stdout =====\naccuracy: 0.76\n" in text
@@ -308,6 +309,12 @@ def test_wait_keeps_the_logs_next_to_the_ledger_row(codabench, token, workspace,
     assert text.index("prediction_stdout") < text.index("scoring_stdout")
     assert f"platform logs: {kept}" in out
     assert "S3CR3T" not in out + err + text
+    # the scoring step's output (SubmissionFilesSerializer.scoring_result), kept beside it
+    [scoring] = lb["scoring_output"]
+    assert scoring == f"submission_241120_101500.codabench-{sub_id}.scoring.zip"
+    with zipfile.ZipFile(workspace / "submissions" / scoring) as zf:
+        assert json.loads(zf.read("scores.json")) == {"accuracy": 0.76, "duration": 12.5}
+    assert len(reads) == 8
 
 
 def test_a_failed_run_shows_its_failing_lines_and_the_local_rerun(codabench, token, workspace,
@@ -324,7 +331,7 @@ def test_a_failed_run_shows_its_failing_lines_and_the_local_rerun(codabench, tok
     assert "  ModuleNotFoundError: No module named 'cv2'" in block
     assert '    File "/app/ingested_program/model.py", line 3, in <module>' in block
     # the scoring step never ran: its logs were never created, nothing else is shown
-    assert "scoring" not in kept.read_text()
+    assert "scoring" not in kept.read_text() and lb["scoring_output"] is None
     assert f"the platform's logs are in {kept}" in hint
     assert f"subkit score-local {zip_file}" in hint
 

@@ -316,10 +316,9 @@ class Http:
         kind = type(exc).__name__
         return self.scrub(f"{kind} ({text})" if text else kind)[:300]
 
-    def download_text(self, url: str, *, what: str, max_bytes: int
-                      ) -> tuple[str | None, bool]:
-        """``(text, truncated)`` of a signed storage URL (sent without the API's
-        credentials: the URL carries its own), at most ``max_bytes`` read; ``(None, False)``
+    def download(self, url: str, *, what: str, max_bytes: int) -> tuple[bytes | None, bool]:
+        """``(bytes, truncated)`` of a signed storage URL (sent without the API's
+        credentials: the URL carries its own), at most ``max_bytes`` kept; ``(None, False)``
         when storage has no such object (403/404: S3 answers 403 to a missing key unless
         the signer may list the bucket)."""
         resp = self.request("GET", url, what=what, ok=(200,), allow=(403, 404),
@@ -334,9 +333,15 @@ class Http:
                 if total > max_bytes:
                     break
             data = b"".join(chunks)
-            return data[:max_bytes].decode("utf-8", "replace"), len(data) > max_bytes
+            return data[:max_bytes], len(data) > max_bytes
         finally:
             resp.close()
+
+    def download_text(self, url: str, *, what: str, max_bytes: int
+                      ) -> tuple[str | None, bool]:
+        """:meth:`download` as text (UTF-8, undecodable bytes replaced)."""
+        data, truncated = self.download(url, what=what, max_bytes=max_bytes)
+        return (None if data is None else data.decode("utf-8", "replace")), truncated
 
     # -- uploads ---------------------------------------------------------------------------
     def show_progress(self) -> bool:

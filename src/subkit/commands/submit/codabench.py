@@ -279,7 +279,8 @@ def _wait_codabench(client: cb.CodabenchClient, comp: dict, sub_id: Any, result:
         submission_id=sub_id, status=status, column=column, scores=scores,
         status_details=details if status != "Finished" else None,
         scores_pending=scores_pending, on_leaderboard=final.get("on_leaderboard"),
-        submission_rule=rule, logs=kept.path.name if kept.path else None), result)
+        submission_rule=rule, logs=kept.path.name if kept.path else None,
+        scoring_output=[p.name for p in kept.output_paths] or None), result)
     result.update({"status": status, "leaderboard_score": lb["leaderboard_score"],
                    "column": column, "scores": scores, "scores_pending": scores_pending,
                    "status_details": lb.get("status_details"),
@@ -304,7 +305,11 @@ def _keep_logs(client: cb.CodabenchClient, final: dict, result: dict, ledger: An
                    f"of submission {sub_id}")
     elif not kept.logs:
         notes.note(f"note: Codabench lists no logs for submission {sub_id}")
+    for why in kept.notes:
+        notes.note(f"note: {why}")
     path = platform_logs.keep(kept, Path(ledger.dir), result["zip"], sub_id, client.server)
     if path is not None:
         ui.progress(f"platform logs kept in {path}")
+    for out in kept.output_paths:
+        ui.progress(f"scoring output kept in {out}")
     return kept

@@ -27,6 +27,7 @@ from subkit.remote import codabench as cb
 from subkit.remote.http import Http
 
 MAX_LOG_BYTES = 2 * 1024 * 1024  # per log: a submission may print megabytes
+MAX_OUTPUT_BYTES = 64 * 1024 * 1024  # the scoring output zip (scores, detailed results)
 TAIL_LINES = 20
 # competitions/models.py SubmissionDetails.DETAILED_OUTPUT_NAMES_PREDICTION / _SCORING
 LOG_NAMES = ("prediction_stdout", "prediction_stderr", "prediction_ingestion_stdout",
@@ -59,10 +60,15 @@ class PlatformLogs:
     hidden: list[Any] = field(default_factory=list)  # submissions whose phase hides output
     error: str | None = None  # why the logs could not be read
     path: Path | None = None  # the file they were kept in
+    # the scoring step's output folder (a zip: scores, detailed results) per submission
+    outputs: dict[Any, bytes] = field(default_factory=dict)
+    output_paths: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {"file": str(self.path) if self.path else None,
                 "logs": {f"{lg.submission_id}/{lg.name}": lg.state for lg in self.logs},
+                "scoring_output": [str(p) for p in self.output_paths],
                 "hidden": self.hidden, "error": self.error}
 
 
@@ -89,14 +95,30 @@ def fetch(client: cb.CodabenchClient, sub: dict, http: Http) -> PlatformLogs:
                     str(url), what=f"reading {name} of submission {sub_id}",
                     max_bytes=MAX_LOG_BYTES)
                 out.logs.append(Log(sub_id, name, text, truncated))
+            # SubmissionFilesSerializer.get_scoring_result: the scoring step's output, a
+            # signed URL once the worker uploaded it (None when the phase hides it)
+            if details.get("scoring_result"):
+                data, cut = http.download(str(details["scoring_result"]),
+                                          what=f"reading the scoring output of {sub_id}",
+                                          max_bytes=MAX_OUTPUT_BYTES)
+                if data is not None and cut:
+                    out.notes.append(f"the scoring output of submission {sub_id} is over "
+                                     f"{MAX_OUTPUT_BYTES // 2**20} MB: not kept")
+                elif data:
+                    out.outputs[sub_id] = data
     except SubkitError as exc:
         out.error = exc.message
     return out
 
 
-def keep(found: PlatformLogs, folder: Path, zip_name: str, sub_id: Any, server: str) -> Path | None:
-    """Write the logs to ``folder/<zip stem>.codabench-<id>.log`` (``-2``, ``-3``... when
-    taken: never overwritten; written to a temporary name, then linked into place)."""
+def keep(found: PlatformLogs, folder: Path, zip_name: str, sub_id: Any,
+         server: str) -> Path | None:
+    """Write the logs to ``folder/<zip stem>.codabench-<id>.log``, and each scoring output
+    to ``...codabench-<id>.scoring.zip`` (``-2``, ``-3``... when taken: never overwritten)."""
+    stem = Path(zip_name).stem
+    for out_id, data in found.outputs.items():
+        found.output_paths.append(_write_new(folder, f"{stem}.codabench-{out_id}", ".scoring.zip",
+                                             data))
     if not found.logs:
         return None
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -111,20 +133,26 @@ def keep(found: PlatformLogs, folder: Path, zip_name: str, sub_id: Any, server: 
             if lg.truncated:
                 lines.append(f"[... cut at {MAX_LOG_BYTES // 1024} KB ...]")
     text = "\n".join(lines) + "\n"
+    found.path = _write_new(folder, f"{stem}.codabench-{sub_id}", ".log", text.encode())
+    return found.path
+
+
+def _write_new(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
+    """``data`` under a name not taken yet (written to a temporary name, then hard-linked
+    into place: a taken name fails the link, so nothing is ever overwritten)."""
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{Path(zip_name).stem}.codabench-{sub_id}"
-    tmp = temp_sibling(folder / f"{stem}.log")
-    tmp.write_text(text, encoding="utf-8")
+    tmp = temp_sibling(folder / f"{stem}{suffix}")
+    tmp.write_bytes(data)
     try:
-        for n in range(1, 1000):
-            path = folder / (f"{stem}.log" if n == 1 else f"{stem}-{n}.log")
+        for n in range(1, 10_000):
+            target = folder / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
             try:
-                os.link(tmp, path)  # fails if the name is taken: nothing is overwritten
+                os.link(tmp, target)
             except FileExistsError:
                 continue
-            found.path = path
-            return path
-        return None
+            return target
+        raise SubkitError(f"no free name for {stem}{suffix} in {folder}",
+                          hint="move old platform logs out of the submissions folder")
     finally:
         tmp.unlink(missing_ok=True)
 
