@@ -85,7 +85,7 @@ def existing_grader_python(prof) -> str | None:
     from subkit.grader import environment
 
     try:
-        return str(environment.ensure_env(prof, create=False, echo=lambda s: None))
+        return str(environment.ensure_env(prof, create=False))
     except SubkitError:
         return None
 
