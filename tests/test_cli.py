@@ -208,3 +208,23 @@ def test_parsed_options_fill_the_same_fields_as_before():
                        "--wait"], platform="codabench", competition="1234")
     assert got == SubmitOptions(platform="codabench", competition="1234", file=Path("s.zip"),
                                 wait=True, smoke=False, version=2, wait_timeout=7200.0)
+
+
+def test_one_reporting_path_no_echo_parameters_below_the_cli():
+    """Library code reports through subkit.ui, never through a line printer handed down:
+    no function outside cli/ takes an ``echo`` parameter."""
+    import ast
+
+    src = ROOT / "src" / "subkit"
+    found = []
+    for path in src.rglob("*.py"):
+        rel = path.relative_to(src).as_posix()
+        if rel.startswith(("cli/", "templates/")) or rel == "ui.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                a = node.args
+                names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+                if "echo" in names:
+                    found.append(f"{rel}:{node.lineno}")
+    assert found == []
