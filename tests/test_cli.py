@@ -228,3 +228,19 @@ def test_one_reporting_path_no_echo_parameters_below_the_cli():
                 if "echo" in names:
                     found.append(f"{rel}:{node.lineno}")
     assert found == []
+
+
+def test_the_terminal_reporter_draws_the_prompts_on_stderr(monkeypatch):
+    from click.testing import CliRunner
+
+    from subkit.cli.options import TerminalReporter
+
+    monkeypatch.setattr(TerminalReporter, "interactive", True)
+    with CliRunner().isolation(input="alice\ncorrect horse\n") as streams:
+        rep = TerminalReporter()
+        assert rep.ask("Codabench user name or e-mail") == "alice"
+        assert rep.ask("Codabench password", secret=True) == "correct horse"
+        out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
+    assert out == ""
+    assert "Codabench user name or e-mail: alice" in err  # typed text is echoed...
+    assert "Codabench password: " in err and "correct horse" not in err  # ...a password not
