@@ -85,15 +85,22 @@ def profile_show(profile_name: str | None, as_json: bool) -> None:
 
 
 # -- init ----------------------------------------------------------------------------------
+INIT = (
+    argument("directory", required=False, default=".",
+             type=click.Path(file_okay=False)),
+    profile_option,
+    option("--force", dest="force", is_flag=True, help="Overwrite existing files."),
+)
+
+
 @main.command()
-@click.argument("directory", required=False, default=".", type=click.Path(file_okay=False))
-@profile_option
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
-def init(directory: str, profile_name: str | None, force: bool) -> None:
+@declare(*INIT)
+def init(**values) -> None:
     """Lay out a workspace: template model.py, subkit.toml, submissions/."""
     from subkit.workspace import init_workspace
 
-    written = init_workspace(Path(directory), profile_name, force=force)
+    directory = values["directory"]
+    written = init_workspace(Path(directory), values["profile_name"], force=values["force"])
     for p in written:
         click.echo(f"wrote {p}")
     click.echo(f"next: train (see {Path(directory) / 'train.py'}), then "
