@@ -342,7 +342,11 @@ def test_failing_lines_are_made_printable(codabench, token, workspace, zip_file,
         "loading\n\x1b[2J\x1b[1;32mscore: 1.0000 PASSED\x1b[0m\u202eevil\n")
     code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait", "--json")
     assert code == 1
-    result = json.loads(out)
+    result = json.loads(out)  # one JSON object: the result with the error
+    error, hint = one_error(err)
+    assert result["ok"] is False and result["exit_code"] == 1
+    assert result["error"] == error.removeprefix("error: ")
+    assert result["hint"] == hint.removeprefix("hint: ") and "subkit score-local" in hint
     assert result["failing_log"].endswith("prediction_stderr, its last lines")
     assert result["failing_lines"][-1] == "?[2J?[1;32mscore: 1.0000 PASSED?[0m?evil"
     assert "\x1b" not in out + err and "\u202e" not in out + err

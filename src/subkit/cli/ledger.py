@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -308,18 +309,28 @@ def submit(**values: Any) -> None:
     opts = fill(SubmitOptions, SUBMIT, values, platform="codabench" if codabench else "kaggle",
                 competition=codabench or kaggle, quiet=as_json)
     result = run_submit(opts, prof, _ledger(prof))
-    if as_json:
-        echo_json(result)
-    else:
-        _print_result(result)
     status = str(result.get("status") or "").lower()
-    if opts.wait and status in ("failed", "cancelled", "error"):
-        detail = result.get("status_details") or result.get("error") or ""
-        if not as_json:
-            _print_failing_lines(result)
-        raise SubkitError(f"submission {result.get('submission_id')} {status} on "
-                          f"{result['platform']}" + (f": {detail}" if detail else ""),
-                          hint=_failure_hint(result))
+    failed = opts.wait and status in ("failed", "cancelled", "error")
+    if not failed:
+        if as_json:
+            echo_json(result)
+        else:
+            _print_result(result)
+        return
+    detail = result.get("status_details") or result.get("error") or ""
+    message = (f"submission {result.get('submission_id')} {status} on {result['platform']}"
+               + (f": {detail}" if detail else ""))
+    hint = _failure_hint(result)
+    if as_json:
+        # one JSON object on stdout: the result with the error (the entry point's --json
+        # error shape: ok, error, hint, exit_code), then the error and hint lines on stderr
+        echo_json({**result, "ok": False, "error": message, "hint": hint, "exit_code": 1})
+        click.secho(f"error: {message}", fg="red", err=True)
+        err(f"hint: {hint}")
+        sys.exit(1)
+    _print_result(result)
+    _print_failing_lines(result)
+    raise SubkitError(message, hint=hint)
 
 
 def _print_failing_lines(r: dict) -> None:
