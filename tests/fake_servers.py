@@ -16,12 +16,14 @@ Tests switch behaviours through the ``state`` objects (see each ``...State`` cla
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
 import socket
 import threading
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -104,7 +106,8 @@ class _Handler(BaseHTTPRequestHandler):
 # -- storage: S3 presigned URLs, Azure SAS URLs, GCS resumable sessions ------------------------
 @dataclass
 class StorageState:
-    blobs: dict[str, bytes] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)  # what clients uploaded
+    files: dict[str, bytes] = field(default_factory=dict)  # what the server wrote (logs)
     # path -> the Content-Type its S3 URL was signed with (utils/data.py make_url_sassy)
     signed_types: dict[str, str] = field(default_factory=dict)
     log: list[dict] = field(default_factory=list)
@@ -122,6 +125,16 @@ def _s3_error(code: str, message: str) -> bytes:
 class _StorageHandler(_Handler):
     def _dispatch(self, method: str) -> None:
         st: StorageState = self.state
+        if method == "GET":
+            # a presigned get_object URL (utils/data.py make_url_sassy, permission "r"): the
+            # object, or S3's NoSuchKey for one that is gone
+            self._log(b"")
+            path = urlparse(self.path).path
+            blob = st.blobs.get(path, st.files.get(path))
+            if blob is None:
+                return self._send(404, raw=_s3_error("NoSuchKey", "The specified key does not "
+                                                     "exist."), content_type="application/xml")
+            return self._send(200, raw=blob, content_type="text/plain")
         if method != "PUT":
             return self._send(405, raw=b"", content_type="text/plain")
         with st.lock:
@@ -221,7 +234,9 @@ class CodabenchState:
     takes the day's last slot between can_make_submission and POST /submissions/),
     ``start_fails`` (the submission is saved, then starting it raises: a bare 500 too),
     ``worker`` ("finished", "program_failed", "no_scores_file", "scores_late",
-    "scores_never", "child_failed"), ``scores``."""
+    "scores_never", "child_failed"), ``scores``; the logs: ``hide_output`` (the phase hides
+    the submissions' output), ``log_texts`` (name -> text, over the worker's own),
+    ``logs_lost`` (names listed whose file is gone from storage)."""
 
     storage: StorageState
     storage_url: str = ""
@@ -244,6 +259,9 @@ class CodabenchState:
     worker: str = "finished"
     scores: dict[str, str] = field(default_factory=lambda: {"accuracy": "0.7600000000",
                                                             "duration": "12.5000000000"})
+    hide_output: bool = False
+    log_texts: dict[str, str] = field(default_factory=dict)
+    logs_lost: set[str] = field(default_factory=set)
     datasets: dict[str, dict] = field(default_factory=dict)
     submissions: dict[int, dict] = field(default_factory=dict)
     log: list[dict] = field(default_factory=list)
@@ -444,7 +462,8 @@ class _CodabenchHandler(_Handler):
         sub = {"id": st.next_id, "owner": user, "phase": phase["id"], "data": key,
                "parent": parent, "status": "Submitting", "status_details": None,
                "scores": [], "leaderboard": None, "children": [], "task": task,
-               "created": datetime.now(timezone.utc), "steps": [], "finished_polls": 0}
+               "created": datetime.now(timezone.utc), "steps": [], "finished_polls": 0,
+               "details": []}
         st.submissions[sub["id"]] = sub
         return sub
 
@@ -480,6 +499,7 @@ class _CodabenchHandler(_Handler):
             return self._send(500, raw=DJANGO_500, content_type="text/html")
         if st.auto_run:
             sub["steps"] = self._worker_steps(sub, phase)
+            self._details(sub, phase)
         ds = st.datasets[key]
         return self._send(201, {
             "id": sub["id"], "data": key, "phase": phase["id"], "status": "Submitting",
@@ -510,6 +530,65 @@ class _CodabenchHandler(_Handler):
             self._children(sub, phase)
         return run
 
+    # what the worker writes into each log (compute_worker.py Run._run_container: the
+    # program's and the ingestion's stdout/stderr, pushed to the detail files' URLs)
+    _WORKER_LOGS = {
+        "finished": {
+            "prediction_ingestion_stdout": "Ingestion program: loading model.py\n"
+                                           "predicted 400 images in 3.1 s\n",
+            "scoring_stdout": "accuracy: 0.76\nduration: 12.5\n"},
+        "program_failed": {
+            "prediction_ingestion_stdout": "Ingestion program: loading model.py\n",
+            "prediction_ingestion_stderr": (
+                "Traceback (most recent call last):\n"
+                '  File "/app/program/ingestion.py", line 12, in <module>\n'
+                "    from model import Model\n"
+                '  File "/app/ingested_program/model.py", line 3, in <module>\n'
+                "    import cv2\n"
+                "ModuleNotFoundError: No module named 'cv2'\n")},
+        "no_scores_file": {
+            "scoring_stderr": "scoring.py: predictions.npy not found in /app/input/res\n"},
+    }
+
+    def _details(self, sub: dict, phase: dict) -> None:
+        """competitions/tasks.py _send_to_compute_worker: every step sent to the worker gets
+        its four SubmissionDetails (create_detailed_output_file saves an empty
+        ``<name>.txt`` under submission_details/), the scoring ones only if the prediction
+        step ended well; the worker fills them. A time limit appends the error to
+        prediction_ingestion_stderr (api/views/submissions.py SubmissionViewSet.update)."""
+        st: CodabenchState = self.state
+        steps = [s for s, _ in sub["steps"]]
+        names = list(self._PREDICTION_LOGS)
+        if "Scoring" in steps:
+            names += self._SCORING_LOGS
+        texts = dict(self._WORKER_LOGS.get(st.worker, {}))
+        if sub.get("status_details") and "Time Limit" in sub["status_details"]:
+            texts["prediction_ingestion_stderr"] = "\n" + sub["status_details"]
+        texts.update(st.log_texts)
+        for name in names:
+            path = (f"/private/submission_details/2024-11-20-1732096800/"
+                    f"{uuid.uuid4().hex[:12]}/{name}.txt")
+            if name not in st.logs_lost:
+                st.storage.files[quote(path)] = texts.get(name, "").encode()
+            sub["details"].append({"name": name, "path": path})
+        if "Finished" in steps:
+            # compute_worker.py Run.push_output: the scoring step's output folder, zipped,
+            # becomes Submission.scoring_result
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w") as zf:
+                if st.worker != "no_scores_file":
+                    zf.writestr("scores.json", json.dumps(
+                        {k: float(v) for k, v in st.scores.items()}))
+                zf.writestr("metadata", "exitCode: 0\n")
+            path = f"/private/scoring_result/2024-11-20/{uuid.uuid4().hex[:12]}/output.zip"
+            st.storage.files[quote(path)] = buf.getvalue()
+            sub["scoring_result"] = path
+
+    _PREDICTION_LOGS = ("prediction_stdout", "prediction_stderr", "prediction_ingestion_stdout",
+                        "prediction_ingestion_stderr")
+    _SCORING_LOGS = ("scoring_stdout", "scoring_stderr", "scoring_ingestion_stdout",
+                     "scoring_ingestion_stderr")
+
     def _children(self, parent: dict, phase: dict) -> None:
         """One child per task; the parent turns Finished once all are done, failed ones
         included (competitions/models.py Submission.check_child_submission_statuses)."""
@@ -520,6 +599,9 @@ class _CodabenchHandler(_Handler):
             child["status_details"] = None if i == 0 else "Execution Time Limit exceeded. " \
                                                           "Limit was 600 seconds"
             parent["children"].append(child["id"])
+            child["steps"] = [("Scoring", None)] if i == 0 else []
+            self._details(child, phase)
+            child["steps"] = []
 
     def _advance(self, sub: dict) -> None:
         st: CodabenchState = self.state
@@ -562,6 +644,35 @@ class _CodabenchHandler(_Handler):
             "task": sub["task"], "auto_run": st.auto_run,
             "can_make_submissions_public": True, "is_soft_deleted": False})
 
+    def get_details(self, user, data, sub_id) -> None:
+        """SubmissionViewSet.get_details (api/views/submissions.py): PermissionDenied when the
+        phase hides its output (for a participant), else SubmissionFilesSerializer
+        (serializers/submissions.py): ``logs`` as SubmissionDetailSerializer {name,
+        data_file: a signed URL}, the result files' signed URLs, ``leaderboards``."""
+        st: CodabenchState = self.state
+        sub = st.submissions.get(int(sub_id))
+        if sub is None or user is None or sub["owner"] != user:
+            return self._not_found("Submission")
+        if st.hide_output:
+            return self._forbidden("Cannot access submission details while phase marked to "
+                                   "hide output.")
+
+        def signed(path: str) -> str:
+            return (f"{st.storage_url}{quote(path)}?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+                    "&X-Amz-Credential=AKIAEXAMPLE%2F20241120%2Fus-east-1%2Fs3%2Faws4_request"
+                    "&X-Amz-Date=20241120T100000Z&X-Amz-Expires=432000"
+                    "&X-Amz-SignedHeaders=host&X-Amz-Signature=S3CR3Tget0123")
+
+        ds = st.datasets.get(sub["data"] or "", {"path": "/private/deleted"})
+        return self._send(200, {
+            "logs": [{"name": d["name"], "data_file": signed(d["path"])}
+                     for d in sub["details"]],
+            "data_file": signed(ds["path"]), "prediction_result": None,
+            "detailed_result": None, "leaderboards": [],
+            "scoring_result": signed(sub["scoring_result"]) if sub.get("scoring_result")
+            else None,
+            "fact_sheet_answers": None})
+
     ROUTES = [
         ("POST", r"^/api/api-token-auth/$", token_auth),
         ("GET", r"^/api/competitions/(\d+)/$", competition),
@@ -570,6 +681,7 @@ class _CodabenchHandler(_Handler):
         ("PUT", r"^/api/datasets/completed/([0-9a-f-]{36})/$", upload_completed),
         ("POST", r"^/api/submissions/$", create_submission),
         ("GET", r"^/api/submissions/(\d+)/$", submission),
+        ("GET", r"^/api/submissions/(\d+)/get_details/$", get_details),
     ]
 
 

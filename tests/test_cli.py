@@ -134,3 +134,113 @@ def test_init_works_from_an_installed_wheel(tmp_path):
     loc = subprocess.run([str(py), "-c", "import subkit; print(subkit.__file__)"],
                          capture_output=True, text=True, cwd=tmp_path, env=env).stdout
     assert str(env_dir) in loc
+
+
+# -- each option declared once (cli/options.py Opt): the click option and the Options field -------
+def _declared():
+    from subkit.cli import app, env, ledger, report
+    from subkit.commands.build import BuildOptions, CheckOptions
+    from subkit.commands.demo import DemoOptions
+    from subkit.commands.env import EnvCreateOptions
+    from subkit.commands.history import HistoryOptions, NoteOptions, ScoreOptions
+    from subkit.commands.report import ReportOptions
+    from subkit.commands.score_local import PredictOptions, ScoreLocalOptions
+    from subkit.commands.submit import SubmitOptions
+
+    return [(app.build, app.BUILD, BuildOptions), (app.check, app.CHECK, CheckOptions),
+            (app.score_local, app.SCORE_LOCAL, ScoreLocalOptions),
+            (app.predict, app.PREDICT, PredictOptions), (app.demo, app.DEMO, DemoOptions),
+            (ledger.history, ledger.HISTORY, HistoryOptions),
+            (ledger.history_note, ledger.NOTE, NoteOptions),
+            (ledger.history_score, ledger.SCORE, ScoreOptions),
+            (ledger.submit, ledger.SUBMIT, SubmitOptions),
+            (env.create, env.CREATE, EnvCreateOptions), (report.report, report.REPORT,
+                                                         ReportOptions)]
+
+
+def test_every_declared_option_is_the_commands_parameter_and_an_options_field():
+    import dataclasses
+
+    for command, opts, cls in _declared():
+        assert [p.name for p in command.params] == [o.dest for o in opts], command.name
+        fields = {f.name for f in dataclasses.fields(cls)}
+        missing = [o.field for o in opts if o.field is not None and o.field not in fields]
+        assert not missing, (command.name, missing)
+
+
+def _options_of(command, opts, cls, args, **extra):
+    from subkit.cli.options import fill
+
+    ctx = command.make_context(command.name, list(args))
+    return fill(cls, opts, ctx.params, **extra)
+
+
+def test_parsed_options_fill_the_same_fields_as_before():
+    """The Options each command built by hand before the options were declared once."""
+    from subkit.cli import app, ledger
+    from subkit.commands.build import BuildOptions, CheckOptions
+    from subkit.commands.score_local import PredictOptions, ScoreLocalOptions
+    from subkit.commands.submit import SubmitOptions
+
+    got = _options_of(app.build, app.BUILD, BuildOptions,
+                      ["--weights", "a.keras", "--weights", "b.h5", "--no-smoke", "--include",
+                       "x.txt", "--out-dir", "out", "--env", "grader", "--phase", "final"],
+                      quiet=True)
+    assert got == BuildOptions(weights=[Path("a.keras"), Path("b.h5")], model_py=None,
+                               includes=[Path("x.txt")], tag="submission", out_dir=Path("out"),
+                               keep_optimizer=False, smoke=False, env="grader",
+                               target_keras=None, phase="final", quiet=True)
+    assert _options_of(app.check, app.CHECK, CheckOptions, ["s.zip"]) == CheckOptions(
+        path=Path("s.zip"), smoke=True, env=None, data=None, phase=None)
+    got = _options_of(app.score_local, app.SCORE_LOCAL, ScoreLocalOptions,
+                      ["s.zip", "--no-network-isolation", "--shift", "--task", "2", "--seed",
+                       "3", "--bundle", "b.zip"], progress=False)
+    assert got == ScoreLocalOptions(zip=Path("s.zip"), data=None, time_limit=None,
+                                    isolate_network=False, bundle=Path("b.zip"), phase=None,
+                                    task=2, shift="default", seed=3, tta_compare=False,
+                                    proba=False, env=None, progress=False)
+    got = _options_of(app.predict, app.PREDICT, PredictOptions,
+                      ["--data", "t.npz", "--out", "p.csv", "--time-limit", "9"])
+    assert got == PredictOptions(data=Path("t.npz"), out=Path("p.csv"), zip=None, force=False,
+                                 time_limit=9.0, env=None, phase=None)
+    got = _options_of(ledger.submit, ledger.SUBMIT, SubmitOptions,
+                      ["s.zip", "--codabench", "1234", "--no-smoke", "--version", "2",
+                       "--wait"], platform="codabench", competition="1234")
+    assert got == SubmitOptions(platform="codabench", competition="1234", file=Path("s.zip"),
+                                wait=True, smoke=False, version=2, wait_timeout=7200.0)
+
+
+def test_one_reporting_path_no_echo_parameters_below_the_cli():
+    """Library code reports through subkit.ui, never through a line printer handed down:
+    no function outside cli/ takes an ``echo`` parameter."""
+    import ast
+
+    src = ROOT / "src" / "subkit"
+    found = []
+    for path in src.rglob("*.py"):
+        rel = path.relative_to(src).as_posix()
+        if rel.startswith(("cli/", "templates/")) or rel == "ui.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                a = node.args
+                names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+                if "echo" in names:
+                    found.append(f"{rel}:{node.lineno}")
+    assert found == []
+
+
+def test_the_terminal_reporter_draws_the_prompts_on_stderr(monkeypatch):
+    from click.testing import CliRunner
+
+    from subkit.cli.options import TerminalReporter
+
+    monkeypatch.setattr(TerminalReporter, "interactive", True)
+    with CliRunner().isolation(input="alice\ncorrect horse\n") as streams:
+        rep = TerminalReporter()
+        assert rep.ask("Codabench user name or e-mail") == "alice"
+        assert rep.ask("Codabench password", secret=True) == "correct horse"
+        out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
+    assert out == ""
+    assert "Codabench user name or e-mail: alice" in err  # typed text is echoed...
+    assert "Codabench password: " in err and "correct horse" not in err  # ...a password not

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from subkit import profile as profile_mod
+from subkit import ui
 from subkit.errors import SubkitError, UsageError
 from subkit.grader import environment
 
@@ -68,7 +69,7 @@ class Installer:
     def __init__(self, fail: bool = False, delay: float = 0.0):
         self.fail, self.delay, self.calls = fail, delay, 0
 
-    def __call__(self, python, reqs, log_path, echo, progress):
+    def __call__(self, python, reqs, log_path, progress):
         self.calls += 1
         site = Path(python).parent.parent / "lib" / "site-packages"
         site.mkdir(parents=True, exist_ok=True)
@@ -81,7 +82,7 @@ class Installer:
 
 
 def _ensure(prof, installer, **kw):
-    return environment.ensure_env(prof, echo=lambda m: None, progress=False,
+    return environment.ensure_env(prof, progress=False,
                                   installer=installer, check=_fake_check,
                                   runner=_registry_with_everything, **kw)
 
@@ -160,9 +161,10 @@ def test_an_install_that_fails_half_way_is_removed(cache):
     prof = _profile()
     messages: list[str] = []
     with pytest.raises(SubkitError, match="disk full") as exc:
-        environment.ensure_env(prof, echo=messages.append, progress=False,
-                               installer=Installer(fail=True), check=_fake_check,
-                               runner=_registry_with_everything)
+        with ui.use(ui.Lines(messages.append)):
+            environment.ensure_env(prof, progress=False,
+                                   installer=Installer(fail=True), check=_fake_check,
+                                   runner=_registry_with_everything)
     folder = environment.env_dir(prof)
     assert not folder.exists(), "a half-installed environment must not stay"
     assert "partial environment was removed" in exc.value.hint
@@ -181,9 +183,10 @@ def test_a_folder_without_marker_is_removed_not_reused(cache):
     assert environment.env_status(prof)["state"] == "broken"
     messages: list[str] = []
     inst = Installer()
-    python = environment.ensure_env(prof, echo=messages.append, progress=False,
-                                    installer=inst, check=_fake_check,
-                                    runner=_registry_with_everything)
+    with ui.use(ui.Lines(messages.append)):
+        python = environment.ensure_env(prof, progress=False,
+                                        installer=inst, check=_fake_check,
+                                        runner=_registry_with_everything)
     assert inst.calls == 1
     assert not (folder / "leftover-from-a-killed-install").exists()
     assert any("removing a broken grader environment" in m for m in messages)
@@ -211,7 +214,7 @@ def test_a_failed_import_check_removes_the_env(cache):
                           "ImportError: libfoo.so", hint="x")
 
     with pytest.raises(SubkitError, match="cannot import"):
-        environment.ensure_env(prof, echo=lambda m: None, installer=Installer(),
+        environment.ensure_env(prof, installer=Installer(),
                                check=bad_check, runner=_registry_with_everything)
     assert not environment.env_dir(prof).exists()
 
@@ -298,9 +301,9 @@ def test_real_pip_failing_removes_the_half_made_venv(tmp_path, monkeypatch):
 
     interp = {"path": sys.executable, "version": LOCAL, "exact": True, "note": None}
     said: list[str] = []
-    with pytest.raises(SubkitError) as exc:
+    with pytest.raises(SubkitError) as exc, ui.use(ui.Lines(said.append)):
         environment.create_env({"python": LOCAL, "keras": "3.99.9"}, folder, interp,
-                               echo=said.append, runner=offline, progress=True)
+                               runner=offline, progress=True)
     log = folder.parent / "abc.log"
     assert not folder.exists()
     assert any("s] " in m and "keras" in m for m in said), said  # pip's lines, timed

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from subkit import profile as profile_mod
+from subkit import ui
 from subkit.errors import SubkitError, UsageError
 from subkit.grader import environment
 
@@ -49,7 +50,7 @@ class FakeInstaller:
     def __init__(self, fail: bool = False):
         self.fail, self.calls = fail, 0
 
-    def __call__(self, python, reqs, log_path, echo, progress):
+    def __call__(self, python, reqs, log_path, progress):
         self.calls += 1
         log_path.write_text("ERROR: No matching distribution found for tensorflow==2.17.0\n")
         if self.fail:
@@ -254,15 +255,14 @@ def test_both_installers_fill_a_venv_offline(tmp_path, monkeypatch, kind):
     cmd = environment.install_command(str(python), ["subkittiny==1.0"], attached=False,
                                       log_path=tmp_path / "log")
     assert ("uv" in Path(cmd[0]).name) == (kind == "uv")
-    environment.pip_install(str(python), ["subkittiny==1.0"], tmp_path / "log", said.append,
-                            True)
+    with ui.use(ui.Lines(said.append)):
+        environment.pip_install(str(python), ["subkittiny==1.0"], tmp_path / "log", True)
     out = subprocess.run([str(python), "-c", "import subkittiny; print(subkittiny.VALUE)"],
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "42", out.stderr
     assert said and all(m.startswith("  [") for m in said)  # the installer's lines, timed
     with pytest.raises(SubkitError, match=f"^{kind} could not install"):
-        environment.pip_install(str(python), ["subkittiny==9.9"], tmp_path / "log2",
-                                said.append, False)
+        environment.pip_install(str(python), ["subkittiny==9.9"], tmp_path / "log2", False)
 
 
 def test_a_bad_installer_choice_is_refused(monkeypatch):
@@ -313,8 +313,7 @@ def retargeted(tmp_path_factory, keras_weights, grader_python) -> Path:
     from subkit import keras_compat
 
     out = tmp_path_factory.mktemp("rt") / "weights.keras"
-    rep = keras_compat.retarget(keras_weights, out, "3.4.1", env_python=grader_python,
-                                echo=lambda s: None)
+    rep = keras_compat.retarget(keras_weights, out, "3.4.1", env_python=grader_python)
     assert rep["verified"] is True
     return out
 
@@ -549,10 +548,10 @@ def test_creating_the_env_says_what_it_downloads(tmp_path, monkeypatch):
     interp = {"path": sys.executable, "version": LOCAL, "exact": True, "note": None}
     folder = tmp_path / "envs" / "k"
     folder.parent.mkdir()
-    environment.create_env({"python": LOCAL, "keras": "3.4.1"}, folder, interp,
-                           echo=said.append, installer=FakeInstaller(), check=_fake_check,
-                           runner=_registry,
-                           sizer=lambda py, reqs: {"packages": 38, "bytes": 649_000_000})
+    with ui.use(ui.Lines(said.append)):
+        environment.create_env({"python": LOCAL, "keras": "3.4.1"}, folder, interp,
+                               installer=FakeInstaller(), check=_fake_check, runner=_registry,
+                               sizer=lambda py, reqs: {"packages": 38, "bytes": 649_000_000})
     assert "  downloading 649 MB in 38 packages with pip, once: later runs reuse it" in \
         " ".join(said)
     marker = json.loads((folder / environment.MARKER).read_text())

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from subkit import keras_compat as kc
+from subkit import ui
 from subkit.errors import SubkitError
 from subkit.keras_compat.config import (
     collect_classes,
@@ -180,7 +181,8 @@ def test_keras_file_info_refuses_non_keras_files(tmp_path):
 def test_a_target_not_older_than_the_saving_version_has_nothing_to_do(tmp_path, saved):
     src = _make_keras(tmp_path / "m.keras", _sequential(_dense()), version=saved)
     said: list[str] = []
-    report = kc.retarget(src, tmp_path / "out.keras", TARGET, env_python=None, echo=said.append)
+    with ui.use(ui.Lines(said.append)):
+        report = kc.retarget(src, tmp_path / "out.keras", TARGET, env_python=None)
     assert report["status"] == "not-needed" and report["changed_keys"] == []
     assert report["verified"] is None
     assert said and said[0].startswith("nothing to do") and f"keras {saved}" in said[0]
@@ -191,7 +193,7 @@ def test_without_the_target_keras_it_says_to_create_the_env(tmp_path, monkeypatc
     monkeypatch.setenv("SUBKIT_CACHE", str(tmp_path / "cache"))
     src = _make_keras(tmp_path / "m.keras", _sequential(_dense()))
     with pytest.raises(SubkitError) as exc:
-        kc.retarget(src, tmp_path / "out.keras", TARGET, env_python=None, echo=lambda m: None)
+        kc.retarget(src, tmp_path / "out.keras", TARGET, env_python=None)
     assert "without an environment" in exc.value.message
     assert "subkit env create" in exc.value.hint
     assert not (tmp_path / "out.keras").exists()
@@ -374,8 +376,9 @@ def retargeted(saved, grader_python):
     out = {}
     for name in ("seq", "func"):
         said: list[str] = []
-        report = kc.retarget(folder / f"{name}.keras", folder / f"{name}-{TARGET}.keras",
-                             TARGET, env_python=grader_python, echo=said.append)
+        with ui.use(ui.Lines(said.append)):
+            report = kc.retarget(folder / f"{name}.keras", folder / f"{name}-{TARGET}.keras",
+                                 TARGET, env_python=grader_python)
         out[name] = (report, said)
     return out
 
@@ -465,7 +468,7 @@ def test_a_layer_keras_341_lacks_is_named(saved, grader_python):
     folder, _version = saved
     with pytest.raises(SubkitError) as exc:
         kc.retarget(folder / "randaugment.keras", folder / "ra-out.keras", TARGET,
-                    env_python=grader_python, echo=lambda m: None)
+                    env_python=grader_python)
     assert "layer 'rand_augment' (RandAugment)" in exc.value.message
     assert "keras 3.4.1 has no keras.layers.RandAugment" in exc.value.message
     assert not (folder / "ra-out.keras").exists()
@@ -524,8 +527,7 @@ def test_the_worker_loads_through_a_writable_folder_in_the_graders_keras(saved, 
     scratch = tmp_path / "out"
     scratch.mkdir()
     # the grader's Keras cannot read the file saved by the newer one: its rewrite can
-    kc.retarget(folder / "seq.keras", tmp_path / "seq.keras", TARGET, env_python=grader_python,
-                echo=lambda _m: None)
+    kc.retarget(folder / "seq.keras", tmp_path / "seq.keras", TARGET, env_python=grader_python)
     program = (f"WORKER = {str(WORKER_PROGRAM)!r}\nMODEL = {str(tmp_path / 'seq.keras')!r}\n"
                f"SCRATCH = {str(scratch)!r}\n" + LOAD_THROUGH)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-import subkit.commands.submit as submit_mod
+import subkit.commands.submit.common as submit_mod
 import subkit.remote.http as http_mod
 from subkit import credentials
-from subkit.cli import ledger as cli_ledger
+from subkit.cli.options import TerminalReporter
 from subkit.ledger import Ledger, sha256_file
 from subkit.remote import codabench as cb
 
@@ -43,8 +43,34 @@ def workspace(workspace, tmp_path, monkeypatch):
     (tmp_path / "home").mkdir()
     for var in SECRET_VARS:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(cli_ledger, "is_interactive", lambda: False)
+    monkeypatch.setattr(TerminalReporter, "interactive", False)
     return workspace
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """A person at the terminal: the reporter is interactive and answers its questions
+    from ``answers`` (question -> answer); ``asked`` records (question, secret)."""
+    fake = types.SimpleNamespace(answers={}, asked=[])
+
+    def ask(self, question, *, secret=False, hint=None):
+        fake.asked.append((question, secret))
+        return fake.answers[question]
+
+    monkeypatch.setattr(TerminalReporter, "interactive", True)
+    monkeypatch.setattr(TerminalReporter, "ask", ask)
+    return fake
+
+
+def login_as(terminal, user: str, password: str) -> None:
+    terminal.answers.update({"Codabench user name or e-mail": user,
+                             "Codabench password": password})
+
+
+def logins(terminal) -> int:
+    """How many logins were asked (each: the user name, then the password, not echoed)."""
+    assert all(secret == (q == "Codabench password") for q, secret in terminal.asked)
+    return sum(q == "Codabench password" for q, _ in terminal.asked)
 
 
 @pytest.fixture
@@ -68,7 +94,7 @@ def checks(monkeypatch):
     could see of the credentials."""
     fake = types.SimpleNamespace(status="PASSED", calls=[], seen_env=[], failure=None)
 
-    def run_check(zip_path, profile, *, smoke, echo, env):
+    def run_check(zip_path, profile, *, smoke, quiet, env):
         fake.calls.append((Path(zip_path), smoke, env))
         fake.seen_env.append({k: os.environ[k] for k in credentials.SECRET_ENV
                               if k in os.environ})
@@ -262,6 +288,153 @@ def test_a_failed_submission_says_why_and_exits_1(codabench, token, workspace, z
     assert lb["leaderboard_score"] is None and reason in lb["status_details"]
 
 
+# -- Codabench: --wait keeps the platform's logs (the submission's "Logs" tab) ----------------
+def test_wait_keeps_the_logs_next_to_the_ledger_row(codabench, token, workspace, zip_file, cli):
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait")
+    assert code == 0, err
+    lb = ledger_of(workspace).records()[-1]
+    sub_id = lb["submission_id"]
+    assert lb["logs"] == f"submission_241120_101500.codabench-{sub_id}.log"
+    kept = workspace / "submissions" / lb["logs"]
+    text = kept.read_text()
+    # the calls the web page makes: get_details, then each log's signed URL, without the token
+    assert ("GET", f"/api/submissions/{sub_id}/get_details/") in api_calls(codabench.state)
+    reads = [c for c in codabench.blobs.log if c["method"] == "GET"
+             and "submission_details" in c["path"]]
+    assert all("Authorization" not in c["headers"] for c in codabench.blobs.log)
+    assert f"===== submission {sub_id}: prediction_ingestion_stdout =====\n" \
+           "Ingestion program: loading model.py\npredicted 400 images in 3.1 s\n" in text
+    assert f"===== submission {sub_id}: scoring_stdout =====\naccuracy: 0.76\n" in text
+    assert f"===== submission {sub_id}: prediction_stderr (empty) =====" in text
+    assert text.index("prediction_stdout") < text.index("scoring_stdout")
+    assert f"platform logs: {kept}" in out
+    assert "S3CR3T" not in out + err + text
+    # the scoring step's output (SubmissionFilesSerializer.scoring_result), kept beside it
+    [scoring] = lb["scoring_output"]
+    assert scoring == f"submission_241120_101500.codabench-{sub_id}.scoring.zip"
+    with zipfile.ZipFile(workspace / "submissions" / scoring) as zf:
+        assert json.loads(zf.read("scores.json")) == {"accuracy": 0.76, "duration": 12.5}
+    assert len(reads) == 8
+
+
+def test_a_failed_run_shows_its_failing_lines_and_the_local_rerun(codabench, token, workspace,
+                                                                  zip_file, cli):
+    codabench.state.worker = "program_failed"
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait", "--no-smoke")
+    assert code == 1
+    error, hint = one_error(err)
+    lb = ledger_of(workspace).records()[-1]
+    kept = workspace / "submissions" / lb["logs"]
+    assert "ModuleNotFoundError: No module named 'cv2'" in kept.read_text()
+    block = err[err.index("--- submission"):err.index("\nerror: ")]
+    assert "prediction_ingestion_stderr, its traceback ---" in block
+    assert "  ModuleNotFoundError: No module named 'cv2'" in block
+    assert '    File "/app/ingested_program/model.py", line 3, in <module>' in block
+    # the scoring step never ran: its logs were never created, nothing else is shown
+    assert "scoring" not in kept.read_text() and lb["scoring_output"] is None
+    assert f"the platform's logs are in {kept}" in hint
+    assert f"subkit score-local {zip_file}" in hint
+
+
+def test_failing_lines_are_made_printable(codabench, token, workspace, zip_file, cli):
+    codabench.state.worker = "program_failed"
+    codabench.state.log_texts["prediction_stderr"] = (
+        "loading\n\x1b[2J\x1b[1;32mscore: 1.0000 PASSED\x1b[0m\u202eevil\n")
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait", "--json")
+    assert code == 1
+    result = json.loads(out)  # one JSON object: the result with the error
+    error, hint = one_error(err)
+    assert result["ok"] is False and result["exit_code"] == 1
+    assert result["error"] == error.removeprefix("error: ")
+    assert result["hint"] == hint.removeprefix("hint: ") and "subkit score-local" in hint
+    assert result["failing_log"].endswith("prediction_stderr, its last lines")
+    assert result["failing_lines"][-1] == "?[2J?[1;32mscore: 1.0000 PASSED?[0m?evil"
+    assert "\x1b" not in out + err and "\u202e" not in out + err
+    assert result["rerun"] == f"subkit score-local {zip_file}"
+    # the kept file has the logs as the platform sent them
+    kept = workspace / "submissions" / ledger_of(workspace).records()[-1]["logs"]
+    assert "\x1b[2J" in kept.read_text()
+
+
+def test_a_failed_task_of_several_shows_the_failed_childs_log(codabench, token, workspace,
+                                                             zip_file, cli):
+    codabench.state.worker = "child_failed"
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait")
+    assert code == 1
+    children = [s for s in codabench.state.submissions.values() if s["parent"]]
+    failed = next(c for c in children if c["status"] == "Failed")
+    assert f"--- submission {failed['id']} prediction_ingestion_stderr, its last lines ---" in err
+    assert "  Execution Time Limit exceeded. Limit was 600 seconds" in err
+
+
+def test_missing_and_empty_logs_are_named_in_the_file(codabench, token, workspace, zip_file,
+                                                     cli):
+    codabench.state.logs_lost = {"scoring_stdout"}
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    sub_id = result["submission_id"]
+    states = result["logs"]["logs"]
+    assert states[f"{sub_id}/scoring_stdout"] == "missing"
+    assert states[f"{sub_id}/scoring_stderr"] == "empty"
+    assert states[f"{sub_id}/prediction_ingestion_stdout"] == "ok"
+    text = Path(result["logs"]["file"]).read_text()
+    assert f"===== submission {sub_id}: scoring_stdout (missing: listed, but storage has no " \
+           "such file) =====" in text
+
+
+def test_no_logs_at_all_writes_no_file_and_says_so(codabench, token, workspace, zip_file, cli):
+    codabench.state.worker = "program_failed"
+    codabench.state.hide_output = True
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait")
+    assert code == 1
+    assert "this phase hides the submissions' output: Codabench shows no logs" in err
+    error, hint = one_error(err)
+    assert "read its logs on" in hint and "subkit score-local" in hint
+    lb = ledger_of(workspace).records()[-1]
+    assert lb["logs"] is None and lb["status"] == "Failed"
+    assert not list((workspace / "submissions").glob("*.log"))
+
+
+def test_logs_that_cannot_be_read_still_record_the_result(codabench, token, workspace,
+                                                         zip_file, cli, monkeypatch):
+    def broken(self, sub_id):
+        raise http_mod.HttpError("reading the logs failed: HTTP 502 Bad Gateway", status=502)
+
+    monkeypatch.setattr(cb.CodabenchClient, "submission_details", broken)
+    code, out, err = cli("submit", zip_file, "--codabench", "1234", "--wait")
+    assert code == 0, err
+    assert "could not be read: reading the logs failed: HTTP 502" in err
+    lb = ledger_of(workspace).records()[-1]
+    assert lb["leaderboard_score"] == 0.76 and lb["logs"] is None
+
+
+def test_kept_logs_never_overwrite(tmp_path):
+    from subkit.commands.submit import logs
+
+    found = logs.PlatformLogs(logs=[logs.Log(7, "prediction_stdout", "one\n")])
+    first = logs.keep(found, tmp_path, "sub.zip", 7, "http://x")
+    found.logs[0].text = "two\n"
+    second = logs.keep(found, tmp_path, "sub.zip", 7, "http://x")
+    assert (first.name, second.name) == ("sub.codabench-7.log", "sub.codabench-7-2.log")
+    assert "one" in first.read_text() and "two" in second.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])
+
+
+def test_a_reporter_without_a_terminal_refuses_to_ask():
+    from subkit import ui
+    from subkit.errors import SubkitError
+
+    with pytest.raises(SubkitError) as exc:
+        ui.ask("Codabench password", secret=True, hint="set CODABENCH_TOKEN")
+    assert exc.value.message == "cannot ask for codabench password: no terminal to answer on"
+    assert exc.value.hint == "set CODABENCH_TOKEN"
+    with ui.use(TerminalReporter()), ui.quiet():
+        assert ui.interactive() is False  # pytest's stdin is no terminal
+        with pytest.raises(SubkitError, match="no terminal"):
+            ui.ask("Codabench user name or e-mail")
+
+
 def test_organiser_run_competition_is_noted(codabench, token, workspace, zip_file, cli):
     codabench.state.auto_run = False
     code, out, err = cli("submit", zip_file, "--codabench", "1234")
@@ -356,8 +529,8 @@ def test_run_check_calls_check_zip_and_passes_env_only_when_given(monkeypatch, t
     fake_checks = types.ModuleType("subkit.checks")
     fake_checks.check_zip = lambda path, profile, **kw: seen.append((path, profile, kw))
     monkeypatch.setitem(sys.modules, "subkit.checks", fake_checks)
-    submit_mod.run_check(tmp_path / "x.zip", "PROFILE", smoke=False, echo=None, env=None)
-    submit_mod.run_check(tmp_path / "x.zip", "PROFILE", smoke=True, echo=None, env="current")
+    submit_mod.run_check(tmp_path / "x.zip", "PROFILE", smoke=False, quiet=True, env=None)
+    submit_mod.run_check(tmp_path / "x.zip", "PROFILE", smoke=True, quiet=False, env="current")
     assert seen == [(tmp_path / "x.zip", "PROFILE", {"smoke": False}),
                     (tmp_path / "x.zip", "PROFILE", {"smoke": True, "env": "current"})]
 
@@ -447,26 +620,19 @@ def test_a_refused_saved_token_is_forgotten_and_login_hinted(codabench, workspac
 
 
 def test_a_refused_saved_token_on_a_terminal_asks_a_login_once(codabench, workspace, zip_file,
-                                                               cli, monkeypatch):
+                                                               cli, terminal):
     credentials.codabench_save_token(codabench.api.url, "stale-token-abcdef", "alice")
-    prompts = []
-    monkeypatch.setattr(cli_ledger, "is_interactive", lambda: True)
-    monkeypatch.setattr(cli_ledger, "prompt_login",
-                        lambda server: prompts.append(server) or ("alice@example.org",
-                                                                  "correct horse"))
+    login_as(terminal, "alice@example.org", "correct horse")
     code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 0, err
     assert "refused the saved token (Invalid token.); it was forgotten" in err
-    assert prompts == [codabench.api.url]
+    assert logins(terminal) == 1 and err.count(f"Log in to {codabench.api.url} ") == 1
     assert credentials.codabench_saved_token(codabench.api.url) == codabench.state.token
 
 
 def test_login_once_saves_an_owner_only_token(codabench, workspace, zip_file, cli,
-                                              monkeypatch, tmp_path):
-    prompts = []
-    monkeypatch.setattr(cli_ledger, "is_interactive", lambda: True)
-    monkeypatch.setattr(cli_ledger, "prompt_login",
-                        lambda server: prompts.append(server) or ("alice", "correct horse"))
+                                              terminal, tmp_path):
+    login_as(terminal, "alice", "correct horse")
     code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 0, err
     saved = tmp_path / "config" / "subkit" / "codabench.json"
@@ -477,13 +643,12 @@ def test_login_once_saves_an_owner_only_token(codabench, workspace, zip_file, cl
     assert "correct horse" not in out + err and codabench.state.token not in out + err
     code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 0, err
-    assert len(prompts) == 1
+    assert logins(terminal) == 1
 
 
 def test_wrong_password_shows_the_server_text(codabench, workspace, zip_file, cli,
-                                              monkeypatch):
-    monkeypatch.setattr(cli_ledger, "is_interactive", lambda: True)
-    monkeypatch.setattr(cli_ledger, "prompt_login", lambda server: ("alice", "hunter2-wrong"))
+                                              terminal):
+    login_as(terminal, "alice", "hunter2-wrong")
     code, out, err = cli("submit", zip_file, "--codabench", "1234")
     assert code == 1
     error, hint = one_error(err)

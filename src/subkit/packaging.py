@@ -85,7 +85,7 @@ def existing_grader_python(prof) -> str | None:
     from subkit.grader import environment
 
     try:
-        return str(environment.ensure_env(prof, create=False, echo=lambda s: None))
+        return str(environment.ensure_env(prof, create=False))
     except SubkitError:
         return None
 
@@ -175,8 +175,7 @@ def _prove_h5(path: Path, name: str, info: WeightsInfo, target: str,
         return dict(base, status="skipped", verified=None,
                     skipped_reason="no grader environment to load it in")
     try:
-        return dict(base, **keras_compat.verify_load(path, target, env_python=env_python,
-                                                     echo=ui.echo))
+        return dict(base, **keras_compat.verify_load(path, target, env_python=env_python))
     except SubkitError as exc:
         stem = name.rsplit(".", 1)[0]
         raise CheckFailed(
@@ -198,7 +197,7 @@ def _retarget(path: Path, stage: Path, info: WeightsInfo, target: str, explicit:
     dst.parent.mkdir(exist_ok=True)
     try:
         rep = keras_compat.retarget(path, dst, target, env_python=env_python,
-                                    echo=ui.echo, workers=workers)
+                                    workers=workers)
     except SubkitError as exc:
         if env_python is not None or explicit:
             raise  # a layer the target cannot express, or a failed verification: stop

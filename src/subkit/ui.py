@@ -4,7 +4,7 @@ pypa/build's ``_ctx.py`` pattern: a context variable holds the current reporter;
 ``subkit.__main__`` sets the terminal one (``subkit.cli.options.TerminalReporter``) for
 the length of a command; the default is silent, so a library caller (a notebook, a test)
 sees nothing it did not ask for. Library modules call :func:`echo`, :func:`warn`,
-:func:`progress` and :func:`bar` below, never ``print``, click or tqdm.
+:func:`progress`, :func:`bar` and :func:`ask` below, never ``print``, click or tqdm.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ class Reporter:
     """Silent. A subclass decides where each kind of message goes."""
 
     live = False  # whether a live display (a child's progress bar) may be drawn
+    interactive = False  # whether a person can answer :meth:`ask`
 
     def info(self, message: str, *, bold: bool = False, fg: str | None = None) -> None:
         """A result or a step the user reads (stdout on a terminal); ``fg``: its colour
@@ -35,6 +36,14 @@ class Reporter:
         """A live display (only asked for where ``live`` is true); ``unit``: "s" (seconds
         of a time limit), "set" (data sets) or "B" (bytes)."""
         return Bar()
+
+    def ask(self, question: str, *, secret: bool = False, hint: str | None = None) -> str:
+        """A person's answer (``secret``: not echoed, e.g. a password). No one is here to
+        answer: refused with the caller's ``hint`` (how to do without the question)."""
+        from subkit.errors import SubkitError
+
+        raise SubkitError(f"cannot ask for {question.lower()}: no terminal to answer on",
+                          hint=hint or "run the command on a terminal")
 
 
 class Bar:
@@ -85,6 +94,13 @@ class _Quiet(Reporter):
     def progress(self, message: str) -> None:
         self._outer.progress(message)
 
+    @property
+    def interactive(self) -> bool:  # type: ignore[override]
+        return self._outer.interactive
+
+    def ask(self, question: str, *, secret: bool = False, hint: str | None = None) -> str:
+        return self._outer.ask(question, secret=secret, hint=hint)
+
 
 SILENT = Reporter()  # stateless: one shared instance
 _REPORTER: contextvars.ContextVar[Reporter] = contextvars.ContextVar(
@@ -122,6 +138,17 @@ def bar(label: str, total: float, *, unit: str = "s") -> Bar:
     """A live progress display where the current reporter draws one, else a silent one."""
     rep = reporter()
     return rep.bar(label, total, unit) if rep.live else Bar()
+
+
+def interactive() -> bool:
+    """Whether the current reporter has a person to answer :func:`ask`."""
+    return bool(reporter().interactive)
+
+
+def ask(question: str, *, secret: bool = False, hint: str | None = None) -> str:
+    """Ask the person at the terminal (``secret``: a password, not echoed); without one, a
+    SubkitError with ``hint``."""
+    return reporter().ask(question, secret=secret, hint=hint)
 
 
 def echo(message: str, *, bold: bool = False, fg: str | None = None) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from subkit.cli.options import echo_json, json_option, load_profile, profile_option
+from subkit.cli.options import (
+    declare,
+    echo_json,
+    json_option,
+    load_profile,
+    option,
+    path,
+    profile_option,
+)
 
 
 @click.group(name="bundle")
@@ -19,18 +25,24 @@ def bundle() -> None:
     """
 
 
+EXPORT = (
+    profile_option,
+    option("--reference", dest="reference", convert=path, required=True, metavar="FILE",
+           help="Labelled test set (.npz with the profile's keys, or class folders)."),
+    option("--out", dest="out", convert=path, required=True, metavar="bundle.zip",
+           help="The bundle zip to write."),
+    option("--docker-image", dest="docker_image", default=None, metavar="IMAGE",
+           help="competition.yaml's docker_image (default: tensorflow/tensorflow:<the "
+                "profile's tensorflow>); it must hold the profile's grader versions "
+                "(the bundle's docker/Dockerfile builds one that does)."),
+    option("--force", dest="force", is_flag=True, help="Overwrite --out."),
+    json_option,
+)
+
+
 @bundle.command(name="export")
-@profile_option
-@click.option("--reference", "reference", required=True, metavar="FILE",
-              help="Labelled test set (.npz with the profile's keys, or class folders).")
-@click.option("--out", "out", required=True, metavar="bundle.zip", help="The bundle zip to write.")
-@click.option("--docker-image", default=None, metavar="IMAGE",
-              help="competition.yaml's docker_image (default: tensorflow/tensorflow:<the "
-                   "profile's tensorflow>); it must hold the profile's grader versions "
-                   "(the bundle's docker/Dockerfile builds one that does).")
-@click.option("--force", is_flag=True, help="Overwrite --out.")
-@json_option
-def export(profile_name, reference, out, docker_image, force, as_json) -> None:
+@declare(*EXPORT)
+def export(**values) -> None:
     """Write a Codabench v2 bundle whose grader is subkit's own code.
 
     The ingestion program is subkit's grader/ingestion.py and the scoring program its
@@ -39,9 +51,10 @@ def export(profile_name, reference, out, docker_image, force, as_json) -> None:
     """
     from subkit.grader.codabench.export import export_bundle
 
-    info = export_bundle(load_profile(profile_name), Path(reference), Path(out), force=force,
-                         docker_image=docker_image)
-    if as_json:
+    got = {o.dest: o.value(values) for o in EXPORT}
+    info = export_bundle(load_profile(got["profile_name"]), got["reference"], got["out"],
+                         force=got["force"], docker_image=got["docker_image"])
+    if got["as_json"]:
         echo_json(info)
         return
     click.secho(f"wrote {info['out']}", bold=True)

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import click
 
-from subkit.cli.options import echo_json, json_option, load_profile, profile_option
+from subkit.cli.options import (
+    declare,
+    echo_json,
+    fill,
+    json_option,
+    load_profile,
+    option,
+    profile_option,
+)
 
 
 def _pins_text(pins: dict) -> str:
@@ -55,18 +63,24 @@ def env() -> None:
     """
 
 
+CREATE = (
+    profile_option,
+    option("--force", dest="force", is_flag=True,
+           help="Rebuild the environment even if it is ready."),
+    json_option,
+)
+
+
 @env.command("create")
-@profile_option
-@click.option("--force", is_flag=True, help="Rebuild the environment even if it is ready.")
-@json_option
-def create(profile_name: str | None, force: bool, as_json: bool) -> None:
+@declare(*CREATE)
+def create(**values) -> None:
     """Create the grader environment (downloads about 600 MB once)."""
     from subkit.commands.env import EnvCreateOptions
     from subkit.commands.env import create as create_env
 
-    prof = load_profile(profile_name)
-    st = create_env(EnvCreateOptions(force=force), prof)
-    if as_json:
+    prof = load_profile(values["profile_name"])
+    st = create_env(fill(EnvCreateOptions, CREATE, values), prof)
+    if values["as_json"]:
         echo_json(st)
     elif st["created_now"]:
         _print_status(st)

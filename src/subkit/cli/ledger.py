@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from subkit.cli.options import echo_json, err, load_profile, profile_option
+from subkit.cli.options import (
+    argument,
+    declare,
+    echo_json,
+    err,
+    fill,
+    load_profile,
+    negate,
+    option,
+    path,
+    profile_option,
+)
 from subkit.commands.history import COLUMNS
 from subkit.errors import SubkitError, UsageError
 
@@ -121,17 +133,25 @@ def render_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+HISTORY = (
+    option("--json", dest="as_json", field=None, is_flag=True, help="Print the rows as JSON."),
+    option("--csv", dest="as_csv", field=None, is_flag=True,
+           help="Print the rows as CSV (for a spreadsheet)."),
+    option("--sort", dest="sort_col", field="sort", metavar="COLUMN",
+           help="Sort by a column: " + ", ".join(COLUMNS) + ", leaderboard:PHASE "
+                "(scores best first)."),
+    option("--reverse", dest="reverse", is_flag=True, help="Reverse the sort order."),
+    profile_option,
+)
+# a stored record printed by `history note` and `history score`
+RECORD_JSON = option("--json", dest="as_json", field=None, is_flag=True,
+                     help="Print the stored record as JSON.")
+
+
 @click.group(name="history", invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
-@click.option("--csv", "as_csv", is_flag=True, help="Print the rows as CSV (for a spreadsheet).")
-@click.option("--sort", "sort_col", metavar="COLUMN",
-              help="Sort by a column: " + ", ".join(COLUMNS) + ", leaderboard:PHASE "
-                   "(scores best first).")
-@click.option("--reverse", is_flag=True, help="Reverse the sort order.")
-@profile_option
+@declare(*HISTORY)
 @click.pass_context
-def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | None,
-            reverse: bool, profile_name: str | None) -> None:
+def history(ctx: click.Context, **values: Any) -> None:
     """Every build, local score and leaderboard score, one row per zip.
 
     The "predicted" column is the leaderboard score the other zips' leaderboard scores
@@ -146,6 +166,7 @@ def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | Non
     subkit history score ZIP --leaderboard 0.76 --phase final
     """
     ctx.ensure_object(dict)
+    profile_name, as_json, as_csv = values["profile_name"], values["as_json"], values["as_csv"]
     ctx.obj["profile_name"] = profile_name
     if ctx.invoked_subcommand is not None:
         return
@@ -156,7 +177,7 @@ def history(ctx: click.Context, as_json: bool, as_csv: bool, sort_col: str | Non
 
     prof = load_profile(profile_name)
     ledger = _ledger(prof)
-    rows = read_history(HistoryOptions(sort=sort_col, reverse=reverse), prof, ledger)
+    rows = read_history(fill(HistoryOptions, HISTORY, values), prof, ledger)
     if as_json:
         echo_json(rows)
         return
@@ -175,102 +196,97 @@ def _profile_and_ledger(ctx: click.Context, profile_name: str | None):
     return prof, _ledger(prof)
 
 
+NOTE = (
+    argument("zip_ref", field="zip", metavar="ZIP"),
+    option("--text", dest="text", required=True, help="The note, e.g. \"V2M + AdamW + TTA\"."),
+    profile_option, RECORD_JSON,
+)
+
+
 @history.command(name="note")
-@click.argument("zip_ref", metavar="ZIP")
-@click.option("--text", required=True, help="The note, e.g. \"V2M + AdamW + TTA\".")
-@profile_option
-@click.option("--json", "as_json", is_flag=True, help="Print the stored record as JSON.")
+@declare(*NOTE)
 @click.pass_context
-def history_note(ctx, zip_ref: str, text: str, profile_name, as_json: bool) -> None:
+def history_note(ctx: click.Context, **values: Any) -> None:
     """Attach a note to a zip (a path, its name, or a sha256 prefix)."""
     from subkit.commands.history import NoteOptions, note
 
-    _, ledger = _profile_and_ledger(ctx, profile_name)
-    rec, path = note(NoteOptions(zip=zip_ref, text=text), ledger)
-    if as_json:
+    _, ledger = _profile_and_ledger(ctx, values["profile_name"])
+    rec, where = note(fill(NoteOptions, NOTE, values), ledger)
+    if values["as_json"]:
         echo_json(rec)
     else:
-        click.echo(f"noted {Path(path).name if path else rec['zip_sha256'][:12]}: {text}")
+        click.echo(f"noted {Path(where).name if where else rec['zip_sha256'][:12]}: "
+                   f"{values['text']}")
+
+
+SCORE = (
+    argument("zip_ref", field="zip", metavar="ZIP"),
+    option("--leaderboard", dest="score", type=float, required=True, metavar="SCORE",
+           help="The leaderboard score the platform showed."),
+    option("--phase", dest="phase", default=None, metavar="PHASE",
+           help="Leaderboard phase (default: the profile's first phase)."),
+    profile_option, RECORD_JSON,
+)
 
 
 @history.command(name="score")
-@click.argument("zip_ref", metavar="ZIP")
-@click.option("--leaderboard", "score", type=float, required=True, metavar="SCORE",
-              help="The leaderboard score the platform showed.")
-@click.option("--phase", default=None, metavar="PHASE",
-              help="Leaderboard phase (default: the profile's first phase).")
-@profile_option
-@click.option("--json", "as_json", is_flag=True, help="Print the stored record as JSON.")
+@declare(*SCORE)
 @click.pass_context
-def history_score(ctx, zip_ref: str, score: float, phase: str | None, profile_name,
-                  as_json: bool) -> None:
+def history_score(ctx: click.Context, **values: Any) -> None:
     """Record a leaderboard score entered by hand."""
     from subkit.commands.history import ScoreOptions
     from subkit.commands.history import score as record_score
 
-    prof, ledger = _profile_and_ledger(ctx, profile_name)
-    rec, path = record_score(ScoreOptions(zip=zip_ref, score=score, phase=phase), prof, ledger)
-    if as_json:
+    prof, ledger = _profile_and_ledger(ctx, values["profile_name"])
+    rec, where = record_score(fill(ScoreOptions, SCORE, values), prof, ledger)
+    if values["as_json"]:
         echo_json(rec)
     else:
-        click.echo(f"recorded {Path(path).name if path else rec['zip_sha256'][:12]}: "
-                   f"{rec['phase']} {score}")
+        click.echo(f"recorded {Path(where).name if where else rec['zip_sha256'][:12]}: "
+                   f"{rec['phase']} {values['score']}")
 
 
 # -- submit ---------------------------------------------------------------------------------------
-def is_interactive() -> bool:
-    import sys
-
-    try:
-        return sys.stdin.isatty() and sys.stderr.isatty()
-    except (AttributeError, ValueError):  # pragma: no cover
-        return False
-
-
-def prompt_login(server: str) -> tuple[str, str]:
-    click.echo(f"Log in to {server} (once: the token is saved, the password is not).", err=True)
-    username = click.prompt("Codabench user name or e-mail", err=True)
-    password = click.prompt("Codabench password", hide_input=True, err=True)
-    return username, password
+SUBMIT = (
+    argument("file", convert=path, metavar="[ZIP|FILE.csv]", required=False,
+             type=click.Path(dir_okay=False)),
+    option("--codabench", dest="codabench", field=None, metavar="COMPETITION",
+           help="Codabench competition number or URL."),
+    option("--kaggle", dest="kaggle", field=None, metavar="COMPETITION",
+           help="Kaggle competition slug or URL."),
+    option("--phase", dest="phase", metavar="ID|NAME",
+           help="Codabench phase (default: the one open now; a closed one needs --force)."),
+    option("-m", "--message", dest="message", metavar="TEXT",
+           help="Submission description: required for Kaggle, which shows it; for "
+                "Codabench kept in the ledger (its API takes no description)."),
+    option("--wait", dest="wait", is_flag=True,
+           help="Wait until the submission is scored and record the score."),
+    option("--force", dest="force", is_flag=True,
+           help="Submit even when subkit's own checks say no (a failed check or CSV check, "
+                "a closed Codabench phase, Kaggle's limits as read before the upload)."),
+    option("--no-smoke", dest="no_smoke", field="smoke", convert=negate, is_flag=True,
+           help="Check without the smoke test in a child process (faster)."),
+    option("--env", dest="env_name", field="env", type=click.Choice(["auto", "grader", "current"]),
+           default=None, help="Python environment of the check's smoke test (default: auto)."),
+    option("--server", dest="server", metavar="URL",
+           help="API host, scheme://host[:port] (Codabench: default $CODABENCH_URL, else "
+                "https://www.codabench.org; Kaggle: https://api.kaggle.com)."),
+    option("--kernel", dest="kernel", metavar="OWNER/NOTEBOOK",
+           help="Kaggle code competition: submit this notebook's version (FILE, if given, "
+                "names its output file, e.g. submission.csv)."),
+    option("--version", dest="kernel_version", field="version", type=click.IntRange(min=1),
+           metavar="N", help="The notebook version to submit with --kernel."),
+    option("--wait-timeout", dest="wait_timeout", type=float, default=7200.0, show_default=True,
+           metavar="S",
+           help="Give up waiting after S seconds (the submission stays on the server)."),
+    profile_option,
+    option("--json", dest="as_json", field=None, is_flag=True, help="Print the result as JSON."),
+)
 
 
 @click.command(name="submit")
-@click.argument("file", metavar="[ZIP|FILE.csv]", required=False,
-                type=click.Path(dir_okay=False))
-@click.option("--codabench", "codabench", metavar="COMPETITION",
-              help="Codabench competition number or URL.")
-@click.option("--kaggle", "kaggle", metavar="COMPETITION",
-              help="Kaggle competition slug or URL.")
-@click.option("--phase", metavar="ID|NAME",
-              help="Codabench phase (default: the one open now; a closed one needs --force).")
-@click.option("-m", "--message", metavar="TEXT",
-              help="Submission description: required for Kaggle, which shows it; for "
-                   "Codabench kept in the ledger (its API takes no description).")
-@click.option("--wait", is_flag=True,
-              help="Wait until the submission is scored and record the score.")
-@click.option("--force", is_flag=True,
-              help="Submit even when subkit's own checks say no (a failed check or CSV check, "
-                   "a closed Codabench phase, Kaggle's limits as read before the upload).")
-@click.option("--no-smoke", is_flag=True,
-              help="Check without the smoke test in a child process (faster).")
-@click.option("--env", "env_name", type=click.Choice(["auto", "grader", "current"]),
-              default=None, help="Python environment of the check's smoke test (default: auto).")
-@click.option("--server", metavar="URL",
-              help="API host, scheme://host[:port] (Codabench: default $CODABENCH_URL, else "
-                   "https://www.codabench.org; Kaggle: https://api.kaggle.com).")
-@click.option("--kernel", metavar="OWNER/NOTEBOOK",
-              help="Kaggle code competition: submit this notebook's version (FILE, if given, "
-                   "names its output file, e.g. submission.csv).")
-@click.option("--version", "kernel_version", type=click.IntRange(min=1), metavar="N",
-              help="The notebook version to submit with --kernel.")
-@click.option("--wait-timeout", type=float, default=7200.0, show_default=True, metavar="S",
-              help="Give up waiting after S seconds (the submission stays on the server).")
-@profile_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def submit(file: str | None, codabench: str | None, kaggle: str | None, phase: str | None,
-           message: str | None, wait: bool, force: bool, no_smoke: bool, env_name: str | None,
-           server: str | None, kernel: str | None, kernel_version: int | None,
-           wait_timeout: float, profile_name: str | None, as_json: bool) -> None:
+@declare(*SUBMIT)
+def submit(**values: Any) -> None:
     """Submit a zip to Codabench (after `subkit check`), or a CSV or a notebook version to
     Kaggle.
 
@@ -285,31 +301,56 @@ def submit(file: str | None, codabench: str | None, kaggle: str | None, phase: s
     KAGGLE_USERNAME/KAGGLE_KEY. Credentials are read only after the check. Every
     submission and score goes into the ledger (`subkit history`).
     """
-    from subkit.commands.submit import SubmitOptions, Ui
+    from subkit.commands.submit import SubmitOptions
     from subkit.commands.submit import submit as run_submit
 
+    codabench, kaggle, as_json = values["codabench"], values["kaggle"], values["as_json"]
     if bool(codabench) == bool(kaggle):
         raise UsageError("say where to submit: --codabench COMPETITION or --kaggle COMPETITION",
                          hint="e.g. subkit submit sub.zip --codabench 1234")
-    prof = load_profile(profile_name)
-    opts = SubmitOptions(
-        platform="codabench" if codabench else "kaggle", competition=codabench or kaggle,
-        file=Path(file) if file else None, phase=phase, message=message, wait=wait,
-        force=force, smoke=not no_smoke, env=env_name, server=server,
-        wait_timeout=wait_timeout, kernel=kernel, version=kernel_version)
-    ui = Ui(echo=err, check_echo=None if as_json else err, interactive=is_interactive(),
-            prompt_login=prompt_login)
-    result = run_submit(opts, prof, _ledger(prof), ui)
-    if as_json:
-        echo_json(result)
-    else:
-        _print_result(result)
+    prof = load_profile(values["profile_name"])
+    opts = fill(SubmitOptions, SUBMIT, values, platform="codabench" if codabench else "kaggle",
+                competition=codabench or kaggle, quiet=as_json)
+    result = run_submit(opts, prof, _ledger(prof))
     status = str(result.get("status") or "").lower()
-    if wait and status in ("failed", "cancelled", "error"):
-        detail = result.get("status_details") or result.get("error") or ""
-        raise SubkitError(f"submission {result.get('submission_id')} {status} on "
-                          f"{result['platform']}" + (f": {detail}" if detail else ""),
-                          hint=f"read its logs on {result.get('url')}")
+    failed = opts.wait and status in ("failed", "cancelled", "error")
+    if not failed:
+        if as_json:
+            echo_json(result)
+        else:
+            _print_result(result)
+        return
+    detail = result.get("status_details") or result.get("error") or ""
+    message = (f"submission {result.get('submission_id')} {status} on {result['platform']}"
+               + (f": {detail}" if detail else ""))
+    hint = _failure_hint(result)
+    if as_json:
+        # one JSON object on stdout: the result with the error (the entry point's --json
+        # error shape: ok, error, hint, exit_code), then the error and hint lines on stderr
+        echo_json({**result, "ok": False, "error": message, "hint": hint, "exit_code": 1})
+        click.secho(f"error: {message}", fg="red", err=True)
+        err(f"hint: {hint}")
+        sys.exit(1)
+    _print_result(result)
+    _print_failing_lines(result)
+    raise SubkitError(message, hint=hint)
+
+
+def _print_failing_lines(r: dict) -> None:
+    """The platform log's failing lines (made printable by the command: they are the
+    grader's words about untrusted code), on stderr above the error."""
+    if r.get("failing_lines"):
+        err(f"--- {r['failing_log']} ---")
+        for line in r["failing_lines"]:
+            err(f"  {line}")
+        err("---")
+
+
+def _failure_hint(r: dict) -> str:
+    logs = (r.get("logs") or {}).get("file")
+    where = f"the platform's logs are in {logs}" if logs else f"read its logs on {r.get('url')}"
+    rerun = r.get("rerun")
+    return f"{where}; rerun it here the grader's way: {rerun}" if rerun else where
 
 
 def _print_result(r: dict) -> None:
@@ -323,4 +364,7 @@ def _print_result(r: dict) -> None:
             extra = " (" + ", ".join(f"{k} {v:.4f}" for k, v in r["scores"].items()) + ")"
         column = f" ({r['column']})" if r.get("column") and not extra else ""
         click.echo(f"leaderboard score: {r['leaderboard_score']:.4f}{column}{extra}")
+    logs = (r.get("logs") or {}).get("file")
+    if logs:
+        click.echo(f"platform logs: {logs}")
     click.echo(f"recorded in the ledger; see `subkit history` ({r.get('url')})")

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from subkit.cli.options import echo_json, json_option, load_profile, profile_option
+from subkit.cli.options import (
+    argument,
+    declare,
+    echo_json,
+    fill,
+    json_option,
+    load_profile,
+    path,
+    profile_option,
+)
+
+REPORT = (
+    argument("run_dir", convert=path, metavar="[RUN]", required=False,
+             type=click.Path(file_okay=False)),
+    profile_option, json_option,
+)
 
 
 @click.command(name="report")
-@click.argument("run_dir", metavar="[RUN]", required=False,
-                type=click.Path(file_okay=False))
-@profile_option
-@json_option
-def report(run_dir, profile_name, as_json) -> None:
+@declare(*REPORT)
+def report(**values) -> None:
     """Write (or rewrite) report.html of a run folder and print its path.
 
     RUN is a folder made by `subkit score-local` (default: the newest under
@@ -23,9 +33,8 @@ def report(run_dir, profile_name, as_json) -> None:
     from subkit.commands.report import ReportOptions
     from subkit.commands.report import report as write
 
-    path = write(ReportOptions(run_dir=Path(run_dir) if run_dir else None),
-                 load_profile(profile_name))
-    if as_json:
-        echo_json({"report": str(path)})
+    written = write(fill(ReportOptions, REPORT, values), load_profile(values["profile_name"]))
+    if values["as_json"]:
+        echo_json({"report": str(written)})
     else:
-        click.echo(f"wrote {path}")
+        click.echo(f"wrote {written}")

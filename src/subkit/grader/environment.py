@@ -45,7 +45,6 @@ from pathlib import Path
 from subkit import ui
 from subkit.errors import SubkitError, UsageError
 from subkit.fsutil import write_json_atomic
-from subkit.ui import Echo
 
 MARKER = "subkit-env.json"
 ENV_NAMES = ("current", "grader")
@@ -55,8 +54,9 @@ DOWNLOAD_HINT_MB = 650  # measured: tensorflow 2.17 + keras 3.4 + numpy 1.26 and
 PIP_TIMEOUT_S = 3600
 FAILED_RETRY_S = 3600  # after a failed automatic creation, `auto` waits this long to retry
 
-# installer(python, requirements, log_path, echo, progress) -> None; raises on failure
-Installer = Callable[[str, list, Path, Echo, bool], None]
+# installer(python, requirements, log_path, progress) -> None; raises on failure; its lines
+# go through subkit.ui
+Installer = Callable[[str, list, Path, bool], None]
 
 
 # -- the pinned set ----------------------------------------------------------------------------
@@ -214,14 +214,14 @@ def read_marker(folder: Path, pin_set: dict | None = None) -> dict | None:
 
 
 @contextlib.contextmanager
-def _lock(path: Path, echo: Echo) -> Iterator[None]:
+def _lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            echo(f"another subkit process is building this environment ({path.parent}); "
-                 "waiting for it...")
+            ui.progress(f"another subkit process is building this environment ({path.parent}); "
+                        "waiting for it...")
             fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -377,12 +377,12 @@ def download_size(python: str, reqs: list, *, timeout: float = 180) -> dict | No
     return {"packages": len(items), "bytes": total}
 
 
-def pip_install(python: str, reqs: list, log_path: Path, echo: Echo, progress: bool) -> None:
+def pip_install(python: str, reqs: list, log_path: Path, progress: bool) -> None:
     """Install ``reqs`` into the venv of ``python`` with uv or pip (``installer_kind``).
 
     On a terminal (``progress`` and a tty) the installer draws its own progress bars there;
     otherwise its output goes to ``log_path`` and, with ``progress``, one line at a time to
-    ``echo``. Raises SubkitError with the installer's last error on failure."""
+    ``subkit.ui.progress``. Raises SubkitError with the installer's last error on failure."""
     attached = progress and sys.stderr.isatty()
     kind = installer_kind()
     cmd = install_command(python, reqs, attached=attached, log_path=log_path)
@@ -411,7 +411,7 @@ def pip_install(python: str, reqs: list, log_path: Path, echo: Echo, progress: b
                 if progress:
                     line = line.rstrip()
                     if line and not line.startswith("  "):  # skip pip's indented detail
-                        echo(f"  [{time.monotonic() - start:5.0f}s] {line}")
+                        ui.progress(f"  [{time.monotonic() - start:5.0f}s] {line}")
             rc = proc.wait(timeout=PIP_TIMEOUT_S)
         except BaseException:
             proc.kill()
@@ -506,7 +506,7 @@ def _remove(folder: Path) -> None:
                           hint="remove the folder by hand")
 
 
-def create_env(pin_set: dict, folder: Path, interpreter: dict, *, echo: Echo = ui.progress,
+def create_env(pin_set: dict, folder: Path, interpreter: dict, *,
                progress: bool = False, installer: Installer | None = None,
                check: Callable[[str, dict], dict] | None = None,
                runner: Runner = _run_capture, profile_name: str = "",
@@ -522,24 +522,24 @@ def create_env(pin_set: dict, folder: Path, interpreter: dict, *, echo: Echo = u
     installer = installer or pip_install
     check = check or import_check
     if interpreter.get("note"):
-        echo(f"note: {interpreter['note']}")
+        ui.progress(f"note: {interpreter['note']}")
     check_pins_available(interpreter["path"], pin_set, interpreter["version"], runner)
     reqs = requirements(pin_set)
     log_path = folder.parent / f"{folder.name}.log"
-    echo(f"creating the grader environment{' of ' + profile_name if profile_name else ''}: "
-         f"Python {interpreter['version']} + {' '.join(reqs)}")
-    echo(f"  in {folder}")
+    ui.progress(f"creating the grader environment{' of ' + profile_name if profile_name else ''}: "
+                f"Python {interpreter['version']} + {' '.join(reqs)}")
+    ui.progress(f"  in {folder}")
     start = time.monotonic()
     try:
         python = make_venv(interpreter["path"], folder)
-        echo("  measuring the download (asking the package index)...")
+        ui.progress("  measuring the download (asking the package index)...")
         size = sizer(str(python), reqs)
         what = (f"{size['bytes'] / 1e6:.0f} MB in {size['packages']} packages" if size
                 else f"about {DOWNLOAD_HINT_MB} MB (the index did not say)")
-        echo(f"  downloading {what} with {installer_kind()}, once: later runs reuse it "
-             f"(log: {log_path})")
-        installer(str(python), reqs, log_path, echo, progress)
-        echo("  checking that the new environment imports tensorflow, keras and numpy...")
+        ui.progress(f"  downloading {what} with {installer_kind()}, once: later runs reuse it "
+                    f"(log: {log_path})")
+        installer(str(python), reqs, log_path, progress)
+        ui.progress("  checking that the new environment imports tensorflow, keras and numpy...")
         found = check(str(python), pin_set)
         marker = {
             "status": "ok",
@@ -558,12 +558,12 @@ def create_env(pin_set: dict, folder: Path, interpreter: dict, *, echo: Echo = u
     except BaseException:
         _remove(folder)
         raise
-    echo(f"grader environment ready in {marker['install_seconds']:.0f} s "
-         f"({marker['size_bytes'] / 1e6:.0f} MB): {python}")
+    ui.progress(f"grader environment ready in {marker['install_seconds']:.0f} s "
+                f"({marker['size_bytes'] / 1e6:.0f} MB): {python}")
     return marker
 
 
-def ensure_env(profile, *, create: bool = True, echo: Echo | None = None,
+def ensure_env(profile, *, create: bool = True,
                progress: bool | None = None, force: bool = False,
                installer: Installer | None = None,
                check: Callable[[str, dict], dict] | None = None,
@@ -575,7 +575,6 @@ def ensure_env(profile, *, create: bool = True, echo: Echo | None = None,
     a broken install: it is removed and rebuilt, never used. ``installer``/``check``/
     ``runner`` replace pip, the import check and the registry query (tests).
     """
-    echo = echo or ui.progress
     if progress is None:
         progress = sys.stderr.isatty()
     p = pins(profile)
@@ -590,28 +589,27 @@ def ensure_env(profile, *, create: bool = True, echo: Echo | None = None,
         raise SubkitError(f"the grader environment of profile {profile.name} {state}",
                           hint=f"create it with `subkit env create --profile {profile.name}` "
                                f"(downloads about {DOWNLOAD_HINT_MB} MB once)")
-    with _lock(folder.parent / f"{folder.name}.lock", echo):
+    with _lock(folder.parent / f"{folder.name}.lock"):
         marker = None if force else read_marker(folder, p)
         if marker:  # another process finished it while we waited
             return Path(marker["python"])
         if folder.exists():
-            echo(("removing the existing grader environment to rebuild it: " if force else
-                  "removing a broken grader environment (an earlier install did not finish): ")
-                 + str(folder))
+            ui.progress(("removing the existing grader environment to rebuild it: " if force
+                         else "removing a broken grader environment (an earlier install did "
+                              "not finish): ") + str(folder))
             _remove(folder)
-        marker = create_env(p, folder, interpreter, echo=echo, progress=progress,
+        marker = create_env(p, folder, interpreter, progress=progress,
                             installer=installer, check=check, runner=runner,
                             profile_name=profile.name)
     return Path(marker["python"])
 
 
-def remove_env(profile, *, echo: Echo | None = None) -> Path | None:
+def remove_env(profile) -> Path | None:
     """Remove the profile's grader environment (and its install log); the folder removed,
     or None when there was none."""
-    echo = echo or ui.progress
     folder = env_dir(profile)
     log = folder.parent / f"{folder.name}.log"
-    with _lock(folder.parent / f"{folder.name}.lock", echo):
+    with _lock(folder.parent / f"{folder.name}.lock"):
         existed = folder.exists()
         if existed:
             _remove(folder)
@@ -667,7 +665,7 @@ def current_description() -> dict:
     }
 
 
-def resolve_python(profile, env: str, *, echo: Echo | None = None,
+def resolve_python(profile, env: str, *,
                    create: bool = True, progress: bool | None = None) -> tuple[str, dict]:
     """The python to run a submission's child with, and a description for the run record.
 
@@ -680,7 +678,7 @@ def resolve_python(profile, env: str, *, echo: Echo | None = None,
     if env != "grader":
         raise UsageError(f"unknown environment {env!r}",
                          hint=f"use one of: {', '.join(ENV_NAMES)}")
-    python = ensure_env(profile, create=create, echo=echo, progress=progress)
+    python = ensure_env(profile, create=create, progress=progress)
     marker = read_marker(python.parent.parent) or {}
     versions = marker.get("versions") or {}
     return str(python), {
@@ -765,7 +763,7 @@ def clear_failure(profile) -> None:
         _failed_marker(profile).unlink()
 
 
-def select_env(profile, env: str | None = None, *, echo: Echo | None = None,
+def select_env(profile, env: str | None = None, *,
                progress: bool | None = None, create: bool = True) -> tuple[str, dict]:
     """The python that runs a submission, and the description every summary shows.
 
@@ -800,7 +798,7 @@ def select_env(profile, env: str | None = None, *, echo: Echo | None = None,
         if failed:
             raise SubkitError(f"{failed['reason']} (an automatic attempt "
                               f"{(time.time() - failed['time']) / 60:.0f} min ago)")
-        python, desc = resolve_python(profile, "grader", echo=echo, create=create,
+        python, desc = resolve_python(profile, "grader", create=create,
                                       progress=progress)
     except SubkitError as exc:
         if env == "grader":

@@ -102,7 +102,7 @@ class Run:
                                        isolate_network=s.isolate_network, progress=s.progress,
                                        extra_env=extra_env, inputs=inputs,
                                        label=label or "running the submission")
-        from subkit.shift import run_with_plan
+        from subkit.grader.sets import run_with_plan
 
         if label is None:
             label = f"clean + {len(plan)} shifted sets" if plan else "running the submission"

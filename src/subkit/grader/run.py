@@ -261,13 +261,13 @@ class TimeBar:
 
 
 # -- score-local -------------------------------------------------------------------------------
-def python_for(prof, env: str | None = None, *, echo=None,
+def python_for(prof, env: str | None = None, *,
                progress: bool | None = None) -> tuple[str, dict]:
     """The python that runs the submission's child and its description (``--env``:
     auto, grader or current; see ``environment.select_env``)."""
     from subkit.grader.environment import select_env
 
-    return select_env(prof, env, echo=echo, progress=progress)
+    return select_env(prof, env, progress=progress)
 
 
 def env_warnings(env_desc: dict) -> list[str]:

@@ -48,12 +48,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from subkit import ui
 from subkit.errors import SubkitError
 from subkit.keras_compat.config import collect_classes, layer_objects, read_keras_zip, version_tuple
 from subkit.keras_compat.processes import (
@@ -69,13 +68,6 @@ from subkit.keras_compat.processes import (
 from subkit.keras_compat.rewrite import metadata_for, plan_rewrite, write_keras
 
 TOLERANCE = 1e-5
-
-Echo = Callable[[str], None]
-
-
-def _stderr_echo(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
 
 def _probe_cache_path(target_version: str) -> Path:
     from subkit.grader.environment import cache_root
@@ -125,7 +117,7 @@ def _max_abs_diff(a_path: Path, b_path: Path) -> float:
 
 
 def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | None,
-             echo: Echo = _stderr_echo, source_python: str | None = None,
+             source_python: str | None = None,
              strict: bool = True,
              workers: tuple[Worker, Worker | None] | None = None) -> dict:
     """Rewrite the ``.keras`` file ``src`` into ``dst`` so that keras ``target_version``
@@ -154,8 +146,8 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
         "skipped_reason": None, "unchecked": [],
     }
     if source_version and version_tuple(source_version) <= version_tuple(target_version):
-        echo(f"nothing to do: {src.name} was saved by keras {source_version}, which is not "
-             f"newer than the target keras {target_version}; the file is kept as it is")
+        ui.echo(f"nothing to do: {src.name} was saved by keras {source_version}, which is not "
+                f"newer than the target keras {target_version}; the file is kept as it is")
         if src.resolve() != dst.resolve():
             tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
             shutil.copyfile(src, tmp)
@@ -173,8 +165,8 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
                 f"cannot retarget to keras {target_version} without an environment that has "
                 "it: subkit asks that Keras which arguments its classes take",
                 hint="create the grader environment: subkit env create (then build again)")
-    echo(f"retargeting {src.name} from keras {source_version or '(unknown)'} to "
-         f"{target_version}: asking both Kerases about {len(classes)} classes...")
+    ui.echo(f"retargeting {src.name} from keras {source_version or '(unknown)'} to "
+            f"{target_version}: asking both Kerases about {len(classes)} classes...")
     source_worker, target_worker = workers or start_workers(env_python, source_python)
     work = source_worker.work
     assert work is not None
@@ -217,8 +209,8 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
         write_keras(src, tmp_dst, new_config if changed else None, new_metadata)
 
         if target_worker is not None:
-            echo(f"  loading the rewritten file in keras {target_version} and comparing "
-                 f"predictions on {BATCH_SIZE} fixed inputs...")
+            ui.echo(f"  loading the rewritten file in keras {target_version} and comparing "
+                    f"predictions on {BATCH_SIZE} fixed inputs...")
             answer(source_worker, "predict")
             try:
                 pred = answer(target_worker, "predict", model=str(tmp_dst), batch=str(batch),
@@ -242,7 +234,7 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
                     f"predict like the original: {why}",
                     hint="nothing was written; train with keras " + target_version)
         else:
-            echo(f"warning: {report['skipped_reason']}")
+            ui.warn(f"warning: {report['skipped_reason']}")
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(tmp_dst), str(dst.with_name(f".{dst.name}.tmp-{os.getpid()}")))
         os.replace(dst.with_name(f".{dst.name}.tmp-{os.getpid()}"), dst)
@@ -251,10 +243,10 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
     report["seconds"] = round(time.monotonic() - t0, 2)
     verdict = ("verified" if report["verified"] else
                "NOT verified" if report["verified"] is False else "not verified")
-    echo(f"  {report['status']}: {len(changed)} keys dropped; {verdict}"
-         + (f" (max abs diff {report['max_abs_diff']:.2g})"
-            if report["max_abs_diff"] is not None else "")
-         + f"; {report['seconds']:.1f} s")
+    ui.echo(f"  {report['status']}: {len(changed)} keys dropped; {verdict}"
+            + (f" (max abs diff {report['max_abs_diff']:.2g})"
+               if report["max_abs_diff"] is not None else "")
+            + f"; {report['seconds']:.1f} s")
     return report
 
 
@@ -295,7 +287,7 @@ def _name_refused_layer(worker: Worker, trials: list, target_version: str) -> No
              "arguments")
 
 
-def verify_load(src: Path, target_version: str, *, env_python: str, echo: Echo = _stderr_echo,
+def verify_load(src: Path, target_version: str, *, env_python: str,
                 source_python: str | None = None) -> dict:
     """Load a model file (``.keras`` or a legacy ``.h5`` model) in the target environment
     as it is, and compare its outputs on a fixed seeded batch with the current
@@ -305,8 +297,8 @@ def verify_load(src: Path, target_version: str, *, env_python: str, echo: Echo =
     "max_abs_diff", "seconds"}``; raises SubkitError with the target's own refusal."""
     t0 = time.monotonic()
     src = Path(src)
-    echo(f"loading {src.name} in keras {target_version} and comparing predictions on "
-         f"{BATCH_SIZE} fixed inputs...")
+    ui.echo(f"loading {src.name} in keras {target_version} and comparing predictions on "
+            f"{BATCH_SIZE} fixed inputs...")
     source_worker, target_worker = start_workers(env_python, source_python)
     work = source_worker.work
     try:

@@ -291,6 +291,30 @@ class CodabenchClient:
         # views/submissions.py SubmissionViewSet.retrieve -> SubmissionSerializer
         return self._call("GET", f"submissions/{sub_id}/", what=f"reading submission {sub_id}")
 
+    def submission_details(self, sub_id: int | str) -> dict | None:
+        """What the submission's "Logs" tab reads, or None when the phase hides its output.
+
+        The web page (static/riot/competitions/detail/submission_modal.tag
+        ``update_submission_details``) calls ``GET /api/submissions/<id>/get_details/``
+        (static/js/ours/client.js ``get_submission_details``; api/views/submissions.py
+        ``SubmissionViewSet.get_details``), answered by serializers/submissions.py
+        ``SubmissionFilesSerializer``: ``logs`` [{name, data_file}] (``get_logs``: one
+        ``SubmissionDetailSerializer`` per competitions/models.py ``SubmissionDetails``, named
+        prediction_/scoring_ + stdout, stderr, ingestion_stdout, ingestion_stderr; an empty
+        list when the phase hides the output), ``data_file``, ``prediction_result``,
+        ``scoring_result``, ``detailed_result`` (signed URLs), ``leaderboards``. Then the page
+        GETs each log's ``data_file`` (``$.get(item.data_file)``), a signed storage URL. A
+        phase with ``hide_output`` refuses non-admins with 403 PermissionDenied "Cannot access
+        submission details while phase marked to hide output."."""
+        try:
+            data = self._call("GET", f"submissions/{sub_id}/get_details/",
+                              what=f"reading the logs of submission {sub_id}")
+        except HttpError as exc:
+            if exc.status == 403 and "hide output" in (exc.server_text or ""):
+                return None
+            raise
+        return data if isinstance(data, dict) else {}
+
 
 # -- scores ------------------------------------------------------------------------------------
 def scores_of(sub: dict) -> dict[str, float]:

@@ -196,7 +196,6 @@ class Http:
                  sleep: Callable[[float], None] | None = None,
                  timeout: tuple[float, float] = (15.0, 120.0),
                  upload_timeout: tuple[float, float] = (15.0, 900.0),
-                 echo: Callable[[str], None] | None = None,
                  progress: bool | None = None, session: requests.Session | None = None):
         self.retries = retries
         self.backoff = backoff
@@ -204,7 +203,6 @@ class Http:
         self.sleep = sleep or (lambda seconds: SLEEP(seconds))
         self.timeout = timeout
         self.upload_timeout = upload_timeout
-        self.echo = echo or (lambda msg: None)
         self.progress = progress
         self.session = session or requests.Session()
         self.session.headers.setdefault("User-Agent", USER_AGENT)
@@ -255,8 +253,8 @@ class Http:
                 reason = self._reason(exc)
                 if (idempotent or _never_connected(exc)) and attempt < self.retries:
                     wait = self._wait_for(attempt, None)
-                    self.echo(f"{what}: {reason}; retrying in {wait:.0f} s "
-                              f"({attempt + 1}/{self.retries})")
+                    ui.progress(f"{what}: {reason}; retrying in {wait:.0f} s "
+                                f"({attempt + 1}/{self.retries})")
                     self.sleep(wait)
                     attempt += 1
                     continue
@@ -282,8 +280,8 @@ class Http:
                         + (f": {text}" if text else ""),
                         hint=f"the server asks to wait {wait:.0f} s; try again later",
                         status=status, server_text=text)
-                self.echo(f"{what}: HTTP {status} {resp.reason}; retrying in {wait:.0f} s "
-                          f"({attempt + 1}/{self.retries})")
+                ui.progress(f"{what}: HTTP {status} {resp.reason}; retrying in {wait:.0f} s "
+                            f"({attempt + 1}/{self.retries})")
                 self.sleep(wait)
                 attempt += 1
                 continue
@@ -317,6 +315,33 @@ class Http:
         text = re.sub(r"<[^>]*object at 0x[0-9a-f]+>:?\s*", "", text)
         kind = type(exc).__name__
         return self.scrub(f"{kind} ({text})" if text else kind)[:300]
+
+    def download(self, url: str, *, what: str, max_bytes: int) -> tuple[bytes | None, bool]:
+        """``(bytes, truncated)`` of a signed storage URL (sent without the API's
+        credentials: the URL carries its own), at most ``max_bytes`` kept; ``(None, False)``
+        when storage has no such object (403/404: S3 answers 403 to a missing key unless
+        the signer may list the bucket)."""
+        resp = self.request("GET", url, what=what, ok=(200,), allow=(403, 404),
+                            session=self.upload_session, stream=True)
+        try:
+            if resp.status_code != 200:
+                return None, False
+            chunks, total = [], 0
+            for chunk in resp.iter_content(64 * 1024):
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > max_bytes:
+                    break
+            data = b"".join(chunks)
+            return data[:max_bytes], len(data) > max_bytes
+        finally:
+            resp.close()
+
+    def download_text(self, url: str, *, what: str, max_bytes: int
+                      ) -> tuple[str | None, bool]:
+        """:meth:`download` as text (UTF-8, undecodable bytes replaced)."""
+        data, truncated = self.download(url, what=what, max_bytes=max_bytes)
+        return (None if data is None else data.decode("utf-8", "replace")), truncated
 
     # -- uploads ---------------------------------------------------------------------------
     def show_progress(self) -> bool:

@@ -20,6 +20,7 @@ The shifted score is the mean of the metric over every (family, severity) of the
 ledger has leaderboard scores of other zips (docs/shift-and-report.md).
 """
 
+from subkit.grader.sets import SetProgress, run_with_plan
 from subkit.shift.families import (
     FAMILIES,
     SUITES,
@@ -35,11 +36,9 @@ from subkit.shift.families import (
 from subkit.shift.plan import (
     SAMPLES,
     Plan,
-    SetProgress,
     collect,
     make_plan,
     prepare,
-    run_with_plan,
     save_samples,
     tta_available,
     tta_compare,
