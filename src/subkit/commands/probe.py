@@ -288,7 +288,8 @@ def _parse(lines: list[str]) -> list[tuple[dict | None, str, str | None]]:
                     if not m2:
                         raise _Bad(f"its line {len(chunks)} is cut or damaged")
                     if int(m2.group(1)) != len(chunks):
-                        raise _Bad(f"its line {len(chunks)} is missing or out of order")
+                        raise _Bad(f"its line {len(chunks)} is missing or out of order (lines lost "
+                                   "from the log?)")
                     chunks.append(m2.group(2))
                 j += 1
         except _Bad as exc:
