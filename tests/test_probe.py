@@ -459,3 +459,29 @@ def test_the_probe_run_by_score_local_imports_back_to_the_grader_versions(
     saved = json.loads((workspace / p["file"]).read_text())["fingerprint"]
     assert saved["cwd"] == "/app/ingested_program" or saved["cwd"].endswith("submission")
     assert saved["frameworks"]["tensorflow"] == "2.17.0"
+
+
+@pytest.mark.slow
+def test_the_probe_run_by_a_codabench_bundle_imports_back(cli, workspace):
+    """The literal bundle (tests/bundles/literal: /app/... paths, like codabench/wheat_seeds)
+    runs the probe as Codabench's worker would: the block is in the ingestion's stdout log
+    and the probe's file in /app/output; both import back to the versions that ran it."""
+    from importlib.metadata import version
+
+    bundle = Path(__file__).parent / "bundles" / "literal"
+    zpath = json.loads(cli("probe", "--json").out)["path"]
+    run = cli("score-local", zpath, "--bundle", bundle, "--json")
+    assert run.code == 0, run.text
+    run_dir = Path(json.loads(run.out)["run_dir"])
+    log = run_dir / "logs" / "prediction_ingestion_stdout.txt"
+    from_log = probemod.read_fingerprint(log)
+    from_folder = probemod.read_fingerprint(run_dir)
+    assert from_log.sha256 == from_folder.sha256
+    assert from_log.data["cwd"] == "/app/program"  # the worker's working directory
+    assert "/app/output" in from_log.data["outputs"]
+    r = cli("probe", "import", log, "--no-index-check")  # this machine's own versions
+    assert r.code == 0, r.text
+    g = profile.load(workspace=workspace).grader
+    assert (g["tensorflow"], g["keras"], g["numpy"]) == (
+        version("tensorflow"), version("keras"), version("numpy"))
+    assert g["python"] == "%d.%d" % sys.version_info[:2]
