@@ -294,6 +294,13 @@ def test_pins_without_a_wheel_here_are_refused(cli, workspace, monkeypatch):
     assert not (workspace / "submissions" / "probes").exists()
 
 
+def test_a_whole_block_that_is_not_a_probe_s_measurement_is_refused(cli, workspace, index_ok):
+    fp = fingerprint()
+    del fp["python"]  # a block written by hand, its sha256 right
+    r = cli("probe", "import", _write(workspace / "odd.log", log_of(fp)))
+    assert r.code == 1 and "lacks what the probe measures" in r.err and "hint:" in r.err
+
+
 def test_import_outside_a_workspace_is_refused(cli, in_tmp):
     log = _write(in_tmp / "grader.log", log_of(fingerprint()))
     r = cli("probe", "import", log)

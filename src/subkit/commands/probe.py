@@ -437,7 +437,13 @@ def probe_import(opts: ImportOptions, prof) -> dict:
     ws = _require_workspace(prof)
     fp = read_fingerprint(opts.file)
     _require_same_profile(fp, prof)
-    m = measured(fp, prof)
+    try:
+        m = measured(fp, prof)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"the fingerprint in {fp.source} lacks what the probe measures "
+                         f"({type(exc).__name__}: {exc})",
+                         hint="run the probe `subkit probe` builds, unchanged, and import its "
+                              "log") from None
     if opts.check_index:
         _check_index(m["grader"])
     saved = _fingerprint_path(prof, fp)
