@@ -5,16 +5,19 @@ time, import to the last prediction); a ``platform-time`` row (``subkit history 
 --platform-s S``, or ``submit --wait`` from the platform's elapsed time) holds the
 platform's time of the same zip. Each zip with both is a pair; the ratio platform / local
 of the pairs says how much slower (or faster) the grader's machine is than this one on the
-same code. A new run's grader time is its local time times the median ratio, with the
-spread of the ratios as its range::
+same code. A new run's grader time is its local time times the median ratio (in log
+space), with a range::
 
     the grader's clock: about 410 s of the 1200 s cap (34%), from 3 submissions
-    (grader / local 1.9x, 1.6x-2.3x)
+    (grader / local 2.0x; 80% range 329-510 s)
 
 and a warning above 80% of the cap. The cap is the lower of the profile's
 ``[evaluation] time_limit_s`` (the competition's limit) and ``time_cap_s`` (the platform's
 own cap: codabench.org's public queue stops a run at 20 minutes, its maintainers in
 codalab/codabench issue 1842).
+
+The range is an 80% prediction interval (the log ratios' spread, Student's t); with fewer
+than three pairs it assumes a spread of at least 15%.
 
 Pairs whose local run used a test set of another size than this run's are used only when
 no pair of the same size exists (the time of predict grows with the number of samples;
@@ -29,6 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 WARN_FRACTION = 0.8
+# the range is an 80% prediction interval of the log ratio: Student's t (0.9 quantile) by
+# degrees of freedom 1..10, then the normal's; with fewer than 3 pairs the spread is at least
+# PRIOR_SIGMA (a platform's run-to-run jitter: Codabench queues share machines)
+_T90 = {2: 1.886, 3: 1.638, 4: 1.533, 5: 1.476, 6: 1.440, 7: 1.415, 8: 1.397, 9: 1.383,
+        10: 1.372, 15: 1.341, 20: 1.325, 30: 1.310}
+PRIOR_SIGMA = 0.15
 
 
 @dataclass(frozen=True)
@@ -60,27 +69,34 @@ class Estimate:
 
     @property
     def warn(self) -> bool:
+        """The estimate is above 80% of the cap."""
         return self.fraction > WARN_FRACTION
 
     @property
     def line(self) -> str:
         subs = "submission" if self.n_pairs == 1 else "submissions"
-        lo, hi = self.low / self.seconds * self.ratio, self.high / self.seconds * self.ratio
-        spread = f", {lo:.1f}x-{hi:.1f}x" if self.n_pairs > 1 else ""
         text = (f"the grader's clock: about {self.seconds:.0f} s of the {self.cap_s:g} s "
                 f"{self.cap_word} ({self.fraction:.0%}), from {self.n_pairs} {subs} "
-                f"(grader / local {self.ratio:.1f}x{spread})")
+                f"(grader / local {self.ratio:.1f}x; 80% range {self.low:.0f}-"
+                f"{self.high:.0f} s)")
         if self.other_sizes:
             text += "; those ran on test sets of another size here"
         if self.warn:
             text += (f": above {WARN_FRACTION:.0%} of the {self.cap_word}, the grader may stop "
                      "it (make predict faster: fewer TTA views, a larger batch)")
+        elif self.high > self.cap_s:
+            text += f": the range reaches past the {self.cap_word}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
         return {"seconds": self.seconds, "low": self.low, "high": self.high,
                 "ratio": self.ratio, "pairs": self.n_pairs, "cap_s": self.cap_s,
                 "fraction": self.fraction, "warn": self.warn, "line": self.line}
+
+
+def _t90(df: int) -> float:
+    """Student's t, 0.9 quantile (the table's value at the nearest df at or below)."""
+    return _T90[max(d for d in _T90 if d <= df)] if df <= 30 else 1.282
 
 
 def cap(prof) -> tuple[float, str]:
@@ -129,11 +145,16 @@ def estimate(ps: list[Pair], local_s: float, cap_s: float, cap_word: str = "limi
     use = same or ps
     if not use or not local_s or local_s <= 0:
         return None
-    ratios = sorted(p.ratio for p in use)
-    r = statistics.median(ratios)
-    return Estimate(seconds=local_s * r, low=local_s * ratios[0], high=local_s * ratios[-1],
-                    ratio=r, n_pairs=len(use), cap_s=cap_s, cap_word=cap_word,
-                    other_sizes=not same and n is not None)
+    logs = [math.log(p.ratio) for p in use]
+    center = statistics.median(logs)
+    k = len(logs)
+    spread = statistics.stdev(logs) if k >= 3 else max(statistics.pstdev(logs), PRIOR_SIGMA)
+    t = _t90(k - 1) if k >= 3 else 1.282
+    half = t * spread * math.sqrt(1 + 1 / k)
+    r = math.exp(center)
+    return Estimate(seconds=local_s * r, low=local_s * math.exp(center - half),
+                    high=local_s * math.exp(center + half), ratio=r, n_pairs=k, cap_s=cap_s,
+                    cap_word=cap_word, other_sizes=not same and n is not None)
 
 
 def for_run(prof, result) -> Estimate | None:
