@@ -11,9 +11,10 @@ one delimited block on stdout::
     =====SUBKIT-PROBE-END===== sha256=<of the JSON> lines=N
 
 Codabench shows a submission's stdout to its participant (the "Logs" tab of the
-submission's row; the compute worker uploads the ingestion's and the submission's stdout
-and stderr: codalab/codabench ``compute_worker/compute_worker.py``, ``Run._run_program_
-directory`` and ``_put_dir``), CodaLab too ("View the output" / stdout of the prediction
+submission's row): codalab/codabench ``compute_worker/compute_worker.py``, where
+``Run._run_program_directory`` starts the ingestion program and the submission's program,
+and the stdout and stderr of each are uploaded with ``Run._put_file``; CodaLab shows the
+prediction step's stdout too ("View the output"; its worker keeps the same files for each
 step). The reader tolerates what a log viewer adds in front of a line (a time stamp) and
 Kaggle's notebook log (a JSON list of ``{"data": ...}``); a missing, reordered or cut line
 or an edited value is refused (numbered lines, each closed by "|", the sha256).
