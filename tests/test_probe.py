@@ -496,3 +496,31 @@ def test_the_probe_run_by_a_codabench_bundle_imports_back(cli, workspace):
     assert (g["tensorflow"], g["keras"], g["numpy"]) == (
         version("tensorflow"), version("keras"), version("numpy"))
     assert g["python"] == "%d.%d" % sys.version_info[:2]
+
+
+NUMPY_MODEL = """
+import numpy as np
+
+
+class Model:
+    def predict(self, X):
+        return np.zeros(len(X), dtype=np.int64)
+"""
+
+
+def test_score_local_shows_the_graders_clock_once_the_ledger_has_a_pair(cli, workspace,
+                                                                         test_npz):
+    from tests.conftest import make_zip
+
+    z = make_zip(workspace / "submissions" / "numpy-only.zip", {"model.py": NUMPY_MODEL})
+    first = cli("score-local", z, "--data", test_npz, "--json")
+    assert first.code == 0, first.text
+    assert not any("grader's clock" in w for w in json.loads(first.out)["warnings"])
+    assert cli("history", "time", z, "--platform-s", "300").code == 0
+    second = cli("score-local", z, "--data", test_npz)
+    assert second.code == 0, second.text
+    line = next(ln for ln in second.out.splitlines() if "grader's clock" in ln)
+    assert "of the 600 s limit" in line and "from 1 submission" in line
+    local = [r for r in Ledger(workspace / "submissions").records() if r["kind"] == "score-local"]
+    ratio = 300 / local[-1]["runtime_s"]  # the pair: the zip's latest local run
+    assert f"grader / local {ratio:.1f}x" in line
