@@ -133,6 +133,9 @@ def test_the_probe_zip_passes_each_code_profile_without_tensorflow(cli, tmp_path
         (tmp_path / "sub").mkdir()
         zf.extractall(tmp_path / "sub")
     assert f"class {prof.class_name}:" in text
+    import ast
+
+    ast.parse(text, feature_version=(3, 7))  # Codabench's default image: codalab-legacy:py37
     # the imports at the top of the file: the standard library only (numpy inside predict)
     top = [ln for ln in text.splitlines() if ln.startswith(("import ", "from "))]
     assert all(ln.split()[1].split(".")[0] in sys.stdlib_module_names for ln in top), top
@@ -524,3 +527,38 @@ def test_score_local_shows_the_graders_clock_once_the_ledger_has_a_pair(cli, wor
     local = [r for r in Ledger(workspace / "submissions").records() if r["kind"] == "score-local"]
     ratio = 300 / local[-1]["runtime_s"]  # the pair: the zip's latest local run
     assert f"grader / local {ratio:.1f}x" in line
+
+
+def _old_python() -> str | None:
+    """A Python 3.7 that runs (pyenv's versions folder, else PATH; a pyenv shim of a version
+    that is not selected does not run)."""
+    import glob
+    import shutil
+
+    for cand in sorted(glob.glob(str(Path.home() / ".pyenv" / "versions" / "3.7.*" / "bin"
+                                     / "python3.7"))) + [shutil.which("python3.7") or ""]:
+        try:
+            if cand and subprocess.run([cand, "-c", "pass"], capture_output=True,
+                                       timeout=30).returncode == 0:
+                return cand
+        except OSError:
+            continue
+    return None
+
+
+def test_the_probe_measures_a_python_37_without_numpy(tmp_path):
+    """Codabench's default image is codalab/codalab-legacy:py37: the fingerprint is whole
+    there too (importlib.metadata's fallback), even without numpy."""
+    py = _old_python()
+    if py is None:
+        pytest.skip("no Python 3.7 on this machine")
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "model.py").write_text(probemod.probe_text(profile.load(workspace=False)))
+    res = subprocess.run([py, "-c", "import model; model.Model()"], cwd=folder,
+                         capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(folder)})
+    assert res.returncode == 0, res.stderr
+    fp = probemod.read_fingerprint(_write(tmp_path / "log.txt", res.stdout))
+    assert fp.data["python"]["version"].startswith("3.7.")
+    assert isinstance(fp.data["distributions"], dict) and "error" not in fp.data["distributions"]

@@ -61,9 +61,15 @@ def _read(path, limit=200000):
 
 
 def _distributions():
-    from importlib import metadata
-
     out = {}
+    try:
+        from importlib import metadata
+    except ImportError:  # Python 3.7 (codalab-legacy:py37): pkg_resources, when there
+        import pkg_resources
+
+        for d in pkg_resources.working_set:
+            out[d.project_name.lower().replace("_", "-")] = d.version
+        return dict(sorted(out.items()))
     for dist in metadata.distributions():
         try:
             name = dist.metadata["Name"]
@@ -166,9 +172,12 @@ def _gpus():
 def _frameworks():
     """numpy always; TensorFlow (CUDA, cuDNN, GPUs, tf.keras) and Keras when they import."""
     out = {}
-    import numpy
+    try:
+        import numpy
 
-    out["numpy"] = numpy.__version__
+        out["numpy"] = numpy.__version__
+    except BaseException as exc:
+        out["numpy_error"] = "%s: %s" % (type(exc).__name__, str(exc)[:200])
     try:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
@@ -328,7 +337,11 @@ def report(here):
 class Model:
     def __init__(self, path=None):
         here = os.path.dirname(os.path.abspath(__file__))
-        self.fingerprint = report(here)
+        try:
+            self.fingerprint = report(here)
+        except Exception as exc:  # the probe must pass whatever happens to its measurement
+            self.fingerprint = None
+            print("subkit probe: the fingerprint failed: %s: %s" % (type(exc).__name__, exc))
 
     def predict(self, X, *more):
         """Valid dummy output for the profile: class 0, a persistence forecast, or an
