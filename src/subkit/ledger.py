@@ -13,6 +13,9 @@ moved or deleted keeps its history. Record kinds (``record["kind"]``)::
     submit       zip_sha256, platform, competition, phase, submission_id, status
     leaderboard  zip_sha256, leaderboard_score, phase, source ("manual"|"codabench"|"kaggle")
     note         zip_sha256, text
+    platform-time  zip_sha256, platform_s, phase, source ("manual"|"codabench"): the
+                 platform's elapsed time of the zip's run (subkit.clock pairs it with the
+                 zip's local runtime_s)
 
 ``append`` adds ``time`` (ISO 8601, UTC), ``id`` (unique) and ``subkit_version``. Fields a
 kind does not list are kept as they are: the ledger never drops what a caller wrote.
@@ -135,6 +138,13 @@ def leaderboard_record(*, zip: str, zip_sha256: str, leaderboard_score: float | 
         raise ValueError(f"leaderboard source {source!r}: one of {LEADERBOARD_SOURCES}")
     return {"kind": "leaderboard", "zip": zip, "zip_sha256": zip_sha256,
             "leaderboard_score": leaderboard_score, "phase": phase, "source": source, **extra}
+
+
+def platform_time_record(*, zip: str | None, zip_sha256: str, platform_s: float,
+                         phase: str | None, source: str, **extra: Any) -> dict:
+    """The platform's elapsed time of one zip's run (``submit --wait``, or by hand)."""
+    return {"kind": "platform-time", "zip": zip, "zip_sha256": zip_sha256,
+            "platform_s": float(platform_s), "phase": phase, "source": source, **extra}
 
 
 def note_record(*, zip: str | None, zip_sha256: str, text: str) -> dict:

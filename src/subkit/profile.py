@@ -80,6 +80,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "evaluation": {
         "metric": (str, True), "higher_is_better": (bool, False),
         "time_limit_s": ((int, float), True), "max_submissions_per_day": (int, False),
+        "time_cap_s": ((int, float), False),  # the platform's own cap on a run (subkit.clock)
         "phases": (list, False), "hidden_set_shifted": (bool, False),
         "ignore_classes": (list, False), "secondary_metrics": (list, False),
     },
@@ -89,6 +90,10 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     },
     "kaggle": {"id_column": (str, False), "label_column": (str, False), "rows": (int, False),
                "layout": (str, False), "label_values": (str, False), "id_width": (int, False)},
+    # what `subkit probe import` measured on the grader (subkit.commands.probe)
+    "probe": {"date": (str, False), "measured": (str, False), "source": (str, False),
+              "sha256": (str, False), "profile": (str, False), "file": (str, False),
+              "network": (str, False), "machine": (dict, False)},
     # what the sandbox allows one run (subkit.grader.sandbox.Limits, safezip.bounds)
     "limits": {
         "processes": (int, False), "memory_mb": (int, False), "file_size_mb": (int, False),
