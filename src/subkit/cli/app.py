@@ -173,10 +173,11 @@ def check(zip_path, no_smoke, env_name, data_path, phase_name, profile_name, as_
                    "horizon: 9 in development, 18 in the final phase of an2dl-2023-forecasting).")
 @click.option("--task", "task_index", type=int, default=None, metavar="N",
               help="With --bundle: the task index (default: the phase's first).")
-@click.option("--shift", "shift_suite", is_flag=False, flag_value="default", default=None,
+@click.option("--shift", "shift_suite", is_flag=False, flag_value="", default=None,
               metavar="[SUITE]",
               help="Also score the test set under a seeded suite of distribution shifts: "
-                   "default, quick, hidden-2024, microscopy, or a list like blur:3,bubble; "
+                   "default, quick, hidden-2024, microscopy, or a list like blur:3,bubble (alone: "
+                   "the profile's [shift] default, e.g. hidden-2024 for blood cells); "
                    "predicts the leaderboard from the ledger (docs/shift-and-report.md).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the shift suite.")
@@ -201,7 +202,7 @@ def score_local(zip_path, data_path, time_limit, no_network_isolation, profile_n
     prof = load_profile(profile_name)
     opts = ScoreLocalOptions(
         zip=Path(zip_path) if zip_path else None, data=Path(data_path) if data_path else None,
-        time_limit=time_limit, isolate_network=not no_network_isolation,
+        time_limit=time_limit, isolate_network=False if no_network_isolation else None,
         bundle=Path(bundle_path) if bundle_path else None, phase=phase_name, task=task_index,
         shift=shift_suite, seed=seed, tta_compare=tta_compare, proba=proba, env=env_name,
         progress=not as_json)
