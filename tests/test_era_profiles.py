@@ -62,3 +62,144 @@ def test_bad_network_or_suite_settings_are_refused(tmp_path, table, message):
     with pytest.raises(ProfileError) as err:
         profile_mod.load(workspace=tmp_path)
     assert message in err.value.message and err.value.hint
+
+
+# -- the static checks: SavedModel folders, folder listings, the smoke test's word -----------
+SAVEDMODEL_PY = """import os
+import tensorflow as tf
+
+
+class model:
+    def __init__(self, path):
+        self.m = tf.keras.models.load_model(os.path.join(path, 'Forecaster'))
+
+    def predict(self, X):
+        return tf.argmax(self.m.predict(X), axis=-1)
+"""
+SAVEDMODEL_FILES = ["model.py", "metadata", "Forecaster/saved_model.pb",
+                    "Forecaster/keras_metadata.pb", "Forecaster/variables/variables.index",
+                    "Forecaster/variables/variables.data-00000-of-00001"]
+LISTS_FOLDER_PY = """import os
+import keras
+
+
+class Model:
+    def __init__(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        name = [f for f in os.listdir(here) if f.endswith('.keras')][0]
+        self.m = keras.models.load_model(os.path.join(here, name))
+
+    def predict(self, X):
+        return self.m.predict(X).argmax(-1)
+"""
+
+
+def _static(tmp_path, prof, source, files):
+    from subkit.checks import CheckReport, static_checks
+
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text(source if f == "model.py" else "x")
+    rep = CheckReport(zip="z")
+    static_checks(tmp_path, files, prof, rep)
+    return rep
+
+
+def test_a_savedmodel_folder_loaded_by_its_name_is_the_weights(tmp_path):
+    prof = profile_mod.load("an2dl-2023-plants", workspace=False)  # Keras 2 grader
+    rep = _static(tmp_path, prof, SAVEDMODEL_PY, SAVEDMODEL_FILES)
+    assert rep.status == "PASSED", rep.checks
+    ok = next(c for c in rep.checks if c["name"] == "model.py")
+    assert "loads Forecaster/ (a TensorFlow SavedModel folder)" in ok["message"]
+    assert "no named weights file" not in ok["message"]
+    kv = next(c for c in rep.checks if c["name"] == "keras version")
+    assert kv["status"] == "ok" and "format of the grader's keras 2.15.0" in kv["message"]
+
+
+def test_a_keras_3_grader_facing_a_savedmodel_says_which_versions_load_it(tmp_path):
+    prof = profile_mod.load("an2dl-2023-plants", workspace=False)
+    prof.data["grader"].update(tensorflow="2.17.0", keras="3.4.1")
+    rep = _static(tmp_path, prof, SAVEDMODEL_PY, SAVEDMODEL_FILES)
+    kv = next(c for c in rep.checks if c["name"] == "keras version")
+    assert kv["status"] == "warning"  # model.py may read it otherwise: the smoke test decides
+    assert "grader's keras 3.4.1 cannot load it with load_model" in kv["message"]
+    assert "tensorflow<=2.15 (Keras 2) loads it" in kv["hint"]
+
+
+def test_a_suffix_in_a_folder_listing_names_no_file(tmp_path):
+    prof = profile_mod.load("an2dl-2024-blood-cells", workspace=False)
+    rep = _static(tmp_path, prof, LISTS_FOLDER_PY, ["model.py", "best.keras"])
+    assert rep.status == "PASSED", rep.checks
+    assert "'.keras'" not in json_text(rep)
+
+
+def json_text(rep) -> str:
+    import json
+
+    return json.dumps(rep.to_dict())
+
+
+def test_a_static_failure_the_grader_smoke_test_contradicts_is_a_warning():
+    from subkit.checks import CheckReport, reconcile_with_smoke
+
+    def report(env_name):
+        rep = CheckReport(zip="z")
+        rep.add("model.py", "failed", "model.py loads 'x.keras', which is not in the submission")
+        rep.add("smoke test", "ok", "Model() 1.0 s")
+        rep.smoke = {"ok": True, "env": {"name": env_name}}
+        reconcile_with_smoke(rep)
+        return rep
+
+    graded = report("grader")
+    assert graded.status == "PASSED with warnings"
+    assert "the smoke test in the grader's versions passed" in graded.checks[0]["message"]
+    # in other versions than the grader's, the static finding stands
+    assert report("current").status == "FAILED"
+
+
+def test_the_cause_of_a_failed_run_is_named():
+    from subkit.modelcheck import cause_hints
+
+    cb = profile_mod.load("an2dl-2024-blood-cells", workspace=False)
+    plants = profile_mod.load("an2dl-2023-plants", workspace=False)
+    tb = ("ValueError: File format not supported: filepath=/sub/Forecaster. Keras 3 only "
+          "supports V3 `.keras` files and legacy H5 format files")
+    (msg, hint), = cause_hints(tb, cb, savedmodels=["Forecaster"], h5_models={},
+                               network_cut=True)
+    assert "Forecaster/ is a TensorFlow SavedModel folder" in msg and "keras 3.4.1" in msg
+    assert "tensorflow<=2.15" in hint
+    # the same folder in front of a Keras 2 grader is no cause
+    assert cause_hints(tb, plants, savedmodels=["Forecaster"], h5_models={},
+                       network_cut=True) == []
+    tb = "TypeError: Could not locate class 'PolynomialDecay'"
+    (msg, hint), = cause_hints(tb, cb, savedmodels=[], h5_models={"m.h5": "2.15.0"},
+                               network_cut=True)
+    assert "m.h5 (Keras 2.15.0): a Keras 2 (tf.keras) HDF5 model" in msg
+    (msg, hint), = cause_hints("ModuleNotFoundError: No module named 'sklearn'", cb,
+                               savedmodels=[], h5_models={}, network_cut=True)
+    assert "does not have (its [grader] extras: none)" in msg
+    assert '"scikit-learn" = "VERSION"' in hint
+    (msg, _), = cause_hints("ModuleNotFoundError: No module named 'cv2'", plants,
+                            savedmodels=[], h5_models={}, network_cut=True)
+    assert "scikit-learn 1.2.2, scipy 1.11.4" in msg
+    tb = ("weights='imagenet'\nException: URL fetch failure on https://storage.googleapis.com"
+          "/x.h5: None -- [Errno -3] Temporary failure in name resolution")
+    (msg, hint), = cause_hints(tb, plants, savedmodels=[], h5_models={}, network_cut=True)
+    assert "model.py tried to reach the network (weights='imagenet')" in msg
+    assert "the grader of an2dl-2023-plants has the network off too" in msg
+    (msg, hint), = cause_hints(tb, cb, savedmodels=[], h5_models={}, network_cut=True)
+    assert "has the network on" in msg and "--no-network-isolation" in hint
+    # a run that had the network is not told the cut was the cause
+    assert cause_hints(tb, cb, savedmodels=[], h5_models={}, network_cut=False) == []
+
+
+def test_build_does_not_retarget_for_a_keras_2_grader():
+    from pathlib import Path
+
+    from subkit.packaging import needs_load_proof
+    from subkit.weights import WeightsInfo
+
+    info = WeightsInfo(path=Path("m.keras"), kind="keras", size=1, keras_version="3.4.1")
+    assert needs_load_proof(info, "3.1.0", False) is True  # Keras 3 rules: rewritten
+    assert needs_load_proof(info, "2.15.0", False) is False
+    assert needs_load_proof(info, "2.15.0", True) is False
