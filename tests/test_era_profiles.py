@@ -203,3 +203,116 @@ def test_build_does_not_retarget_for_a_keras_2_grader():
     assert needs_load_proof(info, "3.1.0", False) is True  # Keras 3 rules: rewritten
     assert needs_load_proof(info, "2.15.0", False) is False
     assert needs_load_proof(info, "2.15.0", True) is False
+
+
+# -- end to end, in the sandbox: the network's verdict, and the smoke test's word --------------
+DOWNLOADS_PY = """import urllib.request
+
+
+class model:
+    def __init__(self, path):
+        # what keras.applications does for pretrained weights
+        urllib.request.urlopen("http://weights.example.invalid/resnet50.h5", timeout=5)
+
+    def predict(self, X):
+        return X[:, 0, 0, 0] > 100
+"""
+METADATA = "description: Provides prediction model to be executed by the ingestion program\n"
+
+
+def _needs_bwrap():
+    import os
+
+    from subkit.grader import sandbox
+
+    if not sandbox.bwrap_available()[0] and not os.environ.get("CI"):
+        pytest.skip(f"bubblewrap sandbox unavailable: {sandbox.bwrap_available()[1]}")
+
+
+def _plants_workspace(tmp_path, extra: str = ""):
+    import numpy as np
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "subkit.toml").write_text('profile = "an2dl-2023-plants"\n' + extra)
+    labels = np.array(["healthy", "unhealthy"] * 4)
+    images = np.where((labels == "healthy")[:, None, None, None], 10.0, 200.0)
+    np.savez(ws / "test.npz", data=np.broadcast_to(images, (8, 96, 96, 3)).astype("float32"),
+             labels=labels)
+    return ws
+
+
+@pytest.mark.slow
+def test_a_download_with_the_network_cut_is_named_with_the_graders_policy(cli, tmp_path):
+    import json
+
+    from conftest import make_zip
+
+    _needs_bwrap()
+    ws = _plants_workspace(tmp_path)
+    z = make_zip(tmp_path / "dl.zip", {"model.py": DOWNLOADS_PY, "metadata": METADATA})
+    r = cli("score-local", z, "--data", "test.npz", "--json", cwd=ws)
+    assert r.code != 0
+    assert ("model.py tried to reach the network (http://weights.example.invalid/resnet50.h5) "
+            "and this run had it cut; the grader of an2dl-2023-plants has the network off too"
+            in r.text), r.text
+    assert "zip what it downloads" in r.text
+    run = json.loads(sorted((ws / "runs").glob("*/run.json"))[-1].read_text()) \
+        if (ws / "runs").is_dir() else None
+    if run is not None:  # the run record keeps the same verdict
+        assert "tried to reach the network" in run["failure"]["message"]
+
+
+LISTING_PY = """import os
+
+import numpy as np
+
+
+class model:
+    def __init__(self, path):
+        self.stale = 'model_v1.keras'   # a name from an older version, never loaded
+        names = [f for f in os.listdir(path) if f.endswith('.npy')]
+        self.threshold = float(np.load(os.path.join(path, names[0])))
+
+    def predict(self, X):
+        return (np.asarray(X)[:, 0, 0, 0] > self.threshold).astype(int)
+"""
+
+
+@pytest.mark.slow
+def test_check_says_what_the_smoke_test_in_the_graders_versions_says(cli, tmp_path,
+                                                                    monkeypatch):
+    """model.py names a .keras it never loads and finds its weights by listing the folder:
+    the static reading fails it; the smoke test in the grader's versions passes it; the
+    verdict is the run's (a warning). In other versions than the grader's, it stays FAILED."""
+    import io
+
+    import numpy as np
+
+    from subkit.grader import environment
+
+    from conftest import make_zip
+
+    ws = _plants_workspace(tmp_path)
+    buf = io.BytesIO()
+    np.save(buf, np.array(100.0))
+    z = make_zip(tmp_path / "l.zip", {"model.py": LISTING_PY, "metadata": METADATA,
+                                      "threshold.npy": buf.getvalue()})
+    r = cli("check", z, cwd=ws)  # SUBKIT_ENV=current (conftest): not the grader's versions
+    assert r.code != 0 and "FAILED" in r.out, r.text
+    assert "loads 'model_v1.keras', which is not in the submission" in r.text
+    # the same zip where the smoke test runs in "the grader's" versions (this interpreter,
+    # described as the grader environment)
+    real = environment.select_env
+
+    def as_grader(prof, env=None, **kw):
+        python, desc = real(prof, "current", **kw)
+        return python, dict(desc, name="grader", matches_grader=True)
+
+    monkeypatch.setattr(environment, "select_env", as_grader)
+    r = cli("check", z, cwd=ws)
+    assert r.code == 0, r.text
+    assert "PASSED with warnings" in r.out
+    assert ("loads 'model_v1.keras', which is not in the submission (it has: no weights file) "
+            "(static reading; the smoke test in the grader's versions passed, so the run's "
+            "verdict stands)") in r.text

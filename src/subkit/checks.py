@@ -19,7 +19,6 @@ import numpy as np
 from subkit import ui
 from subkit.errors import CheckFailed, InputError
 from subkit.modelcheck import (
-    cause_hints,
     check_source,
     init_call,
     keras_major,
@@ -143,21 +142,6 @@ def reconcile_with_smoke(rep: CheckReport) -> None:
                              "passed, so the run's verdict stands)")
 
 
-def _explain_failure(rep: CheckReport, prof, text: str, network_cut: bool) -> None:
-    """The real cause of a failed smoke test, where the traceback shows one, as the failure's
-    own message and hint (the rest as notes)."""
-    h5 = {w["name"]: w.get("keras_version") for w in rep.weights if w.get("kind") == "h5-model"}
-    causes = cause_hints(text, prof, savedmodels=rep.savedmodels, h5_models=h5,
-                         network_cut=network_cut)
-    if not causes:
-        return
-    last = next(c for c in reversed(rep.checks) if c["name"] == "smoke test")
-    last["message"] += f": {causes[0][0]}"
-    last["hint"] = causes[0][1]
-    for message, hint in causes[1:]:
-        rep.add("smoke test", "note", message, hint)
-
-
 def _required_files(files: list[str], prof, rep: CheckReport) -> None:
     """Files the platform needs besides the entry file (CodaLab's ``metadata``)."""
     for name, text in prof.required_files.items():
@@ -261,8 +245,6 @@ def smoke_test(zip_path: Path, prof, rep: CheckReport, *, env: str | None = None
             f = cr.failure
             rep.smoke["failure"] = f.to_dict()
             rep.add("smoke test", "failed", f.message, f.hint)
-            _explain_failure(rep, prof, f"{f.message}\n{f.tail}",
-                             bool(cr.child.network_isolated))
             if f.tail:
                 ui.echo("  --- the submission's traceback/log tail ---")
                 for line in f.tail.splitlines()[-12:]:

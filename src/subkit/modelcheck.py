@@ -336,8 +336,7 @@ _NETWORK_SIGNS = ("urlopen error", "Temporary failure in name resolution", "Name
                   "known", "getaddrinfo failed", "Network is unreachable", "No route to host",
                   "Connection refused", "nodename nor servname", "gaierror",
                   "URL fetch failure", "Failed to establish a new connection", "socket.timeout")
-_DOWNLOADS = (("weights='imagenet'", 'weights="imagenet"'), "storage.googleapis.com",
-              "https://", "http://")
+_IMAGENET = ("weights='imagenet'", 'weights="imagenet"')
 
 
 def keras_major(version: str | None) -> int | None:
@@ -346,11 +345,12 @@ def keras_major(version: str | None) -> int | None:
 
 
 def cause_hints(text: str, prof, *, savedmodels: list[str], h5_models: dict[str, str | None],
-                network_cut: bool) -> list[tuple[str, str]]:
+                network_cut: bool, source: str = "") -> list[tuple[str, str]]:
     """What a failed run's traceback (``text``) says the cause was, as (message, hint) pairs
     naming it: a SavedModel folder or a Keras 2 .h5 in front of a Keras 3 grader (which
     format, which versions load it), a module the grader lacks (the profile's ``[grader]
-    extras``), a download with the network cut (what the profile's grader does)."""
+    extras``), a download with the network cut (what the profile's grader does; ``source``,
+    model.py's text, tells what it downloads when the traceback does not)."""
     out: list[tuple[str, str]] = []
     g = prof.grader
     keras = str(g.get("keras"))
@@ -386,11 +386,15 @@ def cause_hints(text: str, prof, *, savedmodels: list[str], h5_models: dict[str,
                     f'subkit.toml (extras = {{ "{dist}" = "VERSION" }}) and run `subkit env '
                     "create`; otherwise do without it"))
     if network_cut and any(s in text for s in _NETWORK_SIGNS):
-        what = next((d for group in _DOWNLOADS
-                     for d in (group if isinstance(group, tuple) else (group,)) if d in text),
-                    "the network")
+        where = f"{text}\n{source}"
+        tb_url = re.search(r"https?://[^\s'\"]+", text)
+        url = re.search(r"https?://[^\s'\"]+", source)
+        what = ("weights='imagenet'" if any(d in where for d in _IMAGENET) else
+                tb_url.group(0).rstrip(":,.;)") if tb_url else
+                url.group(0).rstrip(":,.;)") if url else "")
         on = prof.network == "on"
-        out.append((f"model.py tried to reach the network ({what}) and this run had it cut; "
+        out.append((f"model.py tried to reach the network{f' ({what})' if what else ''} and "
+                    "this run had it cut; "
                     f"the grader of {prof.name} has the network {'on' if on else 'off'}"
                     + ("" if on else " too"),
                     ("the grader leaves the network on: `subkit score-local "
@@ -404,3 +408,49 @@ def cause_hints(text: str, prof, *, savedmodels: list[str], h5_models: dict[str,
 
 _DIST_OF = {"sklearn": "scikit-learn", "cv2": "opencv-python", "PIL": "pillow",
             "skimage": "scikit-image", "yaml": "pyyaml"}
+
+
+def name_the_cause(failure, submission_dir, prof, network_cut: bool):
+    """A run's Failure (subkit.grader.run) with the cause its traceback shows named in its
+    message and hint (``cause_hints``); the submission's SavedModel folders and Keras 2 .h5
+    models are read from ``submission_dir`` (what the child left there is untrusted: no
+    symlink is followed, at most MAX_LISTED entries are looked at, and an .h5 is opened only
+    to read its Keras version, as ``subkit check`` does). The failure unchanged when nothing
+    is known."""
+    from itertools import islice
+    from pathlib import Path
+
+    from subkit.errors import InputError
+    from subkit.weights import inspect
+
+    text = f"{failure.message}\n{failure.tail}"
+    root = Path(submission_dir)
+    files = []
+    for p in islice(root.rglob("*"), MAX_LISTED):
+        if not p.is_symlink() and p.is_file():
+            files.append(str(p.relative_to(root)))
+    h5: dict[str, str | None] = {}
+    if (keras_major(str(prof.grader.get("keras"))) or 0) >= 3:
+        models = [r for r in files if r.lower().endswith((".h5", ".hdf5"))
+                  and not r.lower().endswith(".weights.h5")]
+        for rel in models[:20]:
+            try:
+                info = inspect(root / rel)
+            except (InputError, OSError, ValueError):
+                continue
+            if info.kind == "h5-model":
+                h5[rel] = info.keras_version
+    try:
+        with open(root / prof.entry_file, encoding="utf-8", errors="replace") as fh:
+            source = fh.read(200_000)
+    except OSError:
+        source = ""
+    causes = cause_hints(text, prof, savedmodels=savedmodel_dirs(files), h5_models=h5,
+                         network_cut=network_cut, source=source)
+    if causes:
+        failure.message = f"{failure.message}: {causes[0][0]}"
+        failure.hint = "; ".join([causes[0][1]] + [f"also: {m} ({h})" for m, h in causes[1:]])
+    return failure
+
+
+MAX_LISTED = 5000
