@@ -316,3 +316,19 @@ def test_check_says_what_the_smoke_test_in_the_graders_versions_says(cli, tmp_pa
     assert ("loads 'model_v1.keras', which is not in the submission (it has: no weights file) "
             "(static reading; the smoke test in the grader's versions passed, so the run's "
             "verdict stands)") in r.text
+
+
+def test_a_keras_2_file_in_front_of_a_keras_3_grader_is_not_called_newer():
+    from pathlib import Path
+
+    from subkit.checks import CheckReport, keras_versions
+    from subkit.weights import WeightsInfo
+
+    prof = profile_mod.load("an2dl-2024-blood-cells", workspace=False)
+    rep = CheckReport(zip="z")
+    info = WeightsInfo(path=Path("clf.h5"), kind="h5-model", size=1, keras_version="2.15.0")
+    keras_versions([info], prof, rep)
+    (c,) = rep.checks
+    assert c["status"] == "warning"
+    assert "clf.h5: saved by Keras 2.15.0, an older major version than the grader's 3.4.1" \
+        in c["message"]

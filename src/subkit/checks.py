@@ -198,10 +198,12 @@ def keras_versions(infos: list[WeightsInfo], prof, rep: CheckReport, *,
         else:
             where = f"the smoke test ran in keras {smoke_keras}" if smoke_keras else \
                 "the smoke test was skipped"
+            sv, gv = version_tuple(saved), version_tuple(grader)
+            relation = ("an older major version than" if sv and gv and sv[0] < gv[0] else
+                        "newer than" if newer else "compared with")
             rep.add("keras version", "warning",
-                    f"{name}: saved by Keras {saved or '(unknown)'}, "
-                    + ("newer than" if newer else "compared with")
-                    + f" the grader's {grader}, and not loaded there ({where})",
+                    f"{name}: saved by Keras {saved or '(unknown)'}, {relation} the grader's "
+                    f"{grader}, and not loaded there ({where})",
                     f"`subkit check {zip_hint} --env grader` loads it in keras {grader}")
 
 
