@@ -112,7 +112,7 @@ def made(tmp_path_factory):
     h5 = _zip(out / "h5.zip", {"model.py": H5_PY, "metadata": METADATA,
                                "SubmissionModel/clf.h5": (out / "clf.h5").read_bytes(),
                                "SubmissionModel/scaler.pkl": (out / "scaler.pkl").read_bytes()})
-    return {"saved": saved, "h5": h5}
+    return {"saved": saved, "h5": h5, "folder": out / "Classifier"}
 
 
 def _zip(path: Path, members: dict, folder: Path | None = None, arc: str = "") -> Path:
@@ -168,3 +168,19 @@ def test_a_savedmodel_in_front_of_a_keras_3_grader_names_the_format_and_the_vers
     assert "Classifier/: a TensorFlow SavedModel folder" in r.out  # the static warning
     assert "Classifier/ is a TensorFlow SavedModel folder" in r.out  # the smoke test's cause
     assert "tensorflow<=2.15 (Keras 2) loads it" in r.out
+
+
+def test_build_zips_a_savedmodel_folder_for_a_keras_2_grader(cli, made, tmp_path):
+    ws = _workspace(tmp_path)
+    (ws / "model.py").write_text(SAVEDMODEL_PY)
+    r = cli("build", "--weights", made["folder"], "--env", "grader", "--json", cwd=ws)
+    assert r.code == 0, r.text
+    manifest = json.loads(r.out[r.out.index("{"):])
+    names = {m["name"] for m in manifest["members"]}
+    assert {"model.py", "metadata", "Classifier/saved_model.pb",
+            "Classifier/variables/variables.index"} <= names
+    assert manifest["status"] == "PASSED", manifest["checks"]
+    (w,) = manifest["weights"]
+    assert w["kind"] == "savedmodel" and w["keras_version"] == "2.15.0"
+    assert "retarget" not in w  # no Keras 3 rules for a Keras 2 grader
+    assert manifest["env"]["keras"] == "2.15.0"

@@ -332,3 +332,16 @@ def test_a_keras_2_file_in_front_of_a_keras_3_grader_is_not_called_newer():
     assert c["status"] == "warning"
     assert "clf.h5: saved by Keras 2.15.0, an older major version than the grader's 3.4.1" \
         in c["message"]
+
+
+def test_build_refuses_a_savedmodel_folder_for_a_keras_3_grader(cli, tmp_path):
+    ws = tmp_path / "ws"
+    (ws / "Classifier" / "variables").mkdir(parents=True)
+    (ws / "Classifier" / "saved_model.pb").write_bytes(b"\x08\x01")
+    (ws / "subkit.toml").write_text('profile = "an2dl-2024-blood-cells"\n')
+    r = cli("build", "--weights", ws / "Classifier", cwd=ws)
+    assert r.code != 0
+    assert "is a TensorFlow SavedModel folder (tf.keras, Keras 2), which the grader's keras " \
+           "3.4.1 cannot load with load_model" in r.err
+    assert "hint: load it in tensorflow<=2.15" in r.err
+    assert not (ws / "submissions").exists() or not list((ws / "submissions").glob("*.zip"))

@@ -275,6 +275,11 @@ def write_zip(path: Path, stage: Path, prof, required: list[str], weights: dict[
         for name in required:  # e.g. CodaLab's metadata, from the profile
             zf.write(stage / name, name, compress_type=zipfile.ZIP_DEFLATED)
         for name, src in weights.items():
+            if src.is_dir():  # a TensorFlow SavedModel folder (a Keras 2 grader): its files
+                for f in sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink()):
+                    zf.write(f, f"{name}/{f.relative_to(src).as_posix()}",
+                             compress_type=zipfile.ZIP_DEFLATED)
+                continue
             # a .keras is already a zip: store it, do not deflate it again
             zf.write(src, name, compress_type=zipfile.ZIP_STORED)
         for inc in includes:
