@@ -345,3 +345,39 @@ def test_build_refuses_a_savedmodel_folder_for_a_keras_3_grader(cli, tmp_path):
            "3.4.1 cannot load with load_model" in r.err
     assert "hint: load it in tensorflow<=2.15" in r.err
     assert not (ws / "submissions").exists() or not list((ws / "submissions").glob("*.zip"))
+
+
+def test_build_waits_for_the_run_on_a_weights_name_only():
+    from subkit.checks import CheckReport, stop_unless_the_run_decides
+    from subkit.errors import CheckFailed
+
+    rep = _static_report("model.py loads 'x.keras', which is not in the submission",
+                         contestable=True)
+    stop_unless_the_run_decides(rep, smoke=True)  # the smoke test decides: no stop
+    with pytest.raises(CheckFailed):
+        stop_unless_the_run_decides(rep, smoke=False)  # no run to decide: the static verdict
+    rep = _static_report("model.py defines no top-level class 'Model'", contestable=False)
+    with pytest.raises(CheckFailed, match="defines no top-level class"):
+        stop_unless_the_run_decides(rep, smoke=True)
+    assert isinstance(rep, CheckReport)
+
+
+def _static_report(message: str, contestable: bool):
+    from subkit.checks import CheckReport
+
+    rep = CheckReport(zip="z")
+    rep.add("model.py", "failed", message, "fix it")
+    if contestable:
+        rep.checks[-1]["contestable"] = True
+    return rep
+
+
+def test_a_missing_weights_name_is_contestable_and_a_missing_class_is_not(tmp_path):
+    prof = profile_mod.load("an2dl-2024-blood-cells", workspace=False)
+    rep = _static(tmp_path, prof, LISTS_FOLDER_PY.replace("self.m = ", "self.old = "
+                                                          "'model_v1.keras'\n        self.m = "),
+                  ["model.py", "best.keras"])
+    (failed,) = [c for c in rep.checks if c["status"] == "failed"]
+    assert "'model_v1.keras'" in failed["message"] and failed.get("contestable") is True
+    rep = _static(tmp_path / "b", prof, "class Other:\n    pass\n", ["model.py"])
+    assert all(not c.get("contestable") for c in rep.checks if c["status"] == "failed")

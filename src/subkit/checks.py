@@ -80,6 +80,8 @@ def static_checks(root: Path, files: list[str], prof, rep: CheckReport) -> None:
     mp = check_source(source, prof, files=files, extra_modules=extras, filename=entry)
     for f in mp.findings:
         rep.add("model.py", "failed" if f.level == "error" else "warning", f.message, f.hint)
+        if f.contestable and f.level == "error":
+            rep.checks[-1]["contestable"] = True  # the smoke test may prove it wrong
     rep.savedmodels = savedmodel_dirs(files)
     loads = mp.weights_names + [f"{d}/ (a TensorFlow SavedModel folder)" for d in mp.savedmodels]
     if not mp.errors:
@@ -416,6 +418,14 @@ def _finish_check(rep: CheckReport) -> None:
         ui.echo(f"  {env_line(rep.env)}")
     color = {"PASSED": "green", "PASSED with warnings": "yellow", "FAILED": "red"}[rep.status]
     ui.echo(rep.status, bold=True, fg=color)
+
+
+def stop_unless_the_run_decides(rep: CheckReport, smoke: bool) -> None:
+    """Before the smoke test: stop on a failure the smoke test cannot contradict; a
+    contestable one (a weights name model.py may never load) waits for the run's verdict."""
+    if smoke and all(c.get("contestable") for c in rep.checks if c["status"] == "failed"):
+        return
+    stop_if_failed(rep)
 
 
 def stop_if_failed(rep: CheckReport) -> None:

@@ -28,6 +28,7 @@ class Finding:
     level: str  # "error" | "warning"
     message: str
     hint: str = ""
+    contestable: bool = False  # a run may prove it wrong (a name model.py may never load)
 
 
 @dataclass
@@ -310,6 +311,7 @@ def _check_strings(tree: ast.AST, rep: ModelPyReport, files: list[str], filename
                       f"{have})",
                       "make the name in model.py match the weights file you zip (a placeholder "
                       "name?), or pass that file with --weights")
+            rep.findings[-1].contestable = True
     rep.weights_names = sorted(set(seen))
 
 

@@ -24,10 +24,12 @@ from subkit.checks import (
     CheckReport,
     check_csv,
     check_zip,
+    reconcile_with_smoke,
     say_checks,
     smoke_test,
     static_checks,
     stop_if_failed,
+    stop_unless_the_run_decides,
 )
 from subkit.errors import CheckFailed, InputError, SubkitError, UsageError
 from subkit.ledger import build_record, sha256_file
@@ -211,7 +213,7 @@ def _build(opts: BuildOptions, prof) -> dict:
         staged_files = [prof.entry_file] + _member_names(opts.weights, znames) \
             + [i.name for i in opts.includes] + list(required)
         static_checks(stage, staged_files, prof, rep)
-        stop_if_failed(rep)
+        stop_unless_the_run_decides(rep, opts.smoke)
         staged: dict[str, Path] = {}
         weights_manifest = []
         for w, zn, info, proof in zip(opts.weights, znames, infos, proofs):
@@ -233,6 +235,7 @@ def _build(opts: BuildOptions, prof) -> dict:
                               hint="use a smaller model or fewer ensemble members")
         if opts.smoke:
             smoke_test(cand, prof, rep, env_choice=env_choice, phase=opts.phase)
+            reconcile_with_smoke(rep)
         else:
             rep.add("smoke test", "warning", "skipped (--no-smoke)")
         files = [zn for zn in znames if not staged[zn].is_dir()]  # a SavedModel: the smoke test
