@@ -381,3 +381,17 @@ def test_a_missing_weights_name_is_contestable_and_a_missing_class_is_not(tmp_pa
     assert "'model_v1.keras'" in failed["message"] and failed.get("contestable") is True
     rep = _static(tmp_path / "b", prof, "class Other:\n    pass\n", ["model.py"])
     assert all(not c.get("contestable") for c in rep.checks if c["status"] == "failed")
+
+
+def test_the_extras_are_importable_names_for_the_static_check(tmp_path):
+    src = ("import os\nimport pickle\nimport sklearn.preprocessing\nimport scipy.fft\n"
+           "import cv2\n" + SAVEDMODEL_PY)
+    plants = profile_mod.load("an2dl-2023-plants", workspace=False)
+    rep = _static(tmp_path, plants, src, SAVEDMODEL_FILES)
+    warned = [c["message"] for c in rep.checks if c["status"] == "warning"]
+    assert warned == ["model.py imports 'cv2', which the grader may not have installed"]
+    hint = next(c["hint"] for c in rep.checks if c["status"] == "warning")
+    assert "[grader] extras (now: scikit-learn, scipy)" in hint
+    cb = profile_mod.load("an2dl-2024-blood-cells", workspace=False)
+    rep = _static(tmp_path / "cb", cb, src, SAVEDMODEL_FILES)
+    assert sum("imports 'sklearn'" in c["message"] for c in rep.checks) == 1

@@ -319,7 +319,10 @@ def _check_imports(tree: ast.AST, rep: ModelPyReport, files: list[str], extra: s
                    filename: str) -> None:
     local = {f.split("/")[0].removesuffix(".py") for f in files}
     stdlib = set(getattr(sys, "stdlib_module_names", ()))
-    allowed = GRADER_PACKAGES | extra | local | stdlib
+    # the extras are distribution names: scikit-learn is imported as sklearn
+    modules = {m for m, d in _DIST_OF.items() if d in extra}
+    allowed = GRADER_PACKAGES | extra | {e.replace("-", "_") for e in extra} | modules | local \
+        | stdlib
     for node in ast.walk(tree):
         mods = []
         if isinstance(node, ast.Import):
@@ -328,9 +331,10 @@ def _check_imports(tree: ast.AST, rep: ModelPyReport, files: list[str], extra: s
             mods = [node.module.split(".")[0]]
         for m in mods:
             if m not in allowed:
+                now = ", ".join(sorted(extra)) or "none"
                 rep.warn(f"{filename} imports {m!r}, which the grader may not have installed",
                          "use numpy/tensorflow/keras only, or list the package in the profile's "
-                         "[grader] extras if the competition provides it")
+                         f"[grader] extras (now: {now}) if the competition provides it")
 
 
 # -- the real cause of a failed run, in the grader's words --------------------------------------
