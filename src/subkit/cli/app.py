@@ -96,7 +96,8 @@ def init(directory: str, profile_name: str | None, force: bool) -> None:
 # -- build / check -------------------------------------------------------------------------
 @main.command()
 @click.option("--weights", "weights", multiple=True, required=True, metavar="FILE",
-              help="Trained weights (.keras, .h5, .weights.h5); repeat for ensembles.")
+              help="Trained weights (.keras, .h5, .weights.h5, or a TensorFlow SavedModel "
+                   "folder where the grader runs Keras 2); repeat for ensembles.")
 @click.option("--model", "model_py", default=None, metavar="FILE",
               help="The submission's model.py (default: ./model.py, else the template).")
 @click.option("--include", "includes", multiple=True, metavar="FILE",
