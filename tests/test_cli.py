@@ -197,7 +197,7 @@ def test_parsed_options_fill_the_same_fields_as_before():
                        "3", "--bundle", "b.zip"], progress=False)
     assert got == ScoreLocalOptions(zip=Path("s.zip"), data=None, time_limit=None,
                                     isolate_network=False, bundle=Path("b.zip"), phase=None,
-                                    task=2, shift="default", seed=3, tta_compare=False,
+                                    task=2, shift="", seed=3, tta_compare=False,
                                     proba=False, env=None, progress=False)
     got = _options_of(app.predict, app.PREDICT, PredictOptions,
                       ["--data", "t.npz", "--out", "p.csv", "--time-limit", "9"])

@@ -22,6 +22,7 @@ from subkit import profile as profile_mod
 from subkit import ui
 from subkit.errors import SubkitError, UsageError
 from subkit.grader import environment
+from subkit.grader.environment import installers, interpreters, store
 
 LOCAL = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -39,7 +40,7 @@ def cache(tmp_path, monkeypatch):
     that has every pinned version."""
     root = tmp_path / "cache"
     monkeypatch.setenv("SUBKIT_CACHE", str(root))
-    monkeypatch.setattr(environment, "_INTERPRETERS", {})
+    monkeypatch.setattr(interpreters, "_INTERPRETERS", {})
 
     def fake_venv(interpreter: str, folder: Path) -> Path:
         (folder / "bin").mkdir(parents=True)
@@ -47,7 +48,7 @@ def cache(tmp_path, monkeypatch):
         (folder / "pyvenv.cfg").write_text("home = fake\n")
         return folder / "bin" / "python"
 
-    monkeypatch.setattr(environment, "make_venv", fake_venv)
+    monkeypatch.setattr(installers, "make_venv", fake_venv)
     return root
 
 
@@ -120,7 +121,7 @@ def test_cache_root_follows_xdg(monkeypatch, tmp_path):
 
 
 def test_a_python_that_is_not_here_is_said_and_the_local_one_used(monkeypatch, tmp_path):
-    monkeypatch.setattr(environment, "_INTERPRETERS", {})
+    monkeypatch.setattr(interpreters, "_INTERPRETERS", {})
     monkeypatch.setenv("PATH", str(tmp_path))  # no python3.99 on it
     monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
     monkeypatch.delenv("SUBKIT_GRADER_PYTHON", raising=False)
@@ -130,7 +131,7 @@ def test_a_python_that_is_not_here_is_said_and_the_local_one_used(monkeypatch, t
     # the local version itself: no note
     assert environment.find_interpreter(LOCAL)["note"] is None
     # an explicit interpreter wins, and a version mismatch is said
-    monkeypatch.setattr(environment, "_INTERPRETERS", {})
+    monkeypatch.setattr(interpreters, "_INTERPRETERS", {})
     monkeypatch.setenv("SUBKIT_GRADER_PYTHON", sys.executable)
     forced = environment.find_interpreter("3.98")
     assert forced["path"] == sys.executable and "SUBKIT_GRADER_PYTHON" in forced["note"]
@@ -350,9 +351,13 @@ def test_cli_show_create_remove(cache, monkeypatch, tmp_path, cli):
     assert "not created yet" in text and "keras 3.4.1" in text
     # create, with the fakes in place of pip
     real = environment.ensure_env
-    monkeypatch.setattr(environment, "ensure_env", lambda prof, **kw: real(
-        prof, installer=Installer(), check=_fake_check, runner=_registry_with_everything,
-        **kw))
+    def fake_ensure(prof, **kw):
+        return real(prof, installer=Installer(), check=_fake_check,
+                    runner=_registry_with_everything, **kw)
+
+    # the command calls the package's name, the `--env` choice the store's
+    monkeypatch.setattr(environment, "ensure_env", fake_ensure)
+    monkeypatch.setattr(store, "ensure_env", fake_ensure)
     made = cli("env", "create", "--profile", toml, "--json")
     assert made.code == 0, made.text
     assert json.loads(made.out[made.out.index("{"):])["state"] == "ready"

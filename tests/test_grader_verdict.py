@@ -28,6 +28,7 @@ from subkit import profile as profile_mod
 from subkit import ui
 from subkit.errors import SubkitError, UsageError
 from subkit.grader import environment
+from subkit.grader.environment import installers, interpreters, store
 
 from conftest import make_zip
 
@@ -76,14 +77,14 @@ def fake_env(tmp_path, monkeypatch):
     ``fake_env.installer.fail = True`` makes the creation fail (offline, no wheel)."""
     monkeypatch.setenv("SUBKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SUBKIT_ENV", raising=False)
-    monkeypatch.setattr(environment, "_INTERPRETERS", {})
+    monkeypatch.setattr(interpreters, "_INTERPRETERS", {})
 
     def fake_venv(interpreter, folder):
         (folder / "bin").mkdir(parents=True)
         (folder / "bin" / "python").symlink_to(sys.executable)
         return folder / "bin" / "python"
 
-    monkeypatch.setattr(environment, "make_venv", fake_venv)
+    monkeypatch.setattr(installers, "make_venv", fake_venv)
     installer = FakeInstaller()
     real = environment.ensure_env
 
@@ -91,6 +92,7 @@ def fake_env(tmp_path, monkeypatch):
         return real(prof, installer=installer, check=_fake_check, runner=_registry, **kw)
 
     monkeypatch.setattr(environment, "ensure_env", ensure)
+    monkeypatch.setattr(store, "ensure_env", ensure)  # what the `--env` choice calls
     ensure.installer = installer
     return ensure
 
@@ -270,7 +272,7 @@ def test_a_bad_installer_choice_is_refused(monkeypatch):
     with pytest.raises(UsageError, match="SUBKIT_INSTALLER='conda'"):
         environment.installer_kind()
     monkeypatch.setenv("SUBKIT_INSTALLER", "uv")
-    monkeypatch.setattr(environment, "uv_binary", lambda: None)
+    monkeypatch.setattr(installers, "uv_binary", lambda: None)
     with pytest.raises(SubkitError, match="uv is not installed"):
         environment.installer_kind()
     monkeypatch.delenv("SUBKIT_INSTALLER")
@@ -526,11 +528,11 @@ def test_the_download_size_comes_from_the_resolution_and_the_index(monkeypatch, 
         def __init__(self, url, **kw):
             self.headers = {"Content-Length": str(urls[url])}
 
-    monkeypatch.setattr(environment.subprocess, "run", fake_run)
+    monkeypatch.setattr(installers.subprocess, "run", fake_run)
     monkeypatch.setattr(requests, "head", Head)
     assert environment.download_size(sys.executable, ["tensorflow==2.17.0", "keras==3.4.1"]) \
         == {"packages": 2, "bytes": 602_400_000}
-    monkeypatch.setattr(environment.subprocess, "run",
+    monkeypatch.setattr(installers.subprocess, "run",
                         lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "offline"))
     assert environment.download_size(sys.executable, ["keras==3.4.1"]) is None
 
@@ -543,7 +545,7 @@ def test_creating_the_env_says_what_it_downloads(tmp_path, monkeypatch):
         (folder / "bin" / "python").symlink_to(sys.executable)
         return folder / "bin" / "python"
 
-    monkeypatch.setattr(environment, "make_venv", fake_venv)
+    monkeypatch.setattr(installers, "make_venv", fake_venv)
     said: list[str] = []
     interp = {"path": sys.executable, "version": LOCAL, "exact": True, "note": None}
     folder = tmp_path / "envs" / "k"

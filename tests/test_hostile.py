@@ -76,8 +76,11 @@ class Arena:
         shutil.copy(test_npz, workspace / "local_test.npz")
         self.labels = np.load(test_npz)["labels"].ravel()
         self.toml = workspace / "subkit.toml"
+        # the network cut is under test: the blood-cells profile leaves the network on, as
+        # Codabench's worker does, so the arena's workspace turns it off
         self.toml.write_text(self.toml.read_text().replace(
-            '# local_test = "data/local_test.npz"', 'local_test = "local_test.npz"'))
+            '# local_test = "data/local_test.npz"', 'local_test = "local_test.npz"')
+            + '\n[sandbox]\nnetwork = "off"\n')
         self.subs = workspace / "submissions"
         self.other_zip = _zip(self.subs / "other-260101_000000.zip", {"model.py": "x = 1\n"})
         self.ledger = self.subs / "ledger.jsonl"

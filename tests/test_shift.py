@@ -556,8 +556,10 @@ def test_cli_shift_options(cli, ws_data, tmp_path):
     z = centroid_zip(ws / "c.zip")
     r = cli("score-local", "--data", "test.npz", "--shift", "c.zip")  # --shift takes no zip
     assert r.code == 0, r.text
-    assert "shifted score" in r.out and "distribution shift (suite default" in r.out
-    for name, _ in S.SUITES["default"].pairs:
+    # `--shift` without a suite: the profile's [shift] default (blood cells: hidden-2024)
+    assert "--shift: suite hidden-2024 (the profile's [shift] default)" in r.err
+    assert "shifted score" in r.out and "distribution shift (suite hidden-2024" in r.out
+    for name, _ in S.SUITES["hidden-2024"].pairs:
         assert f"  {name} " in r.out
     assert "predicted leaderboard: - (needs the leaderboard scores" in r.out
     r = cli("score-local", z, "--data", "test.npz", "--shift", "microscopy", "--json")

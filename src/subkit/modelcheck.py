@@ -4,15 +4,21 @@ Reads the source with ``ast`` (never imports it): the profile's class exists at 
 level, ``__init__`` takes no required argument, ``predict(self, X)`` takes one, the weights
 file names it mentions exist in the submission, nothing points at an absolute path that
 exists only on the author's machine, and its imports are ones the grader has.
+
+A TensorFlow SavedModel folder (``saved_model.pb`` + ``variables/``, what tf.keras 2 wrote
+for ``model.save("Name")``) is a weights "file" too: model.py loads it by the folder's name,
+``load_model(os.path.join(path, 'Name'))``. A string that is only a suffix (``'.keras'`` in
+``f.endswith('.keras')`` of a folder listing) names no file.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from dataclasses import dataclass, field
 
-from subkit.weights import is_weights_name
+from subkit.weights import is_weights_name, version_tuple
 
 GRADER_PACKAGES = {"numpy", "tensorflow", "keras", "tf_keras", "h5py", "google", "absl"}
 
@@ -22,6 +28,7 @@ class Finding:
     level: str  # "error" | "warning"
     message: str
     hint: str = ""
+    contestable: bool = False  # a run may prove it wrong (a name model.py may never load)
 
 
 @dataclass
@@ -31,6 +38,7 @@ class ModelPyReport:
     lists_directory: bool = False
     missing_weights: list[str] = field(default_factory=list)  # surely loaded, not in the zip
     defined_names: set[str] = field(default_factory=set)
+    savedmodels: list[str] = field(default_factory=list)  # SavedModel folders model.py names
 
     def error(self, message: str, hint: str = "") -> None:
         self.findings.append(Finding("error", message, hint))
@@ -208,6 +216,35 @@ def _siblings(node: ast.AST, parents: dict) -> list[str]:
             and isinstance(n.value, str)]
 
 
+def savedmodel_dirs(files: list[str]) -> list[str]:
+    """The TensorFlow SavedModel folders among a submission's files (``X/saved_model.pb``;
+    "." for one at the root)."""
+    out = []
+    for f in files:
+        parts = f.rstrip("/").split("/")
+        if parts[-1] == "saved_model.pb":
+            out.append("/".join(parts[:-1]) or ".")
+    return sorted(set(out))
+
+
+def _names_savedmodel(s: str, dirs: list[str]) -> str | None:
+    """The SavedModel folder a model.py string names: the folder's path in the zip, or its
+    last component (``os.path.join(path, 'models', 'Forecaster')``)."""
+    rel = s[2:] if s.startswith("./") else s
+    rel = rel.rstrip("/")
+    for d in dirs:
+        if rel == d or (d != "." and rel == d.split("/")[-1]):
+            return d
+    return None
+
+
+def _is_bare_suffix(s: str) -> bool:
+    """``'.keras'``, ``'.h5'``, ``'.weights.h5'``: a suffix to match names against, no name."""
+    low = s.lower()
+    return low.startswith(".") and "/" not in low and any(
+        low == suf for suf in (".keras", ".weights.h5", ".h5", ".hdf5"))
+
+
 def _check_strings(tree: ast.AST, rep: ModelPyReport, files: list[str], filename: str) -> None:
     """Weights names and absolute paths in model.py's strings. An error only where the
     string is surely used as a path; where it may never be (printed, a fallback, one of
@@ -222,6 +259,7 @@ def _check_strings(tree: ast.AST, rep: ModelPyReport, files: list[str], filename
 
     seen: list[str] = []
     missing: dict[str, str] = {}  # name -> why it may be fine ("" when it surely is used)
+    saved_dirs = savedmodel_dirs(files)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and _call_name(node) in (
                 "listdir", "glob", "iglob", "scandir", "walk", "rglob", "iterdir"):
@@ -246,7 +284,10 @@ def _check_strings(tree: ast.AST, rep: ModelPyReport, files: list[str], filename
                 rep.error(f"{filename} uses the absolute path {s!r}, which exists only on "
                           "your machine", fix)
             continue
-        if not is_weights_name(s) or any(c in s for c in "*{%"):
+        found = _names_savedmodel(s, saved_dirs)
+        if found and found not in rep.savedmodels:
+            rep.savedmodels.append(found)
+        if not is_weights_name(s) or _is_bare_suffix(s) or any(c in s for c in "*{%"):
             continue
         if present(s):
             seen.append(s[2:] if s.startswith("./") else s)
@@ -270,6 +311,7 @@ def _check_strings(tree: ast.AST, rep: ModelPyReport, files: list[str], filename
                       f"{have})",
                       "make the name in model.py match the weights file you zip (a placeholder "
                       "name?), or pass that file with --weights")
+            rep.findings[-1].contestable = True
     rep.weights_names = sorted(set(seen))
 
 
@@ -277,7 +319,10 @@ def _check_imports(tree: ast.AST, rep: ModelPyReport, files: list[str], extra: s
                    filename: str) -> None:
     local = {f.split("/")[0].removesuffix(".py") for f in files}
     stdlib = set(getattr(sys, "stdlib_module_names", ()))
-    allowed = GRADER_PACKAGES | extra | local | stdlib
+    # the extras are distribution names: scikit-learn is imported as sklearn
+    modules = {m for m, d in _DIST_OF.items() if d in extra}
+    allowed = GRADER_PACKAGES | extra | {e.replace("-", "_") for e in extra} | modules | local \
+        | stdlib
     for node in ast.walk(tree):
         mods = []
         if isinstance(node, ast.Import):
@@ -286,6 +331,132 @@ def _check_imports(tree: ast.AST, rep: ModelPyReport, files: list[str], extra: s
             mods = [node.module.split(".")[0]]
         for m in mods:
             if m not in allowed:
+                now = ", ".join(sorted(extra)) or "none"
                 rep.warn(f"{filename} imports {m!r}, which the grader may not have installed",
                          "use numpy/tensorflow/keras only, or list the package in the profile's "
-                         "[grader] extras if the competition provides it")
+                         f"[grader] extras (now: {now}) if the competition provides it")
+
+
+# -- the real cause of a failed run, in the grader's words --------------------------------------
+_NETWORK_SIGNS = ("urlopen error", "Temporary failure in name resolution", "Name or service not "
+                  "known", "getaddrinfo failed", "Network is unreachable", "No route to host",
+                  "Connection refused", "nodename nor servname", "gaierror",
+                  "URL fetch failure", "Failed to establish a new connection", "socket.timeout")
+_IMAGENET = ("weights='imagenet'", 'weights="imagenet"')
+
+
+def keras_major(version: str | None) -> int | None:
+    v = version_tuple(version)
+    return v[0] if v else None
+
+
+def cause_hints(text: str, prof, *, savedmodels: list[str], h5_models: dict[str, str | None],
+                network_cut: bool, source: str = "") -> list[tuple[str, str]]:
+    """What a failed run's traceback (``text``) says the cause was, as (message, hint) pairs
+    naming it: a SavedModel folder or a Keras 2 .h5 in front of a Keras 3 grader (which
+    format, which versions load it), a module the grader lacks (the profile's ``[grader]
+    extras``), a download with the network cut (what the profile's grader does; ``source``,
+    model.py's text, tells what it downloads when the traceback does not)."""
+    out: list[tuple[str, str]] = []
+    g = prof.grader
+    keras = str(g.get("keras"))
+    k3 = (keras_major(keras) or 0) >= 3
+    if k3 and savedmodels and ("File format not supported" in text or "SavedModel" in text
+                               or "saved_model" in text):
+        names = ", ".join(d + "/" for d in savedmodels)
+        out.append((f"{names} is a TensorFlow SavedModel folder (written by tf.keras, Keras 2: "
+                    f"TensorFlow 2.15 or older); the grader's keras {keras} cannot load a "
+                    "SavedModel with load_model (Keras 3 reads only .keras and .h5 files)",
+                    "a grader with tensorflow<=2.15 (Keras 2) loads it: set [grader] "
+                    'tensorflow = "2.15.0", keras = "2.15.0" in subkit.toml if that is the '
+                    "competition's; for Keras 3 re-save it as .keras from TF 2.15 "
+                    "(model.save('Name.keras')) or load it with keras.layers.TFSMLayer"))
+    old = {n: v for n, v in h5_models.items() if (keras_major(v) or 3) < 3}
+    if k3 and old and any(s in text for s in ("Unknown", "Could not locate", "deserializ",
+                                              "h5", "hdf5", "is not a valid")):
+        names = ", ".join(f"{n} (Keras {v})" for n, v in old.items())
+        out.append((f"{names}: a Keras 2 (tf.keras) HDF5 model; the grader's keras {keras} "
+                    "cannot read all of its config (Keras 2 optimizers and schedules such as "
+                    "PolynomialDecay, tf.keras-only layers)",
+                    "tensorflow<=2.15 (Keras 2) loads it as it is; for Keras 3 load it with "
+                    "compile=False, or re-save it as .keras"))
+    m = re.search(r"No module named '([\w.]+)'", text)
+    if m:
+        mod = m.group(1).split(".")[0]
+        extras = g.get("extras") or {}
+        have = ", ".join(f"{k} {v}" for k, v in extras.items()) or "none"
+        dist = _DIST_OF.get(mod, mod)
+        out.append((f"model.py imports {mod!r}, which the grader environment of {prof.name} "
+                    f"does not have (its [grader] extras: {have})",
+                    f"if the competition's grader has it, add it to [grader] extras in "
+                    f'subkit.toml (extras = {{ "{dist}" = "VERSION" }}) and run `subkit env '
+                    "create`; otherwise do without it"))
+    if network_cut and any(s in text for s in _NETWORK_SIGNS):
+        where = f"{text}\n{source}"
+        tb_url = re.search(r"https?://[^\s'\"]+", text)
+        url = re.search(r"https?://[^\s'\"]+", source)
+        what = ("weights='imagenet'" if any(d in where for d in _IMAGENET) else
+                tb_url.group(0).rstrip(":,.;)") if tb_url else
+                url.group(0).rstrip(":,.;)") if url else "")
+        on = prof.network == "on"
+        out.append((f"model.py tried to reach the network{f' ({what})' if what else ''} and "
+                    "this run had it cut; "
+                    f"the grader of {prof.name} has the network {'on' if on else 'off'}"
+                    + ("" if on else " too"),
+                    ("the grader leaves the network on: `subkit score-local "
+                     "--no-network-isolation` runs as it does, but a download at run time "
+                     "still costs the time limit; zip the weights instead")
+                    if on else
+                    "zip what it downloads (e.g. weights=None, then load the zipped weights): "
+                    "the grader cannot download it either"))
+    return out
+
+
+_DIST_OF = {"sklearn": "scikit-learn", "cv2": "opencv-python", "PIL": "pillow",
+            "skimage": "scikit-image", "yaml": "pyyaml"}
+
+
+def name_the_cause(failure, submission_dir, prof, network_cut: bool):
+    """A run's Failure (subkit.grader.run) with the cause its traceback shows named in its
+    message and hint (``cause_hints``); the submission's SavedModel folders and Keras 2 .h5
+    models are read from ``submission_dir`` (what the child left there is untrusted: no
+    symlink is followed, at most MAX_LISTED entries are looked at, and an .h5 is opened only
+    to read its Keras version, as ``subkit check`` does). The failure unchanged when nothing
+    is known."""
+    from itertools import islice
+    from pathlib import Path
+
+    from subkit.errors import InputError
+    from subkit.weights import inspect
+
+    text = f"{failure.message}\n{failure.tail}"
+    root = Path(submission_dir)
+    files = []
+    for p in islice(root.rglob("*"), MAX_LISTED):
+        if not p.is_symlink() and p.is_file():
+            files.append(str(p.relative_to(root)))
+    h5: dict[str, str | None] = {}
+    if (keras_major(str(prof.grader.get("keras"))) or 0) >= 3:
+        models = [r for r in files if r.lower().endswith((".h5", ".hdf5"))
+                  and not r.lower().endswith(".weights.h5")]
+        for rel in models[:20]:
+            try:
+                info = inspect(root / rel)
+            except (InputError, OSError, ValueError):
+                continue
+            if info.kind == "h5-model":
+                h5[rel] = info.keras_version
+    try:
+        with open(root / prof.entry_file, encoding="utf-8", errors="replace") as fh:
+            source = fh.read(200_000)
+    except OSError:
+        source = ""
+    causes = cause_hints(text, prof, savedmodels=savedmodel_dirs(files), h5_models=h5,
+                         network_cut=network_cut, source=source)
+    if causes:
+        failure.message = f"{failure.message}: {causes[0][0]}"
+        failure.hint = "; ".join([causes[0][1]] + [f"also: {m} ({h})" for m, h in causes[1:]])
+    return failure
+
+
+MAX_LISTED = 5000

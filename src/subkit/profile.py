@@ -50,6 +50,7 @@ LOWER_IS_BETTER = ("mse", "mae", "rmse")
 CSV_LAYOUTS = ("labels", "pixels")  # one label per row | `id` then one column per pixel
 CSV_LABEL_VALUES = ("indices", "names")
 SUBMISSION_PLACEHOLDER = "{submission}"  # in init_args: the unzipped submission's folder
+NETWORK_POLICIES = ("off", "on")
 DTYPES = ("uint8", "float32", "float64", "int32", "int64", "float16")
 
 # field -> (type, required) of every table; unknown keys are refused (typos must not
@@ -94,6 +95,11 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "probe": {"date": (str, False), "measured": (str, False), "source": (str, False),
               "sha256": (str, False), "profile": (str, False), "file": (str, False),
               "network": (str, False), "machine": (dict, False)},
+    # the grader's surroundings: network "off" | "on" (what the platform's worker does; a
+    # run's network is cut when "off", unless the command line says otherwise)
+    "sandbox": {"network": (str, False)},
+    # the shift suite the profile's hypothesis of the hidden test names (`--shift` alone)
+    "shift": {"default": (str, False)},
     # what the sandbox allows one run (subkit.grader.sandbox.Limits, safezip.bounds)
     "limits": {
         "processes": (int, False), "memory_mb": (int, False), "file_size_mb": (int, False),
@@ -234,6 +240,22 @@ class Profile:
     @property
     def task(self) -> str:
         return self.data["task"]
+
+    @property
+    def network(self) -> str:
+        """``"off"`` or ``"on"``: whether the grader leaves a submission the network
+        (``[sandbox] network``; ``"off"`` where the profile does not say)."""
+        return str((self.data.get("sandbox") or {}).get("network", "off"))
+
+    def isolate_network(self, override: bool | None = None) -> bool:
+        """Whether a run cuts the child's network: ``override`` when the command line gave
+        one, else the profile's ``[sandbox] network`` (cut when "off")."""
+        return override if override is not None else self.network == "off"
+
+    @property
+    def default_shift_suite(self) -> str:
+        """The suite ``--shift`` without a name runs: ``[shift] default``, else "default"."""
+        return str((self.data.get("shift") or {}).get("default") or "default").strip()
 
     @property
     def platform(self) -> str:
@@ -459,6 +481,14 @@ def validate(data: dict[str, Any], where: str) -> None:
             raise ProfileError(f"{where}: [limits] {k} must be positive, got {v}",
                                hint="see `subkit profile show` for the defaults"
                                     + (" (0 derives it)" if k in _LIMITS_ZERO_OK else ""))
+    network = (data.get("sandbox") or {}).get("network", "off")
+    if network not in NETWORK_POLICIES:
+        raise ProfileError(f"{where}: [sandbox] network {network!r} is not off or on",
+                           hint='network = "off" (the grader cuts it) or "on" (it leaves it)')
+    suite = (data.get("shift") or {}).get("default")
+    if suite is not None and not str(suite).strip():
+        raise ProfileError(f"{where}: [shift] default is empty",
+                           hint='name a suite, e.g. default = "hidden-2024", or drop the key')
     if float(data["evaluation"]["time_limit_s"]) <= 0:
         raise ProfileError(f"{where}: [evaluation] time_limit_s must be positive",
                            hint="Codabench's default is 600")

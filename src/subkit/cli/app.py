@@ -110,7 +110,8 @@ def init(**values) -> None:
 # -- build / check -------------------------------------------------------------------------
 BUILD = (
     option("--weights", dest="weights", convert=paths, multiple=True, required=True,
-           metavar="FILE", help="Trained weights (.keras, .h5, .weights.h5); repeat for "
+           metavar="FILE", help="Trained weights (.keras, .h5, .weights.h5, or a TensorFlow "
+                                "SavedModel folder where the grader runs Keras 2); repeat for "
                                 "ensembles."),
     option("--model", dest="model_py", convert=path, default=None, metavar="FILE",
            help="The submission's model.py (default: ./model.py, else the template)."),
@@ -182,7 +183,7 @@ SCORE_LOCAL = (
     option("--time-limit", dest="time_limit", type=float, default=None, metavar="S",
            help="Seconds before the child is killed (default: the profile's)."),
     option("--no-network-isolation", dest="no_network_isolation", field="isolate_network",
-           convert=negate, is_flag=True,
+           convert=lambda v: False if v else None, is_flag=True,  # None: the profile's
            help="Do not cut the child's network even where the machine allows it."),
     option("--bundle", dest="bundle_path", field="bundle", convert=path, default=None,
            metavar="BUNDLE",
@@ -194,10 +195,11 @@ SCORE_LOCAL = (
                 "horizon: 9 in development, 18 in the final phase of an2dl-2023-forecasting)."),
     option("--task", dest="task_index", field="task", type=int, default=None, metavar="N",
            help="With --bundle: the task index (default: the phase's first)."),
-    option("--shift", dest="shift_suite", field="shift", is_flag=False, flag_value="default",
+    option("--shift", dest="shift_suite", field="shift", is_flag=False, flag_value="",
            default=None, metavar="[SUITE]",
            help="Also score the test set under a seeded suite of distribution shifts: "
-                "default, quick, hidden-2024, microscopy, or a list like blur:3,bubble; "
+                "default, quick, hidden-2024, microscopy, or a list like blur:3,bubble (alone: "
+                "the profile's [shift] default, e.g. hidden-2024 for blood cells); "
                 "predicts the leaderboard from the ledger (docs/shift-and-report.md)."),
     option("--seed", dest="seed", type=click.IntRange(min=0), default=0, show_default=True,
            help="Seed of the shift suite."),

@@ -30,17 +30,19 @@ from subkit.ledger import score_local_record
 if TYPE_CHECKING:
     from subkit.grader.codabench.runner import BundleRunResult
 
+PROFILE_SUITE = ""  # `--shift` without a name: the suite of the profile's hypothesis
+
 
 @dataclass(frozen=True)
 class ScoreLocalOptions:
     zip: Path | None = None  # None: the newest zip of the workspace
     data: Path | None = None  # None: subkit.toml's local_test
     time_limit: float | None = None  # None: the profile's
-    isolate_network: bool = True
+    isolate_network: bool | None = None  # None: the profile's [sandbox] network
     bundle: Path | None = None  # a Codabench bundle: its programs grade the zip
     phase: str | None = None  # the bundle's phase with a bundle, else the profile's
     task: int | None = None  # with a bundle: the task index
-    shift: str | None = None  # a shift suite
+    shift: str | None = None  # a shift suite; PROFILE_SUITE: the profile's [shift] default
     seed: int = 0
     tta_compare: bool = False
     proba: bool = False
@@ -88,9 +90,14 @@ def score_local(opts: ScoreLocalOptions, prof):
                                                "--bundle BUNDLE") from None
     zip_path, shift = opts.zip, opts.shift
     if shift and zip_path is None and shift.lower().endswith(".zip"):
-        zip_path, shift = Path(shift), "default"  # `--shift my.zip`: the zip, not a suite
+        zip_path, shift = Path(shift), PROFILE_SUITE  # `--shift my.zip`: the zip, not a suite
+    if shift == PROFILE_SUITE:
+        shift = prof.default_shift_suite
+        ui.progress(f"--shift: suite {shift}" + (" (the profile's [shift] default)"
+                                                  if shift != "default" else ""))
     return score_zip(zip_or_newest(prof, zip_path), local_test(prof, opts.data), prof,
-                     time_limit=opts.time_limit, isolate_network=opts.isolate_network,
+                     time_limit=opts.time_limit,
+                     isolate_network=prof.isolate_network(opts.isolate_network),
                      progress=opts.progress, shift=shift, seed=opts.seed,
                      tta_compare=opts.tta_compare, proba=opts.proba, env=opts.env,
                      phase=opts.phase)
@@ -99,7 +106,7 @@ def score_local(opts: ScoreLocalOptions, prof):
 def _with_bundle(opts: ScoreLocalOptions, prof):
     from subkit.grader.codabench.runner import score_with_bundle
 
-    if opts.shift or opts.tta_compare:
+    if opts.shift is not None or opts.tta_compare:
         raise UsageError("--shift and --tta-compare run subkit's own grader, not a bundle's",
                          hint="drop --bundle, or drop --shift/--tta-compare")
     if not opts.bundle:
@@ -111,7 +118,8 @@ def _with_bundle(opts: ScoreLocalOptions, prof):
 
     zip_path = zip_or_newest(prof, opts.zip)
     return score_with_bundle(zip_path, Path(opts.bundle), prof, opts.phase, opts.task,
-                             time_limit=opts.time_limit, isolate_network=opts.isolate_network,
+                             time_limit=opts.time_limit,
+                             isolate_network=prof.isolate_network(opts.isolate_network),
                              progress=opts.progress, env=opts.env,
                              notes=recover(prof) if zip_path.is_file() else [],
                              ledger_row=_bundle_ledger_row)

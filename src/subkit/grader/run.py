@@ -179,6 +179,8 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
     failure = diagnose(child, status, prof, time_limit)
     if failure is not None:
         failure = _name_the_weights(failure, submission_dir)
+        from subkit.modelcheck import name_the_cause  # the era's causes (era-profiles)
+        failure = name_the_cause(failure, submission_dir, prof, child.network_isolated)
     if failure is None and preds is None:
         out = status.get("output", {})
         failure = Failure("save", f"predict returned {out.get('python_type', 'something')} "
