@@ -342,7 +342,7 @@ def _dtype_problem(arr) -> str | None:
     if dt.kind == "V" and dt.names:
         fields = ", ".join(untrusted.printable(f, 40, one_line=True) for f in dt.names[:8])
         more = f" and {len(dt.names) - 8} more" if len(dt.names) > 8 else ""
-        return f"a structured array with fields {fields}{more} ({arr.shape}), not plain numbers"
+        return f"a structured array with fields {fields}{more} (shape {arr.shape}), not numbers"
     if dt.kind == "V":
         return f"raw bytes (numpy void dtype {dt.str.lstrip('|')}), not numbers"
     if dt.kind == "c":
