@@ -283,3 +283,19 @@ def test_other_predictions_files_get_the_verdict_too(tmp_path):
         "the submission wrote a folder where predictions_jpeg-1.npy goes"
     assert status["proba"]["ok"] is False and "complex" in status["proba"]["error"]
     assert not (tmp_path / "proba.npy").exists()
+
+
+# -- a bundle's programs ---------------------------------------------------------------------------
+def test_a_scoring_program_s_scores_file_is_parsed_with_a_bound(tmp_path):
+    from subkit.grader.codabench.leaderboard import read_scores
+    from subkit.grader.codabench.rules import RunFailure
+
+    (tmp_path / "scores.json").write_bytes(b'{"accuracy": ' + b"[" * 300_000 + b"]" * 300_000
+                                           + b"}")
+    with pytest.raises(RunFailure) as exc:
+        read_scores(tmp_path)
+    f = exc.value.failure
+    assert f.message.startswith("Could not decode scores json properly, it contains an error.")
+    assert "nested deeper than 32 levels" in f.message and "\n" not in f.message
+    (tmp_path / "scores.json").write_text(json.dumps({"accuracy": 0.5, HOSTILE: 1}))
+    assert read_scores(tmp_path)["accuracy"] == 0.5

@@ -119,10 +119,10 @@ _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def loads_json(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """``json.loads`` of a text a child wrote, refused (ValueError) when it nests deeper than
-    ``max_depth``: the standard parser recurses once a level, and a 600 KB ``[[[[...`` would
-    end in RecursionError. The depth is measured first on the brackets outside strings, at
-    C speed (innermost pairs removed, one level a pass)."""
+    """``json.loads`` of a text a child wrote, refused (json.JSONDecodeError) when it
+    nests deeper than ``max_depth``: the standard parser recurses once a level, and a 600 KB
+    ``[[[[...`` would end in RecursionError. The depth is measured first on the brackets
+    outside strings, at C speed (innermost pairs removed, one level a pass)."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     skeleton = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKET)
     for _ in range(max_depth):
@@ -132,12 +132,13 @@ def loads_json(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
         if len(shorter) == len(skeleton):
             break
         skeleton = shorter
-    if skeleton:
-        raise ValueError(f"JSON nested deeper than {max_depth} levels, or malformed")
+    if skeleton:  # a JSONDecodeError (a ValueError): callers catch what json.loads raises
+        raise json.JSONDecodeError(f"nested deeper than {max_depth} levels, or malformed",
+                                   "", 0)
     try:
         return json.loads(raw)
     except RecursionError:  # cannot happen after the check; never a crash all the same
-        raise ValueError("JSON nested too deep") from None
+        raise json.JSONDecodeError("nested too deep", "", 0) from None
 
 
 def read_untrusted_json(path: Path | str, max_bytes: int = MiB) -> dict:

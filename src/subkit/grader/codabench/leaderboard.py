@@ -129,7 +129,7 @@ def read_scores(output: Path) -> dict[str, Any]:
     sj, st = output / "scores.json", output / "scores.txt"
     if sj.exists():
         try:
-            data = json.loads(_scores_text(sj))
+            data = untrusted.loads_json(_scores_text(sj))  # nesting bounded: no RecursionError
         except json.JSONDecodeError as exc:
             raise RunFailure(Failure("scores", "Could not decode scores json properly, it "
                                      f"contains an error.\n{exc.msg}",
