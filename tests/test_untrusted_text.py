@@ -299,3 +299,18 @@ def test_a_scoring_program_s_scores_file_is_parsed_with_a_bound(tmp_path):
     assert "nested deeper than 32 levels" in f.message and "\n" not in f.message
     (tmp_path / "scores.json").write_text(json.dumps({"accuracy": 0.5, HOSTILE: 1}))
     assert read_scores(tmp_path)["accuracy"] == 0.5
+
+
+def test_the_report_lists_the_submission_s_files_escaped(tmp_path):
+    """The child can name files in its folder (not UTF-8, escape bytes): the report's file
+    list shows them escaped, and report.html can still be written as UTF-8."""
+    from subkit.report import html
+
+    sub = tmp_path / "submission"
+    sub.mkdir()
+    (sub / "model.py").write_text("x = 1\n")
+    os.close(os.open(os.fsencode(sub) + b"/\xff" + CLEAR.encode() + b"\n.bin",
+                     os.O_CREAT | os.O_WRONLY))
+    paths = sorted(f["path"] for f in html._files(sub))
+    assert paths == ["\\udcff\\x1b[2J\\x1b[H\\n.bin", "model.py"]
+    "".join(paths).encode("utf-8")
