@@ -314,3 +314,13 @@ def test_the_report_lists_the_submission_s_files_escaped(tmp_path):
     paths = sorted(f["path"] for f in html._files(sub))
     assert paths == ["\\udcff\\x1b[2J\\x1b[H\\n.bin", "model.py"]
     "".join(paths).encode("utf-8")
+
+
+def test_a_scores_txt_nested_too_deep_is_codabench_s_failure(tmp_path):
+    from subkit.grader.codabench.leaderboard import read_scores
+    from subkit.grader.codabench.rules import RunFailure
+
+    (tmp_path / "scores.txt").write_text("accuracy: " + "[" * 100_000)
+    with pytest.raises(RunFailure) as exc:
+        read_scores(tmp_path)
+    assert exc.value.failure.message == "scores.txt is not valid YAML: nested too deep"
