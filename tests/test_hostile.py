@@ -627,7 +627,8 @@ def test_what_the_child_wrote_is_read_without_trusting_it(tmp_path):
     assert untrusted.read_untrusted(tmp_path / "big", 1000) is None
     status = untrusted.sane_status(untrusted.read_untrusted_json(tmp_path / "ok.json"))
     assert status == {"ok": True, "timings": {}}
-    assert untrusted.printable("a\x1b[2J\x1b]0;x\x07b\u202ec\n") == "a?[2J?]0;x?b?c\n"
+    assert untrusted.printable("a\x1b[2J\x1b]0;x\x07b\u202ec\n") == \
+        "a\\x1b[2J\\x1b]0;x\\x07b\\u202ec\n"  # shown escaped, the lines kept
     assert untrusted.seal([tmp_path]) == 2  # the link and the FIFO
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "ok.json", "secret"]
 
@@ -648,4 +649,57 @@ def test_the_grader_environment_runs_in_the_same_sandbox(arena, grader_python, a
                                                 "new userns", "pth", "dir ", "toml", "ledger"))
                 and not k.endswith(":failed") and k != "toml:failed"], got
     assert_untouched(arena, before)
+    assert not alive_with(arena.token)
+
+
+# -- the user's terminal (issue 20, point 4) ------------------------------------------------------
+PAINT_EXPECTED = {  # attack -> words of the error line (the field it paints, escaped)
+    "exception": "raised Error\\x1b[2J\\x1b[H\\nFAKE-HEADLINE",
+    "status": "ValueError: status\\x1b[2J",
+    "weights": "could not load the weights",
+    "tail": "the submission's process ended with exit code 1",
+    "fields": "predictions are a structured array with fields \\x1b[2J\\x1b[H\\nFAKE-HEADLINE",
+    "labels_folder": "the submission wrote a folder where labels.npy goes",
+    "predictions_folder": "the submission wrote a folder where predictions.npy goes",
+}
+
+
+def _assert_terminal_intact(out: str, err: str) -> None:
+    """No escape byte, one error line with its hint right after it, nothing the submission
+    wrote on a line of its own (every line of it is indented under subkit's words)."""
+    assert "\x1b" not in out + err and "\u202e" not in out + err and "\r" not in out + err
+    lines = err.splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    assert len(at) == 1 and lines[at[0] + 1].startswith("hint:"), err
+    assert sum(line.startswith("hint:") for line in lines) == 1, err
+    for line in (out + "\n" + err).splitlines():  # a tail's lines are indented: its own
+        assert not line.startswith(("FAKE-", "accuracy", "hint: FAKE", "\\u202e")), line
+
+
+@needs_bwrap
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", list(PAINT_EXPECTED))
+def test_the_submission_cannot_write_on_the_users_terminal(arena, attack):
+    """Each text the summary shows, fed an ANSI clear-screen, a fake green headline and a
+    fake hint behind newlines: the summary stays intact (the terminal summary, the --json
+    record and run.json hold the text escaped)."""
+    z = arena.zip("paint_the_terminal", attack, attack=attack)
+    r = subkit_process("score-local", str(z), cwd=arena.ws, env=arena.env, timeout=180)
+    assert r.returncode == 1, r.stdout + r.stderr
+    _assert_terminal_intact(r.stdout, r.stderr)
+    error = next(line for line in r.stderr.splitlines() if line.startswith("error:"))
+    assert PAINT_EXPECTED[attack] in error, error
+    if attack == "weights":  # the hint names the weights file, escaped
+        hint = next(line for line in r.stderr.splitlines() if line.startswith("hint:"))
+        assert "--weights \\x1b[2J\\x1b[H\\n FAKE-HEADLINE" in hint, hint
+    if attack == "tail":
+        assert "line 39\\x1b[2J" in r.stdout  # the tail is shown, escaped, line by line
+    if attack == "status":
+        assert "  stage: \\x1b[2J\\x1b[H\\nFAKE-HEADLINE" in r.stdout
+    code, res, err = arena.score_local(z)
+    assert code == 1 and "\x1b" not in json.dumps(res, ensure_ascii=False) + err
+    f = res["failure"]
+    assert "\n" not in f["message"] + f["hint"] + f["stage"]
+    record = (Path(res["run_dir"]) / "run.json").read_text()
+    assert "\x1b" not in json.loads(record)["failure"]["message"] + record
     assert not alive_with(arena.token)

@@ -150,3 +150,85 @@ def test_bad_limits_in_a_profile_are_refused(workspace, cli):
     toml.write_text(toml.read_text().replace("processes = 0", "forks = 3"))
     r = cli("profile", "show")
     assert r.code == 1 and "unknown key 'forks' in [limits]" in r.err
+
+
+def _many_members(path: Path, members: int, mib: int) -> Path:
+    """``members`` x ``mib`` MiB of zeros, deflated, written by hand: the member is
+    compressed once and its bytes repeated under each name (zipfile would deflate 4 GB)."""
+    import zlib
+
+    raw = bytes(mib << 20)
+    pack = zlib.compressobj(9, zlib.DEFLATED, -15)
+    data = pack.compress(raw) + pack.flush()
+    crc, central, offset = zlib.crc32(raw), [], 0
+    with open(path, "wb") as fh:
+        for i in range(members):
+            name = f"part{i:04d}.bin".encode()
+            head = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(data),
+                               len(raw), len(name), 0)
+            fh.write(head + name + data)
+            central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0,
+                                       0x21, crc, len(data), len(raw), len(name), 0, 0, 0, 0,
+                                       0, offset) + name)
+            offset += len(head) + len(name) + len(data)
+        cd = b"".join(central)
+        fh.write(cd + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, members, members, len(cd),
+                                  offset, 0))
+    return path
+
+
+def test_a_bomb_of_many_members_under_the_bound_is_refused_for_its_ratio(cli, workspace,
+                                                                         tmp_path, test_npz):
+    """100 members of 40 MiB of zeros (issue 20): each under the member ratio's floor, 4000
+    MiB in all under the 4096 MB bound, but 1000 times the zip's size: refused before
+    anything is written, by score-local and by check."""
+    z = _many_members(tmp_path / "bomb.zip", members=100, mib=40)
+    with zipfile.ZipFile(z) as zf:  # a zip any reader takes
+        infos = zf.infolist()
+        assert len(infos) == 100 and sum(i.file_size for i in infos) == 4000 << 20
+        assert max(i.file_size for i in infos) < safezip.RATIO_FLOOR
+    assert z.stat().st_size < 5_000_000
+    t0 = time.monotonic()
+    with pytest.raises(CheckFailed) as exc:
+        safezip.safe_extract(z, tmp_path / "out")
+    assert time.monotonic() - t0 < 2
+    assert "expands 1026x: 4000 MiB from a 3.9 MiB zip in 100 members" in exc.value.message
+    assert "zip bomb" in exc.value.hint and not (tmp_path / "out").exists()
+    r = cli("score-local", z, "--data", test_npz)
+    assert r.code == 1 and "expands 1026x" in r.err and "hint: this looks like a zip bomb" \
+        in r.err, r.text
+    runs = workspace / "submissions" / "runs"
+    assert not runs.exists() or not list(runs.iterdir())
+    rep = json.loads(cli("check", z, "--json").out)
+    assert rep["status"] == "FAILED" and "expands 1026x" in rep["checks"][0]["message"]
+
+
+@pytest.mark.slow
+def test_ordinary_submissions_pass_the_archive_ratio(tmp_path):
+    """Weights compress little: a stored .keras (Keras stores its members) and a deflated
+    .h5 of float32 weights, both past the ratio's floor, unzip; so does a small zip that
+    expands a lot (under the floor nothing is refused for its ratio)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    weights = rng.normal(0, 0.05, (52 << 20) // 4).astype(np.float32).tobytes()
+    inner = tmp_path / "weights.keras"
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("metadata.json", '{"keras_version": "3.4.1"}')
+        zf.writestr("config.json", "{}")
+        zf.writestr("model.weights.h5", weights)
+    stored = make_zip(tmp_path / "stored.zip", {"model.py": GOOD, "weights.keras": inner})
+    deflated = tmp_path / "deflated.zip"
+    with zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr("model.py", GOOD)
+        zf.writestr("weights.h5", weights[: 36 << 20] + bytes(16 << 20))  # zeros too
+    small = tmp_path / "small.zip"
+    with zipfile.ZipFile(small, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("model.py", GOOD)
+        zf.writestr("zeros.npy", bytes(8 << 20))  # 1000x, but 8 MiB in all
+    for z in (stored, deflated, small):
+        names = safezip.safe_extract(z, tmp_path / z.stem)
+        assert "model.py" in names and (tmp_path / z.stem / "model.py").is_file()
+    with zipfile.ZipFile(deflated) as zf:
+        total = sum(i.file_size for i in zf.infolist())
+    assert total > safezip.RATIO_FLOOR and 1 < total / deflated.stat().st_size < 3

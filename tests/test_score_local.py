@@ -27,6 +27,7 @@ def _model(predict_body: str = "return np.zeros(len(X), dtype=np.int64)", init_b
             f"        {init_body}\n    def predict(self, X):\n        {predict_body}\n")
 
 
+_OUT = "out = sys.argv[sys.argv.index('--output') + 1]"  # the output folder, sandbox or not
 # name -> (model.py source, extra files, substring of the failure message, stage)
 CORPUS = {
     "syntax_error": ("import numpy as np\nclass Model:\n    def predict(self, X)\n"
@@ -65,6 +66,26 @@ CORPUS = {
     "strings": (_model("return np.array(['Basophil'] * len(X))"), {}, "strings", "scoring"),
     "fractional": (_model("return np.full(len(X), 0.5)"), {}, "fractional", "scoring"),
     "not_an_array": (_model("return {'a': 1}"), {}, "not an array", "save"),
+    # predictions numpy saves but no scorer reads (issue 20): one error naming them, never
+    # "internal error"
+    "structured": (_model("return np.zeros(len(X), dtype=[('a', 'i4'), ('b', 'f8')])"), {},
+                   "predictions are a structured array with fields a, b", "save"),
+    "void": (_model("return np.zeros(len(X), 'V8')"), {},
+             "predictions are raw bytes (numpy void dtype V8)", "save"),
+    "complex": (_model("return np.zeros(len(X), complex)"), {},
+                "predictions are complex numbers (complex128)", "save"),
+    "datetime": (_model("return np.zeros(len(X), 'M8[ns]')"), {},
+                 "predictions are dates and times (datetime64[ns])", "save"),
+    "bytes_not_utf8": (_model("return np.array([b'\\xff\\xfe'] * len(X))"), {},
+                       "predictions are byte strings that are not UTF-8 text", "save"),
+    "str_raises": (_model("raise type('Odd', (Exception,), {'__str__': lambda s: 1 / 0})()"),
+                   {}, "raised Odd: <Odd whose str() failed>", "predict"),
+    "ragged": (_model("return [np.zeros(2), np.zeros(3)]"), {}, "not an array", "save"),
+    "predictions_folder": (_model(f"{_OUT}; os.mkdir(out + '/predictions.npy'); return X"),
+                           {}, "the submission wrote a folder where predictions.npy goes", "save"),
+    "labels_folder": (_model(f"{_OUT}; os.mkdir(out + '/labels.npy'); "
+                             "return np.zeros(len(X), int)"), {},
+                      "the submission wrote a folder where labels.npy goes", "save"),
 }
 
 

@@ -8,19 +8,39 @@ there); nothing here runs the child.
 
 from __future__ import annotations
 
+import io
+import os
 import signal as _signal
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from subkit.grader import sandbox, untrusted
 
+# how much of each field a Failure keeps: (characters, one line)
+_FIELDS = {"stage": (60, True), "message": (3000, True), "hint": (2000, True),
+           "tail": (16000, False)}
+
 
 @dataclass
 class Failure:
+    """What went wrong, as the summary, run.json and the report show it. Its texts quote
+    the submission (an exception, a file name, a log tail), so every field passes through
+    ``untrusted.printable`` whenever it is set, at construction or later: stage, message and
+    hint on one line (an ``error:`` line is followed by its ``hint:`` line, nothing between),
+    the tail with its lines, each escaped."""
+
     stage: str
     message: str
     hint: str
     tail: str = ""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _FIELDS:
+            limit, one_line = _FIELDS[name]
+            value = untrusted.printable(value, limit, one_line=one_line,
+                                        keep_end=not one_line)
+        object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,8 +150,9 @@ def keras_cause(err: str) -> str:
 def _name_the_weights(f: Failure, submission_dir: Path) -> Failure:
     """The hint's YOUR_WEIGHTS.keras, as the one .keras file of the submission."""
     found = sorted(p.name for p in submission_dir.glob("*.keras"))
-    if len(found) == 1:
-        f.hint = f.hint.replace("YOUR_WEIGHTS.keras", found[0])
+    if len(found) == 1:  # the submission's own name: shown escaped (Failure's setattr)
+        f.hint = f.hint.replace("YOUR_WEIGHTS.keras", untrusted.printable(found[0], 200,
+                                                                          one_line=True))
     return f
 
 
@@ -200,3 +221,150 @@ def _diagnose_exception(stage, etype, err, tb, entry, cls, calls, keras=None) ->
         return Failure(stage, f"the child could not read the input: {etype}: {err}",
                        "this is subkit's side; rerun with --debug and report it", tb)
     return Failure(stage, f"{etype}: {err}", "see the traceback tail", tb)
+
+
+# -- what the submission wrote where its predictions go ------------------------------------------
+class BadOutput(Exception):
+    """A predictions file that is not a plain array of numbers, in words (message, hint);
+    ``found``: what stood where the file goes when it was not a file ("a folder")."""
+
+    def __init__(self, message: str, hint: str, found: str | None = None):
+        super().__init__(message)
+        self.message, self.hint, self.found = message, hint, found
+
+
+def wanted(prof) -> str:
+    """What the grader wants back, in the profile's words: "labels as a numpy int array of
+    shape (n,)"."""
+    out = prof.data.get("output", {}) if isinstance(getattr(prof, "data", None), dict) else {}
+    kind = out.get("kind", "predictions")
+    dtype, shape = out.get("dtype", "number"), out.get("shape")
+    return f"{kind} as a numpy {dtype} array" + (f" of shape {shape}" if shape else "")
+
+
+_HANDS_OFF = ("predict returns the {want}; the ingestion program saves them: write nothing "
+              "into /app/output yourself")
+_NOT_A_FILE = {stat.S_IFDIR: "a folder", stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO",
+               stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+
+
+def occupied(path: Path, want: str) -> BadOutput | None:
+    """A name subkit writes after the run (``labels.npy``) that the submission took with
+    something subkit cannot replace (a folder), or None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return BadOutput(f"the submission wrote a folder where {path.name} goes (subkit writes "
+                         "its own file there after the run)", _HANDS_OFF.format(want=want),
+                         "a folder")
+    return None
+
+
+def read_predictions(path: Path, cap: int, want: str, data: bytes | None = None):
+    """The array the submission left at ``path`` (its bytes ``data`` when they were read
+    earlier), or BadOutput naming what it found there: no file, a folder, a link, a FIFO, a
+    file too big, something that is not a .npy, or an array that is not plain numbers or
+    text (structured, void, complex, dates, bytes that are not UTF-8). The file was written
+    by code subkit does not trust: nothing in it can make this raise anything else."""
+    if data is None:
+        data = _plain_file(path, cap, want)
+    return _array(data, path.name, want)
+
+
+def _plain_file(path: Path, cap: int, want: str) -> bytes:
+    name = path.name
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        kind = untrusted.sealed(path)  # what the sandbox removed there, if anything
+        if kind is not None:
+            raise BadOutput(f"the submission wrote {kind} where {name} goes",
+                            _HANDS_OFF.format(want=want), kind) from None
+        raise BadOutput(f"the submission's run ended without writing {name}",
+                        f"predict must return the {want}; the ingestion program saves them "
+                        "(do not remove or move files of /app/output)") from None
+    except OSError as exc:
+        raise BadOutput(f"{name} cannot be read: {exc.strerror}",
+                        _HANDS_OFF.format(want=want)) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = _NOT_A_FILE.get(stat.S_IFMT(st.st_mode), "something that is not a file")
+        raise BadOutput(f"the submission wrote {kind} where {name} goes",
+                        _HANDS_OFF.format(want=want), kind)
+    if st.st_size > cap:
+        raise BadOutput(f"the submission wrote a {name} of {st.st_size / 2**20:.0f} MiB, more "
+                        f"than the {cap / 2**20:.0f} MiB predictions of this test set can take",
+                        f"return the {want}, nothing more")
+    got = untrusted.read_untrusted(path, cap)
+    if got is None:
+        raise BadOutput(f"{name} changed while subkit read it, or is not a plain file",
+                        _HANDS_OFF.format(want=want))
+    return got
+
+
+def _array(data: bytes, name: str, want: str):
+    import numpy as np
+
+    fix = f"return the {want} from predict"
+    start = untrusted.printable(repr(data[:8]), 40, one_line=True)
+    if data.startswith(b"\x80"):  # numpy takes anything but its magic and a zip's for one
+        raise BadOutput(f"{name} is a pickle of Python objects, not a .npy file", fix)
+    if not data.startswith((b"\x93NUMPY", b"PK\x03\x04")):
+        raise BadOutput(f"{name} is not a .npy file (it starts with {start})", fix)
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        text = untrusted.printable(exc, 300, one_line=True)
+        if "Object arrays" in text or "pickle" in text:
+            raise BadOutput(f"{name} holds Python objects (an object array), which the grader "
+                            "loads without pickle", fix + ": numbers, one array, not a list of "
+                            "arrays or objects") from None
+        raise BadOutput(f"{name} is not a readable .npy file: {text}", fix) from None
+    except Exception as exc:  # EOFError, OSError, BadZipFile: anything numpy raises on junk
+        raise BadOutput(f"{name} is not a readable .npy file ({type(exc).__name__}: "
+                        f"{untrusted.printable(exc, 300, one_line=True)})", fix) from None
+    if not isinstance(arr, np.ndarray):  # np.load of a zip: an NpzFile
+        if hasattr(arr, "close"):
+            arr.close()
+        raise BadOutput(f"{name} is an .npz archive (np.savez), not one array", fix)
+    problem = _dtype_problem(arr)
+    if problem:
+        raise BadOutput(f"predictions are {problem}", fix)
+    return arr
+
+
+def _dtype_problem(arr) -> str | None:
+    """What is wrong with the array's dtype, in words, or None for numbers and text."""
+    import numpy as np
+
+    dt = arr.dtype
+    if dt.kind == "V" and dt.names:
+        fields = ", ".join(untrusted.printable(f, 40, one_line=True) for f in dt.names[:8])
+        more = f" and {len(dt.names) - 8} more" if len(dt.names) > 8 else ""
+        return f"a structured array with fields {fields}{more} (shape {arr.shape}), not numbers"
+    if dt.kind == "V":
+        return f"raw bytes (numpy void dtype {dt.str.lstrip('|')}), not numbers"
+    if dt.kind == "c":
+        return f"complex numbers ({dt}), not real ones"
+    if dt.kind == "M":
+        return f"dates and times ({dt}), not numbers"
+    if dt.kind == "m":
+        return f"time spans ({dt}), not numbers"
+    if dt.kind == "O":
+        return "Python objects (an object array), not numbers"
+    if dt.kind == "S":
+        try:
+            np.char.decode(arr, "utf-8")
+        except UnicodeDecodeError:
+            bad = next((v for v in arr.ravel().tolist() if not _utf8(v)), b"")
+            return f"byte strings that are not UTF-8 text (e.g. {bad[:20]!r}), not numbers"
+    return None
+
+
+def _utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False

@@ -69,10 +69,18 @@ class Status:
         self.write()
 
     def fail(self, stage, exc, tb):
-        self.data.update(stage=stage, ok=False, error_type=type(exc).__name__,
-                         error=str(exc)[:2000], traceback=tb[-8000:])
+        self.data.update(stage=stage, ok=False, error_type=str(type(exc).__name__)[:200],
+                         error=_exc_text(exc)[:2000], traceback=tb[-8000:])
         self.data["peak_rss_mb"] = _peak_rss_mb()
         self.write()
+
+
+def _exc_text(exc):
+    """str(exc), even for an exception whose __str__ raises (the status is still written)."""
+    try:
+        return str(exc)
+    except BaseException:  # the submission's __str__, whatever it does
+        return "<%s whose str() failed>" % type(exc).__name__
 
 
 def _versions():
@@ -97,13 +105,13 @@ def describe_output(y, np):
             info["converted"] = "tensor.numpy()"
         except Exception as exc:
             info["convertible"] = False
-            info["error"] = "tensor.numpy() failed: " + str(exc)[:500]
+            info["error"] = "tensor.numpy() failed: " + _exc_text(exc)[:500]
             return info, None
     try:
         arr = np.asarray(y)
     except Exception as exc:
         info["convertible"] = False
-        info["error"] = str(exc)[:500]
+        info["error"] = _exc_text(exc)[:500]
         return info, None
     info.update(convertible=True, dtype=str(arr.dtype), shape=list(arr.shape))
     return info, arr
@@ -249,7 +257,7 @@ def _after_main(a, extras, model, X, more, status, np):
                 status.data["proba"] = {"ok": True, "shape": list(p.shape)}
             except (Exception, SystemExit) as exc:
                 status.data["proba"] = {"ok": False, "error_type": type(exc).__name__,
-                                        "error": str(exc)[:500]}
+                                        "error": _exc_text(exc)[:500]}
             status.data["timings"]["proba_s"] = time.time() - t
         status.write()
     del X
@@ -293,7 +301,7 @@ def _after_main(a, extras, model, X, more, status, np):
                 info["error_type"], info["error"] = "BadOutput", "predict returned no array"
         except (Exception, SystemExit) as exc:
             info["error_type"] = type(exc).__name__
-            info["error"] = str(exc)[:500]
+            info["error"] = _exc_text(exc)[:500]
         status.write()
     status.data.pop("extra_current", None)
     status.data["timings"]["extra_total_s"] = time.time() - t_extra

@@ -22,7 +22,6 @@ saw (``runfolder.RunFolder``).
 
 from __future__ import annotations
 
-import io
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +32,15 @@ import numpy as np
 from subkit import ui
 from subkit.errors import InputError
 from subkit.grader import sandbox, scoring, untrusted
-from subkit.grader.diagnose import Failure, _name_the_weights, diagnose
+from subkit.grader.diagnose import (
+    BadOutput,
+    Failure,
+    _name_the_weights,
+    diagnose,
+    occupied,
+    read_predictions,
+    wanted,
+)
 
 INGESTION = Path(__file__).with_name("ingestion.py")
 
@@ -151,9 +158,9 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
         box.bind(folder, f"/app/extra_input/{i}")  # read-only, written by subkit as it goes
     cmd += box.args_inside(extra_args)
     status_path, pred_path = output_dir / "ingestion.json", output_dir / "predictions.npy"
-    cap = _predictions_cap(X)
+    cap, want = _predictions_cap(X), wanted(prof)
     bar = (bar_class or TimeBar)(label, time_limit, status_path, enabled=progress)
-    clean = _CleanWatch(status_path, pred_path, cap) if extra_args else None
+    clean = _CleanWatch(status_path, pred_path, cap, want) if extra_args else None
 
     def tick(elapsed: float) -> None:
         bar.tick(elapsed)
@@ -170,25 +177,70 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
             path.unlink(missing_ok=True)
     # the sandbox is gone: read what it left, trusting nothing of it
     status = untrusted.sane_status(untrusted.read_untrusted_json(status_path))
-    if clean is not None and clean.done:
-        data, clean_s = clean.data, clean.clean_s
-    else:
-        data = untrusted.read_untrusted(pred_path, cap) if status.get("ok") else None
-        clean_s = child.elapsed_s
-    preds = _load_npy(data)
+    preds, bad, clean_s = None, None, child.elapsed_s
+    if clean is not None and clean.done:  # the verdict of the moment it said the clean set was done
+        preds, bad, clean_s = clean.preds, clean.bad, clean.clean_s
+    elif status.get("ok"):
+        try:
+            preds = read_predictions(pred_path, cap, want)
+        except BadOutput as exc:
+            bad = exc
+    _check_extras(status, output_dir, extra_args, cap, want)
     failure = diagnose(child, status, prof, time_limit)
     if failure is not None:
         failure = _name_the_weights(failure, submission_dir)
         from subkit.modelcheck import name_the_cause  # the era's causes (era-profiles)
         failure = name_the_cause(failure, submission_dir, prof, child.network_isolated)
+    if failure is not None and failure.stage == "save" and bad is None:
+        try:  # saving failed (or hung) on what the submission put where the file goes?
+            read_predictions(pred_path, cap, want)
+        except BadOutput as exc:
+            if exc.found:
+                failure = Failure("save", f"{exc.message} ({failure.message})", exc.hint,
+                                  failure.tail)
+    taken = next(filter(None, (occupied(output_dir / name, want)
+                               for name in (f"{prof.output_kind}.npy", "shift_samples.npz"))),
+                 None)
+    if failure is None and taken is not None:
+        failure = Failure("save", taken.message, taken.hint)
     if failure is None and preds is None:
         out = status.get("output", {})
-        failure = Failure("save", f"predict returned {out.get('python_type', 'something')} "
-                                  "that is not an array of labels "
-                                  f"({out.get('error', 'object dtype')})",
-                          "return a numpy int array of shape (n,)")
+        if bad is None or out.get("object_dtype") or out.get("convertible") is False:
+            failure = Failure("save", f"predict returned {out.get('python_type', 'something')} "
+                                      "that is not an array of labels "
+                                      f"({out.get('error', 'object dtype')})", f"return the {want}")
+        else:
+            failure = Failure("save", bad.message, bad.hint)
     return ChildRun(ok=failure is None, predictions=preds, status=status, child=child,
                     failure=failure, clean_s=clean_s, asked_more=bool(extra_args))
+
+
+def _check_extras(status: dict, output_dir: Path, extra_args: list[str], cap: int,
+                  want: str) -> None:
+    """The verdict on every other predictions file the child says it wrote: the shifted
+    sets' (``predictions_NAME.npy``, for the names subkit asked for) and ``proba.npy``. One
+    that is not a plain array is marked failed in the status, with what was found, and a
+    bad ``proba.npy`` is removed (the report would read it)."""
+    names = [v.partition("=")[0] for flag, v in zip(extra_args, extra_args[1:])
+             if flag == "--extra-input"]
+    extra = status.get("extra") or {}
+    for name in names:
+        info = extra.get(name)
+        if isinstance(info, dict) and info.get("ok"):
+            try:
+                read_predictions(output_dir / f"predictions_{name}.npy", cap, want)
+            except BadOutput as exc:
+                info.update(ok=False, error_type="BadOutput", error=exc.message)
+    proba = output_dir / "proba.npy"
+    if isinstance(status.get("proba"), dict) and status["proba"].get("ok"):
+        try:
+            arr = read_predictions(proba, cap, "class probabilities")
+            if arr.dtype.kind not in "biuf":
+                raise BadOutput(f"probabilities are {arr.dtype} values, not numbers", "")
+        except BadOutput as exc:
+            status["proba"] = {"ok": False, "error_type": "BadOutput", "error": exc.message}
+    if not (status.get("proba") or {}).get("ok") and proba.is_file() and not proba.is_symlink():
+        proba.unlink()  # nothing the status does not vouch for is read later
 
 
 def _extra_folders(extra_args: list[str], input_dir: Path) -> list[Path]:
@@ -205,25 +257,17 @@ def _predictions_cap(X: np.ndarray) -> int:
     return 16 * 1024**2 + 8 * int(X.size)
 
 
-def _load_npy(data: bytes | None) -> np.ndarray | None:
-    if data is None:
-        return None
-    try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception:  # whatever the child wrote there, it is not an array
-        return None
-
-
 class _CleanWatch:
     """Runs that predict more after the clean set (shift suite, --proba): the clean part is
     over when the child's status first says ok; subkit then takes the predictions as they
-    are and notes the time on its own clock. A child cannot finish the clean set late, say
-    it was early, and swap better predictions in afterwards."""
+    are (and its verdict on them) and notes the time on its own clock. A child cannot finish
+    the clean set late, say it was early, and swap better predictions in afterwards."""
 
-    def __init__(self, status_path: Path, pred_path: Path, cap: int):
-        self.status_path, self.pred_path, self.cap = status_path, pred_path, cap
+    def __init__(self, status_path: Path, pred_path: Path, cap: int, want: str):
+        self.status_path, self.pred_path, self.cap, self.want = status_path, pred_path, cap, want
         self.done, self.last = False, -1.0
-        self.data: bytes | None = None
+        self.preds: np.ndarray | None = None
+        self.bad: BadOutput | None = None
         self.clean_s: float | None = None
 
     def tick(self, elapsed: float) -> None:
@@ -232,7 +276,10 @@ class _CleanWatch:
         self.last = elapsed
         if untrusted.read_untrusted_json(self.status_path).get("ok") is True:
             self.done, self.clean_s = True, elapsed
-            self.data = untrusted.read_untrusted(self.pred_path, self.cap)
+            try:
+                self.preds = read_predictions(self.pred_path, self.cap, self.want)
+            except BadOutput as exc:
+                self.bad = exc
 
 
 class TimeBar:
@@ -252,7 +299,8 @@ class TimeBar:
             return
         described = None
         if self.status_path is not None:
-            stage = str(untrusted.read_untrusted_json(self.status_path).get("stage", ""))[:40]
+            stage = untrusted.printable(untrusted.read_untrusted_json(self.status_path)
+                                        .get("stage", ""), 40, one_line=True)
             if stage and stage != self.stage:
                 self.stage = described = stage
         self.bar.set(elapsed, f"child: {described}" if described else None)

@@ -8,7 +8,9 @@ problem ends in one clear error:
 
 - more members than ``max_members``, or more declared bytes than ``max_bytes`` (a zip bomb
   of many members: 160 members of 49 MiB each is an 8 MB zip that writes 7.7 GB), or more
-  than the free space of the destination; a member that expands past a ratio;
+  than the free space of the destination; a member that expands past a ratio, or the
+  whole archive (100 members of 40 MiB, each under the member's floor, 4.2 GB in all:
+  under ``max_bytes`` but 1000 times the zip's size);
 - absolute paths, ``..``, links, device files, names too long for a file system;
 - the same name twice, a file and a folder of the same name;
 - a compression method the grader's Python cannot read, an encrypted member.
@@ -19,6 +21,7 @@ that lies about sizes is caught there.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import stat
@@ -118,7 +121,25 @@ def check_members(zf: zipfile.ZipFile, zip_path: Path, *, max_bytes: int,
             raise CheckFailed(f"zip member {name!r} expands "
                               f"{info.file_size / info.compress_size:.0f}x",
                               hint="this looks like a zip bomb")
+    _check_archive_ratio(zip_path, total, len(infos))
     return infos
+
+
+def _check_archive_ratio(zip_path: Path, total: int, members: int) -> None:
+    """The whole archive against its own size: many members, each under the member ratio's
+    floor, can still make a bomb (100 members of 40 MiB of zeros: a 4 MB zip that writes
+    4.2 GB). Weights do not compress like that (a stored .keras expands 1x, a deflated .h5
+    of trained float32 weights about 1.1x), and below RATIO_FLOOR in all nothing is
+    refused for its ratio."""
+    try:
+        size = max(1, os.stat(zip_path).st_size)
+    except OSError:
+        return  # not a file on disk: the per-member checks and max_bytes still hold
+    if total > RATIO_FLOOR and total / size > MAX_RATIO:
+        raise CheckFailed(f"{zip_path} expands {total / size:.0f}x: {total // MiB} MiB from a "
+                          f"{size / MiB:.1f} MiB zip in {members} members",
+                          hint="this looks like a zip bomb: weights and data do not compress "
+                               f"more than {MAX_RATIO}x; zip the real files")
 
 
 def _check_name(info: zipfile.ZipInfo, zip_path: Path) -> str:

@@ -17,6 +17,7 @@ import signal
 import stat
 import subprocess
 import threading
+import unicodedata
 import weakref
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,65 @@ LOG_TAIL_BYTES = 64 * 1024  # ... and its last 64 KiB
 MAX_FILES = 100_000  # files the child may create in its writable folders
 
 
+# -- text the child wrote, made safe to show --------------------------------------------------
+TEXT_LIMIT = 2000  # characters of one untrusted text shown, unless the caller says otherwise
+_CUT_SLACK = 48  # a text at most this much past its limit is not cut again (the mark's room)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_SUSPECT = re.compile("[^\x20-\x7e]")  # what is not plain printable ASCII gets a look
+_UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}  # controls, bidi/zero-width, surrogates,
+# line and paragraph separators
+
+
+def _escape(m: re.Match) -> str:
+    ch = m.group()
+    if ch in _NAMED:
+        return _NAMED[ch]
+    code = ord(ch)
+    if code < 0xA0:  # C0, DEL, C1: the bytes of every terminal escape sequence
+        return f"\\x{code:02x}"
+    if unicodedata.category(ch) in _UNSAFE_CATEGORIES:
+        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+    return ch
+
+
+def _cut(text: str, limit: int | None, keep_end: bool, total: int) -> str:
+    if limit is None or len(text) <= limit + _CUT_SLACK:
+        return text
+    mark = f"[... cut, {total} characters in all]"
+    return mark + " " + text[-limit:] if keep_end else text[:limit] + " " + mark
+
+
+def printable(text: object, limit: int | None = TEXT_LIMIT, *, one_line: bool = False,
+              keep_end: bool = False) -> str:
+    """The one way a text that a submission or a bundle's program controls reaches a
+    terminal, a JSON record or an HTML page: every control character, escape sequence byte,
+    bidi or zero-width character and lone surrogate shown escaped (``\\x1b``, ``\\u202e``),
+    so that it can neither clear the screen, paint a fake score, reorder a line nor crash an
+    encoder; then cut to ``limit`` characters with a mark saying so (``keep_end``: keep the
+    last ones, for a log's tail).
+
+    ``one_line``: a field of one line (a message, a stage, a file name): newlines shown as
+    ``\\n``, so that it cannot print a line of its own. Otherwise (a traceback, a log tail)
+    the text keeps its lines, each one escaped; ``\\r\\n`` counts as a newline, a lone
+    ``\\r`` (which would overwrite the line) does not. Idempotent: what it returns comes back
+    unchanged."""
+    text = text if isinstance(text, str) else str(text)
+    total = len(text)
+    if limit is not None and total > limit + _CUT_SLACK:  # escape only what is kept
+        text = text[-(limit + _CUT_SLACK + 1):] if keep_end else text[:limit + _CUT_SLACK + 1]
+    if one_line:
+        out = _SUSPECT.sub(_escape, text)
+    else:
+        lines = text.replace("\r\n", "\n").split("\n")
+        out = "\n".join(_SUSPECT.sub(_escape_keep_tab, line) for line in lines)
+    return _cut(out, limit, keep_end, total)
+
+
+def _escape_keep_tab(m: re.Match) -> str:
+    return m.group() if m.group() == "\t" else _escape(m)
+
+
 # -- reading what the child wrote -------------------------------------------------------------
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str) -> str:
-    """A child's text made safe to print: no terminal escape sequence (which could clear the
-    screen or paint a fake score), no control or bidi character; newlines and tabs stay."""
-    return _UNPRINTABLE.sub("?", text)
-
-
 def read_untrusted(path: Path | str, max_bytes: int) -> bytes | None:
     """The bytes of a file a child wrote, or None: never follows a link, never blocks on a
     FIFO, never reads past ``max_bytes``."""
@@ -63,25 +113,59 @@ def read_untrusted(path: Path | str, max_bytes: int) -> bytes | None:
         os.close(fd)
 
 
+MAX_JSON_DEPTH = 32  # nesting a status or scores file may have (the grader's needs 4)
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def loads_json(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` of a text a child wrote, refused (json.JSONDecodeError) when it
+    nests deeper than ``max_depth``: the standard parser recurses once a level, and a 600 KB
+    ``[[[[...`` would end in RecursionError. The depth is measured first on the brackets
+    outside strings, at C speed (innermost pairs removed, one level a pass)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    skeleton = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKET)
+    for _ in range(max_depth):
+        if not skeleton:
+            break
+        shorter = skeleton.replace(b"[]", b"").replace(b"{}", b"")
+        if len(shorter) == len(skeleton):
+            break
+        skeleton = shorter
+    if skeleton:  # a JSONDecodeError (a ValueError): callers catch what json.loads raises
+        raise json.JSONDecodeError(f"nested deeper than {max_depth} levels, or malformed",
+                                   "", 0)
+    try:
+        return json.loads(raw)
+    except RecursionError:  # cannot happen after the check; never a crash all the same
+        raise json.JSONDecodeError("nested too deep", "", 0) from None
+
+
 def read_untrusted_json(path: Path | str, max_bytes: int = MiB) -> dict:
+    """A JSON object a child wrote (its status file), or {} when it is not one: at most
+    ``max_bytes``, nested at most MAX_JSON_DEPTH levels, read as ``read_untrusted`` reads."""
     data = read_untrusted(path, max_bytes)
     try:
-        obj = json.loads(data) if data is not None else {}
-    except ValueError:
+        obj = loads_json(data) if data is not None else {}
+    except ValueError:  # not JSON, not UTF-8, too deep, a number too long for int()
         return {}
     return obj if isinstance(obj, dict) else {}
 
 
-_TEXT = {"stage": 40, "error_type": 100, "error": 2000, "traceback": 8000, "python": 40,
-         "executable": 300, "extra_stopped": 200}
+# one-line texts of the status file, and their lengths; the others keep their lines
+_TEXT = {"stage": 40, "error_type": 100, "python": 40, "executable": 300, "extra_stopped": 200}
+_LINES = {"error": 2000, "traceback": 8000}
 
 
 def sane_status(raw: dict) -> dict:
-    """The child's status file, as far as it can be read: the types subkit expects, texts
-    cut to size. Whatever a hostile child wrote, nothing downstream can trip on it (its
-    claims stay claims: no verdict rests on them)."""
-    out: dict[str, Any] = {k: printable(raw[k][:n]) for k, n in _TEXT.items()
+    """The child's status file, as far as it can be read: the types subkit expects, every
+    text through ``printable`` (one-line fields on one line), cut to size. Whatever a
+    hostile child wrote, nothing downstream can trip on it, nor print it raw (its claims
+    stay claims: no verdict rests on them)."""
+    out: dict[str, Any] = {k: printable(raw[k], n, one_line=True) for k, n in _TEXT.items()
                            if isinstance(raw.get(k), str)}
+    out.update({k: printable(raw[k], n, keep_end=k == "traceback") for k, n in _LINES.items()
+                if isinstance(raw.get(k), str)})
     out["ok"] = raw.get("ok") is True
     out["timings"] = _numbers(raw.get("timings"))
     if _number(raw.get("peak_rss_mb")) is not None:
@@ -92,32 +176,43 @@ def sane_status(raw: dict) -> dict:
     if isinstance(raw.get("proba"), dict):
         out["proba"] = _result(raw["proba"])
     if isinstance(raw.get("extra"), dict):
-        out["extra"] = {str(k)[:80]: _result(v) for k, v in list(raw["extra"].items())[:200]
+        out["extra"] = {_key(k, 80): _result(v) for k, v in list(raw["extra"].items())[:200]
                         if isinstance(v, dict)}
     return out
 
 
+def _key(k: object, n: int = 40) -> str:
+    return printable(k, n, one_line=True)
+
+
 def _number(v) -> float | None:
-    return (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
-            and math.isfinite(v) else None)
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:  # an int of 400 digits
+        return None
+    return f if math.isfinite(f) else None
 
 
 def _numbers(d) -> dict:
-    return {str(k)[:40]: _number(v) for k, v in list(d.items())[:40]
+    return {_key(k): _number(v) for k, v in list(d.items())[:40]
             if _number(v) is not None} if isinstance(d, dict) else {}
 
 
 def _plain(d: dict) -> dict:
-    """Strings, numbers, booleans and short lists of them."""
+    """Strings (on one line), numbers, booleans and short lists of them."""
     out: dict[str, Any] = {}
     for k, v in list(d.items())[:20]:
         if isinstance(v, str):
-            out[printable(str(k)[:40])] = printable(v[:300])
-        elif isinstance(v, (bool, int, float)) and (isinstance(v, bool) or _number(v) is not None):
-            out[str(k)[:40]] = v
+            out[_key(k)] = printable(v, 300, one_line=True)
+        elif isinstance(v, bool) or _number(v) is not None:
+            out[_key(k)] = v
         elif isinstance(v, list):
-            out[str(k)[:40]] = [x for x in v[:8]
-                                if isinstance(x, (int, str)) and not isinstance(x, bool)]
+            out[_key(k)] = [printable(x, 100, one_line=True) if isinstance(x, str) else x
+                            for x in v[:8] if isinstance(x, str)
+                            or (isinstance(x, int) and not isinstance(x, bool)
+                                and _number(x) is not None)]
     return out
 
 
@@ -160,20 +255,58 @@ def walk(folders: list[Path], hidden: list[str] | None = None):
             yield e.path, st
 
 
+_SEALED: collections.OrderedDict[str, str] = collections.OrderedDict()  # path -> what it was
+_SEALED_KEEP = 4096
+_SEALED_LOCK = threading.Lock()
+_KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
+          stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+
+
 def seal(folders: list[Path]) -> int:
     """After the child is gone: remove from its writable folders everything that is not a
     plain file or folder (links, FIFOs, sockets, devices, files with other hard links), so
-    that nothing subkit reads or writes there later can be redirected. Returns how many
-    entries were removed."""
+    that nothing subkit reads or writes there later can be redirected; give every folder
+    back to its owner (a child that made ``/app/output`` read-only would make subkit's own
+    writes there fail). Returns how many entries were removed; ``sealed(path)`` says what
+    stood at a removed path."""
     removed = 0
+    roots = tuple(os.path.join(os.path.abspath(f), "") for f in folders)
+    with _SEALED_LOCK:  # what an earlier run left in the same folders is history
+        for old in [p for p in _SEALED if p.startswith(roots)]:
+            del _SEALED[old]
+    for folder in folders:
+        _owner_rwx(folder)
     for path, st in walk(folders):
-        if not stat.S_ISDIR(st.st_mode) and (not stat.S_ISREG(st.st_mode) or st.st_nlink > 1):
+        if stat.S_ISDIR(st.st_mode):
+            if st.st_mode & 0o700 != 0o700:  # before walk looks inside
+                _owner_rwx(path)
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
             try:
                 os.unlink(path)
                 removed += 1
             except OSError:
-                pass
+                continue
+            kind = _KINDS.get(stat.S_IFMT(st.st_mode), "a hard link to another file")
+            with _SEALED_LOCK:
+                _SEALED[os.path.abspath(path)] = kind
+                while len(_SEALED) > _SEALED_KEEP:
+                    _SEALED.popitem(last=False)
     return removed
+
+
+def _owner_rwx(folder: Path | str) -> None:
+    try:
+        os.chmod(folder, stat.S_IMODE(os.lstat(folder).st_mode) | 0o700)
+    except OSError:
+        pass
+
+
+def sealed(path: Path | str) -> str | None:
+    """What ``seal`` removed at ``path`` ("a symbolic link", "a FIFO", ...), or None: the
+    verdict on a predictions file names what the child put there."""
+    with _SEALED_LOCK:
+        return _SEALED.get(os.path.abspath(path))
 
 
 # -- watching it run ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from subkit.data.html import data_uri
+from subkit.grader import untrusted
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 MISTAKES_PER_CLASS = 4
@@ -126,7 +127,9 @@ def _files(sub_dir: Path) -> list[dict]:
                 for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
                     h.update(chunk)
             digest = h.hexdigest()
-        out.append({"path": p.relative_to(sub_dir).as_posix(), "size": size, "sha256": digest})
+        out.append({"path": untrusted.printable(p.relative_to(sub_dir).as_posix(), 300,
+                                                one_line=True),  # the child names files too
+                    "size": size, "sha256": digest})
     return out
 
 

@@ -129,7 +129,7 @@ def read_scores(output: Path) -> dict[str, Any]:
     sj, st = output / "scores.json", output / "scores.txt"
     if sj.exists():
         try:
-            data = json.loads(_scores_text(sj))
+            data = untrusted.loads_json(_scores_text(sj))  # nesting bounded: no RecursionError
         except json.JSONDecodeError as exc:
             raise RunFailure(Failure("scores", "Could not decode scores json properly, it "
                                      f"contains an error.\n{exc.msg}",
@@ -137,8 +137,9 @@ def read_scores(output: Path) -> dict[str, Any]:
     elif st.exists():
         try:
             data = yaml.safe_load(_scores_text(st))
-        except yaml.YAMLError as exc:
-            raise RunFailure(Failure("scores", f"scores.txt is not valid YAML: {exc}",
+        except (yaml.YAMLError, RecursionError) as exc:  # PyYAML recurses once a level
+            why = "nested too deep" if isinstance(exc, RecursionError) else exc
+            raise RunFailure(Failure("scores", f"scores.txt is not valid YAML: {why}",
                                      "write one `key: value` a line")) from None
     else:
         raise RunFailure(Failure("scores", "Could not find scores file, did the scoring program "

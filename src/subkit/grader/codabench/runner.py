@@ -588,7 +588,8 @@ def _collect_scores(runner: _Runner, bundle: Bundle, program: Container, out: Pa
     columns, its detailed results found; a failure gets the log tail and the hint."""
     try:
         _check_exit_code(program, res)
-        raw = read_scores(out)
+        raw = {untrusted.printable(k, 200, one_line=True) if isinstance(k, str) else k: v
+               for k, v in read_scores(out).items()}  # its keys reach the summary's notes
     except RunFailure as exc:
         exc.failure.stage = "scoring"
         exc.failure.tail = _failure_tail(runner, program, res)
