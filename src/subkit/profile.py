@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,6 +31,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from subkit.errors import ProfileError
+
+if TYPE_CHECKING:
+    from subkit.kinds import Kind
 
 WORKSPACE_FILE = "subkit.toml"
 DEFAULT_PROFILE = "an2dl-2024-blood-cells"
@@ -248,6 +251,13 @@ class Profile:
         return self.task
 
     @property
+    def kind_spec(self) -> Kind:
+        """The kind's object (``subkit.kinds``): everything that differs by kind."""
+        from subkit import kinds
+
+        return kinds.of(self)
+
+    @property
     def extra_inputs(self) -> list[str]:
         """Names of predict's inputs after X, in order (the test set's arrays of that name)."""
         return list(self.data["submission"].get("predict_extra_inputs", []))
@@ -324,12 +334,18 @@ class Profile:
                          label_values=kag.get("label_values", "indices"),
                          id_width=int(kag.get("id_width", 0)), rows=int(kag.get("rows", 0)))
 
+    @property
+    def workspace_file(self) -> Path:
+        """The workspace's subkit.toml (``workspace`` must be set)."""
+        return Path(self.workspace or ".") / WORKSPACE_FILE
+
     def task_spec(self, phase: str | None = None):
         """What scoring needs, as plain values (subkit.grader.scoring stays profile-free)."""
         return TaskSpec(kind=self.output_kind, metric=self.metric, class_names=self.class_names,
                         horizon=self.horizon(phase), phase=self.phase(phase),
                         ignore_classes=self.ignore_classes,
-                        mask_shape=self.input_shape[:2] if self.output_kind == "masks" else (),
+                        mask_shape=self.input_shape[:2] if self.kind_spec.output == "masks"
+                        else (),
                         secondary=self.secondary_metrics)
 
     def workspace_path(self, key: str, default: str | None = None) -> Path | None:

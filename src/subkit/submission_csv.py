@@ -24,12 +24,12 @@ def csv_columns(profile: Any) -> list[str] | None:
     None for a kind no CSV layout describes (forecasts)."""
     from subkit.kaggle_csv import header
 
-    return header(profile) if profile.output_kind in ("labels", "masks") else None
+    return header(profile) if profile.kind_spec.csv_header() else None
 
 
 def _values(profile: Any) -> tuple[set[str], str]:
     """The cells a label or pixel may hold, and their description for a message."""
-    if profile.output_kind == "labels" and profile.csv.label_values == "names":
+    if profile.kind_spec.named_cells and profile.csv.label_values == "names":
         return set(profile.class_names), f"class name ({', '.join(profile.class_names)})"
     return {str(i) for i in range(profile.n_classes)}, f"class id (0..{profile.n_classes - 1})"
 

@@ -54,8 +54,8 @@ def load(path: str | os.PathLike, profile, *, require_labels: bool = True,
         raise InputError(f"data not found: {p}",
                          hint="give an .npz with the profile's keys or a folder of class folders")
     if p.is_dir():
-        if profile.kind != "classification":
-            raise InputError(f"{p} is a folder; a {profile.kind} data set is an .npz",
+        if not profile.kind_spec.folders:
+            raise InputError(f"{p} is a folder; a {profile.kind_spec.name} data set is an .npz",
                              hint=f"save it with numpy.savez(path, {_keys_hint(profile)})")
         ds = _load_folder(p, profile, require_labels)
     else:
@@ -165,25 +165,27 @@ def _load_npz(p: Path, profile, require_labels: bool) -> Dataset:
 
 
 def _targets(ds: Dataset, profile, phase: str | None) -> np.ndarray | None:
-    """The stored targets in the form scoring compares with (see Dataset.labels)."""
+    """The stored targets in the form scoring compares with (see Dataset.labels): the
+    profile's kind reads them (``subkit.kinds``)."""
     if ds.labels is None:
         return None
-    if profile.output_kind == "masks":
-        return _masks(ds.labels, ds.path, profile, len(ds))
-    if profile.output_kind == "forecasts":
-        return _forecast_targets(ds.labels, ds.path, profile, phase, len(ds))
-    lab = _normalise_labels(ds.labels, ds.path, profile.class_names)
+    return profile.kind_spec.targets(ds.labels, ds.path, profile, phase, len(ds))
+
+
+def label_targets(labels: np.ndarray, path: Path, profile) -> np.ndarray:
+    """Class labels as class ids 0..n-1 (indices, one-hot or the class names)."""
+    lab = _normalise_labels(labels, path, profile.class_names)
     bad = (lab < 0) | (lab >= profile.n_classes)
     if bad.any():
         vals = sorted(set(lab[bad].tolist()))[:5]
         raise InputError(
-            f"{ds.path}: {int(bad.sum())} labels outside the profile's classes "
+            f"{path}: {int(bad.sum())} labels outside the profile's classes "
             f"0..{profile.n_classes - 1} (e.g. {vals})",
             hint="the profile has these classes: " + ", ".join(profile.class_names))
     return lab
 
 
-def _masks(masks: np.ndarray, p: Path, profile, n: int) -> np.ndarray:
+def mask_targets(masks: np.ndarray, p: Path, profile, n: int) -> np.ndarray:
     m = np.asarray(masks)
     h, w = profile.input_shape[:2]
     if m.ndim == 4 and m.shape[-1] == 1:
@@ -203,7 +205,7 @@ def _masks(masks: np.ndarray, p: Path, profile, n: int) -> np.ndarray:
     return m
 
 
-def _forecast_targets(y: np.ndarray, p: Path, profile, phase: str | None, n: int) -> np.ndarray:
+def forecast_targets(y: np.ndarray, p: Path, profile, phase: str | None, n: int) -> np.ndarray:
     y = np.asarray(y)
     horizon = profile.horizon(phase)
     where = f" of the {profile.phase(phase)} phase" if profile.phases else ""
@@ -266,7 +268,8 @@ def _labels_from_names(lab: np.ndarray, p: Path, class_names: list[str]) -> np.n
 
 def _validate(ds: Dataset, profile, require_labels: bool, check_shape: bool) -> None:
     imgs = ds.images
-    what = "images" if profile.input_kind == "images" else f"the series {profile.images_key!r}"
+    kind = profile.kind_spec
+    what = "images" if kind.noun == "images" else f"the {kind.noun} {profile.images_key!r}"
     if imgs.dtype == object or imgs.dtype.kind not in "uif":
         raise InputError(f"{ds.path}: {what} have dtype {imgs.dtype}, not numeric",
                          hint="store them as one numeric array (n, ...) shaped as the profile says")
@@ -281,9 +284,8 @@ def _validate(ds: Dataset, profile, require_labels: bool, check_shape: bool) -> 
         _validate_extra(ds.path, profile, name, arr, len(imgs))
     if ds.labels is not None:
         if len(ds.labels) != len(imgs):
-            noun = "images" if profile.input_kind == "images" else "series"
-            targets = {"labels": "labels", "masks": "masks"}.get(profile.output_kind, "target rows")
-            raise InputError(f"{ds.path}: {len(imgs)} {noun} but {len(ds.labels)} {targets}",
+            raise InputError(f"{ds.path}: {len(imgs)} {kind.noun} but {len(ds.labels)} "
+                             f"{kind.target_noun}",
                              hint="inputs and targets must have the same length, in the same order")
 
 

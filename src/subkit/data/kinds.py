@@ -50,17 +50,8 @@ def split_file(path: Path, profile, *, test_size: float, out_train: Path, out_te
     check_outputs(Path(path), [out_train, out_test], force, ["--out-train", "--out-test"])
     arrays, skipped = read_arrays(ds, profile)
     n = len(ds)
-    if profile.kind == "forecasting":
-        train, test, report = _split_series(ds, arrays, test_size, seed)
-    else:
-        dups = duplicates.find(ds.images, near=near, min_similarity=min_similarity)
-        groups = [g for g in dups.groups() if len(g) > 1]
-        train, test = split_indices(np.zeros(n, np.int64), groups, 1, test_size, seed, ["image"])
-        is_test = np.zeros(n, bool)
-        is_test[test] = True
-        report = {"groups_kept_together": len(groups),
-                  "images_in_groups": int(sum(len(g) for g in groups)),
-                  "groups_on_test_side": int(sum(bool(is_test[g[0]]) for g in groups))}
+    train, test, report = profile.kind_spec.split_rows(ds, arrays, test_size, seed, near,
+                                                       min_similarity)
     write_all({out_train: subset(arrays, train, n), out_test: subset(arrays, test, n)})
     report = {"input": str(path), "kind": profile.kind, "n_samples": n, "test_size": test_size,
               "seed": seed, "train": {"path": str(out_train), "n_samples": int(len(train))},
@@ -71,7 +62,25 @@ def split_file(path: Path, profile, *, test_size: float, out_train: Path, out_te
     return report
 
 
-def _split_series(ds, arrays: dict, test_size: float, seed: int):
+def split_by_duplicates(ds, arrays: dict, test_size: float, seed: int, near: int,
+                        min_similarity: float):
+    """Exact and near-duplicate images kept on one side; (train, test, report)."""
+    n = len(ds)
+    dups = duplicates.find(ds.images, near=near, min_similarity=min_similarity)
+    groups = [g for g in dups.groups() if len(g) > 1]
+    train, test = split_indices(np.zeros(n, np.int64), groups, 1, test_size, seed, ["image"])
+    is_test = np.zeros(n, bool)
+    is_test[test] = True
+    report = {"groups_kept_together": len(groups),
+              "images_in_groups": int(sum(len(g) for g in groups)),
+              "groups_on_test_side": int(sum(bool(is_test[g[0]]) for g in groups))}
+    return train, test, report
+
+
+def split_by_series(ds, arrays: dict, test_size: float, seed: int, near: int = 0,
+                    min_similarity: float = 0.0):
+    """Every series whole on one side, each category's share on both; (train, test,
+    report)."""
     if SERIES_KEY not in arrays:
         raise InputError(f"{ds.path} has no {SERIES_KEY!r} array: "
                          "the series each window comes from",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -167,13 +168,16 @@ def set_local_test(profile, test_path: Path) -> Path:
     """
     import tomli_w
 
-    from subkit.profile import WORKSPACE_FILE, tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
 
     ws = profile.workspace
     if ws is None:
         raise UsageError("no workspace: no subkit.toml here or above",
                          hint="run `subkit init` first, or drop --set-default")
-    toml_path = Path(ws) / WORKSPACE_FILE
+    toml_path = profile.workspace_file  # subkit.profile is above data (subkit.kinds)
     test_path = Path(test_path).resolve()
     try:
         value = test_path.relative_to(Path(ws).resolve()).as_posix()

@@ -1,0 +1,48 @@
+"""The kinds of competition, one module each: everything that differs by kind.
+
+``Profile.kind_spec`` hands out the profile's kind object (``of(prof)`` here too); the
+rest of the tree asks it (``kind.noun``, ``kind.targets(...)``, ``kind.summary_lines(...)``,
+``kind.report_sections(...)``, ...) and never branches on the kind's name.
+
+Adding a kind: a module here whose ``KIND`` is an instance of a ``subkit.kinds.base.Kind``
+subclass with a new ``name``, and a profile in ``subkit/profiles/`` whose task and input
+kind give that name (``Profile.kind``). The modules are found by walking this package.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING
+
+from subkit.kinds.base import DemoData, Kind, ReportArrays
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
+
+__all__ = ["DemoData", "Kind", "ReportArrays", "all_kinds", "by_name", "of"]
+
+
+@functools.cache
+def all_kinds() -> dict[str, Kind]:
+    """name -> kind object of every module of this package that defines ``KIND``."""
+    found: dict[str, Kind] = {}
+    for info in pkgutil.iter_modules(__path__):
+        kind = getattr(importlib.import_module(f"{__name__}.{info.name}"), "KIND", None)
+        if isinstance(kind, Kind):
+            found[kind.name] = kind
+    return found
+
+
+def by_name(name: str) -> Kind:
+    try:
+        return all_kinds()[name]
+    except KeyError:
+        raise KeyError(f"no kind of competition called {name!r} "
+                       f"(known: {', '.join(sorted(all_kinds()))})") from None
+
+
+def of(prof: Profile) -> Kind:
+    """The kind object of a profile."""
+    return by_name(prof.kind)
