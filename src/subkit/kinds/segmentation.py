@@ -129,7 +129,8 @@ class Segmentation(Kind):
                   **kwargs: Any) -> dict[str, np.ndarray]:
         from subkit.data import synthetic
 
-        d = synthetic.terrain(n, seed=seed, shape=prof.input_shape[:2], **kwargs)
+        h, w = prof.input_shape[:2]
+        d = synthetic.terrain(n, seed=seed, shape=(h, w), **kwargs)
         return {prof.images_key: d["images"].astype(prof.input_dtype),
                 prof.labels_key: d["masks"], "is_outlier": d["is_outlier"]}
 

@@ -36,7 +36,8 @@ class SeriesClassification(LabelsKind):
         steps, features = prof.input_shape
         d = synthetic.multivariate(n, seed=seed, steps=steps, features=features,
                                    n_classes=prof.n_classes,
-                                   class_weights=prof.reference_counts or None, **kwargs)
+                                   class_weights=[float(c) for c in prof.reference_counts] or None,
+                                   **kwargs)
         return {prof.images_key: d["X"], prof.labels_key: d["labels"]}
 
     def demo_data(self, prof: Profile, n: int, seed: int) -> DemoData:
