@@ -52,7 +52,7 @@ def families(prof: Profile) -> dict:
     return prof.kind_spec.shift_families
 
 
-def parse(prof, spec: str | None) -> list[tuple[str, int]]:
+def parse(prof: Profile, spec: str | None) -> list[tuple[str, int]]:
     """(family, severity) pairs: ``default`` (all, 1-3), ``quick`` (all at 2), or a list."""
     fams = families(prof)
     spec = (spec or "default").strip()
@@ -106,7 +106,7 @@ class KindPlan:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def make_plan(prof, X, truth, spec: str | None, seed: int, folder: Path) -> KindPlan:
+def make_plan(prof: Profile, X, truth, spec: str | None, seed: int, folder: Path) -> KindPlan:
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     plan = KindPlan(suite=spec or "default", seed=int(seed), folder=folder)
@@ -120,7 +120,7 @@ def make_plan(prof, X, truth, spec: str | None, seed: int, folder: Path) -> Kind
     return plan
 
 
-def collect(plan: KindPlan, status: dict, output_dir: Path, prof, phase, clean) -> dict:
+def collect(plan: KindPlan, status: dict, output_dir: Path, prof: Profile, phase, clean) -> dict:
     """The shift dict of a run (``subkit.shift.collect``'s shape)."""
     from subkit.grader import scoring
 
