@@ -39,16 +39,28 @@ WORKSPACE_FILE = "subkit.toml"
 DEFAULT_PROFILE = "an2dl-2024-blood-cells"
 
 PLATFORMS = ("codabench", "codalab", "kaggle")
-TASKS = ("classification", "segmentation", "forecasting")
-# the metrics each task can be ranked by (subkit.grader.scoring computes them)
-TASK_METRICS = {
-    "classification": ("accuracy", "balanced_accuracy", "macro_f1"),
-    "segmentation": ("mean_iou", "pixel_accuracy"),
-    "forecasting": ("mse", "mae", "rmse"),
-}
-METRICS = tuple(m for ms in TASK_METRICS.values() for m in ms)
-TASK_OUTPUT = {"classification": "labels", "segmentation": "masks", "forecasting": "forecasts"}
-INPUT_KINDS = ("images", "series")
+# The tasks, their metrics, outputs and input kinds are the kinds' (subkit.kinds): a new
+# kind of competition is a module there and a profile here, nothing else.
+
+
+def _tasks() -> dict[str, list[Kind]]:
+    from subkit import kinds
+
+    return kinds.tasks()
+
+
+def _task_metrics(task: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(m for k in _tasks().get(task, []) for m in k.metrics))
+
+
+def _metrics() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(m for t in _tasks() for m in _task_metrics(t)))
+
+
+def _input_kinds() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(k.input_kind for ks in _tasks().values() for k in ks))
+
+
 LOWER_IS_BETTER = ("mse", "mae", "rmse")
 CSV_LAYOUTS = ("labels", "pixels")  # one label per row | `id` then one column per pixel
 CSV_LABEL_VALUES = ("indices", "names")
@@ -99,7 +111,6 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "zip_members": (int, False),
     },
 }
-OPTIONAL_TABLES = {"classes": ("forecasting",)}  # table -> tasks that need not have it
 # [limits] keys where 0 means "derive it" (memory: from this machine; unzipped: from the zip
 # size limit); the others must be positive
 _LIMITS_ZERO_OK = ("memory_mb", "unzipped_mb")
@@ -246,9 +257,10 @@ class Profile:
     @property
     def kind(self) -> str:
         """classification | series-classification | forecasting | segmentation."""
-        if self.task == "classification" and self.input_kind == "series":
-            return "series-classification"
-        return self.task
+        from subkit import kinds
+
+        kind = kinds.for_profile_data(self.task, self.input_kind)
+        return kind.name if kind is not None else self.task
 
     @property
     def kind_spec(self) -> Kind:
@@ -438,8 +450,9 @@ def validate(data: dict[str, Any], where: str) -> None:
             _check_type(key, value, SCHEMA[""][key][0], where)
     # required fields
     for name, fields in SCHEMA.items():
-        if name in OPTIONAL_TABLES and data.get("task") in OPTIONAL_TABLES[name] \
-                and name not in data:
+        if name == "classes" and name not in data and not any(
+                k.needs_classes for k in _tasks().get(data.get("task", ""), [None])
+                if k is not None):  # a kind without classes (forecasting) needs no table
             continue
         section = data if name == "" else data.get(name, {})
         for k, (_, required) in fields.items():
@@ -449,12 +462,12 @@ def validate(data: dict[str, Any], where: str) -> None:
     if data["platform"] not in PLATFORMS:
         raise ProfileError(f"{where}: platform {data['platform']!r} is not known",
                            hint=f"one of: {', '.join(PLATFORMS)}")
-    if data["task"] not in TASKS:
+    if data["task"] not in _tasks():
         raise ProfileError(f"{where}: task {data['task']!r} is not known",
-                           hint=f"one of: {', '.join(TASKS)}")
-    if data["evaluation"]["metric"] not in METRICS:
+                           hint=f"one of: {', '.join(_tasks())}")
+    if data["evaluation"]["metric"] not in _metrics():
         raise ProfileError(f"{where}: metric {data['evaluation']['metric']!r} is not known",
-                           hint=f"one of: {', '.join(METRICS)}")
+                           hint=f"one of: {', '.join(_metrics())}")
     if data["input"]["dtype"] not in DTYPES:
         raise ProfileError(f"{where}: input dtype {data['input']['dtype']!r} is not known",
                            hint=f"one of: {', '.join(DTYPES)}")
@@ -484,19 +497,23 @@ def _validate_kind(data: dict[str, Any], where: str) -> None:
     """What the task, the output, the metric and the CSV layout must agree on."""
     task, ev, out = data["task"], data["evaluation"], data["output"]
     sub, inp = data["submission"], data["input"]
-    if ev["metric"] not in TASK_METRICS[task]:
+    metrics = _task_metrics(task)
+    if ev["metric"] not in metrics:
         _refuse(where, f"metric {ev['metric']!r} does not rank a {task} task",
-                f"one of: {', '.join(TASK_METRICS[task])}")
+                f"one of: {', '.join(metrics)}")
     for m in ev.get("secondary_metrics", []):
-        if m not in TASK_METRICS[task]:
+        if m not in metrics:
             _refuse(where, f"[evaluation] secondary_metrics: {m!r} is not a {task} metric",
-                    f"any of: {', '.join(TASK_METRICS[task])}")
-    if out["kind"] != TASK_OUTPUT[task]:
-        _refuse(where, f"[output] kind {out['kind']!r} does not fit a {task} task",
-                f'a {task} task returns kind = "{TASK_OUTPUT[task]}"')
-    if inp.get("kind", "images") not in INPUT_KINDS:
+                    f"any of: {', '.join(metrics)}")
+    if inp.get("kind", "images") not in _input_kinds():
         _refuse(where, f"[input] kind {inp['kind']!r} is not known",
-                f"one of: {', '.join(INPUT_KINDS)}")
+                f"one of: {', '.join(_input_kinds())}")
+    from subkit import kinds
+
+    output = kinds.for_profile_data(task, inp.get("kind", "images"))
+    if output is not None and out["kind"] != output.output:
+        _refuse(where, f"[output] kind {out['kind']!r} does not fit a {task} task",
+                f'a {task} task returns kind = "{output.output}"')
     n_classes = len(data.get("classes", {}).get("names", []))
     for c in ev.get("ignore_classes", []):
         if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < n_classes:

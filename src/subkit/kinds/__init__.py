@@ -35,6 +35,25 @@ def all_kinds() -> dict[str, Kind]:
     return found
 
 
+def for_profile_data(task: str, input_kind: str) -> Kind | None:
+    """The kind a profile's task and [input] kind make (the task's images kind when no
+    kind takes that input; None: no kind has the task)."""
+    ks = [k for k in all_kinds().values() if k.task == task]
+    exact = [k for k in ks if k.input_kind == input_kind]
+    return (exact or ks or [None])[0]
+
+
+def tasks() -> dict[str, list[Kind]]:
+    """task -> its kinds, in a stable order (what a profile's task may be)."""
+    out: dict[str, list[Kind]] = {}
+    for k in sorted(all_kinds().values(), key=lambda k: _ORDER.get(k.task, 99)):
+        out.setdefault(k.task, []).append(k)
+    return out
+
+
+_ORDER = {"classification": 0, "segmentation": 1, "forecasting": 2}  # the hints' order
+
+
 def by_name(name: str) -> Kind:
     try:
         return all_kinds()[name]

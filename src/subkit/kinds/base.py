@@ -40,6 +40,11 @@ class Kind:
     segmentation (``Profile.kind``)."""
 
     name: str = ""  # Profile.kind
+    # what a profile says that makes it this kind: its task and [input] kind
+    task: str = ""
+    input_kind: str = "images"
+    metrics: tuple[str, ...] = ()  # what can rank it (subkit.grader.scoring computes them)
+    needs_classes: bool = True  # the profile must have a [classes] table
     title: str = ""  # in sentences: "image classification"
     noun: str = "images"  # what one sample is, plural: images, series
     target_noun: str = "labels"  # what the truth of one sample is, plural

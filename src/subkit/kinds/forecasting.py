@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 class Forecasting(Kind):
     name = "forecasting"
     title = "forecasting"
+    task = "forecasting"
+    input_kind = "series"
+    metrics = ("mse", "mae", "rmse")
+    needs_classes = False
     noun = "series"
     target_noun = "target rows"
     output = "forecasts"

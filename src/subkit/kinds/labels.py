@@ -9,6 +9,8 @@ from subkit.kinds.base import Kind, ReportArrays
 
 
 class LabelsKind(Kind):
+    task = "classification"
+    metrics = ("accuracy", "balanced_accuracy", "macro_f1")
     target_noun = "labels"
     output = "labels"
     one_label = True

@@ -34,6 +34,8 @@ TITLES = {"brightness_contrast": "brightness and contrast", "blur": "Gaussian bl
 class Segmentation(Kind):
     name = "segmentation"
     title = "segmentation"
+    task = "segmentation"
+    metrics = ("mean_iou", "pixel_accuracy")
     noun = "images"
     target_noun = "masks"
     output = "masks"

@@ -19,6 +19,7 @@ class SeriesClassification(LabelsKind):
     name = "series-classification"
     title = "series classification"
     noun = "series"
+    input_kind = "series"
     templates = ("model_series.py", "train_series.py")
     shift_families = series.SERIES
     shift_titles = series.TITLES
