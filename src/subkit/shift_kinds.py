@@ -24,7 +24,10 @@ translate    images and masks moved by up to d pixels each way;     d 4    d 8  
              ignored class (else class 0) in the mask
 ============ ===================================================== ====== ====== ======
 
-Random draws are seeded by ``(seed, crc32(name))``, shared by the severities of a family.
+The families themselves are the kinds' (``subkit.kinds.series``,
+``subkit.kinds.segmentation``: ``Kind.shift_families``, ``Kind.apply_shift``); this module
+generates the sets, runs them through the child and scores them. Random draws are seeded
+by ``(seed, crc32(name))``, shared by the severities of a family.
 The result has the shape of ``subkit.shift.collect``'s (the terminal prints it the same
 way); for a metric where lower is better (MSE) the "drop" is negative when it worsens.
 """

@@ -10,6 +10,7 @@ from subkit.grader.run import env_line, env_warnings
 
 if TYPE_CHECKING:
     from subkit.grader.codabench.runner import BundleRunResult
+    from subkit.profile import Profile
 
 
 def _loud(result) -> None:
@@ -18,7 +19,9 @@ def _loud(result) -> None:
         click.secho(f"  WARNING: {w}", fg="yellow", bold=True)
 
 
-def print_score(result, prof) -> None:
+def print_score(result, prof: Profile) -> None:
+    """The summary of a score-local run; the kind's own lines (per class, per step) come
+    from its object (``Kind.summary_lines``), every kind ends the same way."""
     echo = click.echo
     if not result.ok:
         f = result.failure
