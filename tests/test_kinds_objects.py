@@ -8,7 +8,7 @@ import pytest
 
 from subkit import profile
 from subkit.errors import SubkitError
-from subkit.report.common import ReportArrays
+from subkit.kinds.report import ReportArrays
 from subkit.report.html import render
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from subkit.errors import UsageError
-from subkit.report.common import ReportArrays
+from subkit.kinds.report import ReportArrays
 
 __all__ = ["DemoData", "Kind", "ReportArrays"]
 

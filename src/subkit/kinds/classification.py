@@ -20,13 +20,13 @@ class ImageClassification(LabelsKind):
     exportable = True
 
     def report_sections(self, run: dict, arrays: ReportArrays) -> list[str]:
-        from subkit.report import classes, sections
+        from subkit.kinds.report import classes, gallery
 
         clean = arrays.inputs[: min(3, len(arrays.inputs))] if arrays.inputs is not None \
             else None
         return super().report_sections(run, arrays) + [
             classes.mistakes(run, arrays.inputs, arrays.truth, arrays.pred, arrays.proba),
-            sections.gallery(run, arrays.samples, clean)]
+            gallery.gallery(run, arrays.samples, clean)]
 
 
 KIND = ImageClassification()

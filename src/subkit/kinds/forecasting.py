@@ -81,7 +81,7 @@ class Forecasting(Kind):
         return ["  MSE per forecast step: " + " ".join(f"{v:.4f}" for v in steps), ""]
 
     def report_sections(self, run: dict, arrays: ReportArrays) -> list[str]:
-        from subkit.report import steps
+        from subkit.kinds.report import steps
 
         return [steps.per_step(run), steps.examples(run, arrays)]
 

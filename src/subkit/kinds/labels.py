@@ -26,7 +26,7 @@ class LabelsKind(Kind):
         return out + confusion_lines(result.confusion_matrix, "")
 
     def report_sections(self, run: dict, arrays: ReportArrays) -> list[str]:
-        from subkit.report import classes
+        from subkit.kinds.report import classes
 
         return [classes.per_class(run), classes.confusion(run)]
 

@@ -122,7 +122,7 @@ class Segmentation(Kind):
         return out + confusion_lines(result.confusion_matrix, " of pixels")
 
     def report_sections(self, run: dict, arrays: ReportArrays) -> list[str]:
-        from subkit.report import classes, masks
+        from subkit.kinds.report import classes, masks
 
         return [masks.per_class_iou(run), classes.confusion(run, unit=" of pixels"),
                 masks.overlays(run, arrays)]

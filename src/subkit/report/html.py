@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from subkit.report.common import ReportArrays, _e, _f, _short
+from subkit.kinds.report import ReportArrays, _e, _f, _short
 
 if TYPE_CHECKING:
     from subkit.kinds import Kind

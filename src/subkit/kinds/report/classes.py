@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from subkit.data.html import data_uri
-from subkit.report.common import _e
+from subkit.kinds.report import _e
 
 MISTAKES_PER_CLASS = 4
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from subkit.data.html import data_uri
-from subkit.report.common import _e
+from subkit.kinds.report import _e
 
 
 def gallery(run: dict, samples: dict | None, clean_images: np.ndarray | None) -> str:

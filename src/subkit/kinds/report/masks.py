@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from subkit.data.html import data_uri, to_uint8
-from subkit.report.common import ReportArrays, _e
+from subkit.kinds.report import ReportArrays, _e
 
 OVERLAYS = 6  # test images shown, worst pixel accuracy first
 PALETTE = np.array([[0, 0, 0], [230, 159, 0], [86, 180, 233], [0, 158, 115], [240, 228, 66],

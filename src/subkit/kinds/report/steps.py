@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from subkit.report.common import ReportArrays, _e
+from subkit.kinds.report import ReportArrays, _e
 
 EXAMPLES = 4  # series drawn, worst MSE first
 

@@ -1,4 +1,6 @@
-"""What the report's sections share: escaping and number formats."""
+"""report.html's parts of the kinds of competition (subkit.kinds): what every section shares
+(escaping, number formats, the arrays a report shows) here, one module per kind's sections;
+subkit.report.html the page (the sections every kind has)."""
 
 from __future__ import annotations
 
