@@ -86,3 +86,41 @@ def test_bundle_export_refusal_names_the_kind(name, tmp_path):
         export_bundle(prof, tmp_path / "ref.npz", tmp_path / "b.zip")
     assert prof.kind_spec.title in exc.value.message and prof.name in exc.value.message
     assert "segmentation scoring" not in exc.value.hint
+
+
+def test_a_new_kind_is_one_module_and_one_profile(tmp_path, monkeypatch):
+    """A module with a KIND in subkit/kinds/ (here put on the package's path) and a profile
+    with its task: the profile validates, hands out the new kind, and its words are used."""
+    import copy
+
+    import subkit.kinds as kinds
+
+    (tmp_path / "toy_regression.py").write_text(
+        "from subkit.kinds.base import Kind\n\n\n"
+        "class ToyRegression(Kind):\n"
+        "    name = task = 'toy-regression'\n"
+        "    title = 'toy regression'\n"
+        "    noun = 'rows'\n"
+        "    output = 'values'\n"
+        "    metrics = ('mse',)\n"
+        "    needs_classes = False\n\n\n"
+        "KIND = ToyRegression()\n")
+    monkeypatch.setattr(kinds, "__path__", [*kinds.__path__, str(tmp_path)])
+    kinds.all_kinds.cache_clear()
+    try:
+        data = copy.deepcopy(profile.load_builtin("an2dl-2023-forecasting"))
+        data.update(name="toy", task="toy-regression")
+        data["input"].pop("kind", None)
+        data["output"] = {"kind": "values"}
+        data["evaluation"]["secondary_metrics"] = []
+        with pytest.raises(SubkitError, match="does not fit a toy-regression task"):
+            bad = copy.deepcopy(data)
+            bad["output"] = {"kind": "forecasts"}
+            profile.validate(bad, "toy.toml")
+        profile.validate(data, "toy.toml")
+        prof = profile.Profile(data=data, source="toy.toml")
+        assert prof.kind == "toy-regression" and prof.kind_spec.noun == "rows"
+        with pytest.raises(SubkitError, match="toy regression"):
+            prof.kind_spec.refuse_export(prof)
+    finally:
+        kinds.all_kinds.cache_clear()
