@@ -151,3 +151,85 @@ def test_no_import_cycles_between_top_level_parts(graph):
             if d in graph and d != "subkit" and _top(d) != _top(n):
                 tops.setdefault(_top(n), set()).add(_top(d))
     assert _cycles(tops) == KNOWN_CYCLES
+
+
+# -- the kinds of competition (subkit.kinds) ------------------------------------------------
+# What names a kind: Profile.kind, its task, input kind and output kind.
+KIND_NAMES = {"classification", "series-classification", "forecasting", "segmentation",
+              "labels", "masks", "forecasts", "images", "series"}
+KIND_ATTRS = {"kind", "output_kind", "task", "input_kind"}
+# Where a branch on a kind's name belongs: the kinds themselves and the profile that names
+# them; grader/scoring.py is copied as the exported Codabench scoring program (numpy only,
+# no subkit to ask) and dispatches on its TaskSpec's output kind itself.
+KIND_BRANCH_ALLOWED = ("subkit.kinds", "subkit.profile", "subkit.grader.scoring")
+
+
+def _names_a_kind(node: ast.AST) -> bool:
+    if isinstance(node, ast.Attribute):
+        return node.attr in KIND_ATTRS
+    if isinstance(node, ast.Name):
+        return node.id in KIND_ATTRS
+    return isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
+        and node.slice.value in KIND_ATTRS
+
+
+def _kind_constants(node: ast.AST) -> set[str]:
+    items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+    return {e.value for e in items if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+
+
+def _kind_branches(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Compare):
+            continue
+        sides = [node.left, *node.comparators]
+        if any(_names_a_kind(s) for s in sides) and any(
+                _kind_constants(s) & KIND_NAMES for s in sides):
+            found.append(f"{path.relative_to(SRC)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_nothing_outside_the_kinds_branches_on_a_kind_name():
+    """`prof.kind == "forecasting"` and the like live in subkit.kinds: the rest of the tree
+    asks the profile's kind object (Profile.kind_spec)."""
+    offenders = []
+    for p in sorted(SRC.rglob("*.py")):
+        name = _module_name(p)
+        if name.startswith(STANDALONE + KIND_BRANCH_ALLOWED):
+            continue
+        offenders += _kind_branches(p)
+    assert offenders == []
+
+
+def test_the_kind_rule_sees_a_branch():
+    text = ('if prof.kind == "forecasting" or p.output_kind in ("masks",):\n    pass\n'
+            'kind = prof.kind\nif kind != "segmentation":\n    pass\n')
+    assert sorted(_kind_branches_text(text)) == ["kind != 'segmentation'",
+                                                 "p.output_kind in ('masks',)",
+                                                 "prof.kind == 'forecasting'"]
+    assert _kind_branches_text('if x.dtype.kind == "f" or info.kind == "keras":\n    pass\n') \
+        == []
+
+
+def _kind_branches_text(text: str) -> list[str]:
+    out = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(_names_a_kind(s) for s in sides) and any(
+                    _kind_constants(s) & KIND_NAMES for s in sides):
+                out.append(ast.unparse(node))
+    return out
+
+
+def test_every_kind_module_is_found():
+    """Adding a kind is one module under subkit/kinds/ (with its KIND) and one profile."""
+    import importlib
+
+    kinds = importlib.import_module("subkit.kinds")
+    mods = {p.stem for p in (SRC / "kinds").glob("*.py")
+            if "KIND = " in p.read_text(encoding="utf-8")}
+    assert {type(k).__module__.rpartition(".")[2] for k in kinds.all_kinds().values()} == mods
+    assert set(kinds.all_kinds()) == {"classification", "series-classification", "forecasting",
+                                      "segmentation"}

@@ -73,6 +73,10 @@ MODELS = {
 }
 
 
+SERIES_PROFILES = ("an2dl-2023-forecasting", "an2dl-2022-ts-classification",
+                   "an2dl-2025-pirate-pain")
+
+
 @pytest.fixture
 def kind_workspace(cli, tmp_path, monkeypatch):
     def make(name):
@@ -109,8 +113,11 @@ def test_build_check_score_predict(cli, kind_workspace, name):
         for name, text in prof.required_files.items():
             assert zf.read(name).decode() == text
     assert any(m["name"] == "metadata" for m in manifest["members"]) == bool(prof.required_files)
-    r = cli("check", manifest["path"], "--no-smoke")
+    r = cli("check", manifest["path"])
     assert r.code == 0 and "PASSED" in r.out, r.out
+    # the smoke test says what a sample is (subkit.kinds: Kind.noun), not always "images"
+    noun = "series" if prof.name in SERIES_PROFILES else "images"
+    assert f"predict on 4 {noun} in the sandbox" in r.text, r.text[-2000:]
     r = cli("score-local", manifest["path"], "--data", data, "--json")
     assert r.code == 0, r.err
     res = json.loads(r.out)
@@ -119,6 +126,20 @@ def test_build_check_score_predict(cli, kind_workspace, name):
     scores = json.loads((ws / "submissions" / "runs" / res["run_dir"].split("/")[-1]
                          / "scores.json").read_text())
     assert scores[prof.metric] == pytest.approx(res["score"])
+    # report.html by default for every kind, with the kind's own sections and words
+    run_dir = ws / "submissions" / "runs" / res["run_dir"].split("/")[-1]
+    page = (run_dir / "report.html").read_text()
+    assert f"{res['n']} local test {noun}" in page
+    assert ("Most confident mistakes" in page) == (prof.kind == "classification")
+    own = {"forecasting": "Error per forecast step", "segmentation": "IoU per class",
+           "series-classification": "Per class", "classification": "Per class"}[prof.kind]
+    assert own in page
+    if prof.kind == "segmentation":
+        assert "Masks: truth and prediction" in page and "data:image/png" in page
+    r = cli("score-local", manifest["path"], "--data", data)
+    assert r.code == 0, r.err  # the summary ends like every kind's: report, then the versions
+    tail = r.out.rstrip().splitlines()
+    assert tail[-2].startswith("  report: ") and "ran in " in tail[-1], r.out[-1500:]
     if prof.platform != "kaggle":
         return
     out = ws / "submission.csv"
@@ -157,7 +178,7 @@ def test_demo_of_a_kaggle_series_competition(cli, tmp_path):
     r = cli("demo", out, "--profile", "an2dl-2025-pirate-pain", "--n", "200", "--epochs", "1")
     assert r.code == 0, r.text[-3000:]
     for step in ("[1/6]", "[3/6] train", "[5/6] score-local", "[6/6] predict", "PASSED",
-                 "demo finished"):
+                 "demo finished", f"next: cd {out} && subkit history", "local score: "):
         assert step in r.out
     lines = (out / "submission.csv").read_text().splitlines()
     assert (lines[0] == "sample_index,label"

@@ -226,7 +226,8 @@ def smoke_test(zip_path: Path, prof, rep: CheckReport, *, env: str | None = None
     if env_desc.get("warning"):
         rep.add("environment", "warning", env_desc["warning"])
     ui.echo("  smoke test: unzipping into a fresh folder, Model(), predict on "
-            f"{SMOKE_BATCH} images in the sandbox ({grader_run.env_line(env_desc)}) ...")
+            f"{SMOKE_BATCH} {prof.kind_spec.noun} in the sandbox "
+            f"({grader_run.env_line(env_desc)}) ...")
     with scratch_dir("subkit-smoke-") as tmpd:
         sub = tmpd / "submission"
         max_bytes, max_members = safezip.bounds(prof)
@@ -277,12 +278,7 @@ def smoke_test(zip_path: Path, prof, rep: CheckReport, *, env: str | None = None
 
 
 def _output_words(prof, values: np.ndarray, phase: str | None) -> str:
-    if prof.output_kind == "forecasts":
-        return (f"forecasts of shape {tuple(values.shape)} (horizon {prof.horizon(phase)}"
-                + (f" in the {prof.phase(phase)} phase)" if prof.phases else ")"))
-    if prof.output_kind == "masks":
-        return f"masks of shape {tuple(values.shape)}, classes {np.unique(values).tolist()}"
-    return f"labels {values.tolist()}"
+    return prof.kind_spec.output_words(values, prof, phase)
 
 
 def smoke_inputs(prof) -> dict[str, np.ndarray]:

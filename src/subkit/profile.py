@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,20 +32,35 @@ else:  # pragma: no cover
 
 from subkit.errors import ProfileError
 
+if TYPE_CHECKING:
+    from subkit.kinds import Kind
+
 WORKSPACE_FILE = "subkit.toml"
 DEFAULT_PROFILE = "an2dl-2024-blood-cells"
 
 PLATFORMS = ("codabench", "codalab", "kaggle")
-TASKS = ("classification", "segmentation", "forecasting")
-# the metrics each task can be ranked by (subkit.grader.scoring computes them)
-TASK_METRICS = {
-    "classification": ("accuracy", "balanced_accuracy", "macro_f1"),
-    "segmentation": ("mean_iou", "pixel_accuracy"),
-    "forecasting": ("mse", "mae", "rmse"),
-}
-METRICS = tuple(m for ms in TASK_METRICS.values() for m in ms)
-TASK_OUTPUT = {"classification": "labels", "segmentation": "masks", "forecasting": "forecasts"}
-INPUT_KINDS = ("images", "series")
+# The tasks, their metrics, outputs and input kinds are the kinds' (subkit.kinds): a new
+# kind of competition is a module there and a profile here, nothing else.
+
+
+def _tasks() -> dict[str, list[Kind]]:
+    from subkit import kinds
+
+    return kinds.tasks()
+
+
+def _task_metrics(task: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(m for k in _tasks().get(task, []) for m in k.metrics))
+
+
+def _metrics() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(m for t in _tasks() for m in _task_metrics(t)))
+
+
+def _input_kinds() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(k.input_kind for ks in _tasks().values() for k in ks))
+
+
 LOWER_IS_BETTER = ("mse", "mae", "rmse")
 CSV_LAYOUTS = ("labels", "pixels")  # one label per row | `id` then one column per pixel
 CSV_LABEL_VALUES = ("indices", "names")
@@ -107,7 +122,6 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "zip_members": (int, False),
     },
 }
-OPTIONAL_TABLES = {"classes": ("forecasting",)}  # table -> tasks that need not have it
 # [limits] keys where 0 means "derive it" (memory: from this machine; unzipped: from the zip
 # size limit); the others must be positive
 _LIMITS_ZERO_OK = ("memory_mb", "unzipped_mb")
@@ -270,9 +284,17 @@ class Profile:
     @property
     def kind(self) -> str:
         """classification | series-classification | forecasting | segmentation."""
-        if self.task == "classification" and self.input_kind == "series":
-            return "series-classification"
-        return self.task
+        from subkit import kinds
+
+        kind = kinds.for_profile_data(self.task, self.input_kind)
+        return kind.name if kind is not None else self.task
+
+    @property
+    def kind_spec(self) -> Kind:
+        """The kind's object (``subkit.kinds``): everything that differs by kind."""
+        from subkit import kinds
+
+        return kinds.of(self)
 
     @property
     def extra_inputs(self) -> list[str]:
@@ -351,12 +373,18 @@ class Profile:
                          label_values=kag.get("label_values", "indices"),
                          id_width=int(kag.get("id_width", 0)), rows=int(kag.get("rows", 0)))
 
+    @property
+    def workspace_file(self) -> Path:
+        """The workspace's subkit.toml (``workspace`` must be set)."""
+        return Path(self.workspace or ".") / WORKSPACE_FILE
+
     def task_spec(self, phase: str | None = None):
         """What scoring needs, as plain values (subkit.grader.scoring stays profile-free)."""
         return TaskSpec(kind=self.output_kind, metric=self.metric, class_names=self.class_names,
                         horizon=self.horizon(phase), phase=self.phase(phase),
                         ignore_classes=self.ignore_classes,
-                        mask_shape=self.input_shape[:2] if self.output_kind == "masks" else (),
+                        mask_shape=self.input_shape[:2] if self.kind_spec.output == "masks"
+                        else (),
                         secondary=self.secondary_metrics)
 
     def workspace_path(self, key: str, default: str | None = None) -> Path | None:
@@ -449,8 +477,9 @@ def validate(data: dict[str, Any], where: str) -> None:
             _check_type(key, value, SCHEMA[""][key][0], where)
     # required fields
     for name, fields in SCHEMA.items():
-        if name in OPTIONAL_TABLES and data.get("task") in OPTIONAL_TABLES[name] \
-                and name not in data:
+        if name == "classes" and name not in data and not any(
+                k.needs_classes for k in _tasks().get(data.get("task", ""), [None])
+                if k is not None):  # a kind without classes (forecasting) needs no table
             continue
         section = data if name == "" else data.get(name, {})
         for k, (_, required) in fields.items():
@@ -460,12 +489,12 @@ def validate(data: dict[str, Any], where: str) -> None:
     if data["platform"] not in PLATFORMS:
         raise ProfileError(f"{where}: platform {data['platform']!r} is not known",
                            hint=f"one of: {', '.join(PLATFORMS)}")
-    if data["task"] not in TASKS:
+    if data["task"] not in _tasks():
         raise ProfileError(f"{where}: task {data['task']!r} is not known",
-                           hint=f"one of: {', '.join(TASKS)}")
-    if data["evaluation"]["metric"] not in METRICS:
+                           hint=f"one of: {', '.join(_tasks())}")
+    if data["evaluation"]["metric"] not in _metrics():
         raise ProfileError(f"{where}: metric {data['evaluation']['metric']!r} is not known",
-                           hint=f"one of: {', '.join(METRICS)}")
+                           hint=f"one of: {', '.join(_metrics())}")
     if data["input"]["dtype"] not in DTYPES:
         raise ProfileError(f"{where}: input dtype {data['input']['dtype']!r} is not known",
                            hint=f"one of: {', '.join(DTYPES)}")
@@ -503,19 +532,23 @@ def _validate_kind(data: dict[str, Any], where: str) -> None:
     """What the task, the output, the metric and the CSV layout must agree on."""
     task, ev, out = data["task"], data["evaluation"], data["output"]
     sub, inp = data["submission"], data["input"]
-    if ev["metric"] not in TASK_METRICS[task]:
+    metrics = _task_metrics(task)
+    if ev["metric"] not in metrics:
         _refuse(where, f"metric {ev['metric']!r} does not rank a {task} task",
-                f"one of: {', '.join(TASK_METRICS[task])}")
+                f"one of: {', '.join(metrics)}")
     for m in ev.get("secondary_metrics", []):
-        if m not in TASK_METRICS[task]:
+        if m not in metrics:
             _refuse(where, f"[evaluation] secondary_metrics: {m!r} is not a {task} metric",
-                    f"any of: {', '.join(TASK_METRICS[task])}")
-    if out["kind"] != TASK_OUTPUT[task]:
-        _refuse(where, f"[output] kind {out['kind']!r} does not fit a {task} task",
-                f'a {task} task returns kind = "{TASK_OUTPUT[task]}"')
-    if inp.get("kind", "images") not in INPUT_KINDS:
+                    f"any of: {', '.join(metrics)}")
+    if inp.get("kind", "images") not in _input_kinds():
         _refuse(where, f"[input] kind {inp['kind']!r} is not known",
-                f"one of: {', '.join(INPUT_KINDS)}")
+                f"one of: {', '.join(_input_kinds())}")
+    from subkit import kinds
+
+    output = kinds.for_profile_data(task, inp.get("kind", "images"))
+    if output is not None and out["kind"] != output.output:
+        _refuse(where, f"[output] kind {out['kind']!r} does not fit a {task} task",
+                f'a {task} task returns kind = "{output.output}"')
     n_classes = len(data.get("classes", {}).get("names", []))
     for c in ev.get("ignore_classes", []):
         if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < n_classes:

@@ -1,4 +1,4 @@
-"""Shift families for the kinds that are not image classification.
+"""Running the shift families of the kinds that are not image classification.
 
 ``score-local --shift`` on a series, forecasting or segmentation profile scores the local
 test set again under each family at three severities, through the same child (one
@@ -24,7 +24,10 @@ translate    images and masks moved by up to d pixels each way;     d 4    d 8  
              ignored class (else class 0) in the mask
 ============ ===================================================== ====== ====== ======
 
-Random draws are seeded by ``(seed, crc32(name))``, shared by the severities of a family.
+The families themselves are the kinds' (``subkit.kinds.series``,
+``subkit.kinds.segmentation``: ``Kind.shift_families``, ``Kind.apply_shift``); this module
+generates the sets, runs them through the child and scores them. Random draws are seeded
+by ``(seed, crc32(name))``, shared by the severities of a family.
 The result has the shape of ``subkit.shift.collect``'s (the terminal prints it the same
 way); for a metric where lower is better (MSE) the "drop" is negative when it worsens.
 """
@@ -36,31 +39,23 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-SERIES: dict[str, Any] = {"noise": (.05, .10, .20), "scaling": ((.10, .05), (.25, .10), (.50, .25)),
-          "missing": (.05, .15, .30)}
-# the photometric ones are subkit.shift's families (the same severity of each, in turn)
-PHOTOMETRIC = {"brightness_contrast": ("brightness_down", "contrast_down"), "blur": ("blur",),
-               "noise": ("noise",)}
-SEGMENTATION: dict[str, Any] = {"brightness_contrast": None, "blur": None, "noise": None,
-                "flip": ("lr", "ud", "both"), "translate": (4, 8, 16)}
-TITLES = {"noise": "Gaussian noise", "scaling": "gain and offset", "missing": "missing steps (0)",
-          "brightness_contrast": "brightness and contrast", "blur": "Gaussian blur",
-          "flip": "flips (images and masks)", "translate": "translation (images and masks)"}
-
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 class KindSuiteError(ValueError):
     pass
 
 
-def families(prof) -> dict:
-    return SEGMENTATION if prof.kind == "segmentation" else SERIES
+def families(prof: Profile) -> dict:
+    """The shift families of the profile's kind (``subkit.kinds``)."""
+    return prof.kind_spec.shift_families
 
 
-def parse(prof, spec: str | None) -> list[tuple[str, int]]:
+def parse(prof: Profile, spec: str | None) -> list[tuple[str, int]]:
     """(family, severity) pairs: ``default`` (all, 1-3), ``quick`` (all at 2), or a list."""
     fams = families(prof)
     spec = (spec or "default").strip()
@@ -81,60 +76,14 @@ def parse(prof, spec: str | None) -> list[tuple[str, int]]:
     return out
 
 
-# -- the families --------------------------------------------------------------------------
-def _series(name: str, sev: int, X: np.ndarray, y, rng) -> tuple[np.ndarray, np.ndarray]:
-    x = X.astype(np.float64).reshape(len(X), X.shape[1], -1)  # (n, steps, features)
-    std = x.std(axis=1, keepdims=True) + 1e-9
-    if name == "noise":
-        x = x + rng.standard_normal(x.shape) * SERIES["noise"][sev - 1] * std
-    elif name == "scaling":
-        a, b = SERIES["scaling"][sev - 1]
-        unit = rng.uniform(-1, 1, (2,) + std.shape)  # the same draws at every severity
-        gain, offset = np.exp(a * unit[0]), b * unit[1] * std
-        x = x * gain + offset
-        if y is not None:  # forecasting: the future moves with the series
-            y = y * gain[:, 0, :1] + offset[:, 0, :1]
-    else:  # missing: runs of steps set to 0
-        steps = x.shape[1]
-        run = max(1, steps // 20)
-        starts = rng.random((len(x), steps)) < SERIES["missing"][sev - 1] / run
-        gone = np.zeros((len(x), steps), bool)
-        for k in range(run):
-            gone[:, k:] |= starts[:, : steps - k]
-        x = np.where(gone[..., None], 0.0, x)
-    return x.reshape(X.shape).astype(X.dtype), y
-
-
-def _segmentation(name: str, sev: int, X: np.ndarray, masks: np.ndarray, rng, prof, seed: int):
-    if SEGMENTATION[name] is None:  # photometric: subkit.shift's image families, masks kept
-        from subkit import shift
-
-        for family in PHOTOMETRIC[name]:
-            X = shift.apply(X, family, sev, seed=seed, value_range=prof.input_range)[0]
-        return X, masks
-    if name == "flip":
-        axes = {"lr": (2,), "ud": (1,), "both": (1, 2)}[SEGMENTATION["flip"][sev - 1]]
-        return np.flip(X, axes).copy(), np.flip(masks, axes).copy()
-    d = SEGMENTATION["translate"][sev - 1]
-    fill = prof.ignore_classes[0] if prof.ignore_classes else 0
-    units = rng.uniform(-1, 1, (len(X), 2))
-    Xs, Ms = np.zeros_like(X), np.full_like(masks, fill)
-    for i, (u, v) in enumerate(np.rint(units * d).astype(int)):
-        src = (slice(max(0, -u), X.shape[1] - max(0, u)), slice(max(0, -v), X.shape[2] - max(0, v)))
-        dst = (slice(max(0, u), X.shape[1] - max(0, -u)), slice(max(0, v), X.shape[2] - max(0, -v)))
-        Xs[i][dst], Ms[i][dst] = X[i][src], masks[i][src]
-    return Xs, Ms
-
-
-def apply(prof, name: str, sev: int, X: np.ndarray, truth: np.ndarray | None, *, seed: int = 0):
+def apply(prof: Profile, name: str, sev: int, X: np.ndarray, truth: np.ndarray | None, *,
+          seed: int = 0):
     """(X, truth) under family ``name`` at ``sev``; the truth changes where the shift
     moves it (flips, translations, a forecast's scaling)."""
+    from subkit import shift
+
     rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
-    if prof.kind == "segmentation":
-        return _segmentation(name, sev, X, truth, rng, prof, seed)
-    y = truth if prof.kind == "forecasting" else None
-    Xs, ys = _series(name, sev, X, y, rng)
-    return Xs, (ys if y is not None else truth)
+    return prof.kind_spec.apply_shift(name, sev, X, truth, rng, prof, seed, shift.apply)
 
 
 # -- running and scoring -------------------------------------------------------------------
@@ -160,7 +109,7 @@ class KindPlan:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def make_plan(prof, X, truth, spec: str | None, seed: int, folder: Path) -> KindPlan:
+def make_plan(prof: Profile, X, truth, spec: str | None, seed: int, folder: Path) -> KindPlan:
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     plan = KindPlan(suite=spec or "default", seed=int(seed), folder=folder)
@@ -174,15 +123,16 @@ def make_plan(prof, X, truth, spec: str | None, seed: int, folder: Path) -> Kind
     return plan
 
 
-def collect(plan: KindPlan, status: dict, output_dir: Path, prof, phase, clean) -> dict:
+def collect(plan: KindPlan, status: dict, output_dir: Path, prof: Profile, phase, clean) -> dict:
     """The shift dict of a run (``subkit.shift.collect``'s shape)."""
     from subkit.grader import scoring
 
     extra = status.get("extra", {}) or {}
     rows: dict[str, dict] = {}
     scores, failures, predict_s = [], [], 0.0
+    titles = prof.kind_spec.shift_titles
     for e in plan.entries:
-        row = rows.setdefault(e["name"], {"name": e["name"], "title": TITLES[e["name"]],
+        row = rows.setdefault(e["name"], {"name": e["name"], "title": titles[e["name"]],
                                           "severity": [], "scores": [], "predict_s": []})
         info, value, err = extra.get(e["key"], {}), None, None
         if not info.get("ok"):

@@ -15,21 +15,24 @@ import csv
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 
-def csv_columns(profile: Any) -> list[str] | None:
+def csv_columns(profile: Profile) -> list[str] | None:
     """The header a Kaggle CSV of this profile has: ``id,label`` for labels; for masks the id
     and one column per pixel, ``0``..``H*W-1`` (row-major), as AN2DL's Mars competition;
     None for a kind no CSV layout describes (forecasts)."""
     from subkit.kaggle_csv import header
 
-    return header(profile) if profile.output_kind in ("labels", "masks") else None
+    return header(profile) if profile.kind_spec.csv_header() else None
 
 
-def _values(profile: Any) -> tuple[set[str], str]:
+def _values(profile: Profile) -> tuple[set[str], str]:
     """The cells a label or pixel may hold, and their description for a message."""
-    if profile.output_kind == "labels" and profile.csv.label_values == "names":
+    if profile.kind_spec.named_cells and profile.csv.label_values == "names":
         return set(profile.class_names), f"class name ({', '.join(profile.class_names)})"
     return {str(i) for i in range(profile.n_classes)}, f"class id (0..{profile.n_classes - 1})"
 
@@ -78,7 +81,7 @@ def _records(fh: Any) -> Iterator[list[str]]:
             yield text.split(",")
 
 
-def check_csv(path: Path, profile: Any, ids: list[str] | None = None) -> tuple[int, list[str]]:
+def check_csv(path: Path, profile: Profile, ids: list[str] | None = None) -> tuple[int, list[str]]:
     """``(rows, problems)`` of a Kaggle CSV against the profile: header, row count (the
     test set's, else the profile's ``[kaggle] rows`` when known), unique ids, the test set's
     ids in its order when ``ids`` is given, labels or pixels among the profile's classes."""

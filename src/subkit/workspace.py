@@ -16,45 +16,26 @@ def template_text(name: str) -> str:
     return (resources.files("subkit") / "templates" / name).read_text("utf-8")
 
 
-# the template files of each kind of competition: (model.py, train.py)
-KIND_TEMPLATES = {
-    "classification": ("model.py", "train.py"),
-    "series-classification": ("model_series.py", "train_series.py"),
-    "forecasting": ("model_forecast.py", "train_forecast.py"),
-    "segmentation": ("model_segmentation.py", "train_segmentation.py"),
-}
-
-
 def model_template(prof) -> str:
     """The template model.py of the profile's kind, written for its grader: the class
     name (``model`` on CodaLab), ``__init__(self, path)`` where the grader passes the
     submission's folder, the first phase's forecast horizon."""
     from subkit.profile import SUBMISSION_PLACEHOLDER
 
-    text = template_text(KIND_TEMPLATES[prof.kind][0])
+    kind = prof.kind_spec
+    text = template_text(kind.templates[0])
     text = re.sub(r"^class Model:", f"class {prof.class_name}:", text, count=1, flags=re.M)
     if prof.init_args == [SUBMISSION_PLACEHOLDER]:
         text = text.replace("def __init__(self, path=None):", "def __init__(self, path):", 1)
-    if prof.kind == "forecasting":
-        text = re.sub(r"^HORIZON = \d+", f"HORIZON = {prof.horizon()}", text, count=1, flags=re.M)
-        values = prof.extra_input_values("categories")
-        if values:
-            text = re.sub(r"^CATEGORIES = .*$", "CATEGORIES = " + json.dumps(values), text,
-                          count=1, flags=re.M)
-    return text
+    return kind.edit_model_template(text, prof)
 
 
 def train_template(prof) -> str:
     """The reference train.py of the profile's kind, its DATA line set from the profile."""
-    data = {"images_key": prof.images_key, "labels_key": prof.labels_key}
-    if prof.kind == "forecasting":
-        data["steps"] = max(prof.horizon(p) or 0 for p in prof.phases or [None])
-        data["categories"] = prof.extra_input_values("categories") or []
-    elif prof.kind == "segmentation":
-        data.update(n_classes=prof.n_classes, ignore_classes=prof.ignore_classes)
-    else:
-        data["class_names"] = prof.class_names
-    text = template_text(KIND_TEMPLATES[prof.kind][1])
+    kind = prof.kind_spec
+    data = {"images_key": prof.images_key, "labels_key": prof.labels_key,
+            **kind.template_data(prof)}
+    text = template_text(kind.templates[1])
     return re.sub(r"^DATA = \{.*?\}$", "DATA = " + json.dumps(data), text, count=1,
                   flags=re.M | re.S)
 

@@ -68,10 +68,9 @@ def inspect(file, near, similarity, z_threshold, html_path, no_open, profile_nam
     report = commands.inspect(commands.InspectOptions(
         file=Path(file), near=near, similarity=similarity, z_threshold=z_threshold,
         html=Path(html_path) if html_path is not None else None), prof)
-    if prof.kind == "segmentation":
-        from subkit.data import kinds
-
-        echo_json(report) if as_json else click.echo(kinds.to_text(report))
+    own = prof.kind_spec.inspect_text(report)  # the kind's own inspection (subkit.kinds)
+    if own is not None:
+        echo_json(report) if as_json else click.echo(own)
         return
     if as_json:
         echo_json(insp.public(report))
@@ -118,11 +117,9 @@ def dedupe(file, out, drop, near, similarity, record, force, drop_shared_masks, 
         file=Path(file), out=Path(out), drop=drop, near=near, similarity=similarity,
         record=Path(record) if record else None, force=force,
         drop_shared_masks=drop_shared_masks), prof)
-    if prof.kind == "segmentation" and not as_json:
-        click.echo(f"{summary['n_input']:,} -> {summary['n_output']:,} images: removed "
-                   f"{summary['n_removed']:,} ({summary['drop']}; {summary['n_groups']} groups "
-                   f"of duplicate images, {summary['n_removed_shared_masks']} images sharing "
-                   f"a mask)\nwrote {summary['output']} and {summary['record']}")
+    own = prof.kind_spec.dedupe_lines(summary)
+    if own is not None and not as_json:
+        click.echo("\n".join(own))
         return
     if as_json:
         echo_json(summary)
@@ -163,15 +160,16 @@ def split(file, test_size, out_train, out_test, seed, near, similarity, set_defa
     and no test image has a near duplicate in training."""
     from subkit.commands import data as commands
 
+    prof = load_profile(profile_name)
     report = commands.split(commands.SplitOptions(
         file=Path(file), out_train=Path(out_train), out_test=Path(out_test),
         test_size=test_size, seed=seed, near=near, similarity=similarity,
-        set_default=set_default, force=force), load_profile(profile_name))
+        set_default=set_default, force=force), prof)
     if as_json:
         echo_json(report)
         return
     if "kind" in report:
-        _print_kind_split(report)
+        _print_kind_split(report, prof.kind_spec.split_lines(report))
         return
     width = max(len(c["name"]) for c in report["classes"])
     click.echo(f"{report['n_images']:,} images -> train {report['train']['n_images']:,}, "
@@ -192,18 +190,12 @@ def split(file, test_size, out_train, out_test, seed, near, similarity, set_defa
         click.echo(f"set local_test in {report['set_default']}")
 
 
-def _print_kind_split(report: dict) -> None:
+def _print_kind_split(report: dict, kind_lines: list[str]) -> None:
     click.echo(f"{report['n_samples']:,} samples -> train {report['train']['n_samples']:,}, "
                f"test {report['test']['n_samples']:,} (test size {report['test_size']}, "
                f"seed {report['seed']})")
-    if report["kind"] == "forecasting":
-        click.echo(f"split by series: {report['test_series']} of {report['n_series']} series on "
-                   "the test side, each whole (no window of a test series in training)")
-        for c in report["categories"]:
-            click.echo(f"  category {c['category']}: {c['series']} series, {c['test_series']} test")
-    else:
-        click.echo(f"duplicate image groups kept together: {report['groups_kept_together']} "
-                   f"({report['images_in_groups']} images)")
+    for line in kind_lines:
+        click.echo(line)
     click.echo(f"wrote {report['train']['path']} and {report['test']['path']}")
     if report.get("set_default"):
         click.echo(f"set local_test in {report['set_default']}")

@@ -10,6 +10,7 @@ from subkit.grader.run import env_line, env_warnings
 
 if TYPE_CHECKING:
     from subkit.grader.codabench.runner import BundleRunResult
+    from subkit.profile import Profile
 
 
 def _loud(result) -> None:
@@ -18,7 +19,9 @@ def _loud(result) -> None:
         click.secho(f"  WARNING: {w}", fg="yellow", bold=True)
 
 
-def print_score(result, prof) -> None:
+def print_score(result, prof: Profile) -> None:
+    """The summary of a score-local run; the kind's own lines (per class, per step) come
+    from its object (``Kind.summary_lines``), every kind ends the same way."""
     echo = click.echo
     if not result.ok:
         f = result.failure
@@ -39,8 +42,8 @@ def print_score(result, prof) -> None:
         return
     s = result.scores
     head = f"{result.metric} {s[result.metric]:.4f}"
-    noun = "images" if result.kind in ("classification", "segmentation") else "series"
-    phase = f", {result.phase} phase" if result.phase and result.kind == "forecasting" else ""
+    kind = prof.kind_spec
+    noun, phase = kind.noun, kind.headline_suffix(result.phase)
     click.secho(f"{head}   ({result.zip.name} on {result.n} {noun} of {result.data.name}{phase})",
                 bold=True)
     _loud(result)
@@ -61,12 +64,8 @@ def print_score(result, prof) -> None:
         print_shift(result.shift)
     if getattr(result, "tta_compare", None):
         print_tta(result.tta_compare)
-    if result.kind == "forecasting":
-        steps = s.get("mse_per_step") or []
-        echo("  MSE per forecast step: " + " ".join(f"{v:.4f}" for v in steps))
-        echo("")
-    else:
-        _per_class(result)
+    for line in kind.summary_lines(result):  # per class, per step: the kind's own part
+        echo(line)
     t = result.timings
     total = t.get("child_s", 0.0)
     frac = total / result.time_limit_s if result.time_limit_s else 0
@@ -84,32 +83,6 @@ def print_score(result, prof) -> None:
     if report.is_file():
         echo(f"  report: {report}")
     click.secho(f"  {env_line(result.env)}", bold=True)
-
-
-def _per_class(result) -> None:
-    echo = click.echo
-    width = max(len(n) for n in result.class_names) + 2
-    if result.kind == "segmentation":
-        echo(f"  {'class':<{width}}    IoU  pixels (true)")
-        for row in result.per_class:
-            iou = ("ignored" if row["ignored"]
-                   else ("     -" if row["iou"] is None else f"{row['iou']:.3f}"))
-            echo(f"  {row['name']:<{width}} {iou:>6} {row['support']:14,d}")
-    else:
-        echo(f"  {'class':<{width}} precision  recall     f1  support")
-        for row in result.per_class:
-            echo(f"  {row['name']:<{width}} {row['precision']:9.3f} {row['recall']:7.3f} "
-                 f"{row['f1']:6.3f} "
-                 f"{row['support']:8d}")
-    echo("")
-    unit = " of pixels" if result.kind == "segmentation" else ""
-    echo(f"  confusion matrix{unit} (rows: true, columns: predicted)")
-    cm = result.confusion_matrix
-    cw = max(4, max(len(str(v)) for r in cm for v in r) + 1)
-    echo("  " + " " * 4 + "".join(f"{j:>{cw}}" for j in range(len(cm))))
-    for i, r in enumerate(cm):
-        echo(f"  {i:>3} " + "".join(f"{v:>{cw}}" for v in r))
-    echo("")
 
 
 def print_sandbox(box: dict) -> None:

@@ -58,11 +58,10 @@ def inspect(opts: InspectOptions, prof) -> dict:
     kinds' report (``"kind"`` in it)."""
     from subkit.data import inspect as insp
 
-    if prof.kind == "segmentation":
-        from subkit.data import io, kinds
-
-        return kinds.inspect(io.load(opts.file, prof, require_labels=False), prof,
-                             near=opts.near, min_similarity=opts.similarity)
+    own = prof.kind_spec.inspect(opts.file, prof, near=opts.near,
+                                 min_similarity=opts.similarity)
+    if own is not None:
+        return own
     html_path = opts.html
     if html_path is not None and html_path.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--html {html_path}: the page's name must end in .html",
@@ -87,29 +86,15 @@ def dedupe(opts: DedupeOptions, prof) -> dict:
     """Write the copy without duplicates and its record; their summary."""
     kwargs: dict[str, Any] = dict(out=opts.out, drop=opts.drop, near=opts.near,
                   min_similarity=opts.similarity, force=opts.force, record=opts.record)
-    if prof.kind == "segmentation":
-        from subkit.data import kinds
-
-        return kinds.dedupe_file(opts.file, prof, drop_shared_masks=opts.drop_shared_masks,
+    return prof.kind_spec.dedupe(opts.file, prof, drop_shared_masks=opts.drop_shared_masks,
                                  **kwargs)
-    if opts.drop_shared_masks:
-        raise UsageError("--drop-shared-masks is for segmentation profiles",
-                         hint=f"{prof.name} is {prof.kind}: drop the option")
-    from subkit.data.duplicates import dedupe_file
-
-    return dedupe_file(opts.file, prof, **kwargs)
 
 
 def split(opts: SplitOptions, prof) -> dict:
     """Write the train and test sets; the split's report (``"kind"`` in it for series and
     masks)."""
-    from subkit.data.split import split_file
-
-    if prof.kind in ("forecasting", "segmentation"):
-        from subkit.data import kinds
-
-        split_file = kinds.split_file
-    return split_file(opts.file, prof, test_size=opts.test_size, out_train=opts.out_train,
+    return prof.kind_spec.split(opts.file, prof, test_size=opts.test_size,
+                      out_train=opts.out_train,
                       out_test=opts.out_test, seed=opts.seed, near=opts.near,
                       min_similarity=opts.similarity, force=opts.force,
                       set_default=opts.set_default)

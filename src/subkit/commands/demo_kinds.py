@@ -13,19 +13,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from subkit import ui
 from subkit.errors import SubkitError
+from subkit.grader.run import env_line, env_warnings
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 
 def _step(n: int, total: int, text: str) -> None:
     ui.echo(f"\n[{n}/{total}] {text}", bold=True)
 
 
-def run_kind_demo(directory: Path, prof, *, n: int, epochs: int | None, seed: int,
+def run_kind_demo(directory: Path, prof: Profile, *, n: int, epochs: int | None, seed: int,
                   show_score: Callable[[Any, Any], None] | None = None) -> dict:
     from subkit.checks import check_csv
     from subkit.commands.build import BuildOptions, build
@@ -42,7 +44,7 @@ def run_kind_demo(directory: Path, prof, *, n: int, epochs: int | None, seed: in
     for p in init_workspace(directory, prof.name, force=True):
         ui.echo(f"  wrote {p}")
 
-    _step(2, total, f"data: synthetic {prof.kind} data, cleaned and split")
+    _step(2, total, f"data: synthetic {prof.kind_spec.title} data, cleaned and split")
     data_dir = directory / "data"
     data_dir.mkdir(exist_ok=True)
     prof = load(workspace=directory)
@@ -71,60 +73,35 @@ def run_kind_demo(directory: Path, prof, *, n: int, epochs: int | None, seed: in
         out.update(csv=str(csv_path), csv_status=report.status)
     out["seconds"] = time.monotonic() - t0
     ui.echo(f"\ndemo finished in {out['seconds']:.0f} s in {directory}", bold=True)
+    ui.echo(f"next: cd {directory} && subkit history")
     if not result.ok:
         raise SubkitError("the demo's submission failed its local run",
                           hint="see the summary above")
+    # the same ending as the image demo's (demo_reference): the score and the versions
+    ui.echo(f"local score: {result.metric} {result.score:.4f}, {env_line(result.env)}", bold=True)
+    for w in env_warnings(result.env):
+        ui.warn(f"WARNING: {w}")
+    out.update(directory=str(directory), env=result.env)
     return out
 
 
-def _make_data(prof, data_dir: Path, n: int, seed: int) -> Path:
-    """The raw synthetic set (with the kind's traps), cleaned and split; the test set's path."""
+def _make_data(prof: Profile, data_dir: Path, n: int, seed: int) -> Path:
+    """The raw synthetic set (with the kind's traps), cleaned and split; the test set's path.
+    The kind (``subkit.kinds``) makes the data and says which rows it holds out."""
     from subkit.data import io as data_io
-    from subkit.data import synthetic
 
     raw, train, test = (data_dir / "training_set.npz", data_dir / "train.npz",
                         data_dir / "local_test.npz")
-    if prof.kind == "forecasting":
-        d = synthetic.for_profile(prof, n, seed=seed)
-        data_io.save_npz(raw, force=True, **d)
-        test_ids = _series_split(d["series"], seed)
-        is_test = np.isin(d["series"], test_ids)
-        ui.echo(f"  {raw}: {len(d['series'])} windows of {len(np.unique(d['series']))} series; "
-                   f"split by series: {len(test_ids)} series held out (their windows overlap)")
-    elif prof.kind == "segmentation":
-        d = synthetic.for_profile(prof, n, seed=seed, aliens=max(4, n // 25))
-        data_io.save_npz(raw, force=True, **d)
-        keep = _without_shared_masks(d[prof.labels_key])
-        ui.echo(f"  {raw}: {len(keep)} images; dropped {int((~keep).sum())} that share one "
-                   "identical mask (the 'alien' outliers)")
-        d = {k: v[keep] for k, v in d.items()}
-        is_test = np.random.default_rng(seed).random(len(d[prof.images_key])) < 0.2
-    else:
+    demo = prof.kind_spec.demo_data(prof, n, seed)
+    data_io.save_npz(raw, force=True, **demo.raw)
+    ui.echo(f"  {raw}: {demo.note}")
+    if demo.is_test is None:  # one label per sample: deduplicated and split like the images
         from subkit.commands.demo_reference import clean_and_split
 
-        d = synthetic.for_profile(prof, n, seed=seed, **({"duplicates": max(8, n // 20)}
-                                                          if prof.input_kind == "images" else {}))
-        data_io.save_npz(raw, force=True, **{k: v for k, v in d.items() if k != "is_duplicate"})
-        ui.echo(f"  {raw}: {len(d[prof.labels_key])} samples")
         clean_and_split(raw, train, test, prof, seed)
         return test
-    data_io.save_npz(train, force=True, **{k: v[~is_test] for k, v in d.items()})
-    data_io.save_npz(test, force=True, **{k: v[is_test] for k, v in d.items()})
+    is_test = demo.is_test
+    data_io.save_npz(train, force=True, **{k: v[~is_test] for k, v in demo.arrays.items()})
+    data_io.save_npz(test, force=True, **{k: v[is_test] for k, v in demo.arrays.items()})
     ui.echo(f"  split: {int((~is_test).sum())} train / {int(is_test.sum())} local test")
     return test
-
-
-def _series_split(series: np.ndarray, seed: int, fraction: float = 0.2) -> np.ndarray:
-    ids = np.unique(series)
-    return np.random.default_rng(seed).choice(ids, max(1, int(round(len(ids) * fraction))),
-                                              replace=False)
-
-
-def _without_shared_masks(masks: np.ndarray) -> np.ndarray:
-    """False for every image whose mask is byte-identical to another's."""
-    from subkit.data import duplicates
-
-    keep = np.ones(len(masks), bool)
-    for group in duplicates.exact_groups(masks):
-        keep[group] = False
-    return keep

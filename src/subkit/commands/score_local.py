@@ -174,7 +174,7 @@ def score_zip(zip_path: Path, data_path: Path, prof, *, time_limit: float | None
 
     zip_path = safezip.require_zip(zip_path)
     phase = prof.phase(phase)
-    other_kind = prof.kind != "classification"  # shift_kinds' families, no TTA/proba/report
+    other_kind = not prof.kind_spec.image_tools  # shift_kinds' families, no TTA/proba
     if (tta_compare or proba) and other_kind:
         raise SubkitError(f"--tta-compare and --proba are for image classification; "
                           f"{prof.name} is {prof.kind}", hint="score it without them")
@@ -186,8 +186,9 @@ def score_zip(zip_path: Path, data_path: Path, prof, *, time_limit: float | None
             shift_kinds.parse(prof, shift) if other_kind else shiftmod.parse_suite(shift)
         except (shiftmod.SuiteError, shift_kinds.KindSuiteError) as exc:
             raise InputError(str(exc),
-                             hint="e.g. --shift default, quick, hidden-2024, microscopy, "
-                                  "blur:3,noise (series: noise:3,scaling)") from None
+                             hint="e.g. --shift default, quick, "
+                                  + (prof.kind_spec.shift_example if other_kind else
+                                     "hidden-2024, microscopy, blur:3,noise")) from None
     notes = recover(prof)
     ds = data_io.load(data_path, prof, require_labels=True, phase=phase)
     X, warns = prepare_input(ds.images, prof)
@@ -262,7 +263,7 @@ def _run_and_score(run: lifecycle.Run, ds, X, warns: list[str], ask: _Ask) -> Ru
     finally:
         if plan is not None and not ask.keep_input:
             plan.cleanup()
-    if ask.report and prof.kind == "classification":  # the HTML report shows images and labels
+    if ask.report:  # the kind's sections (subkit.kinds), the test inputs and truth
         try:
             from subkit.report.html import write_report
 
@@ -334,9 +335,7 @@ def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool
     if not out.parent.is_dir() if str(out.parent) else False:
         raise InputError(f"folder {out.parent} does not exist", hint="create it first")
     zip_path = safezip.require_zip(zip_path)
-    if prof.output_kind == "forecasts":
-        raise SubkitError(f"{prof.name} is a code competition: it takes the zip, not a CSV",
-                          hint="score it with `subkit score-local`, submit the zip")
+    prof.kind_spec.refuse_csv(prof)
     phase = prof.phase(phase)
     notes = recover(prof)
     ds = data_io.load(data_path, prof, require_labels=False, phase=phase)

@@ -23,11 +23,15 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from subkit.errors import InputError
 from subkit.fsutil import atomic_open
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 
@@ -46,7 +50,7 @@ class Dataset:
         return int(self.images.shape[0])
 
 
-def load(path: str | os.PathLike, profile, *, require_labels: bool = True,
+def load(path: str | os.PathLike, profile: Profile, *, require_labels: bool = True,
          check_shape: bool = True, phase: str | None = None) -> Dataset:
     """``phase``: the profile's phase whose forecast horizon the targets are cut to."""
     p = Path(path)
@@ -54,8 +58,8 @@ def load(path: str | os.PathLike, profile, *, require_labels: bool = True,
         raise InputError(f"data not found: {p}",
                          hint="give an .npz with the profile's keys or a folder of class folders")
     if p.is_dir():
-        if profile.kind != "classification":
-            raise InputError(f"{p} is a folder; a {profile.kind} data set is an .npz",
+        if not profile.kind_spec.folders:
+            raise InputError(f"{p} is a folder; a {profile.kind_spec.name} data set is an .npz",
                              hint=f"save it with numpy.savez(path, {_keys_hint(profile)})")
         ds = _load_folder(p, profile, require_labels)
     else:
@@ -65,7 +69,7 @@ def load(path: str | os.PathLike, profile, *, require_labels: bool = True,
     return ds
 
 
-def _keys_hint(profile) -> str:
+def _keys_hint(profile: Profile) -> str:
     keys = [profile.images_key, *profile.extra_inputs, profile.labels_key]
     return ", ".join(f"{k}=..." for k in keys)
 
@@ -111,7 +115,7 @@ def _read_object_array(p: Path, key: str) -> np.ndarray:
     return arr.astype(str)
 
 
-def _get(npz, p: Path, key: str, profile) -> np.ndarray:
+def _get(npz, p: Path, key: str, profile: Profile) -> np.ndarray:
     try:
         return npz[key]
     except ValueError as exc:
@@ -126,7 +130,7 @@ def _get(npz, p: Path, key: str, profile) -> np.ndarray:
     return _read_object_array(p, key)
 
 
-def _load_npz(p: Path, profile, require_labels: bool) -> Dataset:
+def _load_npz(p: Path, profile: Profile, require_labels: bool) -> Dataset:
     if not zipfile.is_zipfile(p):
         raise InputError(f"{p} is not an .npz file (not a zip archive)",
                          hint=f"save data with numpy.savez(path, {_keys_hint(profile)})")
@@ -164,26 +168,28 @@ def _load_npz(p: Path, profile, require_labels: bool) -> Dataset:
     return Dataset(images=images, labels=labels, path=p, labels_stored_shape=stored, extras=extras)
 
 
-def _targets(ds: Dataset, profile, phase: str | None) -> np.ndarray | None:
-    """The stored targets in the form scoring compares with (see Dataset.labels)."""
+def _targets(ds: Dataset, profile: Profile, phase: str | None) -> np.ndarray | None:
+    """The stored targets in the form scoring compares with (see Dataset.labels): the
+    profile's kind reads them (``subkit.kinds``)."""
     if ds.labels is None:
         return None
-    if profile.output_kind == "masks":
-        return _masks(ds.labels, ds.path, profile, len(ds))
-    if profile.output_kind == "forecasts":
-        return _forecast_targets(ds.labels, ds.path, profile, phase, len(ds))
-    lab = _normalise_labels(ds.labels, ds.path, profile.class_names)
+    return profile.kind_spec.targets(ds.labels, ds.path, profile, phase, len(ds))
+
+
+def label_targets(labels: np.ndarray, path: Path, profile: Profile) -> np.ndarray:
+    """Class labels as class ids 0..n-1 (indices, one-hot or the class names)."""
+    lab = _normalise_labels(labels, path, profile.class_names)
     bad = (lab < 0) | (lab >= profile.n_classes)
     if bad.any():
         vals = sorted(set(lab[bad].tolist()))[:5]
         raise InputError(
-            f"{ds.path}: {int(bad.sum())} labels outside the profile's classes "
+            f"{path}: {int(bad.sum())} labels outside the profile's classes "
             f"0..{profile.n_classes - 1} (e.g. {vals})",
             hint="the profile has these classes: " + ", ".join(profile.class_names))
     return lab
 
 
-def _masks(masks: np.ndarray, p: Path, profile, n: int) -> np.ndarray:
+def mask_targets(masks: np.ndarray, p: Path, profile: Profile, n: int) -> np.ndarray:
     m = np.asarray(masks)
     h, w = profile.input_shape[:2]
     if m.ndim == 4 and m.shape[-1] == 1:
@@ -203,7 +209,8 @@ def _masks(masks: np.ndarray, p: Path, profile, n: int) -> np.ndarray:
     return m
 
 
-def _forecast_targets(y: np.ndarray, p: Path, profile, phase: str | None, n: int) -> np.ndarray:
+def forecast_targets(y: np.ndarray, p: Path, profile: Profile, phase: str | None,
+                     n: int) -> np.ndarray:
     y = np.asarray(y)
     horizon = profile.horizon(phase)
     where = f" of the {profile.phase(phase)} phase" if profile.phases else ""
@@ -264,9 +271,10 @@ def _labels_from_names(lab: np.ndarray, p: Path, class_names: list[str]) -> np.n
         else np.zeros(values.shape, np.int64)
 
 
-def _validate(ds: Dataset, profile, require_labels: bool, check_shape: bool) -> None:
+def _validate(ds: Dataset, profile: Profile, require_labels: bool, check_shape: bool) -> None:
     imgs = ds.images
-    what = "images" if profile.input_kind == "images" else f"the series {profile.images_key!r}"
+    kind = profile.kind_spec
+    what = "images" if kind.noun == "images" else f"the {kind.noun} {profile.images_key!r}"
     if imgs.dtype == object or imgs.dtype.kind not in "uif":
         raise InputError(f"{ds.path}: {what} have dtype {imgs.dtype}, not numeric",
                          hint="store them as one numeric array (n, ...) shaped as the profile says")
@@ -281,13 +289,12 @@ def _validate(ds: Dataset, profile, require_labels: bool, check_shape: bool) -> 
         _validate_extra(ds.path, profile, name, arr, len(imgs))
     if ds.labels is not None:
         if len(ds.labels) != len(imgs):
-            noun = "images" if profile.input_kind == "images" else "series"
-            targets = {"labels": "labels", "masks": "masks"}.get(profile.output_kind, "target rows")
-            raise InputError(f"{ds.path}: {len(imgs)} {noun} but {len(ds.labels)} {targets}",
+            raise InputError(f"{ds.path}: {len(imgs)} {kind.noun} but {len(ds.labels)} "
+                             f"{kind.target_noun}",
                              hint="inputs and targets must have the same length, in the same order")
 
 
-def _validate_extra(p: Path, profile, name: str, arr: np.ndarray, n: int) -> None:
+def _validate_extra(p: Path, profile: Profile, name: str, arr: np.ndarray, n: int) -> None:
     if arr.ndim < 1 or arr.shape[0] != n:
         raise InputError(f"{p}: {name!r} has shape {arr.shape}; predict needs one per sample ({n})",
                          hint=f"store {name} in the same order as {profile.images_key}")
@@ -300,7 +307,7 @@ def _validate_extra(p: Path, profile, name: str, arr: np.ndarray, n: int) -> Non
                              hint=f"the profile's {name}: {', '.join(map(str, allowed))}")
 
 
-def _load_folder(p: Path, profile, require_labels: bool) -> Dataset:
+def _load_folder(p: Path, profile: Profile, require_labels: bool) -> Dataset:
     from PIL import Image
 
     names = profile.class_names

@@ -18,7 +18,7 @@ apply (exact duplicates compare the series' bytes).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,11 +27,14 @@ from subkit.data.split import set_local_test, split_indices
 from subkit.data.subsets import check_outputs, read_arrays, subset, write_all
 from subkit.errors import InputError, UsageError
 
+if TYPE_CHECKING:
+    from subkit.profile import Profile
+
 SERIES_KEY = "series"
 MIN_SHARED = 3  # images sharing one mask before they count as outliers
 
 
-def _check_args(profile, test_size: float, set_default: bool) -> None:
+def _check_args(profile: Profile, test_size: float, set_default: bool) -> None:
     if not 0.0 < test_size < 1.0:
         raise UsageError(f"--test-size must be between 0 and 1 (exclusive), got {test_size}",
                          hint="e.g. --test-size 0.15")
@@ -41,7 +44,7 @@ def _check_args(profile, test_size: float, set_default: bool) -> None:
                               "or drop --set-default")
 
 
-def split_file(path: Path, profile, *, test_size: float, out_train: Path, out_test: Path,
+def split_file(path: Path, profile: Profile, *, test_size: float, out_train: Path, out_test: Path,
                seed: int = 0, near: int = 4, min_similarity: float = 0.98,
                force: bool = False, set_default: bool = False) -> dict[str, Any]:
     """The split of a forecasting or segmentation set; the report (JSON-ready)."""
@@ -50,17 +53,8 @@ def split_file(path: Path, profile, *, test_size: float, out_train: Path, out_te
     check_outputs(Path(path), [out_train, out_test], force, ["--out-train", "--out-test"])
     arrays, skipped = read_arrays(ds, profile)
     n = len(ds)
-    if profile.kind == "forecasting":
-        train, test, report = _split_series(ds, arrays, test_size, seed)
-    else:
-        dups = duplicates.find(ds.images, near=near, min_similarity=min_similarity)
-        groups = [g for g in dups.groups() if len(g) > 1]
-        train, test = split_indices(np.zeros(n, np.int64), groups, 1, test_size, seed, ["image"])
-        is_test = np.zeros(n, bool)
-        is_test[test] = True
-        report = {"groups_kept_together": len(groups),
-                  "images_in_groups": int(sum(len(g) for g in groups)),
-                  "groups_on_test_side": int(sum(bool(is_test[g[0]]) for g in groups))}
+    train, test, report = profile.kind_spec.split_rows(ds, arrays, test_size, seed, near,
+                                                       min_similarity)
     write_all({out_train: subset(arrays, train, n), out_test: subset(arrays, test, n)})
     report = {"input": str(path), "kind": profile.kind, "n_samples": n, "test_size": test_size,
               "seed": seed, "train": {"path": str(out_train), "n_samples": int(len(train))},
@@ -71,7 +65,25 @@ def split_file(path: Path, profile, *, test_size: float, out_train: Path, out_te
     return report
 
 
-def _split_series(ds, arrays: dict, test_size: float, seed: int):
+def split_by_duplicates(ds, arrays: dict, test_size: float, seed: int, near: int,
+                        min_similarity: float):
+    """Exact and near-duplicate images kept on one side; (train, test, report)."""
+    n = len(ds)
+    dups = duplicates.find(ds.images, near=near, min_similarity=min_similarity)
+    groups = [g for g in dups.groups() if len(g) > 1]
+    train, test = split_indices(np.zeros(n, np.int64), groups, 1, test_size, seed, ["image"])
+    is_test = np.zeros(n, bool)
+    is_test[test] = True
+    report = {"groups_kept_together": len(groups),
+              "images_in_groups": int(sum(len(g) for g in groups)),
+              "groups_on_test_side": int(sum(bool(is_test[g[0]]) for g in groups))}
+    return train, test, report
+
+
+def split_by_series(ds, arrays: dict, test_size: float, seed: int, near: int = 0,
+                    min_similarity: float = 0.0):
+    """Every series whole on one side, each category's share on both; (train, test,
+    report)."""
     if SERIES_KEY not in arrays:
         raise InputError(f"{ds.path} has no {SERIES_KEY!r} array: "
                          "the series each window comes from",
@@ -119,7 +131,7 @@ def mask_ids(masks: np.ndarray) -> np.ndarray:
     return ids
 
 
-def inspect(ds, profile, *, near: int = duplicates.DEFAULT_NEAR,
+def inspect(ds, profile: Profile, *, near: int = duplicates.DEFAULT_NEAR,
             min_similarity: float = duplicates.DEFAULT_SIMILARITY) -> dict[str, Any]:
     masks, names = ds.labels, profile.class_names
     counts = (np.bincount(masks.reshape(-1), minlength=profile.n_classes)
@@ -165,7 +177,8 @@ def to_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def dedupe_file(path: Path, profile, *, out: Path, drop: str = "keep-one", near: int | None = None,
+def dedupe_file(path: Path, profile: Profile, *, out: Path, drop: str = "keep-one",
+                near: int | None = None,
                 min_similarity: float = duplicates.DEFAULT_SIMILARITY, force: bool = False,
                 record: Path | None = None, drop_shared_masks: bool = False) -> dict[str, Any]:
     """A copy without duplicate images (and shared-mask outliers), and the record."""

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from subkit.data.subsets import (
 )
 from subkit.errors import InputError, ProfileError, UsageError
 from subkit.fsutil import temp_sibling
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 
 # -- the split -----------------------------------------------------------------------------------
@@ -103,7 +107,7 @@ def split_indices(labels: np.ndarray, groups: list[np.ndarray], n_classes: int,
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)
 
 
-def split_file(path: Path, profile, *, test_size: float, out_train: Path, out_test: Path,
+def split_file(path: Path, profile: Profile, *, test_size: float, out_train: Path, out_test: Path,
                seed: int = 0, near: int = 4, min_similarity: float = 0.98,
                force: bool = False, set_default: bool = False) -> dict[str, Any]:
     """Split a labelled data set into two files; returns the report (JSON-ready)."""
@@ -159,7 +163,7 @@ _ANY_HEADER = re.compile(r"^\s*\[")
 _KEY = re.compile(r"^\s*local_test\s*=")
 
 
-def set_local_test(profile, test_path: Path) -> Path:
+def set_local_test(profile: Profile, test_path: Path) -> Path:
     """Set ``local_test`` in the ``[workspace]`` table of the workspace's subkit.toml.
 
     The file is edited as text, so comments and layout survive; the result is parsed back
@@ -167,13 +171,16 @@ def set_local_test(profile, test_path: Path) -> Path:
     """
     import tomli_w
 
-    from subkit.profile import WORKSPACE_FILE, tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
 
     ws = profile.workspace
     if ws is None:
         raise UsageError("no workspace: no subkit.toml here or above",
                          hint="run `subkit init` first, or drop --set-default")
-    toml_path = Path(ws) / WORKSPACE_FILE
+    toml_path = profile.workspace_file  # subkit.profile is above data (subkit.kinds)
     test_path = Path(test_path).resolve()
     try:
         value = test_path.relative_to(Path(ws).resolve()).as_posix()

@@ -17,7 +17,7 @@ from subkit.fsutil import temp_sibling
 
 
 def check_classification(profile) -> None:
-    if profile.task != "classification":
+    if not profile.kind_spec.one_label:
         raise UsageError(
             f"profile {profile.name} is a {profile.task} competition; this data tool handles "
             "classification labels (one class id per image)",

@@ -403,23 +403,11 @@ def multivariate(n: int = 600, *, seed: int = 0, steps: int = 36, features: int 
 def for_profile(prof, n: int, *, seed: int = 0, **kwargs) -> dict[str, np.ndarray]:
     """A synthetic set shaped as ``prof`` says, under the profile's own keys (plus the
     generator's markers: ``series``, ``is_duplicate``, ``is_outlier``)."""
-    kind = prof.kind
-    if kind == "forecasting":
-        steps = max(prof.horizon(p) or 0 for p in prof.phases or [None])
-        d = forecasting(max(1, n // kwargs.pop("windows", 4)), seed=seed,
-                        history=prof.input_shape[0], horizon=steps, **kwargs)
-        return {prof.images_key: d["X"], prof.labels_key: d["y"], "categories": d["categories"],
-                "series": d["series"]}
-    if kind == "segmentation":
-        d = terrain(n, seed=seed, shape=prof.input_shape[:2], **kwargs)
-        return {prof.images_key: d["images"].astype(prof.input_dtype), prof.labels_key: d["masks"],
-                "is_outlier": d["is_outlier"]}
-    if kind == "series-classification":
-        steps, features = prof.input_shape
-        counts = prof.reference_counts or None
-        d = multivariate(n, seed=seed, steps=steps, features=features,
-                         n_classes=prof.n_classes, class_weights=counts, **kwargs)
-        return {prof.images_key: d["X"], prof.labels_key: d["labels"]}
+    return prof.kind_spec.synthetic(prof, n, seed=seed, **kwargs)
+
+
+def images_for_profile(prof, n: int, *, seed: int = 0, **kwargs) -> dict[str, np.ndarray]:
+    """An image classification set (the plants' or the blood cells' look)."""
     if prof.class_names == PLANT_CLASSES:
         d = plants(n, seed=seed, **kwargs)
         return {prof.images_key: d["data"], prof.labels_key: d["labels"],

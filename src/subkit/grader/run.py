@@ -343,7 +343,7 @@ def finish_run(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_
             warns += ev.warnings
             scores, per_class, cm = ev.scores, ev.per_class, ev.confusion_matrix
             scoring.write_scores_json(run_dir / "scores.json", scores)
-            np.save(run_dir / "output" / f"{prof.output_kind}.npy", ev.values)
+            np.save(run_dir / "output" / f"{prof.kind_spec.output}.npy", ev.values)
         except scoring.PredictionError as exc:
             failure = Failure("scoring", exc.message, exc.hint)
     timings = dict(cr.status.get("timings", {}))  # the child's own words, for the summary

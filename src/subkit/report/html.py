@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import html
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from subkit.data.html import data_uri
 from subkit.grader import untrusted
+from subkit.kinds.report import ReportArrays, _e, _f, _short
+
+if TYPE_CHECKING:
+    from subkit.kinds import Kind
+    from subkit.profile import Profile
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-MISTAKES_PER_CLASS = 4
 MAX_FILES = 200
 MAX_HASH_BYTES = 64 * 1024**2  # files hashed for the report (bigger: size only)
 
@@ -85,19 +87,6 @@ code{font-size:12px;background:#f0f2f5;padding:1px 4px;border-radius:4px}
 """
 
 
-def _e(s: Any) -> str:
-    return html.escape(str(s), quote=True)
-
-
-def _short(s, n: int = 24) -> str:
-    s = str(s)
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
-def _f(x, nd=4) -> str:
-    return "–" if x is None else f"{x:.{nd}f}"
-
-
 # -- loading a run folder ------------------------------------------------------------------
 def load_run(run_dir: Path) -> dict:
     from subkit.grader.runfolder import read_record
@@ -142,7 +131,7 @@ def _size(n: float) -> str:
 
 
 # -- sections ------------------------------------------------------------------------------
-def _headline(run: dict) -> str:
+def _headline(run: dict, noun: str) -> str:
     metric = run.get("metric", "accuracy")
     scores = run.get("scores") or {}
     shift = run.get("shift") or {}
@@ -151,7 +140,7 @@ def _headline(run: dict) -> str:
     used = t.get("child_s")
     cards = [f"<div class='card main'><div class='k'>clean {_e(metric)}</div>"
              f"<div class='v'>{_f(scores.get(metric))}</div>"
-             f"<div class='d'>{run.get('n', 0):,} local test images</div></div>"]
+             f"<div class='d'>{run.get('n', 0):,} local test {_e(noun)}</div></div>"]
     pred = run.get("predicted_leaderboard")
     if pred:
         cards.append(_prediction_card(pred))
@@ -401,31 +390,6 @@ def _shift_section(run: dict) -> str:
     return "".join(P)
 
 
-def _gallery(run: dict, samples: dict | None, clean_images: np.ndarray | None) -> str:
-    """One test image per shift: clean and at severities 1, 2, 3 (the images rotate)."""
-    shift = run.get("shift")
-    if not shift or not samples:
-        return ""
-    k = min(v.shape[0] for v in samples.values())
-    P = ["<section><h2>What the shifts look like</h2><div class='gcards'>"]
-    for j, r in enumerate(shift.get("shifts", [])):
-        i = j % k if k else 0
-        cells = []
-        if clean_images is not None and i < len(clean_images):
-            cells.append(f"<figure><img alt='clean' src='{data_uri(clean_images[i])}'>"
-                         "<figcaption>clean</figcaption></figure>")
-        n = len(r.get("params") or r["severity"])
-        for sev in sorted({1, (n + 1) // 2, n}):
-            a = samples.get(f"{r['name']}-{sev}")
-            if a is not None and i < len(a):
-                cells.append(f"<figure><img alt='{_e(r['name'])} {sev}' src='{data_uri(a[i])}'>"
-                             f"<figcaption>severity {sev}</figcaption></figure>")
-        P.append(f"<div class='gcard'><b>{_e(r.get('title') or r['name'])}</b>"
-                 f"<div class='gthumbs'>{''.join(cells)}</div></div>")
-    P.append("</div></section>")
-    return "".join(P)
-
-
 def _tta_section(run: dict) -> str:
     t = run.get("tta_compare")
     if not t:
@@ -455,89 +419,6 @@ def _tta_section(run: dict) -> str:
     if t.get("shifts"):
         P.append("<p class='note'>Per shift: the column <i>mean without TTA</i> of the shift "
                  "table above.</p>")
-    P.append("</section>")
-    return "".join(P)
-
-
-def _per_class(run: dict) -> str:
-    rows = run.get("per_class") or []
-    if not rows:
-        return ""
-    P = ["<section><h2>Per class</h2><table><tr><th>id</th><th class='l'>class</th><th>support</th>"
-         "<th>precision</th><th>recall</th><th class='l'></th><th>F1</th></tr>"]
-    for r in rows:
-        rec = r["recall"]
-        colour = "#2e7d32" if rec >= 0.9 else ("#e0a100" if rec >= 0.7 else "#c62828")
-        P.append(f"<tr><td>{r['class']}</td><td class='l'>{_e(r['name'])}</td>"
-                 f"<td>{r['support']}</td><td>{r['precision']:.3f}</td><td>{rec:.3f}</td>"
-                 f"<td class='l'><div class='bar'>"
-                 f"<span style='width:{rec * 100:.1f}%;background:{colour}'></span></div></td>"
-                 f"<td>{r['f1']:.3f}</td></tr>")
-    P.append("</table></section>")
-    return "".join(P)
-
-
-def _confusion(run: dict) -> str:
-    cm = run.get("confusion_matrix") or []
-    if not cm:
-        return ""
-    names = run.get("class_names") or [str(i) for i in range(len(cm))]
-    P = ["<section><h2>Confusion matrix</h2><p class='note'>Rows: true class; columns: predicted "
-         "class (by id). Colour: share of the row (green on the diagonal, red off it).</p>"
-         "<table class='cm'><tr><th></th>"]
-    P += [f"<th title='{_e(n)}'>{j}</th>" for j, n in enumerate(names)]
-    P.append("<th>n</th></tr>")
-    for i, row in enumerate(cm):
-        tot = sum(row) or 1
-        cells = []
-        for j, v in enumerate(row):
-            a = v / tot
-            rgb = "46,125,50" if i == j else "198,40,40"
-            alpha = (0.08 + 0.85 * a) if v else 0.0
-            fg = "#fff" if alpha > 0.55 else "#1d2430"
-            cells.append(f"<td style='background:rgba({rgb},{alpha:.3f});color:{fg}' "
-                         f"title='true {_e(names[i])}, predicted {_e(names[j])}: {v} ({a:.0%})'>"
-                         f"{v if v else ''}</td>")
-        P.append(f"<tr><th class='l'>{i} {_e(names[i])}</th>{''.join(cells)}"
-                 f"<td class='muted'>{sum(row)}</td></tr>")
-    P.append("</table></section>")
-    return "".join(P)
-
-
-def _mistakes(run: dict, images, y_true, y_pred, proba) -> str:
-    head = "<section><h2>Most confident mistakes per class</h2>"
-    if y_pred is None or y_true is None:
-        return head + "<p class='muted'>Predictions not available.</p></section>"
-    if images is None:
-        return head + ("<p class='muted'>The test images are not available (moved?): "
-                       "thumbnails omitted.</p></section>")
-    names = run.get("class_names") or []
-    conf = None
-    if (proba is not None and proba.ndim == 2 and proba.shape[0] == len(y_pred)
-            and proba.shape[1] > int(y_pred.max(initial=0))):
-        conf = proba[np.arange(len(y_pred)), y_pred]
-    note = ("ranked by the model's probability of the wrong class" if conf is not None else
-            "the model's confidence was not measured (run with --proba or --shift to rank by it)")
-    P = [head, f"<p class='note'>Up to {MISTAKES_PER_CLASS} per true class, {note}.</p>"]
-    wrong = y_true != y_pred
-    for c in range(len(names)):
-        idx = np.flatnonzero(wrong & (y_true == c))
-        if conf is not None and idx.size:
-            idx = idx[np.argsort(-conf[idx], kind="stable")]
-        n_wrong = idx.size
-        idx = idx[:MISTAKES_PER_CLASS]
-        figs = []
-        for i in idx:
-            p = int(y_pred[i])
-            cap = f"#{i} → {names[p] if p < len(names) else p}"
-            if conf is not None:
-                cap += f" ({conf[i]:.2f})"
-            figs.append(f"<figure><img alt='#{i}' src='{data_uri(images[i])}'>"
-                        f"<figcaption>{_e(cap)}</figcaption></figure>")
-        body = "".join(figs) if figs else "<span class='good'>no mistakes</span>"
-        P.append(f"<div class='mrow'><div><b>{_e(names[c])}</b><br><span class='muted'>"
-                 f"{n_wrong} wrong of {int((y_true == c).sum())}</span></div>"
-                 f"<div class='thumbs'>{body}</div></div>")
     P.append("</section>")
     return "".join(P)
 
@@ -582,12 +463,12 @@ def _timing(run: dict) -> str:
     return "".join(P)
 
 
-def _environment(run: dict, files: list[dict]) -> str:
+def _environment(run: dict, files: list[dict], noun: str) -> str:
     env = run.get("env") or {}
     vers = env.get("versions") or {}
     P = ["<section><h2>Submission and environment</h2><table>"]
     rows = [("zip", Path(str(run.get("zip", ""))).name), ("zip sha256", run.get("zip_sha256", "")),
-            ("test data", f"{run.get('data', '')} ({run.get('n', 0):,} images)"),
+            ("test data", f"{run.get('data', '')} ({run.get('n', 0):,} {noun})"),
             ("environment", env.get("name", "")),
             ("python", env.get("python_version") or env.get("python", ""))]
     rows += [(k, v) for k, v in vers.items()]
@@ -613,10 +494,12 @@ def _environment(run: dict, files: list[dict]) -> str:
 
 
 # -- the page ------------------------------------------------------------------------------
-def render(run: dict, *, images: np.ndarray | None = None, y_true: np.ndarray | None = None,
-           y_pred: np.ndarray | None = None, proba: np.ndarray | None = None,
-           samples: dict | None = None, files: list[dict] | None = None) -> str:
-    """The report page of a run dict (run.json's content)."""
+def render(run: dict, *, kind: Kind | None = None, arrays: ReportArrays | None = None,
+           files: list[dict] | None = None) -> str:
+    """The report page of a run dict (run.json's content): the sections every kind has,
+    and the kind's own (``Kind.report_sections``: per class, per step, mask overlays)."""
+    arrays = arrays if arrays is not None else ReportArrays()
+    noun = kind.noun if kind is not None else "samples"
     zipname = Path(str(run.get("zip", "submission"))).name
     ok = run.get("ok")
     when = datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -626,39 +509,40 @@ def render(run: dict, *, images: np.ndarray | None = None, y_true: np.ndarray | 
          f"<title>subkit report: {_e(zipname)}</title><style>{CSS}</style></head><body><main>",
          f"<h1>{'' if ok else '<span class=bad>FAILED</span> '}{_e(zipname)}</h1>",
          f"<p class='sub'>Local evaluation the way the hidden grader runs it · "
+         f"{_e(kind.title if kind is not None else '')} · "
          f"{_e(run.get('metric', ''))} · report written {when} by subkit</p>"]
     if ok:
-        P.append(_headline(run))
+        P.append(_headline(run, noun))
     else:
         P.append(_failure(run))
     if ok:
-        clean = images[: min(3, len(images))] if images is not None else None
         P.append(_prediction_section(run))
         P.append(_shift_section(run))
         P.append(_tta_section(run))
-        P.append(_per_class(run))
-        P.append(_confusion(run))
-        P.append(_mistakes(run, images, y_true, y_pred, proba))
-        P.append(_gallery(run, samples, clean))
+        if kind is not None:
+            P.extend(kind.report_sections(run, arrays))
     P.append(_timing(run))
-    P.append(_environment(run, files or []))
+    P.append(_environment(run, files or [], noun))
     P.append("</main></body></html>")
     return "\n".join(p for p in P if p)
 
 
-def write_report(run_dir: Path, prof=None, *, images: np.ndarray | None = None,
-                 labels: np.ndarray | None = None, name: str = "report.html",
-                 record: dict | None = None) -> Path:
+def write_report(run_dir: Path, prof: Profile | None = None, *,
+                 images: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 name: str = "report.html", record: dict | None = None) -> Path:
     """Write ``report.html`` of a run folder atomically and return its path.
 
-    ``images``/``labels``: the test set (else reloaded from run.json's data path with
-    ``prof``, when it is still there); ``record``: the run's record while it runs (run.json
-    is written when the run ends), else read from run.json.
+    ``images``/``labels``: the test set's inputs and truth (else reloaded from run.json's
+    data path with ``prof``, when it is still there); ``record``: the run's record while
+    it runs (run.json is written when the run ends), else read from run.json. The
+    predictions are the kind's output file (``output/labels.npy``, ``masks.npy``,
+    ``forecasts.npy``).
     """
     run_dir = Path(run_dir)
     run = record if record is not None else load_run(run_dir)
+    kind = prof.kind_spec if prof is not None else None
     out_dir = run_dir / "output"
-    y_pred = _load_npy(out_dir / "labels.npy")
+    pred = _load_npy(out_dir / f"{kind.output}.npy") if kind is not None else None
     proba = _load_npy(out_dir / "proba.npy")
     samples = None
     if (out_dir / "shift_samples.npz").is_file():
@@ -672,15 +556,17 @@ def write_report(run_dir: Path, prof=None, *, images: np.ndarray | None = None,
         try:
             from subkit.data import io as data_io
 
-            ds = data_io.load(run["data"], prof, require_labels=True)
+            ds = data_io.load(run["data"], prof, require_labels=True, phase=run.get("phase"))
             if len(ds) == run.get("n"):
                 images = ds.images if images is None else images
                 labels = ds.labels if labels is None else labels
         except Exception:  # moved or changed data: the report goes on without thumbnails
             pass
-    y_true = None if labels is None else np.asarray(labels).reshape(-1)
-    text = render(run, images=images, y_true=y_true, y_pred=y_pred, proba=proba,
-                  samples=samples, files=_files(run_dir / "submission"))
+    truth = None if labels is None else np.asarray(labels)
+    if truth is not None and kind is not None and kind.one_label:
+        truth = truth.reshape(-1)
+    text = render(run, kind=kind, arrays=ReportArrays(images, truth, pred, proba, samples),
+                  files=_files(run_dir / "submission"))
     from subkit.fsutil import write_text_atomic
 
     return write_text_atomic(run_dir / name, text)

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from subkit.errors import InputError, SubkitError, UsageError
+from subkit.errors import InputError, UsageError
 from subkit.fsutil import atomic_open
 from subkit.grader.codabench.image import default_image, dockerfile, image_note
 
@@ -39,10 +39,7 @@ def export_bundle(prof: Profile, reference: Path, out: Path, *, force: bool = Fa
     from subkit.workspace import template_text
 
     out = Path(out)
-    if prof.task != "classification":
-        raise SubkitError(f"bundle export supports classification profiles; {prof.name} is "
-                          f"{prof.task}",
-                          hint="segmentation scoring is not implemented yet")
+    prof.kind_spec.refuse_export(prof)
     if out.suffix.lower() != ".zip":
         raise UsageError(f"--out {out} should end in .zip", hint="e.g. --out bundle.zip")
     if out.exists() and not force:
