@@ -213,6 +213,8 @@ def _custom_classes(config: Any) -> list[str]:
                     custom.add(registered or cls)
                 elif isinstance(registered, str) and ">" in registered:
                     custom.add(registered)
+                elif module is None and not cls.startswith("__") and "config" in node:
+                    custom.add(registered or cls)  # a class of __main__ (a notebook's)
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):

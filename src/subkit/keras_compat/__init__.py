@@ -59,11 +59,14 @@ from subkit.keras_compat.config import collect_classes, layer_objects, read_kera
 from subkit.keras_compat.processes import (
     BATCH_SEED,
     BATCH_SIZE,
+    SubmissionCode,
     Worker,
     WorkerError,
     answer,
     ask,
+    blame_custom,
     close_workers,
+    refuse_lambdas,
     start_workers,
 )
 from subkit.keras_compat.rewrite import metadata_for, plan_rewrite, write_keras
@@ -127,7 +130,8 @@ def _max_abs_diff(a_path: Path, b_path: Path) -> float:
 def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | None,
              echo: Echo = _stderr_echo, source_python: str | None = None,
              strict: bool = True,
-             workers: tuple[Worker, Worker | None] | None = None) -> dict:
+             workers: tuple[Worker, Worker | None] | None = None,
+             code: SubmissionCode | None = None) -> dict:
     """Rewrite the ``.keras`` file ``src`` into ``dst`` so that keras ``target_version``
     loads it, and verify it there.
 
@@ -164,6 +168,7 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
         report["seconds"] = round(time.monotonic() - t0, 2)
         return report
 
+    refuse_lambdas(config, src.name)
     classes = collect_classes(config)
     target: dict | None = None
     if not env_python:
@@ -175,7 +180,8 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
                 hint="create the grader environment: subkit env create (then build again)")
     echo(f"retargeting {src.name} from keras {source_version or '(unknown)'} to "
          f"{target_version}: asking both Kerases about {len(classes)} classes...")
-    source_worker, target_worker = workers or start_workers(env_python, source_python)
+    source_worker, target_worker = workers or start_workers(env_python, source_python,
+                                                            code=code)
     work = source_worker.work
     assert work is not None
     try:
@@ -185,6 +191,8 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
         out = work.out
         batch, out_src, out_dst = out / "batch.npz", out / "source.npz", out / "target.npz"
         source = answer(source_worker, "probe")
+        if source_worker.registered:  # the submission's classes the weights need
+            report["custom_classes"] = source_worker.registered["classes"]
         fix: set[int] | None = None
         if target_worker is not None:
             target = answer(target_worker, "probe")
@@ -225,6 +233,9 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
                                out=str(out_dst))
             except SubkitError as exc:
                 _name_refused_layer(target_worker, trials, target_version)
+                custom = blame_custom(exc.message, target_worker, target_version)
+                if custom is not None:
+                    raise custom from None
                 raise SubkitError(
                     f"keras {target_version} cannot load the rewritten file: {exc.message}",
                     hint="report this file's layers to subkit; meanwhile train with keras "
