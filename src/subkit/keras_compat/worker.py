@@ -287,7 +287,9 @@ def op_register(req):
             line = inspect.getsourcelines(value)[1]
         except (TypeError, OSError):
             source, line = None, None
-        info.update(file=_rel(source, root) if source else None, line=line,
+        rel = _rel(source, root) if source else None
+        line = next((d["line"] for d in at_top if d["file"] == rel), line)  # not a decorator's
+        info.update(file=rel, line=line,
                     how="registered" if registry.get(key) is value else "by name",
                     mine=_under(source, root))
         out["classes"].append(info)
