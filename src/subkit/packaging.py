@@ -18,7 +18,7 @@ from typing import Any
 from subkit import ui
 from subkit.checks import CheckReport, keras_versions, newer_keras
 from subkit.errors import CheckFailed, InputError, SubkitError
-from subkit.keras_compat.processes import SubmissionCode
+from subkit.keras_compat.processes import CustomClassError, SubmissionCode
 from subkit.ledger import sha256_file as _sha256
 from subkit.modelcheck import check_source
 from subkit.weights import WeightsInfo, is_weights_name, strip_optimizer
@@ -192,7 +192,7 @@ def _strip_and_prove(src: Path, name: str, info: WeightsInfo, entry: dict, stage
                     f"(model.py builds the model; the smoke test loads them)")
         return path, None
     if info.kind == "h5-model":
-        return path, _prove_h5(path, name, info, target, env_python)
+        return path, _prove_h5(path, name, info, target, env_python, code)
     rt = _retarget(path, stage, info, target, explicit, env_python, workers, code)
     if rt.get("path"):
         path = Path(rt.pop("path"))
@@ -201,7 +201,7 @@ def _strip_and_prove(src: Path, name: str, info: WeightsInfo, entry: dict, stage
 
 
 def _prove_h5(path: Path, name: str, info: WeightsInfo, target: str,
-              env_python: str | None) -> dict:
+              env_python: str | None, code: SubmissionCode | None = None) -> dict:
     """A legacy HDF5 model saved by a newer Keras: subkit does not rewrite .h5 files, so it
     loads it in the target as it is; refused, with the conversion, when that fails."""
     from subkit import keras_compat
@@ -212,7 +212,10 @@ def _prove_h5(path: Path, name: str, info: WeightsInfo, target: str,
                     skipped_reason="no grader environment to load it in")
     try:
         return dict(base, **keras_compat.verify_load(path, target, env_python=env_python,
-                                                     echo=ui.echo))
+                                                     echo=ui.echo, code=code,
+                                                     custom=info.custom_classes))
+    except CustomClassError:
+        raise  # the class's own words: saving as .keras would not help
     except SubkitError as exc:
         stem = name.rsplit(".", 1)[0]
         raise CheckFailed(

@@ -67,6 +67,7 @@ from subkit.keras_compat.processes import (
     blame_custom,
     close_workers,
     refuse_lambdas,
+    register_names,
     start_workers,
 )
 from subkit.keras_compat.rewrite import metadata_for, plan_rewrite, write_keras
@@ -307,7 +308,8 @@ def _name_refused_layer(worker: Worker, trials: list, target_version: str) -> No
 
 
 def verify_load(src: Path, target_version: str, *, env_python: str, echo: Echo = _stderr_echo,
-                source_python: str | None = None) -> dict:
+                source_python: str | None = None, code: SubmissionCode | None = None,
+                custom: list[str] | None = None) -> dict:
     """Load a model file (``.keras`` or a legacy ``.h5`` model) in the target environment
     as it is, and compare its outputs on a fixed seeded batch with the current
     environment's: the proof that the target loads it, without rewriting anything.
@@ -318,9 +320,11 @@ def verify_load(src: Path, target_version: str, *, env_python: str, echo: Echo =
     src = Path(src)
     echo(f"loading {src.name} in keras {target_version} and comparing predictions on "
          f"{BATCH_SIZE} fixed inputs...")
-    source_worker, target_worker = start_workers(env_python, source_python)
+    source_worker, target_worker = start_workers(env_python, source_python, code=code)
     work = source_worker.work
     try:
+        for w in (source_worker, target_worker):  # custom: the registered names it needs
+            register_names(w, custom or [])
         model, out = str(work.give(src)), work.out
         batch, out_src, out_dst = out / "batch.npz", out / "source.npz", out / "target.npz"
         answer(source_worker, "predict", model=model, batch=str(batch), out=str(out_src),

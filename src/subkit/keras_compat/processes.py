@@ -39,6 +39,10 @@ TAG = "@@SUBKIT@@"  # marks the worker's replies on its stdout
 WORKER_PROGRAM = Path(__file__).with_name("worker.py")
 
 
+class CustomClassError(SubkitError):
+    """A custom class of the submission that the workers could not make available."""
+
+
 @dataclass(frozen=True)
 class SubmissionCode:
     """The submission's own code, for weights whose custom classes it defines: the files
@@ -272,6 +276,17 @@ def refuse_lambdas(config: dict, name: str) -> None:
                  "copy the weights (new.set_weights(old.get_weights())) and save it again")
 
 
+def register_names(worker: Worker | None, names: list[str]) -> None:
+    """"register" for a file whose config subkit does not read (a legacy .h5 model): the
+    custom classes by the names its config uses ("package>Name" or "Name")."""
+    if worker is None or not names or worker.code is None or worker.code_dir is None:
+        return
+    needed = [{"class_name": n.split(">")[-1], "registered_name": n, "module": None,
+               "layer": None, "object": None} for n in names]
+    worker.send("register", folder=str(worker.code_dir), entry=worker.code.entry,
+                needed=needed, construct=False)
+
+
 def register(worker: Worker, config: dict, *, construct: bool) -> None:
     """Send "register" first when the weights need custom classes and the worker has the
     submission's code (the reply is read by ``answer`` before any other)."""
@@ -364,7 +379,7 @@ def _at(d: dict | None) -> str:
 
 
 def custom_failure(p: dict, code: SubmissionCode | None, env: str,
-                   names: list[str | None]) -> SubkitError:
+                   names: list[str | None]) -> CustomClassError:
     """The error for what the worker could not make available (``p``: one of op_register's
     problems), naming the class, the file that defines it and what to change."""
     from subkit.grader import hints
@@ -376,7 +391,7 @@ def custom_failure(p: dict, code: SubmissionCode | None, env: str,
     first = places[0] if places else {}
     needs = "the custom classes the weights need"
     if kind == "syntax":
-        return SubkitError(
+        return CustomClassError(
             f"{p['file']} has a syntax error at line {p['line']}: {p['error']}"
             + (f" (`{p['code']}`)" if p.get("code") else "")
             + f"; met while importing {entry} for {needs}",
@@ -387,20 +402,20 @@ def custom_failure(p: dict, code: SubmissionCode | None, env: str,
         msg = (f"importing {entry} in {env} failed: {p['error']}" + (f" (at {at})" if at else "")
                + f"; subkit imports it there to load {needs}, as the grader does")
         if p.get("etype") in ("ModuleNotFoundError", "ImportError") and p.get("module"):
-            return SubkitError(msg, hint=hints.missing_module_hint(
+            return CustomClassError(msg, hint=hints.missing_module_hint(
                 p["module"], env, local_files=_local_py(code)))
-        return SubkitError(msg, hint=f"code at the top level of {entry} runs when it is "
+        return CustomClassError(msg, hint=f"code at the top level of {entry} runs when it is "
                                      "imported: keep it to imports and definitions (load the "
                                      "weights in __init__)")
     if kind == "twice":
         spots = " and ".join(f"{d['file']}:{d['line']}" for d in places)
-        return SubkitError(
+        return CustomClassError(
             f"custom class {cls} is defined twice ({spots}): the last definition replaces the "
             f"first when {entry} is imported, so which one the weights were saved with is not "
             "clear", hint=f"keep one definition of {cls} (the one the model was trained with) "
                           "and delete the other")
     if kind == "runtime":
-        return SubkitError(
+        return CustomClassError(
             f"custom class {cls} is built at run time, inside {first.get('inside')}() "
             f"({first.get('file')}:{first.get('line')}): it exists only once that code runs, "
             f"so Keras cannot find it while loading the weights (layer {p.get('layer')!r})",
@@ -409,12 +424,12 @@ def custom_failure(p: dict, code: SubmissionCode | None, env: str,
                  "the class")
     if kind == "not-imported":
         stem = str(first.get("file", "")).removesuffix(".py").replace("/", ".")
-        return SubkitError(
+        return CustomClassError(
             f"custom class {cls} is defined in {first.get('file')}, which {entry} does not "
             f"import: loading the weights (layer {p.get('layer')!r}) cannot find it",
             hint=f"import it at the top of {entry}: from {stem} import {cls}")
     if kind == "missing":
-        return SubkitError(
+        return CustomClassError(
             f"no file of the submission defines custom class {cls} at its top level (layer "
             f"{p.get('layer')!r} of the weights needs it; a class made with type() or by a "
             f"function exists only at run time)",
@@ -437,7 +452,7 @@ def custom_failure(p: dict, code: SubmissionCode | None, env: str,
         hint = (f"make {cls}.from_config({cls}(...).get_config()) work in {entry}: its "
                 "__init__ runs again on the saved config when the weights load")
     at = _at(p.get("frame"))
-    return SubkitError(
+    return CustomClassError(
         f"custom class {cls} ({where_}) fails to construct from the config saved with the "
         f"weights (layer {p.get('layer')!r}), in {env}: {err}" + (f" (at {at})" if at else ""),
         hint=hint)
@@ -460,7 +475,7 @@ def blame_custom(message: str, worker: Worker, target_version: str) -> SubkitErr
         name = c.get("name")
         if name and re.search(rf"\b{re.escape(name)}\b", message):
             at = f"{c['file']}:{c['line']}" if c.get("file") else "the submission"
-            return SubkitError(
+            return CustomClassError(
                 f"custom class {name} ({at}) does not load in keras {target_version}, the "
                 f"grader's ({where(worker)}): {message.split(': ', 1)[-1]}",
                 hint=f"{name} works in your Keras but not in keras {target_version}: make it "
