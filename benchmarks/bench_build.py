@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     orig = weights.stat().st_size
     stripped = int(w.get("size", orig))
     zip_size = int(man["size"])
-    h5_zip = next(m["size"] for m in man["members"] if m["name"] == weights.name)
+    h5_zip = next(m["size"] for m in man["members"] if m["name"] == w["name"])
     resaved_size = resaved.stat().st_size
     over_stripped = zip_size / stripped - 1
     smoke = next((m.get("smoke") for m in manifests if m.get("smoke")), None)

@@ -48,7 +48,8 @@ def is_custom(obj: dict) -> bool:
         return False
     if name == "function":  # a function: custom unless it is one of Keras's built-ins
         return module not in (None, "builtins") and isinstance(obj.get("config"), str)
-    return module != "builtins"
+    # Keras 3 always writes "module"; an object without it is a legacy (Keras 2) config's
+    return module != "builtins" and "module" in obj
 
 
 Layer = tuple  # (name, index in walk order); index 0 is "no layer yet"
