@@ -33,6 +33,8 @@ from subkit.keras_compat.config import (
 from subkit.keras_compat.processes import WORKER_PROGRAM
 from subkit.keras_compat.rewrite import plan_rewrite, write_keras
 
+from conftest import make_zip
+
 TARGET = "3.4.1"
 
 
@@ -883,3 +885,77 @@ def test_a_lambda_layer_is_still_refused_with_the_reason(cli, workspace, custom_
     assert r.code != 0 and "layer 'lambda' is a Lambda holding Python code" in r.err, r.text
     assert "safe_mode=True" in r.err and "hint: replace the Lambda by a small layer class" in r.err
     assert _no_zip(workspace)
+
+
+NUMPY_HELPER_BUG = '''
+import numpy as np
+
+
+class Model:
+    def __init__(self):
+        pass
+
+    def _prepare(self, X):
+        return X.astype("float32") / 255.0
+
+    def predict(self, X):
+        X = self._prepare(X, 96)
+        return np.zeros(len(X), dtype=np.int64)
+'''
+
+
+def test_score_local_names_the_participants_line_and_does_not_blame_the_input(
+        cli, workspace, test_npz, tmp_path):
+    z = make_zip(tmp_path / "bug.zip", {"model.py": NUMPY_HELPER_BUG})
+    r = cli("score-local", z, "--data", test_npz, "--json")
+    failure = json.loads(r.out)["failure"]
+    assert r.code == 1 and failure["stage"] == "predict"
+    assert "raised TypeError at model.py:13" in failure["message"]
+    assert failure["hint"].startswith("model.py:13 in predict() (`X = self._prepare(X, 96)`) "
+                                      "calls a function with arguments it does not take")
+    assert "X is a numpy array" not in failure["hint"]
+
+
+def test_score_local_says_both_ways_out_of_a_missing_module(cli, workspace, test_npz, tmp_path):
+    z = make_zip(tmp_path / "imp.zip", {"model.py": "import numpy\nimport not_a_module_anywhere"
+                                                    "\n" + NUMPY_HELPER_BUG})
+    r = cli("score-local", z, "--data", test_npz, "--json")
+    failure = json.loads(r.out)["failure"]
+    assert r.code == 1 and failure["stage"] == "import"
+    hint = failure["hint"]
+    assert "has no not_a_module_anywhere: drop the import" in hint
+    assert "the grader's pins: python 3.10, tensorflow 2.17.0, keras 3.4.1" in hint  # ran here
+    assert '[grader] extras = { "not-a-module-anywhere" = "VERSION" }' in hint
+    assert hint.endswith("(raised at model.py:2 (`import not_a_module_anywhere`))")
+
+
+def test_custom_class_errors_name_the_class_the_file_and_the_change():
+    from types import SimpleNamespace
+
+    from subkit.keras_compat.processes import SubmissionCode, blame_custom, custom_failure
+
+    code = SubmissionCode(files={"model.py": Path("model.py")})
+    e = custom_failure({"kind": "not-imported", "name": "Sharpen", "layer": "sharpen",
+                        "places": [{"file": "layers/extra.py", "line": 4}]}, code, "here", [])
+    assert e.message.startswith("custom class Sharpen is defined in layers/extra.py, which "
+                                "model.py does not import")
+    assert e.hint == "import it at the top of model.py: from layers.extra import Sharpen"
+    e = custom_failure({"kind": "missing", "name": "Sharpen", "layer": "sharpen"}, code,
+                       "here", [])
+    assert "no file of the submission defines custom class Sharpen" in e.message
+    assert e.hint.startswith("define `class Sharpen(keras.layers.Layer)` at the top level")
+    e = custom_failure({"kind": "construct", "name": "Sharpen", "file": "model.py", "line": 9,
+                        "layer": "sharpen", "error": "TypeError: Sharpen.__init__() missing 1 "
+                        "required positional argument: 'amount'"}, code, "the current env", [])
+    assert e.message.startswith("custom class Sharpen (model.py:9) fails to construct")
+    assert e.hint.startswith("Sharpen.get_config() must return every argument of its __init__")
+    worker = SimpleNamespace(label="grader", start=lambda: {"python": "3.10.13",
+                                                           "keras": "3.4.1"},
+                             registered={"classes": [{"name": "Sharpen", "file": "model.py",
+                                                      "line": 9}]})
+    e = blame_custom("predict failed in the grader environment: TypeError: Sharpen.call() got "
+                     "an unexpected keyword argument 'mask'", worker, "3.4.1")
+    assert e is not None and e.message.startswith(
+        "custom class Sharpen (model.py:9) does not load in keras 3.4.1, the grader's (the "
+        "grader's environment (python 3.10.13, keras 3.4.1))")
+    assert blame_custom("Dense refuses 'quantization_config'", worker, "3.4.1") is None
