@@ -959,3 +959,21 @@ def test_custom_class_errors_name_the_class_the_file_and_the_change():
         "custom class Sharpen (model.py:9) does not load in keras 3.4.1, the grader's (the "
         "grader's environment (python 3.10.13, keras 3.4.1))")
     assert blame_custom("Dense refuses 'quantization_config'", worker, "3.4.1") is None
+
+
+def test_the_custom_objects_a_load_needs_skip_what_compile_was_given():
+    from subkit.keras_compat.config import custom_needed, is_custom, lambda_layers
+
+    custom = _ser(None, "Sharpen", {"name": "sharpen", "amount": 2},
+                  registered_name="Sharpen")  # a notebook's class: module None
+    loss = _ser("model", "function", "focal_loss", registered_name="function")
+    seq = _sequential(custom, _dense())
+    seq["compile_config"] = {"loss": loss}
+    needed = custom_needed(seq)
+    assert [(n["class_name"], n["layer"]) for n in needed] == [("Sharpen", "sharpen")]
+    assert is_custom(loss) and not is_custom(_dense()) and not is_custom(
+        {"class_name": "Conv2D", "config": {}})  # a legacy config: no module key at all
+    lam = _ser("keras.layers", "Lambda", {"name": "scale", "function": {
+        "class_name": "__lambda__", "config": {"code": "..."}}})
+    assert lambda_layers(_sequential(lam, _dense())) == ["scale"]
+    assert lambda_layers(seq) == []

@@ -201,7 +201,8 @@ def custom_needed(config: dict) -> list[dict]:
     out: dict[tuple[str, str], dict] = {}
 
     def visit(obj: dict, label: str, layer: Layer, is_layer: bool) -> None:
-        if not is_custom(obj):
+        # what compile() was given (a custom loss or metric) is not loaded with compile=False
+        if not is_custom(obj) or ".compile_config" in label:
             return
         key = (obj["class_name"], str(obj.get("registered_name") or obj.get("config")))
         out.setdefault(key, {"class_name": obj["class_name"],
