@@ -980,3 +980,17 @@ def test_the_custom_objects_a_load_needs_skip_what_compile_was_given():
         "class_name": "__lambda__", "config": {"code": "..."}}})
     assert lambda_layers(_sequential(lam, _dense())) == ["scale"]
     assert lambda_layers(seq) == []
+
+
+@pytest.mark.slow
+@pytest.mark.grader_env
+def test_the_submissions_code_in_the_workers_has_the_smoke_tests_disk_limit(
+        cli, workspace, custom_saved):
+    toml = workspace / "subkit.toml"
+    toml.write_text(toml.read_text() + "\n[limits]\ndisk_mb = 8\n")
+    hog = ("import time\nwith open('hog.bin', 'wb') as fh:\n    fh.write(b'0' * 40_000_000)\n"
+           "time.sleep(2)\n")
+    r = _build_custom(cli, workspace, custom_saved / "weights.keras", hog + CUSTOM_MODEL_PY)
+    assert r.code != 0 and "wrote past the sandbox's disk limit" in r.err, r.text
+    assert "hint: write nothing big next to model.py" in r.err
+    assert _no_zip(workspace)

@@ -96,7 +96,7 @@ def submission_code(stage: Path, prof, includes: list[Path],
                     model_py: str | None = None) -> SubmissionCode:
     """The submission's code for the Keras workers of a rewrite, when its weights need
     custom classes: the staged entry file, the profile's required files and every
-    ``--include`` that is not a weights file (the helper modules model.py imports), with
+    ``--include`` that is a .py file or a small one (the helper modules model.py imports), with
     the profile's sandbox limits. ``model_py``: where model.py came from (its folder: the
     .py files beside it, for the hint on a helper left out of the zip)."""
     from subkit.grader.sandbox import Limits
@@ -104,7 +104,10 @@ def submission_code(stage: Path, prof, includes: list[Path],
     files = {prof.entry_file: stage / prof.entry_file}
     files.update({name: stage / name for name in prof.required_files
                   if (stage / name).is_file()})
-    files.update({inc.name: inc for inc in includes if not is_weights_name(inc.name)})
+    # the helper modules, and the small files their import may read (a big data file is
+    # not copied twice into the workers' working copies for nothing)
+    files.update({inc.name: inc for inc in includes if not is_weights_name(inc.name)
+                  and (inc.suffix == ".py" or inc.stat().st_size <= 16 * 1024**2)})
     folder = Path(model_py).parent if model_py and Path(model_py).is_file() else None
     return SubmissionCode(files=files, entry=prof.entry_file, limits=Limits.of(prof),
                           origin=model_py or "", folder=folder)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,12 @@ class Worker:
         self._timer = threading.Timer(timeout, self.proc.kill)
         self._timer.daemon = True
         self._timer.start()
+        self.limit_hit: str | None = None
+        if self.code_dir is not None and work is not None:  # the smoke test's disk limits
+            limit = (limits or sandbox.Limits()).disk_mb * 1024**2
+            self._watch = threading.Thread(target=self._watch_disk,
+                                           args=([self.code_dir, work.out], limit), daemon=True)
+            self._watch.start()
         self.ready: dict | None = None
         # requests go out in order through a thread of their own: a request bigger than the
         # pipe (a model's layer configs) would otherwise block subkit until the worker has
@@ -142,6 +149,20 @@ class Worker:
         self._outbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_requests, daemon=True)
         self._writer.start()
+
+    def _watch_disk(self, folders: list[Path], limit: int) -> None:
+        """Kill the worker when the submission's code, which it ran, wrote past the
+        profile's disk or file limits into its writable folders (as the smoke test would)."""
+        from subkit.grader.untrusted import DiskWatch
+
+        watch = DiskWatch(folders, limit)
+        while self.proc.poll() is None:
+            passed = watch.exceeded()
+            if passed:
+                self.limit_hit = passed
+                self.proc.kill()
+                return
+            time.sleep(0.5)
 
     def _stderr_tail(self, n: int = 6) -> str:
         self._stderr.seek(0)
@@ -170,6 +191,12 @@ class Worker:
             line = self.proc.stdout.readline()
             if not line:
                 self.proc.wait()
+                if self.limit_hit:
+                    raise SubkitError(
+                        f"the submission's code, imported by the Keras worker in the {self.label} "
+                        f"environment, wrote past the sandbox's {self.limit_hit} limit",
+                        hint="write nothing big next to model.py when it is imported; the "
+                             "limit is the profile's [limits] disk_mb")
                 raise SubkitError(
                     f"the Keras worker in the {self.label} environment stopped "
                     f"(exit code {self.proc.returncode}): {self._stderr_tail()}",
