@@ -350,11 +350,15 @@ def main(argv: list[str] | None = None) -> int:
             "the participant's model.py, in front of the backbone; build runs with that "
             "model.py (both Keras workers import it in the sandbox first), B loads with "
             "`import model` and `custom_objects`.")
-    say(f"Model: `keras.applications.{args.arch}(weights=None, input_shape=(96, 96, 3), "
-        f"classes=8)`, {info['params']:,} parameters, {info['layers']} layers, compiled with "
-        f"AdamW, fitted one step on 4 images, saved with `model.save`: **{orig / 1e6:.1f} MB** "
+    arch_words = (f"Input -> PreprocessLayer -> ConditionalAugmentation -> `keras.applications."
+                  f"{args.arch}(weights=None, include_top=False, input_shape=(96, 96, 3))` -> "
+                  "GlobalAveragePooling2D -> Dense(8)" if args.custom else
+                  f"`keras.applications.{args.arch}(weights=None, input_shape=(96, 96, 3), "
+                  "classes=8)`")
+    say(f"Model: {arch_words}, {info['params']:,} parameters, {info['layers']} layers, "
+        f"compiled with AdamW, fitted one step on 4 images, saved with `model.save`: **{orig / 1e6:.1f} MB** "
         f"(`{weights}`, generated once and cached).")
-    if not args.quick:
+    if not args.quick and not args.custom:
         say()
         say("All its parameters are trainable, so AdamW's two moments hold twice the weights: "
             "the file is bigger than the ~400 MB of the issue (FACTS.md's 384 MB file came "
@@ -367,12 +371,17 @@ def main(argv: list[str] | None = None) -> int:
         "of A and B first (page cache, .pyc files). Each a fresh subprocess:")
     say()
     say(f"- A: `python -m subkit build --weights {weights.name} --no-smoke --out-dir TMP/outN "
-        "--json` (default profile an2dl-2024-blood-cells, template model.py, default `--env "
+        "--json` (default profile an2dl-2024-blood-cells, "
+        + ("the participant's model.py with the custom layers" if args.custom else
+           "template model.py") + ", default `--env "
         "auto`: the rewrite is verified in the grader environment), each with a cache of "
         "rewritten weights of its own, empty (SUBKIT_CACHE: a fresh folder whose envs/ links to "
         "the real grader environments)")
-    say("- B: `python -c \"import keras; keras.saving.load_model(FILE, compile=False)\"` "
-        "then `cp FILE TMP/copy.keras`")
+    say("- B: `python -c \"import keras; "
+        + ("import model; keras.saving.load_model(FILE, compile=False, custom_objects="
+           "{'ConditionalAugmentation': model.ConditionalAugmentation})" if args.custom else
+           "keras.saving.load_model(FILE, compile=False)")
+        + "\"` then `cp FILE TMP/copy.keras`")
     say("- A3: A again, with a cache of rewritten weights that already holds this file's "
         "verified rewrite (the untimed warm-up build made it)")
     say(f"- A2: A with cwd a workspace whose subkit.toml says `[grader] keras = \"{keras_now}\"` "
