@@ -356,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"`keras.applications.{args.arch}(weights=None, input_shape=(96, 96, 3), "
                   "classes=8)`")
     say(f"Model: {arch_words}, {info['params']:,} parameters, {info['layers']} layers, "
-        f"compiled with AdamW, fitted one step on 4 images, saved with `model.save`: **{orig / 1e6:.1f} MB** "
+        "compiled with AdamW, fitted one step on 4 images, saved with `model.save`: "
+        f"**{orig / 1e6:.1f} MB** "
         f"(`{weights}`, generated once and cached).")
     if not args.quick and not args.custom:
         say()
