@@ -206,9 +206,11 @@ def _definitions(root):
                 continue  # a file the import did not need; its own import would say
             v = _Defs()
             v.visit(tree)
+            direct = {n.lineno for n in tree.body}  # not under an if/try at the top level
             for name, kind, line, inside in v.found:
                 out.setdefault(name, []).append({"file": _rel(path, root), "line": line,
-                                                 "kind": kind, "inside": inside})
+                                                 "kind": kind, "inside": inside,
+                                                 "direct": line in direct})
     return out
 
 
@@ -267,8 +269,9 @@ def op_register(req):
         places = [d for d in defs.get(name, []) if d["kind"] == kind]
         at_top = [d for d in places if d["inside"] is None]
         info = {"name": name, "registered_name": key, "layer": obj.get("layer")}
-        if len(at_top) > 1:
-            out["problems"].append(dict(info, kind="twice", places=at_top))
+        if len([d for d in at_top if d["direct"]]) > 1:  # not `if ...: class X / else: ...`
+            out["problems"].append(dict(info, kind="twice",
+                                        places=[d for d in at_top if d["direct"]]))
             continue
         value = registry.get(key)
         if value is None:
