@@ -1,5 +1,14 @@
 """The Keras workers of a retarget: one process per environment (the current one, the
-grader's), each running ``worker.py`` in subkit's sandbox, driven by JSON lines."""
+grader's), each running ``worker.py`` in subkit's sandbox, driven by JSON lines.
+
+Weights whose custom classes the submission defines (issue 25): each worker first imports
+the submission (op "register": model.py and the files it imports, from a working copy of
+its own, in the sandbox with the profile's limits and no network, as the smoke test runs
+it) and loads every model with the classes it registers and the plain top-level classes it
+defines, by name, as ``custom_objects``; safe_mode stays on. What it cannot make available
+(``custom_failure``) stops the rewrite naming the class, its file and what to change. The
+submission's code runs in these workers as it does in the smoke test: it can only fool its
+own build (a forged reply on the worker's stdout), never reach beyond the sandbox."""
 
 from __future__ import annotations
 
