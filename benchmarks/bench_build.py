@@ -24,8 +24,17 @@ original file, and against what Keras itself writes when the model is loaded wit
 
 The model file is generated once (a few minutes) and cached in /tmp/subkit-bench-build/.
 
+With ``--custom`` (issue 25) the model has custom layers defined in the participant's
+model.py, as the course's students write them: ``PreprocessLayer`` (registered; per-image
+``tf.map_fn``/``tf.cond``) and ``ConditionalAugmentation`` (plain, holding a nested
+``Sequential``) in front of the same backbone, the classes defined in the "notebook" that
+saved it. Build then runs with that model.py in the folder: both Keras workers import it (in
+the sandbox) before they load the weights. The baseline B loads with the classes too
+(``import model`` then ``load_model(..., custom_objects=...)``).
+
     python benchmarks/bench_build.py            # prints, writes benchmarks/results/build.md
     python benchmarks/bench_build.py --quick    # EfficientNetV2B0 instead, 2 rounds, no file
+    python benchmarks/bench_build.py --custom   # custom layers in model.py: results/build-custom.md
 """
 
 from __future__ import annotations
@@ -72,6 +81,96 @@ print(json.dumps({"params": int(net.count_params()), "layers": len(net.layers),
                   "trainable_weights": len(net.trainable_weights), "seconds": time.time() - t}))
 """
 
+CUSTOM_MODEL_PY = r'''
+import os
+import numpy as np
+import tensorflow as tf
+import keras
+from keras import layers
+
+
+@keras.saving.register_keras_serializable()
+class PreprocessLayer(layers.Layer):
+    def __init__(self, scale=255.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, x):
+        x = tf.cast(x, tf.float32) / self.scale
+
+        def one(img):
+            return tf.cond(tf.reduce_mean(img) > 0.5, lambda: img * 0.9, lambda: img)
+
+        return tf.map_fn(one, x) * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+class ConditionalAugmentation(layers.Layer):
+    def __init__(self, p=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.p = p
+        self.aug = keras.Sequential([layers.RandomFlip("horizontal"),
+                                     layers.RandomRotation(0.1)])
+
+    def call(self, x, training=None):
+        return self.aug(x, training=True) if training else x
+
+    def get_config(self):
+        return {**super().get_config(), "p": self.p}
+
+
+class Model:
+    def __init__(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.model = keras.models.load_model(
+            os.path.join(here, "weights.keras"),
+            custom_objects={"ConditionalAugmentation": ConditionalAugmentation})
+
+    def predict(self, X):
+        return np.argmax(self.model.predict(X, verbose=0), axis=-1)
+'''
+
+GENERATE_CUSTOM = r"""
+import os, sys, json, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+arch, out, resaved, model_py = sys.argv[1:5]
+exec(compile(open(model_py).read(), "notebook", "exec"))  # the classes in __main__
+import keras
+from keras import layers
+t = time.time()
+inp = keras.Input((96, 96, 3))
+x = ConditionalAugmentation()(PreprocessLayer()(inp))
+backbone = getattr(keras.applications, arch)(weights=None, include_top=False,
+                                             input_shape=(96, 96, 3))
+x = layers.GlobalAveragePooling2D()(backbone(x))
+net = keras.Model(inp, layers.Dense(8, activation="softmax")(x))
+net.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="sparse_categorical_crossentropy")
+rng = np.random.default_rng(0)
+net.fit(rng.integers(0, 256, (4, 96, 96, 3)).astype("float32"), rng.integers(0, 8, (4,)),
+        batch_size=4, epochs=1, verbose=0)
+net.save(out + ".tmp.keras")
+os.replace(out + ".tmp.keras", out)
+m = keras.saving.load_model(out, compile=False,
+                            custom_objects={"ConditionalAugmentation": ConditionalAugmentation})
+m.save(resaved + ".tmp.keras")
+os.replace(resaved + ".tmp.keras", resaved)
+print(json.dumps({"params": int(net.count_params()), "layers": len(net.layers),
+                  "trainable_weights": len(net.trainable_weights), "seconds": time.time() - t}))
+"""
+
+LOAD_CUSTOM = r"""
+import os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, sys.argv[2])
+import keras
+import model
+keras.saving.load_model(sys.argv[1], compile=False,
+                        custom_objects={"ConditionalAugmentation": model.ConditionalAugmentation})
+"""
+
 LOAD = r"""
 import os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -80,15 +179,19 @@ keras.saving.load_model(sys.argv[1], compile=False)
 """
 
 
-def generate(arch: str) -> tuple[Path, Path, dict]:
+def generate(arch: str, custom: bool = False) -> tuple[Path, Path, dict]:
     CACHE.mkdir(parents=True, exist_ok=True)
-    path, resaved = CACHE / f"{arch}-adamw.keras", CACHE / f"{arch}-resaved.keras"
-    info_path = CACHE / f"{arch}-info.json"
+    tag = f"{arch}-custom" if custom else arch
+    path, resaved = CACHE / f"{tag}-adamw.keras", CACHE / f"{tag}-resaved.keras"
+    info_path = CACHE / f"{tag}-info.json"
     if path.exists() and resaved.exists() and info_path.exists():
         return path, resaved, json.loads(info_path.read_text())
     print(f"generating {path} (cached for the next runs) ...", flush=True)
-    r = C.timed_process([sys.executable, "-c", GENERATE, arch, str(path), str(resaved)],
-                        time_v=False)
+    model_py = CACHE / "custom-model.py"
+    model_py.write_text(CUSTOM_MODEL_PY)
+    args = ([GENERATE_CUSTOM, arch, str(path), str(resaved), str(model_py)] if custom else
+            [GENERATE, arch, str(path), str(resaved)])
+    r = C.timed_process([sys.executable, "-c", *args], time_v=False)
     if r["rc"] != 0:
         raise SystemExit(f"generating the model failed:\n{r['stderr'][-3000:]}")
     info = json.loads(r["stdout"].strip().splitlines()[-1])
@@ -121,11 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", default="EfficientNetV2M")
     ap.add_argument("--quick", action="store_true",
                     help="EfficientNetV2B0, 2 rounds, 1 smoke round, no result file")
+    ap.add_argument("--custom", action="store_true",
+                    help="custom layers defined in model.py (issue 25)")
     args = ap.parse_args(argv)
     if args.quick:
         args.arch, args.repeat, args.smoke_repeat = "EfficientNetV2B0", 2, 1
     run = C.Run("bench_build.py", sys.argv[1:] if argv is None else argv)
-    weights, resaved, info = generate(args.arch)
+    weights, resaved, info = generate(args.arch, args.custom)
     print(f"model: {weights} ({weights.stat().st_size / 1e6:.1f} MB), {info}", flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="subkit-bench-build-"))
@@ -143,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     ws.mkdir()
     (ws / "subkit.toml").write_text(f'profile = "an2dl-2024-blood-cells"\n\n[grader]\n'
                                     f'keras = "{keras_now}"\n')
+    if args.custom:  # the participant's model.py, where build finds it: the current folder
+        for folder in (work, ws):
+            (folder / "model.py").write_text(CUSTOM_MODEL_PY)
 
     warm_cache = subkit_cache(work / "cache-rebuild")
 
@@ -164,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)
 
     def baseline() -> None:
-        r = C.timed_process([py, "-c", LOAD, str(weights)], cwd=work)
+        load = [LOAD_CUSTOM, str(weights), str(work)] if args.custom else [LOAD, str(weights)]
+        r = C.timed_process([py, "-c", *load], cwd=work)
         if r["rc"] != 0:
             raise SystemExit(f"load_model failed:\n{r['stderr'][-3000:]}")
         rss["load"].append(r["peak_rss_mb"] or 0)
@@ -219,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     orig = weights.stat().st_size
     stripped = int(w.get("size", orig))
     zip_size = int(man["size"])
-    h5_zip = next(m["size"] for m in man["members"] if m["name"] == weights.name)
+    h5_zip = next(m["size"] for m in man["members"] if m["name"] == w["name"])
     resaved_size = resaved.stat().st_size
     over_stripped = zip_size / stripped - 1
     smoke = next((m.get("smoke") for m in manifests if m.get("smoke")), None)
@@ -230,14 +339,27 @@ def main(argv: list[str] | None = None) -> int:
         print(s, flush=True)
         lines.append(s)
 
-    for ln in run.header(f"Benchmark: `subkit build` on an {args.arch}-sized model "
-                         "(issues 3 and 12)", ("keras", "tensorflow", "h5py")):
+    title = (f"Benchmark: `subkit build` on an {args.arch}-sized model with custom layers "
+             "defined in model.py (issue 25)" if args.custom else
+             f"Benchmark: `subkit build` on an {args.arch}-sized model (issues 3 and 12)")
+    for ln in run.header(title, ("keras", "tensorflow", "h5py")):
         say(ln)
-    say(f"Model: `keras.applications.{args.arch}(weights=None, input_shape=(96, 96, 3), "
-        f"classes=8)`, {info['params']:,} parameters, {info['layers']} layers, compiled with "
-        f"AdamW, fitted one step on 4 images, saved with `model.save`: **{orig / 1e6:.1f} MB** "
+    if args.custom:
+        say("Custom layers: `PreprocessLayer` (registered, `tf.map_fn`/`tf.cond` per image) "
+            "and `ConditionalAugmentation` (not registered, a nested `Sequential`) defined in "
+            "the participant's model.py, in front of the backbone; build runs with that "
+            "model.py (both Keras workers import it in the sandbox first), B loads with "
+            "`import model` and `custom_objects`.")
+    arch_words = (f"Input -> PreprocessLayer -> ConditionalAugmentation -> `keras.applications."
+                  f"{args.arch}(weights=None, include_top=False, input_shape=(96, 96, 3))` -> "
+                  "GlobalAveragePooling2D -> Dense(8)" if args.custom else
+                  f"`keras.applications.{args.arch}(weights=None, input_shape=(96, 96, 3), "
+                  "classes=8)`")
+    say(f"Model: {arch_words}, {info['params']:,} parameters, {info['layers']} layers, "
+        "compiled with AdamW, fitted one step on 4 images, saved with `model.save`: "
+        f"**{orig / 1e6:.1f} MB** "
         f"(`{weights}`, generated once and cached).")
-    if not args.quick:
+    if not args.quick and not args.custom:
         say()
         say("All its parameters are trainable, so AdamW's two moments hold twice the weights: "
             "the file is bigger than the ~400 MB of the issue (FACTS.md's 384 MB file came "
@@ -250,12 +372,17 @@ def main(argv: list[str] | None = None) -> int:
         "of A and B first (page cache, .pyc files). Each a fresh subprocess:")
     say()
     say(f"- A: `python -m subkit build --weights {weights.name} --no-smoke --out-dir TMP/outN "
-        "--json` (default profile an2dl-2024-blood-cells, template model.py, default `--env "
+        "--json` (default profile an2dl-2024-blood-cells, "
+        + ("the participant's model.py with the custom layers" if args.custom else
+           "template model.py") + ", default `--env "
         "auto`: the rewrite is verified in the grader environment), each with a cache of "
         "rewritten weights of its own, empty (SUBKIT_CACHE: a fresh folder whose envs/ links to "
         "the real grader environments)")
-    say("- B: `python -c \"import keras; keras.saving.load_model(FILE, compile=False)\"` "
-        "then `cp FILE TMP/copy.keras`")
+    say("- B: `python -c \"import keras; "
+        + ("import model; keras.saving.load_model(FILE, compile=False, custom_objects="
+           "{'ConditionalAugmentation': model.ConditionalAugmentation})" if args.custom else
+           "keras.saving.load_model(FILE, compile=False)")
+        + "\"` then `cp FILE TMP/copy.keras`")
     say("- A3: A again, with a cache of rewritten weights that already holds this file's "
         "verified rewrite (the untimed warm-up build made it)")
     say(f"- A2: A with cwd a workspace whose subkit.toml says `[grader] keras = \"{keras_now}\"` "
@@ -324,8 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     say()
     say("Manifest of the first timed build: status " + str(man.get("status")) + "; checks: "
         + "; ".join(f"{c['name']} {c['status']}" for c in man.get("checks", [])) + ".")
+    if rt and args.custom:
+        names = [c.get("name") for c in rt[0].get("custom_classes") or []]
+        say(f"Custom classes the workers made available: {', '.join(map(str, names))}.")
     if not args.quick:
-        path = C.write_result("build", lines)
+        path = C.write_result("build-custom" if args.custom else "build", lines)
         print(f"\nwrote {path}")
     ok = ratio < TIME_TARGET and ratio3 < REBUILD_TARGET and abs(over_stripped) <= SIZE_TARGET
     return 0 if ok else 1

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from subkit.keras_compat.config import (
 )
 from subkit.keras_compat.processes import WORKER_PROGRAM
 from subkit.keras_compat.rewrite import plan_rewrite, write_keras
+
+from conftest import make_zip
 
 TARGET = "3.4.1"
 
@@ -538,3 +541,458 @@ def test_the_worker_loads_through_a_writable_folder_in_the_graders_keras(saved, 
     got = json.loads(line[-1][2:])
     assert got["layers"] == 9 and got["left"] == []
     assert len(got["extracted"]) == 1 and got["extracted"][0].startswith(str(scratch) + "/load-")
+
+
+# -- hints (issue 25): pure functions of a run's texts, no TensorFlow -----------------------------
+TB_HELPER = '''Traceback (most recent call last):
+  File "/app/program/ingestion.py", line 181, in main
+    y = getattr(model, a.method)(X, *more)
+  File "/app/ingested_program/model.py", line 30, in predict
+    X = self._prepare(X, 96)
+TypeError: Model._prepare() takes 2 positional arguments but 3 were given
+'''
+
+TB_DEEP = '''Traceback (most recent call last):
+  File "/app/program/ingestion.py", line 181, in main
+    y = getattr(model, a.method)(X, *more)
+  File "/app/ingested_program/model.py", line 30, in predict
+    return helpers.resize(X)
+  File "/app/ingested_program/helpers.py", line 7, in resize
+    return tf.reshape(X, (-1, 64, 64, 3))
+  File "/usr/lib/python3/site-packages/tensorflow/python/ops/array_ops.py", line 90, in reshape
+    raise ValueError(msg)
+ValueError: Cannot reshape a tensor with 110592 elements to shape [1,64,64,3]
+'''
+
+
+def test_the_participants_frame_is_the_innermost_one_of_their_files():
+    from subkit.grader import hints
+
+    f = hints.participant_frame(TB_HELPER)
+    assert (f.file, f.line, f.function) == ("model.py", 30, "predict")
+    assert f.where() == "model.py:30 in predict() (`X = self._prepare(X, 96)`)"
+    deep = hints.participant_frame(TB_DEEP)
+    assert (deep.file, deep.line, deep.function) == ("helpers.py", 7, "resize")
+    # a traceback that never enters model.py names no frame (the grader's call failed)
+    assert hints.participant_frame(TB_HELPER.replace("model.py", "other.py")) is None
+    assert hints.name_frame("fix it", TB_DEEP) == ("fix it (raised at helpers.py:7 in resize() "
+                                                   "(`return tf.reshape(X, (-1, 64, 64, 3))`))")
+    assert hints.name_frame("fix it", "no traceback") == "fix it"
+
+
+def test_a_typeerror_in_the_participants_own_call_does_not_blame_the_input():
+    from subkit.grader import hints
+
+    msg, hint = hints.predict_failure("TypeError", TB_HELPER.splitlines()[-1].split(": ", 1)[1],
+                                      TB_HELPER, "model.py", "predict(X)", "X is a numpy array")
+    assert "model.py:30" in msg and "X is a numpy array" not in hint
+    assert hint.startswith("model.py:30 in predict() (`X = self._prepare(X, 96)`) calls a "
+                           "function with arguments it does not take")
+    # a shape error is about an array: the input's words, and where
+    msg, hint = hints.predict_failure("ValueError", "Cannot reshape a tensor with 110592 "
+                                      "elements to shape [1,64,64,3]", TB_DEEP, "model.py",
+                                      "predict(X)", "X is a numpy array")
+    assert hint.startswith("X is a numpy array; the error at helpers.py:7 in resize()")
+    # anything else is the code's, with no word about the input
+    _m, hint = hints.predict_failure("NameError", "name 'np' is not defined", TB_DEEP,
+                                     "model.py", "predict(X)", "X is a numpy array")
+    assert "not in the input" in hint and "X is a numpy array" not in hint
+    assert hints.predict_failure("TypeError", "predict() takes 2 positional arguments",
+                                 "no frames", "model.py", "predict(X)", "X") is None
+
+
+def test_a_missing_module_names_the_environment_and_both_ways_out():
+    from subkit.grader import hints
+
+    pins = {"python": "3.10", "tensorflow": "2.17.0", "keras": "3.4.1", "numpy": "1.26.4"}
+    env = hints.env_words({"python": "3.10.13", "numpy": "1.26.4"}, pins)
+    assert env == "the grader's environment (python 3.10.13, numpy 1.26.4)"
+    other = hints.env_words({"python": "3.11.7", "keras": "3.15.1"}, pins)
+    assert other.startswith("the environment that ran it (python 3.11.7, keras 3.15.1; the "
+                            "grader's pins: python 3.10, tensorflow 2.17.0")
+    assert hints.missing_module_name("No module named 'keras_cv.layers'") == "keras_cv.layers"
+    hint = hints.missing_module_hint("keras_cv.layers", env)
+    assert hint.startswith(f"{env} has no keras_cv: drop the import")
+    assert '[grader] extras = { "keras-cv" = "VERSION" }' in hint
+    assert "once the grader is known to have keras-cv" in hint
+    sk = hints.missing_module_hint("sklearn", env)
+    assert '"scikit-learn" = "VERSION"' in sk and "a file of yours" not in sk
+    # a name that may be the participant's own file: both readings
+    mine = hints.missing_module_hint("utils", env)
+    assert "if utils is a file of yours, put it in the zip (--include utils.py)" in mine
+    assert "--include utils.py" in hints.missing_module_hint("utils", env, ["utils.py"])
+
+
+def test_load_failures_build_cannot_fix_say_so():
+    from subkit.grader import hints
+
+    lam = hints.load_failure("ValueError", "Requested the deserialization of a Python lambda. "
+                             "This carries a potential risk", "", "Model", "3.4.1")
+    assert "Lambda" in lam[0] and "cannot rewrite a lambda" in lam[1]
+    own = hints.load_failure(
+        "TypeError", "<class 'model.PreprocessLayer'> could not be deserialized properly. "
+        "Please ensure ... Exception encountered: Unrecognized keyword arguments passed to "
+        "PreprocessLayer: {'scale': 255.0}", "", "Model", "3.4.1")
+    assert "custom class PreprocessLayer (module model)" in own[0]
+    assert own[1].startswith("PreprocessLayer.__init__ must accept every key its get_config()")
+    assert "`subkit build` does not rewrite" in own[1]
+    lacks = hints.load_failure(
+        "TypeError", "Could not locate class 'RandAugment'. Make sure custom classes are "
+        "decorated. Full object config: {'module': 'keras.layers', 'class_name': "
+        "'RandAugment', 'config': {}}", "", "Model", "3.4.1")
+    assert "keras 3.4.1 has no keras.layers.RandAugment" in lacks[0]
+    assert "cannot rewrite a layer the grader's Keras lacks" in lacks[1]
+    # a Keras class refusing a newer key: build can fix it, the caller's words stay
+    assert hints.load_failure("TypeError", "<class 'keras.src.layers.core.dense.Dense'> "
+                              "could not be deserialized properly. Exception encountered: "
+                              "Unrecognized keyword arguments passed to Dense: "
+                              "{'quantization_config': None}", "", "Model", "3.4.1") is None
+
+
+def test_diagnosis_uses_the_hints_and_keeps_the_call_mismatch_words():
+    try:  # the diagnosis texts move from grader/run.py to grader/diagnose.py (issue 22)
+        from subkit.grader.diagnose import _diagnose_exception
+    except ImportError:
+        from subkit.grader.run import _diagnose_exception
+
+    calls = ("Model()", "predict(X)")
+    err = "Model._prepare() takes 2 positional arguments but 3 were given"
+    f = _diagnose_exception("predict", "TypeError", err, TB_HELPER, "model.py", "Model", calls,
+                            "3.4.1", status={"traceback": TB_HELPER})
+    assert "X is a numpy array" not in f.hint and "model.py:30 in predict()" in f.hint
+    # the grader's own call of predict did not match: no participant frame, the old words
+    tb = TB_HELPER.split('  File "/app/ingested_program')[0]
+    f = _diagnose_exception("predict", "TypeError", "predict() takes 2 positional arguments but "
+                            "3 were given", tb, "model.py", "Model", calls, "3.4.1")
+    assert f.message.startswith("predict could not be called as predict(X)")
+    # a missing module at import
+    tb = ('Traceback (most recent call last):\n  File "/app/ingested_program/model.py", line 3,'
+          ' in <module>\n    import scipy.ndimage\nModuleNotFoundError: No module named '
+          "'scipy'\n")
+    f = _diagnose_exception("import", "ModuleNotFoundError", "No module named 'scipy'", tb,
+                            "model.py", "Model", calls, "3.4.1",
+                            status={"traceback": tb, "versions": {"python": "3.10.13"}},
+                            pins={"python": "3.10", "keras": "3.4.1"})
+    assert f.message == "importing model.py failed: ModuleNotFoundError: No module named 'scipy'"
+    assert f.hint.startswith("the grader's environment (python 3.10.13) has no scipy: drop the "
+                             "import")
+    assert "[grader] extras" in f.hint and f.hint.endswith("(raised at model.py:3 "
+                                                           "(`import scipy.ndimage`))")
+
+
+# -- custom classes defined in model.py (issue 25), the real version pair -------------------------
+CUSTOM_MODEL_PY = '''
+import os
+import numpy as np
+import tensorflow as tf
+import keras
+from keras import layers
+
+
+@keras.saving.register_keras_serializable()
+class PreprocessLayer(layers.Layer):
+    """Per-image work through tf.map_fn and tf.cond, as students write it."""
+
+    def __init__(self, scale=255.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, x):
+        x = tf.cast(x, tf.float32) / self.scale
+
+        def one(img):
+            return tf.cond(tf.reduce_mean(img) > 0.5, lambda: img * 0.9, lambda: img)
+
+        return tf.map_fn(one, x)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+class ConditionalAugmentation(layers.Layer):
+    """Not registered; holds a nested Sequential."""
+
+    def __init__(self, p=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.p = p
+        self.aug = keras.Sequential([layers.RandomFlip("horizontal"),
+                                     layers.RandomRotation(0.1)])
+
+    def call(self, x, training=None):
+        return self.aug(x, training=True) if training else x
+
+    def get_config(self):
+        return {**super().get_config(), "p": self.p}
+
+
+class Model:
+    def __init__(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.model = keras.models.load_model(
+            os.path.join(here, "weights.keras"),
+            custom_objects={"ConditionalAugmentation": ConditionalAugmentation})
+
+    def predict(self, X):
+        return np.argmax(self.model.predict(X, verbose=0), axis=-1)
+'''
+
+SAVE_CUSTOM = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np
+exec(compile(open(sys.argv[1]).read(), "notebook", "exec"))  # a notebook's classes: __main__
+import keras
+from keras import layers
+keras.utils.set_random_seed(3)
+inp = keras.Input((96, 96, 3))
+x = PreprocessLayer()(inp)
+x = ConditionalAugmentation()(x)
+x = layers.Conv2D(4, 3, strides=4, activation="relu")(x)
+x = layers.BatchNormalization()(x)
+x = layers.GlobalAveragePooling2D()(x)
+model = keras.Model(inp, layers.Dense(8, activation="softmax")(x))
+rng = np.random.default_rng(3)
+for v in model.weights:
+    if str(v.dtype).startswith("float") and "seed" not in v.path:
+        v.assign(np.abs(rng.normal(0, 0.3, v.shape)).astype("float32") + 0.1)
+model.save(sys.argv[2])
+lam = keras.Sequential([keras.Input((96, 96, 3)), layers.Lambda(lambda t: t / 255.0),
+                        layers.GlobalAveragePooling2D(), layers.Dense(8)])
+lam.save(sys.argv[3])
+"""
+
+
+@pytest.fixture(scope="module")
+def custom_saved(grader_python, tmp_path_factory):
+    """A model whose custom layers the model.py defines, saved by the current Keras (classes
+    defined in the notebook, as students do), and one with a Lambda layer."""
+    folder = tmp_path_factory.mktemp("custom")
+    (folder / "model.py").write_text(CUSTOM_MODEL_PY)
+    run = subprocess.run([sys.executable, "-c", SAVE_CUSTOM, str(folder / "model.py"),
+                          str(folder / "weights.keras"), str(folder / "lambda.keras")],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return folder
+
+
+def _build_custom(cli, ws: Path, weights: Path, model_py: str, *extra, files=None):
+    (ws / "model.py").write_text(model_py)
+    for name, text in (files or {}).items():
+        (ws / name).write_text(text)
+    includes = [a for name in (files or {}) for a in ("--include", str(ws / name))]
+    return cli("build", "--weights", weights, *includes, *extra)
+
+
+def _no_zip(ws: Path) -> bool:
+    sub = ws / "submissions"
+    return not sub.exists() or not [p for p in sub.iterdir() if p.name != ".gitignore"]
+
+
+@pytest.mark.slow
+@pytest.mark.grader_env
+def test_custom_layers_in_model_py_are_rewritten_and_proven_in_both_kerases(
+        cli, workspace, custom_saved, grader_python):
+    # the grader's Keras cannot load the file as saved, even with the classes: a rewrite
+    check = ("import sys; sys.path.insert(0, sys.argv[1]); import keras, model\n"
+             "try:\n    keras.models.load_model(sys.argv[2], compile=False, custom_objects="
+             "{'ConditionalAugmentation': model.ConditionalAugmentation})\n"
+             "except Exception as e:\n    print('@@', type(e).__name__, str(e)[-300:])\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    run = subprocess.run([grader_python, "-c", check, str(custom_saved),
+                          str(custom_saved / "weights.keras")], capture_output=True, text=True,
+                         timeout=600, env=env)
+    assert "@@" in run.stdout and "input_axes" in run.stdout, run.stdout + run.stderr[-2000:]
+
+    r = _build_custom(cli, workspace, custom_saved / "weights.keras", CUSTOM_MODEL_PY,
+                      "--env", "grader", "--json")
+    assert r.code == 0, r.text
+    man = json.loads(r.out)
+    rt = man["weights"][0]["retarget"]
+    assert rt["status"] == "rewritten" and rt["verified"] is True, rt
+    assert rt["max_abs_diff"] < kc.TOLERANCE
+    got = {c["name"]: c for c in rt["custom_classes"]}
+    assert got["PreprocessLayer"]["how"] == "registered"
+    assert got["ConditionalAugmentation"]["how"] == "by name"  # plain, unregistered
+    assert got["ConditionalAugmentation"]["file"] == "model.py"
+    assert got["PreprocessLayer"]["line"] == CUSTOM_MODEL_PY.splitlines().index(
+        "class PreprocessLayer(layers.Layer):") + 1
+    assert man["smoke"]["ok"] and man["env"]["keras"] == TARGET  # model.py ran it in 3.4.1
+    assert len(list((workspace / "submissions").glob("*.zip"))) == 1
+
+
+def _at_run_time(source: str) -> str:
+    """model.py with PreprocessLayer defined inside a function (unregistered until called)."""
+    head, rest = source.split("@keras.saving.register_keras_serializable()\n", 1)
+    block, tail = rest.split("class ConditionalAugmentation", 1)
+    return (head + "def make_layers():\n" + textwrap.indent(block.rstrip() + "\n", "    ")
+            + "    return PreprocessLayer\n\n\nclass ConditionalAugmentation" + tail)
+
+
+def _line(source: str, text: str, nth: int = 0) -> int:
+    return [i for i, ln in enumerate(source.splitlines(), 1) if ln.strip().startswith(text)][nth]
+
+
+RUN_TIME = _at_run_time(CUSTOM_MODEL_PY)
+TWICE = CUSTOM_MODEL_PY + "\n\nclass ConditionalAugmentation(layers.Layer):\n    pass\n"
+BAD_CUSTOM = {
+    "built at run time": (
+        RUN_TIME, None, "custom class PreprocessLayer is built at run time, inside "
+                        f"make_layers() (model.py:{_line(RUN_TIME, 'class PreprocessLayer')})",
+        "move `class PreprocessLayer` to the top level of model.py"),
+    "defined twice": (
+        TWICE, None, "custom class ConditionalAugmentation is defined twice (model.py:"
+                     f"{_line(TWICE, 'class ConditionalAugmentation')} and model.py:"
+                     f"{_line(TWICE, 'class ConditionalAugmentation', 1)})",
+        "keep one definition of ConditionalAugmentation"),
+    "fails to construct from its own config": (
+        CUSTOM_MODEL_PY.replace("def __init__(self, scale=255.0, **kwargs)",
+                                "def __init__(self, factor=1.0, **kwargs)")
+        .replace("self.scale = scale", "self.scale = factor"), None,
+        f"custom class PreprocessLayer (model.py:{_line(CUSTOM_MODEL_PY, 'class Preprocess')}) "
+        "fails to construct from the config saved "
+        "with the weights (layer 'preprocess_layer'), in the current environment",
+        "PreprocessLayer.__init__ must accept every key its get_config() returns"),
+    "a syntax error met while loading them": (
+        "from helpers import PreprocessLayer, ConditionalAugmentation  # noqa\n"
+        + CUSTOM_MODEL_PY.split("@keras.saving")[0] + "class Model:"
+        + CUSTOM_MODEL_PY.split("class Model:")[1],
+        {"helpers.py": "import keras\nclass PreprocessLayer(keras.layers.Layer)\n    pass\n"},
+        "helpers.py has a syntax error at line 2: SyntaxError:",
+        "fix line 2 of helpers.py"),
+    "a module the grader lacks": (
+        "import scipy.ndimage  # noqa\n" + CUSTOM_MODEL_PY, None,
+        "importing model.py in the grader's environment (python 3.10.13, tensorflow 2.17.0, "
+        "keras 3.4.1) failed: ModuleNotFoundError: No module named 'scipy' (at model.py:1)",
+        "has no scipy: drop the import (and the code that uses it), or, once the grader is "
+        "known to have scipy, add it to the profile's [grader] extras"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.grader_env
+@pytest.mark.parametrize("case", sorted(BAD_CUSTOM))
+def test_a_custom_class_that_cannot_be_made_available_stops_build(cli, workspace, custom_saved,
+                                                                 case):
+    source, files, needle, hint = BAD_CUSTOM[case]
+    r = _build_custom(cli, workspace, custom_saved / "weights.keras", source, files=files)
+    assert r.code != 0 and r.err.count("error:") == 1, r.text
+    assert needle in r.err, r.err
+    assert f"hint: {hint}" in r.err or hint in r.err.split("hint:", 1)[1], r.err
+    assert "Traceback" not in r.err
+    assert _no_zip(workspace)
+
+
+@pytest.mark.slow
+@pytest.mark.grader_env
+def test_a_lambda_layer_is_still_refused_with_the_reason(cli, workspace, custom_saved):
+    r = _build_custom(cli, workspace, custom_saved / "lambda.keras", CUSTOM_MODEL_PY.replace(
+        "weights.keras", "lambda.keras"))
+    assert r.code != 0 and "layer 'lambda' is a Lambda holding Python code" in r.err, r.text
+    assert "safe_mode=True" in r.err and "hint: replace the Lambda by a small layer class" in r.err
+    assert _no_zip(workspace)
+
+
+NUMPY_HELPER_BUG = '''
+import numpy as np
+
+
+class Model:
+    def __init__(self):
+        pass
+
+    def _prepare(self, X):
+        return X.astype("float32") / 255.0
+
+    def predict(self, X):
+        X = self._prepare(X, 96)
+        return np.zeros(len(X), dtype=np.int64)
+'''
+
+
+def test_score_local_names_the_participants_line_and_does_not_blame_the_input(
+        cli, workspace, test_npz, tmp_path):
+    z = make_zip(tmp_path / "bug.zip", {"model.py": NUMPY_HELPER_BUG})
+    r = cli("score-local", z, "--data", test_npz, "--json")
+    failure = json.loads(r.out)["failure"]
+    assert r.code == 1 and failure["stage"] == "predict"
+    assert "raised TypeError at model.py:13" in failure["message"]
+    assert failure["hint"].startswith("model.py:13 in predict() (`X = self._prepare(X, 96)`) "
+                                      "calls a function with arguments it does not take")
+    assert "X is a numpy array" not in failure["hint"]
+
+
+def test_score_local_says_both_ways_out_of_a_missing_module(cli, workspace, test_npz, tmp_path):
+    z = make_zip(tmp_path / "imp.zip", {"model.py": "import numpy\nimport not_a_module_anywhere"
+                                                    "\n" + NUMPY_HELPER_BUG})
+    r = cli("score-local", z, "--data", test_npz, "--json")
+    failure = json.loads(r.out)["failure"]
+    assert r.code == 1 and failure["stage"] == "import"
+    hint = failure["hint"]
+    assert "has no not_a_module_anywhere: drop the import" in hint
+    assert "the grader's pins: python 3.10, tensorflow 2.17.0, keras 3.4.1" in hint  # ran here
+    assert '[grader] extras = { "not-a-module-anywhere" = "VERSION" }' in hint
+    assert hint.endswith("(raised at model.py:2 (`import not_a_module_anywhere`))")
+
+
+def test_custom_class_errors_name_the_class_the_file_and_the_change():
+    from types import SimpleNamespace
+
+    from subkit.keras_compat.processes import SubmissionCode, blame_custom, custom_failure
+
+    code = SubmissionCode(files={"model.py": Path("model.py")})
+    e = custom_failure({"kind": "not-imported", "name": "Sharpen", "layer": "sharpen",
+                        "places": [{"file": "layers/extra.py", "line": 4}]}, code, "here", [])
+    assert e.message.startswith("custom class Sharpen is defined in layers/extra.py, which "
+                                "model.py does not import")
+    assert e.hint == "import it at the top of model.py: from layers.extra import Sharpen"
+    e = custom_failure({"kind": "missing", "name": "Sharpen", "layer": "sharpen"}, code,
+                       "here", [])
+    assert "no file of the submission defines custom class Sharpen" in e.message
+    assert e.hint.startswith("define `class Sharpen(keras.layers.Layer)` at the top level")
+    e = custom_failure({"kind": "construct", "name": "Sharpen", "file": "model.py", "line": 9,
+                        "layer": "sharpen", "error": "TypeError: Sharpen.__init__() missing 1 "
+                        "required positional argument: 'amount'"}, code, "the current env", [])
+    assert e.message.startswith("custom class Sharpen (model.py:9) fails to construct")
+    assert e.hint.startswith("Sharpen.get_config() must return every argument of its __init__")
+    worker = SimpleNamespace(label="grader", start=lambda: {"python": "3.10.13",
+                                                           "keras": "3.4.1"},
+                             registered={"classes": [{"name": "Sharpen", "file": "model.py",
+                                                      "line": 9}]})
+    e = blame_custom("predict failed in the grader environment: TypeError: Sharpen.call() got "
+                     "an unexpected keyword argument 'mask'", worker, "3.4.1")
+    assert e is not None and e.message.startswith(
+        "custom class Sharpen (model.py:9) does not load in keras 3.4.1, the grader's (the "
+        "grader's environment (python 3.10.13, keras 3.4.1))")
+    assert blame_custom("Dense refuses 'quantization_config'", worker, "3.4.1") is None
+
+
+def test_the_custom_objects_a_load_needs_skip_what_compile_was_given():
+    from subkit.keras_compat.config import custom_needed, is_custom, lambda_layers
+
+    custom = _ser(None, "Sharpen", {"name": "sharpen", "amount": 2},
+                  registered_name="Sharpen")  # a notebook's class: module None
+    loss = _ser("model", "function", "focal_loss", registered_name="function")
+    seq = _sequential(custom, _dense())
+    seq["compile_config"] = {"loss": loss}
+    needed = custom_needed(seq)
+    assert [(n["class_name"], n["layer"]) for n in needed] == [("Sharpen", "sharpen")]
+    assert is_custom(loss) and not is_custom(_dense()) and not is_custom(
+        {"class_name": "Conv2D", "config": {}})  # a legacy config: no module key at all
+    lam = _ser("keras.layers", "Lambda", {"name": "scale", "function": {
+        "class_name": "__lambda__", "config": {"code": "..."}}})
+    assert lambda_layers(_sequential(lam, _dense())) == ["scale"]
+    assert lambda_layers(seq) == []
+
+
+@pytest.mark.slow
+@pytest.mark.grader_env
+def test_the_submissions_code_in_the_workers_has_the_smoke_tests_disk_limit(
+        cli, workspace, custom_saved):
+    toml = workspace / "subkit.toml"
+    toml.write_text(toml.read_text() + "\n[limits]\ndisk_mb = 8\n")
+    hog = ("import time\nwith open('hog.bin', 'wb') as fh:\n    fh.write(b'0' * 40_000_000)\n"
+           "time.sleep(2)\n")
+    r = _build_custom(cli, workspace, custom_saved / "weights.keras", hog + CUSTOM_MODEL_PY)
+    assert r.code != 0 and "wrote past the sandbox's disk limit" in r.err, r.text
+    assert "hint: write nothing big next to model.py" in r.err
+    assert _no_zip(workspace)

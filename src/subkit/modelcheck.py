@@ -453,6 +453,8 @@ def name_the_cause(failure, submission_dir, prof, network_cut: bool):
         source = ""
     causes = cause_hints(text, prof, savedmodels=savedmodel_dirs(files), h5_models=h5,
                          network_cut=network_cut, source=source)
+    if "[grader] extras" in failure.hint:  # the diagnosis named the missing module already
+        causes = [c for c in causes if "[grader] extras" not in c[1]]
     if causes:
         failure.message = f"{failure.message}: {causes[0][0]}"
         failure.hint = "; ".join([causes[0][1]] + [f"also: {m} ({h})" for m, h in causes[1:]])

@@ -18,6 +18,7 @@ from typing import Any
 from subkit import ui
 from subkit.checks import CheckReport, keras_versions, newer_keras
 from subkit.errors import CheckFailed, InputError, SubkitError
+from subkit.keras_compat.processes import CustomClassError, SubmissionCode
 from subkit.ledger import sha256_file as _sha256
 from subkit.modelcheck import check_source
 from subkit.weights import WeightsInfo, is_weights_name, strip_optimizer, version_tuple
@@ -93,22 +94,58 @@ def existing_grader_python(prof) -> str | None:
 
 
 # -- the weights, prepared for the grader -----------------------------------------------------
+def submission_code(stage: Path, prof, includes: list[Path],
+                    model_py: str | None = None) -> SubmissionCode:
+    """The submission's code for the Keras workers of a rewrite, when its weights need
+    custom classes: the staged entry file, the profile's required files and every
+    ``--include`` that is a .py file or a small one (the helper modules model.py imports), with
+    the profile's sandbox limits. ``model_py``: where model.py came from (its folder: the
+    .py files beside it, for the hint on a helper left out of the zip)."""
+    from subkit.grader.sandbox import Limits
+
+    files = {prof.entry_file: stage / prof.entry_file}
+    files.update({name: stage / name for name in prof.required_files
+                  if (stage / name).is_file()})
+    # the helper modules, and the small files their import may read (a big data file is
+    # not copied twice into the workers' working copies for nothing)
+    files.update({inc.name: inc for inc in includes if not is_weights_name(inc.name)
+                  and (inc.suffix == ".py" or inc.stat().st_size <= 16 * 1024**2)})
+    folder = Path(model_py).parent if model_py and Path(model_py).is_file() else None
+    return SubmissionCode(files=files, entry=prof.entry_file, limits=Limits.of(prof),
+                          origin=model_py or "", folder=folder)
+
+
+def _code_digest(code: SubmissionCode) -> str:
+    h = hashlib.sha256()
+    for name in sorted(code.files):
+        h.update(name.encode() + b"\0" + Path(code.files[name]).read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def prepare_weights(src: Path, name: str, info: WeightsInfo, stage: Path, *,
                     keep_optimizer: bool, target: str | None, explicit: bool,
-                    env_python: str | None) -> tuple[Path, dict]:
+                    env_python: str | None,
+                    code: SubmissionCode | None = None) -> tuple[Path, dict]:
     """One weights file for the zip: optimizer state stripped, and, when ``target`` is
     given, rewritten for that Keras (``.keras``) or loaded there as it is (a legacy ``.h5``
     model), proven by loading in ``env_python``. A verified rewrite is cached by the
-    file's sha256: building the same weights again skips the work."""
+    file's sha256: building the same weights again skips the work.
+
+    ``code`` (``submission_code``): weights whose custom classes the submission defines
+    are loaded by workers that import it first; the cache key then covers its code too
+    (the proof ran that code)."""
     from subkit import keras_compat
 
     entry: dict[str, Any] = dict(info.to_dict(), name=name)
     if name != src.name:
         entry["source_name"] = src.name
     strip = info.kind == "keras" and info.has_optimizer and not keep_optimizer
+    code = code if info.custom_classes else None
     key = None
     if target and info.kind == "keras":
         key = f"{_sha256(src)[:32]}-{'stripped' if strip else 'as-is'}-keras{target}"
+        if code is not None:
+            key += f"-code{_code_digest(code)}"
         hit = keras_compat.cached_retarget(key)
         if hit:
             path, rt = hit
@@ -119,11 +156,13 @@ def prepare_weights(src: Path, name: str, info: WeightsInfo, stage: Path, *,
             return path, entry
     # the Keras workers import TensorFlow (seconds each), and the current one loads the
     # user's file for the reference predictions, while the optimizer state is stripped
-    workers = (keras_compat.start_workers(env_python, reference=src, target_version=target)
+    workers = (keras_compat.start_workers(env_python, reference=src, target_version=target,
+                                          code=code)
                if key else None)
     try:
         path, rt = _strip_and_prove(src, name, info, entry, stage, strip=strip, target=target,
-                                    explicit=explicit, env_python=env_python, workers=workers)
+                                    explicit=explicit, env_python=env_python, workers=workers,
+                                    code=code)
     finally:
         if workers:
             keras_compat.close_workers(workers)
@@ -138,7 +177,7 @@ def prepare_weights(src: Path, name: str, info: WeightsInfo, stage: Path, *,
 
 def _strip_and_prove(src: Path, name: str, info: WeightsInfo, entry: dict, stage: Path, *,
                      strip: bool, target: str | None, explicit: bool, env_python: str | None,
-                     workers) -> tuple[Path, dict | None]:
+                     workers, code: SubmissionCode | None = None) -> tuple[Path, dict | None]:
     path = src
     if strip:
         path = stage / "stripped" / name
@@ -158,8 +197,8 @@ def _strip_and_prove(src: Path, name: str, info: WeightsInfo, entry: dict, stage
                     f"(model.py builds the model; the smoke test loads them)")
         return path, None
     if info.kind == "h5-model":
-        return path, _prove_h5(path, name, info, target, env_python)
-    rt = _retarget(path, stage, info, target, explicit, env_python, workers)
+        return path, _prove_h5(path, name, info, target, env_python, code)
+    rt = _retarget(path, stage, info, target, explicit, env_python, workers, code)
     if rt.get("path"):
         path = Path(rt.pop("path"))
         entry["size"] = path.stat().st_size
@@ -167,7 +206,7 @@ def _strip_and_prove(src: Path, name: str, info: WeightsInfo, entry: dict, stage
 
 
 def _prove_h5(path: Path, name: str, info: WeightsInfo, target: str,
-              env_python: str | None) -> dict:
+              env_python: str | None, code: SubmissionCode | None = None) -> dict:
     """A legacy HDF5 model saved by a newer Keras: subkit does not rewrite .h5 files, so it
     loads it in the target as it is; refused, with the conversion, when that fails."""
     from subkit import keras_compat
@@ -177,7 +216,10 @@ def _prove_h5(path: Path, name: str, info: WeightsInfo, target: str,
         return dict(base, status="skipped", verified=None,
                     skipped_reason="no grader environment to load it in")
     try:
-        return dict(base, **keras_compat.verify_load(path, target, env_python=env_python))
+        return dict(base, **keras_compat.verify_load(path, target, env_python=env_python,
+                                                     code=code, custom=info.custom_classes))
+    except CustomClassError:
+        raise  # the class's own words: saving as .keras would not help
     except SubkitError as exc:
         stem = name.rsplit(".", 1)[0]
         raise CheckFailed(
@@ -189,7 +231,8 @@ def _prove_h5(path: Path, name: str, info: WeightsInfo, target: str,
 
 
 def _retarget(path: Path, stage: Path, info: WeightsInfo, target: str, explicit: bool,
-              env_python: str | None, workers=None) -> dict:
+              env_python: str | None, workers=None,
+              code: SubmissionCode | None = None) -> dict:
     """Rewrite a .keras for an older grader Keras (keras_compat.retarget), verified in
     ``env_python`` when there is one; without it, a cached probe of that Keras (unverified)
     or, failing that, the file is kept and the report says why."""
@@ -199,7 +242,7 @@ def _retarget(path: Path, stage: Path, info: WeightsInfo, target: str, explicit:
     dst.parent.mkdir(exist_ok=True)
     try:
         rep = keras_compat.retarget(path, dst, target, env_python=env_python,
-                                    workers=workers)
+                                    workers=workers, code=code)
     except SubkitError as exc:
         if env_python is not None or explicit:
             raise  # a layer the target cannot express, or a failed verification: stop

@@ -213,6 +213,9 @@ def _custom_classes(config: Any) -> list[str]:
                     custom.add(registered or cls)
                 elif isinstance(registered, str) and ">" in registered:
                     custom.add(registered)
+                elif "module" in node and module is None and not cls.startswith("__") \
+                        and "config" in node:  # Keras 3 writes None for __main__ (a notebook)
+                    custom.add(registered or cls)
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):

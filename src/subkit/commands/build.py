@@ -40,6 +40,7 @@ from subkit.packaging import (
     needs_load_proof,
     prepare_weights,
     resolve_model_py,
+    submission_code,
     weights_verdict,
     write_zip,
     zip_names,
@@ -219,7 +220,8 @@ def _build(opts: BuildOptions, prof) -> dict:
         for w, zn, info, proof in zip(opts.weights, znames, infos, proofs):
             path, entry = prepare_weights(w, zn, info, stage, keep_optimizer=opts.keep_optimizer,
                                           target=target if proof else None, explicit=explicit,
-                                          env_python=env_python)
+                                          env_python=env_python, code=submission_code(
+                                              stage, prof, list(opts.includes), source_from))
             staged[zn] = path
             weights_manifest.append(entry)
         # write the candidate zip, then smoke-test it

@@ -89,7 +89,7 @@ def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) 
     if etype:
         return _limit_exception(stage, etype, err, tb_tail, lim) or \
             _diagnose_exception(stage, etype, err, tb_tail, entry, cls, calls,
-                                prof.grader.get("keras"))
+                                prof.grader.get("keras"), status=status, pins=prof.grader)
     if child.signal is not None:
         return _diagnose_signal(child.signal, stage, where, lim, tail)
     return Failure(stage, f"the submission's process ended with exit code {child.returncode} "
@@ -156,9 +156,35 @@ def _name_the_weights(f: Failure, submission_dir: Path) -> Failure:
     return f
 
 
-def _diagnose_exception(stage, etype, err, tb, entry, cls, calls, keras=None) -> Failure:
+def _diagnose_exception(stage, etype, err, tb, entry, cls, calls, keras=None, *,
+                        status: dict | None = None, pins: dict | None = None) -> Failure:
     """``calls``: how the grader calls the class and predict, e.g. ("model(path)",
-    "predict(X, categories)")."""
+    "predict(X, categories)"). The hint names where the participant's code raised it
+    (``grader.hints``); the whole traceback and the versions come from ``status``."""
+    from subkit.grader import hints
+
+    full, versions = (status or {}).get("traceback") or tb, (status or {}).get("versions")
+    said = (hints.predict_failure(etype, err, full, entry, calls[1], _INPUT_WORDS)
+            if stage == "predict" else
+            hints.load_failure(etype, err, full, cls, (versions or {}).get("keras") or keras)
+            if stage == "init" else None)
+    name = hints.missing_module_name(err) if etype in ("ModuleNotFoundError",
+                                                       "ImportError") else None
+    if name:  # an import the environment lacks, at the top of model.py or inside it
+        said = (f"importing {entry} failed: {etype}: {err}" if stage == "import" else
+                f"{ {'init': calls[0], 'predict': calls[1]}.get(stage, stage)} raised {etype}: "
+                f"{err}", hints.missing_module_hint(name, hints.env_words(versions, pins)))
+    f = Failure(stage, *said, tb) if said else _exception_text(stage, etype, err, tb, entry, cls,
+                                                               calls, keras)
+    f.hint = hints.name_frame(f.hint, full, entry)
+    return f
+
+
+_INPUT_WORDS = ("X is a numpy array shaped and typed as the profile says (e.g. uint8 "
+                "(n, 96, 96, 3))")
+
+
+def _exception_text(stage, etype, err, tb, entry, cls, calls, keras=None) -> Failure:
     low = err.lower()
     init_call, predict_call = calls
     if stage == "import":

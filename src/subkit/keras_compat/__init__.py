@@ -58,11 +58,15 @@ from subkit.keras_compat.config import collect_classes, layer_objects, read_kera
 from subkit.keras_compat.processes import (
     BATCH_SEED,
     BATCH_SIZE,
+    SubmissionCode,
     Worker,
     WorkerError,
     answer,
     ask,
+    blame_custom,
     close_workers,
+    refuse_lambdas,
+    register_names,
     start_workers,
 )
 from subkit.keras_compat.rewrite import metadata_for, plan_rewrite, write_keras
@@ -119,7 +123,8 @@ def _max_abs_diff(a_path: Path, b_path: Path) -> float:
 def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | None,
              source_python: str | None = None,
              strict: bool = True,
-             workers: tuple[Worker, Worker | None] | None = None) -> dict:
+             workers: tuple[Worker, Worker | None] | None = None,
+             code: SubmissionCode | None = None) -> dict:
     """Rewrite the ``.keras`` file ``src`` into ``dst`` so that keras ``target_version``
     loads it, and verify it there.
 
@@ -156,6 +161,7 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
         report["seconds"] = round(time.monotonic() - t0, 2)
         return report
 
+    refuse_lambdas(config, src.name)
     classes = collect_classes(config)
     target: dict | None = None
     if not env_python:
@@ -167,7 +173,8 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
                 hint="create the grader environment: subkit env create (then build again)")
     ui.echo(f"retargeting {src.name} from keras {source_version or '(unknown)'} to "
             f"{target_version}: asking both Kerases about {len(classes)} classes...")
-    source_worker, target_worker = workers or start_workers(env_python, source_python)
+    source_worker, target_worker = workers or start_workers(env_python, source_python,
+                                                            code=code)
     work = source_worker.work
     assert work is not None
     try:
@@ -177,6 +184,8 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
         out = work.out
         batch, out_src, out_dst = out / "batch.npz", out / "source.npz", out / "target.npz"
         source = answer(source_worker, "probe")
+        if source_worker.registered:  # the submission's classes the weights need
+            report["custom_classes"] = source_worker.registered["classes"]
         fix: set[int] | None = None
         if target_worker is not None:
             target = answer(target_worker, "probe")
@@ -217,6 +226,9 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
                                out=str(out_dst))
             except SubkitError as exc:
                 _name_refused_layer(target_worker, trials, target_version)
+                custom = blame_custom(exc.message, target_worker, target_version)
+                if custom is not None:
+                    raise custom from None
                 raise SubkitError(
                     f"keras {target_version} cannot load the rewritten file: {exc.message}",
                     hint="report this file's layers to subkit; meanwhile train with keras "
@@ -288,7 +300,8 @@ def _name_refused_layer(worker: Worker, trials: list, target_version: str) -> No
 
 
 def verify_load(src: Path, target_version: str, *, env_python: str,
-                source_python: str | None = None) -> dict:
+                source_python: str | None = None, code: SubmissionCode | None = None,
+                custom: list[str] | None = None) -> dict:
     """Load a model file (``.keras`` or a legacy ``.h5`` model) in the target environment
     as it is, and compare its outputs on a fixed seeded batch with the current
     environment's: the proof that the target loads it, without rewriting anything.
@@ -299,9 +312,11 @@ def verify_load(src: Path, target_version: str, *, env_python: str,
     src = Path(src)
     ui.echo(f"loading {src.name} in keras {target_version} and comparing predictions on "
             f"{BATCH_SIZE} fixed inputs...")
-    source_worker, target_worker = start_workers(env_python, source_python)
+    source_worker, target_worker = start_workers(env_python, source_python, code=code)
     work = source_worker.work
     try:
+        for w in (source_worker, target_worker):  # custom: the registered names it needs
+            register_names(w, custom or [])
         model, out = str(work.give(src)), work.out
         batch, out_src, out_dst = out / "batch.npz", out / "source.npz", out / "target.npz"
         answer(source_worker, "predict", model=model, batch=str(batch), out=str(out_src),

@@ -39,6 +39,19 @@ def is_keras_module(module: Any) -> bool:
     return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
 
 
+def is_custom(obj: dict) -> bool:
+    """A serialized object of a class (or function) that is not Keras's own: the
+    submission's, or a package's. Keras writes ``module`` None for a class of ``__main__``
+    (a notebook's) and "builtins" for Python's own values."""
+    module, name = obj.get("module"), obj.get("class_name")
+    if not isinstance(name, str) or name.startswith("__") or is_keras_module(module):
+        return False
+    if name == "function":  # a function: custom unless it is one of Keras's built-ins
+        return module not in (None, "builtins") and isinstance(obj.get("config"), str)
+    # Keras 3 always writes "module"; an object without it is a legacy (Keras 2) config's
+    return module != "builtins" and "module" in obj
+
+
 Layer = tuple  # (name, index in walk order); index 0 is "no layer yet"
 
 
@@ -116,8 +129,7 @@ def keras_file_info(path) -> dict:
         module = obj.get("module")
         if is_layer:
             layers.append(obj["class_name"])
-        if module is not None and not is_keras_module(module) and \
-                not obj["class_name"].startswith("__") and module != "builtins":
+        if is_custom(obj) and obj["class_name"] != "function":
             custom.append({"layer": label, "module": module, "class_name": obj["class_name"],
                            "registered_name": obj.get("registered_name")})
 
@@ -180,3 +192,36 @@ def layer_objects(config: dict) -> list[tuple[int, str, dict]]:
 
     walk(config, "", ("", 0), True, visit)
     return out
+
+
+def custom_needed(config: dict) -> list[dict]:
+    """The custom classes and functions a config tree needs, once each, in walk order:
+    ``{"class_name", "registered_name", "module", "layer", "object"}`` (``object``: the
+    first serialized object of that class, which the worker tries to construct)."""
+    out: dict[tuple[str, str], dict] = {}
+
+    def visit(obj: dict, label: str, layer: Layer, is_layer: bool) -> None:
+        # what compile() was given (a custom loss or metric) is not loaded with compile=False
+        if not is_custom(obj) or ".compile_config" in label:
+            return
+        key = (obj["class_name"], str(obj.get("registered_name") or obj.get("config")))
+        out.setdefault(key, {"class_name": obj["class_name"],
+                             "registered_name": obj.get("registered_name"),
+                             "module": obj.get("module"), "config": obj.get("config")
+                             if obj["class_name"] == "function" else None,
+                             "layer": layer[0] or label, "object": obj})
+
+    walk(config, "", ("", 0), True, visit)
+    return list(out.values())
+
+
+def lambda_layers(config: dict) -> list[str]:
+    """The names of the layers whose config holds Python code (a ``__lambda__``)."""
+    names: list[str] = []
+
+    def visit(obj: dict, label: str, layer: Layer, is_layer: bool) -> None:
+        if obj["class_name"] == "__lambda__" and (layer[0] or label) not in names:
+            names.append(layer[0] or label)
+
+    walk(config, "", ("", 0), True, visit)
+    return names

@@ -3,6 +3,7 @@
 behind a tag. Standalone: it runs in the target interpreter, where subkit is not
 installed, so it imports nothing of subkit."""
 
+import ast
 import importlib
 import inspect
 import json
@@ -36,6 +37,10 @@ def jsonable(value):
 # imported once stdout points at stderr: nothing Keras prints reaches the replies
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+
+# the submission's classes (and functions), by the names the weights' config uses: given
+# to every load and trial once op_register has imported the submission
+CUSTOM: dict = {}
 
 
 def resolve(module, name):
@@ -133,10 +138,180 @@ def op_trial(req):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                keras.saving.deserialize_keras_object(obj, safe_mode=True)
+                keras.saving.deserialize_keras_object(obj, custom_objects=CUSTOM,
+                                                      safe_mode=True)
         except Exception as exc:
             errors[str(idx)] = short(exc)
     return {"errors": errors}
+
+
+# -- the submission's own classes ----------------------------------------------------------------
+def _under(path, root):
+    if not path:
+        return False
+    path = os.path.realpath(path)
+    return path == root or path.startswith(root + os.sep)
+
+
+def _rel(path, root):
+    return os.path.relpath(os.path.realpath(path), root) if _under(path, root) else path
+
+
+def _frame(exc, root):
+    """The innermost frame of the submission's own files in ``exc``'s traceback."""
+    found = None
+    for fs in traceback.extract_tb(exc.__traceback__):
+        if _under(fs.filename, root):
+            found = {"file": _rel(fs.filename, root), "line": fs.lineno, "function": fs.name,
+                     "code": (fs.line or "").strip()[:160]}
+    return found
+
+
+class _Defs(ast.NodeVisitor):
+    """Every ``class NAME`` and ``def NAME`` of one file: (line, enclosing function or class
+    or None at the top level)."""
+
+    def __init__(self):
+        self.found, self.stack = [], []
+
+    def _visit(self, node, kind):
+        self.found.append((node.name, kind, node.lineno, self.stack[-1] if self.stack else None))
+        self.stack.append(node.name)
+        self.generic_visit(node)
+        self.stack.pop()
+
+    def visit_ClassDef(self, node):
+        self._visit(node, "class")
+
+    def visit_FunctionDef(self, node):
+        self._visit(node, "def")
+
+    def visit_AsyncFunctionDef(self, node):
+        self._visit(node, "def")
+
+
+def _definitions(root):
+    """name -> [{"file", "line", "kind", "inside"}] over the submission's .py files."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
+        for f in sorted(files):
+            if not f.endswith(".py"):
+                continue
+            path = os.path.join(folder, f)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    tree = ast.parse(fh.read(), path)
+            except (SyntaxError, ValueError, OSError, UnicodeDecodeError):
+                continue  # a file the import did not need; its own import would say
+            v = _Defs()
+            v.visit(tree)
+            direct = {n.lineno for n in tree.body}  # not under an if/try at the top level
+            for name, kind, line, inside in v.found:
+                out.setdefault(name, []).append({"file": _rel(path, root), "line": line,
+                                                 "kind": kind, "inside": inside,
+                                                 "direct": line in direct})
+    return out
+
+
+def _needed_name(obj):
+    """(name the config looks the object up by, its class name, "class" or "def")."""
+    if obj.get("class_name") == "function":
+        name = obj.get("config") if isinstance(obj.get("config"), str) else None
+        return name, (name or "").split(">")[-1], "def"
+    return obj.get("registered_name") or obj["class_name"], obj["class_name"], "class"
+
+
+def op_register(req):
+    """Import the submission (as the grader does: its folder the working directory and the
+    first entry of sys.path) and make the classes its weights need available to every later
+    load: the ones it registers with Keras, and the plain classes (and functions) it defines
+    at the top level of its files, by name. Reports what it could not make available."""
+    root = os.path.realpath(req["folder"])
+    entry = req["entry"]
+    out = {"classes": [], "problems": []}
+    os.chdir(root)
+    sys.path.insert(0, root)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importlib.import_module(os.path.splitext(entry)[0])
+    except SyntaxError as exc:
+        out["problems"].append({"kind": "syntax", "file": _rel(exc.filename or entry, root),
+                                "line": exc.lineno, "error": "%s: %s" % (type(exc).__name__,
+                                                                          exc.msg),
+                                "code": (exc.text or "").strip()[:160]})
+        return out
+    except BaseException as exc:  # SystemExit too: the submission's, reported
+        p = {"kind": "import", "etype": type(exc).__name__, "error": short(exc),
+             "frame": _frame(exc, root)}
+        if isinstance(exc, ImportError):
+            p["module"] = exc.name
+        out["problems"].append(p)
+        return out
+    mine = [m for m in list(sys.modules.values())
+            if _under(getattr(m, "__file__", None), root)]
+    top = {}  # name -> objects defined at the top level of the submission's imported files
+    for m in mine:
+        for name, value in list(vars(m).items()):
+            if getattr(value, "__module__", None) != m.__name__:
+                continue
+            if (inspect.isclass(value) and hasattr(value, "from_config")) or \
+                    inspect.isfunction(value):
+                top.setdefault(name, {})[id(value)] = value
+    defs = _definitions(root)
+    imported = {_rel(m.__file__, root) for m in mine}
+    registry = keras.saving.get_custom_objects()
+    for obj in req.get("needed") or []:
+        key, name, kind = _needed_name(obj)
+        if not key:
+            continue
+        places = [d for d in defs.get(name, []) if d["kind"] == kind]
+        at_top = [d for d in places if d["inside"] is None]
+        info = {"name": name, "registered_name": key, "layer": obj.get("layer")}
+        if len([d for d in at_top if d["direct"]]) > 1:  # not `if ...: class X / else: ...`
+            out["problems"].append(dict(info, kind="twice",
+                                        places=[d for d in at_top if d["direct"]]))
+            continue
+        value = registry.get(key)
+        if value is None:
+            candidates = list(top.get(name, {}).values()) or \
+                [v for v in registry.values() if getattr(v, "__name__", None) == name]
+            value = candidates[0] if len(candidates) == 1 else None
+        if value is None:
+            nested = [d for d in places if d["inside"] is not None]
+            elsewhere = [d for d in at_top if d["file"] not in imported]
+            why = "runtime" if nested else ("not-imported" if elsewhere else "missing")
+            out["problems"].append(dict(info, kind=why, places=nested or elsewhere))
+            continue
+        CUSTOM[key] = CUSTOM[name] = value
+        try:
+            source = inspect.getsourcefile(value)
+            line = inspect.getsourcelines(value)[1]
+        except (TypeError, OSError):
+            source, line = None, None
+        rel = _rel(source, root) if source else None
+        line = next((d["line"] for d in at_top if d["file"] == rel), line)  # not a decorator's
+        info.update(file=rel, line=line,
+                    how="registered" if registry.get(key) is value else "by name",
+                    mine=_under(source, root))
+        out["classes"].append(info)
+    if out["problems"] or not req.get("construct"):
+        return out
+    for obj in req.get("needed") or []:
+        if obj.get("class_name") == "function":
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                keras.saving.deserialize_keras_object(obj["object"], custom_objects=CUSTOM,
+                                                      safe_mode=True)
+        except Exception as exc:
+            info = next((c for c in out["classes"] if c["name"] == obj["class_name"]), {})
+            out["problems"].append(dict(info, name=obj["class_name"], kind="construct",
+                                        error=short(exc), frame=_frame(exc, root)))
+            break  # the first one: a class inside another would fail twice
+    return out
 
 def _inputs_for(model, n, seed):
     rng = np.random.default_rng(seed)
@@ -165,7 +340,8 @@ def load_model(path, scratch):
     link = os.path.join(folder, os.path.basename(path))
     try:
         os.symlink(os.path.abspath(path), link)
-        return keras.models.load_model(link, compile=False, safe_mode=True)
+        return keras.models.load_model(link, compile=False, safe_mode=True,
+                                       custom_objects=CUSTOM or None)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -194,11 +370,14 @@ def op_predict(req):
                          if "could not be loaded" in str(w.message)
                          or "mismatch" in str(w.message).lower()]}
 
-OPS = {"probe": op_probe, "trial": op_trial, "predict": op_predict}
+OPS = {"probe": op_probe, "trial": op_trial, "predict": op_predict, "register": op_register}
 
 
 def main():
-    reply({"ready": True, "keras": keras.__version__})
+    tf = sys.modules.get("tensorflow")
+    reply({"ready": True, "keras": keras.__version__,
+           "python": "%d.%d.%d" % sys.version_info[:3],
+           "tensorflow": getattr(tf, "__version__", None) if tf else None})
     for line in sys.stdin:
         if not line.strip():
             continue
