@@ -48,7 +48,6 @@ child that ended while subkit was stopped past the limit fails as on the grader.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import re
@@ -57,15 +56,26 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from subkit.errors import SubkitError, UsageError
 from subkit.grader import untrusted
+from subkit.grader.host import (
+    bwrap_executable,
+    network_isolation_prefix,
+    physical_memory_mb,
+    python_layout,
+    python_links,
+)
+from subkit.grader.host import bwrap_features as _bwrap_features
+from subkit.grader.host import gpu_devices as _gpu_devices
+from subkit.grader.host import narrow as _narrow
+from subkit.grader.host import root_mode as _root_mode
+from subkit.grader.host import setpriv_keeps_pdeathsig as _setpriv_keeps_pdeathsig
+from subkit.grader.host import under as _under
 from subkit.grader.untrusted import MiB
 
 SANDBOX_ENV = "SUBKIT_SANDBOX"  # auto | bwrap | none
@@ -126,13 +136,6 @@ class Limits:
         return d
 
 
-def physical_memory_mb() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MiB
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-        return 8192
-
-
 # -- the environment -------------------------------------------------------------------------
 def child_env(home: str, extra: dict[str, str] | None = None,
               path_first: str | None = None) -> dict[str, str]:
@@ -151,121 +154,8 @@ def child_env(home: str, extra: dict[str, str] | None = None,
     return env
 
 
-# -- what an interpreter needs --------------------------------------------------------------------
-_PROBE = ("import json, os, site, sys\n"
-          "u = site.getusersitepackages() if site.ENABLE_USER_SITE else None\n"
-          "print(json.dumps({'prefixes': [sys.prefix, sys.base_prefix, sys.exec_prefix,"
-          " sys.base_exec_prefix], 'executable': sys.executable,"
-          " 'usersite': u if u and os.path.isdir(u) else None, 'userbase': site.getuserbase()}))")
-
-
-@functools.lru_cache(maxsize=8)
-def python_layout(python: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    """(folders the interpreter needs, read-only; environment it needs) for ``python``: its
-    prefix and base prefix (a venv and the interpreter its python links to) and the user's
-    site-packages when it has one. A prefix that holds the home folder (``--prefix ~``) is
-    narrowed to the interpreter's parts (``_narrow``)."""
-    info: dict[str, Any]
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
-        import site
-
-        usersite = site.getusersitepackages() if site.ENABLE_USER_SITE else None
-        info = {"prefixes": [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix],
-                "executable": sys.executable,
-                "usersite": usersite if usersite and os.path.isdir(usersite) else None,
-                "userbase": site.getuserbase()}
-    else:
-        try:
-            out = subprocess.run([python, "-E", "-c", _PROBE], capture_output=True, text=True,
-                                 timeout=60, env=child_env(os.path.expanduser("~")))
-            info = json.loads(out.stdout.strip().splitlines()[-1])
-        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-            info = {"prefixes": [], "executable": python, "usersite": None}
-    exe = os.path.realpath(info.get("executable") or python)
-    # the prefix of the path as given too: a venv-like folder whose python is a bare link
-    # (no pyvenv.cfg) reports the linked interpreter's prefixes only
-    candidates = list(info["prefixes"]) + [
-        os.path.dirname(os.path.dirname(exe)),
-        os.path.dirname(os.path.dirname(os.path.abspath(python)))]
-    home = os.path.realpath(os.path.expanduser("~"))
-    folders: set[str] = set()
-    for p in candidates:
-        for q in {os.path.abspath(p), os.path.realpath(p)}:
-            if q == "/" or _under(q, "/usr"):
-                continue
-            if _under(home, q):  # the prefix holds the home folder: never bind it whole
-                folders.update(_narrow(q))
-            elif os.path.isdir(q):
-                folders.add(q)
-    env: list[tuple[str, str]] = []
-    if info.get("usersite"):
-        folders.add(info["usersite"])
-        env.append(("PYTHONUSERBASE", info["userbase"]))
-    kept = sorted(f for f in folders if not any(f != g and _under(f, g) for g in folders))
-    return tuple(kept), tuple(env)
-
-
-def python_links(python: str) -> list[tuple[str, str]]:
-    """(target, link) of each symbolic link on the way from ``python`` to the interpreter
-    (a venv's bin/python -> python3.10 -> /elsewhere/bin/python3.10): the sandbox makes the
-    same links, so that the path the command names exists and leads where it does here."""
-    links, path = [], os.path.abspath(python)
-    for _ in range(40):
-        if not os.path.islink(path):
-            break
-        target = os.readlink(path)
-        links.append((target, path))
-        path = os.path.normpath(os.path.join(os.path.dirname(path), target))
-    return links
-
-
-def _gpu_devices() -> list[str]:
-    import glob
-
-    return sorted(glob.glob("/dev/nvidia*"))
-
-
-def _narrow(prefix: str) -> list[str]:
-    """What of a prefix an interpreter needs, for a prefix that also holds other things (the
-    home folder, a workspace with a venv at its root)."""
-    return [p for n in ("bin", "lib", "lib64", "pyvenv.cfg")
-            if os.path.exists(p := os.path.join(prefix, n))]
-
-
-def _under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
 # -- bubblewrap ----------------------------------------------------------------------------------
 _BWRAP_STATE: tuple[bool, str] | None = None
-
-
-def bwrap_executable() -> str | None:
-    return shutil.which("bwrap")
-
-
-@functools.lru_cache(maxsize=1)
-def _bwrap_features() -> frozenset[str]:
-    exe = bwrap_executable()
-    try:
-        text = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError, TypeError):
-        return frozenset()
-    return frozenset(f for f in ("--disable-userns", "--size", "--ro-bind-data", "--perms",
-                                 "--userns-block-fd") if f in text)
-
-
-def _setpriv_keeps_pdeathsig() -> bool:
-    exe = shutil.which("setpriv")
-    try:
-        return bool(exe) and "--pdeathsig" in subprocess.run(
-            [exe, "--help"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-def _root_mode() -> bool:
-    return os.geteuid() == 0
 
 
 def bwrap_available() -> tuple[bool, str]:
@@ -313,29 +203,6 @@ def choose_mode(requested: str | None = None) -> tuple[str, str]:
     if req in ("bwrap", "bubblewrap"):
         raise SubkitError(f"the bubblewrap sandbox is not available: {why}", hint=INSTALL_HINT)
     return "none", why
-
-
-# -- network cut without bubblewrap ---------------------------------------------------------------
-_NET_PREFIX: list[str] | None = None
-
-
-def network_isolation_prefix() -> list[str]:
-    """``unshare --net --map-root-user`` where this machine allows it, else []: a new user
-    namespace too, so that the child has no capability to setns() back."""
-    global _NET_PREFIX
-    if _NET_PREFIX is None:
-        _NET_PREFIX = []
-        exe = shutil.which("unshare")
-        if exe:
-            prefix = [exe, "--net", "--map-root-user", "--"]
-            try:
-                ok = subprocess.run(prefix + ["true"], capture_output=True,
-                                    timeout=10).returncode == 0
-            except (OSError, subprocess.TimeoutExpired):
-                ok = False
-            if ok:
-                _NET_PREFIX = prefix
-    return list(_NET_PREFIX)
 
 
 # -- the child's result ----------------------------------------------------------------------------
