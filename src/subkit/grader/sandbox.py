@@ -60,9 +60,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from subkit.errors import SubkitError, UsageError
-from subkit.grader import untrusted
+from subkit.grader import cgroup, untrusted
 from subkit.grader.host import (
     bwrap_executable,
     network_isolation_prefix,
@@ -219,7 +220,7 @@ class ChildResult:
     stderr_bytes: int = 0
     network_isolated: bool = False
     command: list[str] = field(default_factory=list)
-    limit: str | None = None  # "time" | "disk" | "files": the limit the sandbox enforced
+    limit: str | None = None  # "time" | "memory" | "disk" | "files": the limit enforced
     paused_s: float = 0.0  # how long subkit itself was stopped during the run
     written_mb: float = 0.0
     sandbox: dict = field(default_factory=dict)
@@ -261,6 +262,8 @@ class Sandbox:
         self.binds: list[Bind] = []
         self.scratch: Path | None = None
         self._scratch_cm: contextlib.AbstractContextManager[Path] | None = None
+        self._caps: list[cgroup.MemoryCap] = []  # the memory cgroup of each spawn
+        self.memory_cap, self.memory_why = cgroup.available()
 
     @property
     def isolated(self) -> bool:
@@ -293,6 +296,21 @@ class Sandbox:
         return [pat.sub(lambda m: self.path(m.group(1)), a) for a in args]
 
     # -- what the record says ----------------------------------------------------------------------
+    def caps(self) -> dict:
+        """Which limits the kernel enforces for the whole run, and why not where it does not
+        (then the per-process rlimits and the polling of the disk hold, as before)."""
+        mb = self.limits.memory_bytes // MiB
+        out: dict[str, Any] = {"memory_capped": bool(self.memory_cap)}
+        if self.memory_cap:
+            out["memory"] = (f"all the run's processes together, shared memory and memfd "
+                             f"included, under {mb} MB ({self.memory_why} memory.max)")
+        else:
+            out["memory"] = (f"{mb} MB a process (RLIMIT_DATA); shared memory, /dev/shm and "
+                             f"memfd are not counted: no memory cgroup ({self.memory_why})")
+        missing = [] if self.memory_cap else [f"memory (no cgroup: {self.memory_why})"]
+        out["not_capped"] = "; ".join(missing)
+        return out
+
     def describe(self) -> dict:
         limits = self.limits.to_dict()
         if self.isolated:
@@ -306,7 +324,7 @@ class Sandbox:
                     "user": f"unprivileged (uid {INSIDE_UID} inside"
                             + (f", {ROOT_MODE_UID} outside)" if _root_mode() else ")"),
                     "sees": sees, "limits": limits,
-                    "processes_limited": bool(shutil.which("prlimit"))}
+                    "processes_limited": bool(shutil.which("prlimit")), **self.caps()}
         return {"isolated": False, "mode": "none", "why": self.why,
                 "network_cut": bool(not self.network and network_isolation_prefix()),
                 "could_reach": "everything your user can: your home folder and its credentials "
@@ -314,7 +332,7 @@ class Sandbox:
                                "and other zips, the test labels, UNIX sockets on disk, and your "
                                "other processes",
                 "install": INSTALL_HINT, "limits": limits,
-                "processes_limited": os.geteuid() != 0}
+                "processes_limited": os.geteuid() != 0, **self.caps()}
 
     # -- running -----------------------------------------------------------------------------------
     def _home(self) -> str:
@@ -340,6 +358,11 @@ class Sandbox:
         """Start ``cmd`` (paths as the child sees them; ``cwd`` a host path inside a bind) in
         the sandbox; a Popen whose kill() ends every process of it."""
         full_env = self.env(env)
+        cap = cgroup.MemoryCap.create(self.limits.memory_bytes) if self.memory_cap else None
+        if self.memory_cap and cap is None:
+            self.memory_cap, self.memory_why = False, "the memory cgroup could not be made"
+        if cap is not None:
+            self._caps.append(cap)
         timeout = shutil.which("timeout")
         pre = [timeout, "--signal=KILL", f"{time_limit + KILL_GRACE_S:.1f}s"] \
             if time_limit and timeout else []
@@ -355,7 +378,11 @@ class Sandbox:
         # in its own user namespace (unshare) the child's processes are counted alone
         nproc = limits.processes + (0 if net else untrusted.tasks_of_user())
 
+        cap = self._caps[-1] if self._caps else None
+
         def preexec() -> None:
+            if cap is not None:
+                cap.enter()
             untrusted.die_with_parent()
             for res, value in ((resource.RLIMIT_NPROC, nproc),
                                (resource.RLIMIT_FSIZE, limits.file_size_mb * MiB),
@@ -414,9 +441,16 @@ class Sandbox:
         if prlimit:  # applied inside: the processes are counted in the sandbox's user namespace
             args += [prlimit, f"--nproc={lim.processes}", f"--fsize={lim.file_size_mb * MiB}",
                      f"--data={lim.memory_bytes}", "--core=0", "--"]
+        cap = self._caps[-1] if self._caps else None
+
+        def preexec() -> None:
+            if cap is not None:
+                cap.enter()  # bwrap, and all the sandbox will hold, in the run's cgroup
+            untrusted.die_with_parent()
+
         try:
             proc = subprocess.Popen(pre + args + list(cmd), env=env, start_new_session=True,
-                                    preexec_fn=untrusted.die_with_parent, pass_fds=fds, **popen)
+                                    preexec_fn=preexec, pass_fds=fds, **popen)
         except BaseException:
             os.close(info_r)
             if root:
@@ -511,7 +545,7 @@ class Sandbox:
                         limit = "time"
                     break
                 seen_alive = now
-                limit = "time" if now - t0 > time_limit else watch.exceeded()
+                limit = "time" if now - t0 > time_limit else (self._oom() or watch.exceeded())
                 if limit:
                     untrusted.kill_group(proc.pid)
                     _, status, rusage = os.wait4(proc.pid, 0)
@@ -533,10 +567,14 @@ class Sandbox:
         proc.returncode = 0  # reaped here; keep Popen from waiting again
         untrusted.kill_group(proc.pid)
         _end(getattr(proc, "sandbox_init", None))
+        for cap in self._caps:  # what the pid namespace did not take (no bubblewrap)
+            cap.kill()
         for r in readers:
             r.join(timeout=10)
+        oom = self._oom()
+        memory_peak = self._caps[-1].peak_mb() if self._caps else None
         wrote, passed = self._after(writable, watch)
-        limit = limit or passed
+        limit = limit or oom or passed
         rc, sig = self._exit_status(status, limit)
         return ChildResult(returncode=rc, signal=sig, timed_out=limit == "time", elapsed_s=elapsed,
                            peak_rss_mb=rusage.ru_maxrss / 1024.0 if rusage is not None else None,
@@ -544,7 +582,8 @@ class Sandbox:
                            stdout_bytes=readers[0].total, stderr_bytes=readers[1].total,
                            network_isolated=self.isolated and not self.network,
                            command=list(cmd), limit=limit, paused_s=round(paused, 1),
-                           written_mb=round(wrote / MiB, 1), sandbox=self.describe())
+                           written_mb=round(wrote / MiB, 1),
+                           sandbox={**self.describe(), "memory_peak_mb": memory_peak})
 
     def _exit_status(self, status: int | None, limit: str | None) -> tuple[int | None, int | None]:
         """(exit code, signal) of the child. bwrap and `timeout` report a child killed by a
@@ -565,11 +604,23 @@ class Sandbox:
         if not self.isolated:
             untrusted.kill_orphans()
             untrusted.set_dumpable(True)
+        self._release()
         wrote, passed = watch.written() if watch is not None else (0, None)
         untrusted.seal(writable)
         return wrote, passed
 
+    def _oom(self) -> str | None:
+        """"memory" once the kernel killed a process of the run at the cgroup's cap: then
+        the whole run is over (v2's memory.oom.group; v1 has none, subkit does it)."""
+        return "memory" if self._caps and self._caps[-1].oom_kills() else None
+
+    def _release(self) -> None:
+        """Every memory cgroup of this sandbox: its processes killed, the cgroup removed."""
+        while self._caps:
+            self._caps.pop().close()
+
     def close(self) -> None:
+        self._release()
         if self._scratch_cm is not None:
             self._scratch_cm.__exit__(None, None, None)
             self._scratch_cm = self.scratch = None
