@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from subkit.errors import SubkitError, UsageError
-from subkit.grader import cgroup, untrusted
+from subkit.grader import cgroup, diskcap, untrusted
 from subkit.grader.host import (
     bwrap_executable,
     network_isolation_prefix,
@@ -264,6 +264,10 @@ class Sandbox:
         self._scratch_cm: contextlib.AbstractContextManager[Path] | None = None
         self._caps: list[cgroup.MemoryCap] = []  # the memory cgroup of each spawn
         self.memory_cap, self.memory_why = cgroup.available()
+        self.disk_cap, self.disk_why = diskcap.available() if self.isolated else (
+            False, "without bubblewrap the child writes into the host's folders themselves")
+        self._disk: diskcap.DiskCap | None = None  # run(): the writable folders' tmpfs
+        self._given = False  # root mode: the writable binds already belong to the sandbox
 
     @property
     def isolated(self) -> bool:
@@ -307,7 +311,16 @@ class Sandbox:
         else:
             out["memory"] = (f"{mb} MB a process (RLIMIT_DATA); shared memory, /dev/shm and "
                              f"memfd are not counted: no memory cgroup ({self.memory_why})")
+        disk = self.limits.disk_mb
+        out["disk_capped"] = bool(self.disk_cap)
+        if self.disk_cap:
+            out["disk"] = (f"what it writes into its folders, under {disk} MB: a tmpfs of the "
+                           "run's own below them, the kernel refuses more")
+        else:
+            out["disk"] = (f"{disk} MB into its folders, watched every {TICK_S * 1000:.0f} ms, "
+                           f"not enforced by the kernel ({self.disk_why})")
         missing = [] if self.memory_cap else [f"memory (no cgroup: {self.memory_why})"]
+        missing += [] if self.disk_cap else [f"disk ({self.disk_why})"]
         out["not_capped"] = "; ".join(missing)
         return out
 
@@ -398,10 +411,8 @@ class Sandbox:
 
     def _spawn_bwrap(self, pre, cmd, cwd, env, popen) -> subprocess.Popen:
         root = _root_mode()
-        if root:
-            for b in self.binds:
-                if b.writable:
-                    _give(b.host, ROOT_MODE_UID)
+        if root and not self._given:
+            self._give()
         fds: list[int] = []
         passwd = _data_fd("root:x:0:0::/:/usr/sbin/nologin\n"
                           f"sandbox:x:{INSIDE_UID}:{INSIDE_UID}:sandbox:/tmp:/bin/sh\n"
@@ -517,7 +528,8 @@ class Sandbox:
             writable.append(Path(self._home()))
             untrusted.make_subreaper()
             untrusted.set_dumpable(False)
-        watch = untrusted.DiskWatch(writable, self.limits.disk_mb * MiB)
+        disk = self._cap_disk(writable)
+        watch = untrusted.DiskWatch(writable, self.limits.disk_mb * MiB) if disk is None else None
         t0 = time.monotonic()
         try:
             proc = self.spawn(cmd, cwd=cwd, env=env, time_limit=time_limit,
@@ -545,7 +557,8 @@ class Sandbox:
                         limit = "time"
                     break
                 seen_alive = now
-                limit = "time" if now - t0 > time_limit else (self._oom() or watch.exceeded())
+                limit = "time" if now - t0 > time_limit else (
+                    self._oom() or (disk or watch).exceeded())
                 if limit:
                     untrusted.kill_group(proc.pid)
                     _, status, rusage = os.wait4(proc.pid, 0)
@@ -600,14 +613,41 @@ class Sandbox:
     def _after(self, writable: list[Path],
                watch: untrusted.DiskWatch | None = None) -> tuple[int, str | None]:
         """The child is gone (with bubblewrap its whole pid namespace died with it; without,
-        the orphans are swept up); measure and seal the writable folders."""
+        the orphans are swept up); measure and seal the writable folders. With the disk cap,
+        what the child wrote reaches the host folders now, unless it passed the limit."""
         if not self.isolated:
             untrusted.kill_orphans()
             untrusted.set_dumpable(True)
         self._release()
-        wrote, passed = watch.written() if watch is not None else (0, None)
+        disk, self._disk = self._disk, None
+        if disk is not None:
+            passed = disk.exceeded()
+            disk.finish(apply=passed != "disk")
+            wrote = disk.peak_bytes
+        else:
+            wrote, passed = watch.written() if watch is not None else (0, None)
         untrusted.seal(writable)
         return wrote, passed
+
+    def _give(self) -> None:
+        for b in self.binds:
+            if b.writable:
+                _give(b.host, ROOT_MODE_UID)
+        self._given = True
+
+    def _cap_disk(self, writable: list[Path]) -> diskcap.DiskCap | None:
+        """The writable folders on a tmpfs of disk_mb (diskcap.py), where it can be had."""
+        if not (self.isolated and self.disk_cap):
+            return None
+        if _root_mode():
+            self._give()  # before the overlays: their upper folders take the owner
+        self._disk = diskcap.DiskCap.create(writable, self.limits.disk_mb * MiB,
+                                            untrusted.MAX_FILES)
+        if self._disk is None:
+            self.disk_cap, self.disk_why = False, "the disk cap's tmpfs could not be mounted"
+            return None
+        self._disk.start()
+        return self._disk
 
     def _oom(self) -> str | None:
         """"memory" once the kernel killed a process of the run at the cgroup's cap: then
