@@ -137,6 +137,12 @@ def sweep(parent: Path) -> int:
     return removed
 
 
+def sweep_stale() -> int:
+    """``sweep`` in the folder this process's cgroups go into (nothing where there is none)."""
+    version, parent = _parent()
+    return sweep(parent) if version is not None and isinstance(parent, Path) else 0
+
+
 class MemoryCap:
     """One run's memory cgroup: made before the child starts (``create``), entered by the
     child before it executes anything (``enter``), read and removed after (``close``)."""

@@ -163,6 +163,7 @@ class DiskCap:
         self.base_bytes, self.base_files = self._used()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.users, self.dropped = 0, False  # sandboxes writing into it (``claim``)
 
     @classmethod
     def create(cls, folders: list[Path], limit_bytes: int, max_files: int) -> DiskCap | None:
@@ -248,6 +249,71 @@ class DiskCap:
             _umount(str(self.stage))
             self.mounts = []
             shutil.rmtree(self.stage, ignore_errors=True)
+
+
+    def release(self, apply: bool) -> None:
+        """One sandbox is done with it; the last one finishes it (nothing applied if any of
+        them passed the limit)."""
+        with _LOCK:
+            self.users -= 1
+            self.dropped = self.dropped or not apply
+            if self.users > 0:
+                return
+            for f in self.folders:
+                _ACTIVE.pop(f, None)
+        self.finish(apply=not self.dropped)
+
+
+_ACTIVE: dict[Path, DiskCap] = {}  # host folder -> the cap over it, while a sandbox runs
+_LOCK = threading.Lock()
+
+
+class Claim:
+    """The caps one sandbox writes into: its own, and the cap of another sandbox running at
+    the same time over a folder they share (a bundle's two programs share /app/output: a
+    second overlay would hide each one's writes from the other)."""
+
+    def __init__(self, caps: list[DiskCap]):
+        self.caps = caps
+
+    def exceeded(self) -> str | None:
+        for c in self.caps:
+            if verdict := c.exceeded():
+                return verdict
+        return None
+
+    @property
+    def peak_bytes(self) -> int:
+        return sum(c.peak_bytes for c in self.caps)
+
+    def finish(self, apply: bool) -> None:
+        for c in self.caps:
+            c.release(apply)
+
+
+def claim(folders: list[Path], limit_bytes: int, max_files: int) -> Claim | None:
+    """The caps over ``folders``: the ones already there, a new one for the others; None
+    when no new one could be mounted."""
+    with _LOCK:
+        caps: list[DiskCap] = []
+        rest = []
+        for f in folders:
+            c = _ACTIVE.get(Path(f))
+            if c is None:
+                rest.append(Path(f))
+            elif c not in caps:
+                caps.append(c)
+        if rest:
+            new = DiskCap.create(rest, limit_bytes, max_files)
+            if new is None:
+                return None
+            new.start()
+            caps.append(new)
+            for f in rest:
+                _ACTIVE[f] = new
+        for c in caps:
+            c.users += 1
+        return Claim(caps)
 
 
 def _remove(path: str) -> None:

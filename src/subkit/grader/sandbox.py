@@ -266,7 +266,7 @@ class Sandbox:
         self.memory_cap, self.memory_why = cgroup.available()
         self.disk_cap, self.disk_why = diskcap.available() if self.isolated else (
             False, "without bubblewrap the child writes into the host's folders themselves")
-        self._disk: diskcap.DiskCap | None = None  # run(): the writable folders' tmpfs
+        self._disk: diskcap.Claim | None = None  # run(): the writable folders' tmpfs
         self._given = False  # root mode: the writable binds already belong to the sandbox
 
     @property
@@ -635,18 +635,15 @@ class Sandbox:
                 _give(b.host, ROOT_MODE_UID)
         self._given = True
 
-    def _cap_disk(self, writable: list[Path]) -> diskcap.DiskCap | None:
+    def _cap_disk(self, writable: list[Path]) -> diskcap.Claim | None:
         """The writable folders on a tmpfs of disk_mb (diskcap.py), where it can be had."""
         if not (self.isolated and self.disk_cap):
             return None
         if _root_mode():
             self._give()  # before the overlays: their upper folders take the owner
-        self._disk = diskcap.DiskCap.create(writable, self.limits.disk_mb * MiB,
-                                            untrusted.MAX_FILES)
+        self._disk = diskcap.claim(writable, self.limits.disk_mb * MiB, untrusted.MAX_FILES)
         if self._disk is None:
             self.disk_cap, self.disk_why = False, "the disk cap's tmpfs could not be mounted"
-            return None
-        self._disk.start()
         return self._disk
 
     def _oom(self) -> str | None:
