@@ -34,15 +34,22 @@ descendants that escaped the session swept up as orphans (subkit is their subrea
 bubblewrap.
 
 Limits (``Limits``, from the profile's ``[limits]``): processes (RLIMIT_NPROC, counted in
-the sandbox's own user namespace), memory (RLIMIT_DATA per process: TensorFlow reserves
-gigabytes of address space it never touches, so RLIMIT_AS would refuse it while the
-private writable memory RLIMIT_DATA counts stays near its real use; its processes come
-first for the OOM killer), file size
-(RLIMIT_FSIZE), total bytes and files written into the writable folders (watched while it
-runs: statvfs every tick, a scan to confirm), ``/tmp`` and ``/dev/shm`` (tmpfs sizes), and
-the time limit on the monotonic clock: the loop kills the sandbox at the limit, a
-``timeout`` process outside the sandbox kills it even while subkit itself is stopped, and a
-child that ended while subkit was stopped past the limit fails as on the grader.
+the sandbox's own user namespace), memory (the whole run, shared memory and memfd included,
+in a memory cgroup of its own: ``grader/cgroup.py``; and RLIMIT_DATA per process, which
+gives a plain MemoryError for the common case: TensorFlow reserves gigabytes of address
+space it never touches, so RLIMIT_AS would refuse it while the private writable memory
+RLIMIT_DATA counts stays near its real use), file size (RLIMIT_FSIZE), total bytes and
+files written into the writable folders (a tmpfs of the run's own under overlays, refused
+by the kernel past its size: ``grader/diskcap.py``), ``/tmp`` and ``/dev/shm`` (tmpfs
+sizes), and the time limit on the monotonic clock: the loop kills the sandbox at the limit,
+a ``timeout`` process outside the sandbox kills it even while subkit itself is stopped, and
+a child that ended while subkit was stopped past the limit fails as on the grader.
+
+Where the machine offers no cgroup or no mount (not root and nothing delegated, no
+bubblewrap for the disk cap, ``SUBKIT_KERNEL_CAPS=off``), the per-process limits hold and
+the folders are polled as before (``untrusted.DiskWatch``: statvfs every tick, a scan to
+confirm), and ``caps()`` (in ``describe()``, run.json and the summary) says what the kernel
+does not enforce and why. What this machine offers is probed in ``grader/host.py``.
 """
 
 from __future__ import annotations
