@@ -330,26 +330,32 @@ def _remove(path: str) -> None:
 
 
 def _apply(upper: Path, host: Path) -> None:
-    """An overlay's upper layer onto its lower folder: plain files and folders only."""
+    """An overlay's upper layer onto its lower folder: plain files and folders only. What
+    cannot be applied (paths past PATH_MAX, a name the host refuses) is dropped."""
     for dirpath, dirnames, filenames in os.walk(upper):
         rel = os.path.relpath(dirpath, upper)
         dest_dir = os.path.normpath(os.path.join(host, rel))
         for name in list(dirnames):
             src, dest = os.path.join(dirpath, name), os.path.join(dest_dir, name)
-            opaque = _opaque(src)
-            if opaque or not os.path.isdir(dest) or os.path.islink(dest):
-                _remove(dest)
-                os.mkdir(dest, 0o755)
-                shutil.copystat(src, dest, follow_symlinks=False)
+            try:
+                if os.path.islink(src):  # listed with the folders: never followed, copied
+                    dirnames.remove(name)
+                    _remove(dest)
+                elif _opaque(src) or not os.path.isdir(dest) or os.path.islink(dest):
+                    _remove(dest)
+                    os.mkdir(dest, 0o755)
+                    shutil.copystat(src, dest, follow_symlinks=False)
+            except OSError:
+                dirnames.remove(name)
         for name in filenames:
             src, dest = os.path.join(dirpath, name), os.path.join(dest_dir, name)
-            st = os.lstat(src)
-            _remove(dest)  # replaced, deleted (a whiteout), or turned into a link: gone
-            if stat.S_ISREG(st.st_mode):
-                _copy(src, dest, st)
-        # links to folders are listed with the folders: never followed, never copied
-        for name in [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            dirnames.remove(name)
+            try:
+                st = os.lstat(src)
+                _remove(dest)  # replaced, deleted (a whiteout), or turned into a link: gone
+                if stat.S_ISREG(st.st_mode):
+                    _copy(src, dest, st)
+            except OSError:
+                continue
 
 
 def _opaque(path: str) -> bool:
