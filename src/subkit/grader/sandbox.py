@@ -314,7 +314,7 @@ class Sandbox:
         out: dict[str, Any] = {"memory_capped": bool(self.memory_cap)}
         if self.memory_cap:
             out["memory"] = (f"all the run's processes together, shared memory and memfd "
-                             f"included, under {mb} MB ({self.memory_why} memory.max)")
+                             f"included, under {mb} MB (a {self.memory_why} memory cgroup)")
         else:
             out["memory"] = (f"{mb} MB a process (RLIMIT_DATA); shared memory, /dev/shm and "
                              f"memfd are not counted: no memory cgroup ({self.memory_why})")
@@ -634,6 +634,7 @@ class Sandbox:
         else:
             wrote, passed = watch.written() if watch is not None else (0, None)
         untrusted.seal(writable)
+        self._given = False  # subkit may add files before a next run: given again then
         return wrote, passed
 
     def _give(self) -> None:
