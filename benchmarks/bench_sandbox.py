@@ -60,7 +60,7 @@ def startup_rounds(rounds: int) -> dict[str, list[float]]:
                 box.bind(work, "/app/output", writable=True)
                 t = time.perf_counter()
                 r = box.run(["true"], cwd=work, log_dir=work / "logs", time_limit=30)
-                out[mode].append(time.perf_counter() - t)
+                out[key].append(time.perf_counter() - t)
                 box.close()
                 if r.returncode != 0:
                     raise SystemExit(f"`true` failed in mode {key}: {r.tail()}")
