@@ -1,5 +1,6 @@
 """Finishing what a killed subkit left behind, before a command that builds, runs or lists.
 
+- the sandbox's disk caps still mounted and memory cgroups of a dead subkit are removed;
 - temporary folders (``subkit-*`` in the system's temp folder: smoke tests, checks, the
   sandbox's scratch, retargeting) whose lock no living process holds are removed;
 - builds interrupted after their commit point are rolled forward, earlier ones removed
@@ -20,9 +21,12 @@ from subkit.fsutil import sweep
 
 def recover(prof, out_dir: Path | None = None) -> list[str]:
     """What was finished or cleaned, in words (empty when nothing was left)."""
+    from subkit.grader import cgroup, diskcap
     from subkit.grader.runfolder import recover_runs
     from subkit.publish import recover_builds
 
+    diskcap.sweep()  # the sandbox's mounts and cgroups first: they pin the folders below
+    cgroup.sweep_stale()
     sweep(tempfile.gettempdir(), "subkit-")
     notes: list[str] = []
     folders = {Path(prof.submissions_dir)}

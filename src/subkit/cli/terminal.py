@@ -92,7 +92,11 @@ def print_sandbox(box: dict) -> None:
         click.echo("  sandbox: bubblewrap, "
                    f"{'no network, ' if box.get('network_cut') else 'network ON, '}"
                    f"{box.get('user', 'unprivileged')}; limits {lim.get('processes')} processes, "
-                   f"{lim.get('memory_mb')} MB memory a process, {lim.get('disk_mb')} MB written")
+                   f"{lim.get('memory_mb')} MB memory "
+                   f"{'for the whole run' if box.get('memory_capped') else 'a process'}, "
+                   f"{lim.get('disk_mb')} MB written")
+        if box.get("not_capped"):  # grader/sandbox.py caps(): what the kernel does not enforce
+            click.secho(f"    not capped by the kernel: {box['not_capped']}", fg="yellow")
         return
     click.secho(f"  NOT ISOLATED: {box.get('why', 'no sandbox')}", fg="yellow", bold=True)
     click.secho(f"    the submission could reach {box.get('could_reach', 'everything you can')}",

@@ -69,6 +69,12 @@ def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) 
                               f"'Execution Time Limit exceeded'{paused})",
                        "predict in batches (the template does), use fewer TTA views or a "
                        "smaller model; an endless loop or input() hangs too", tail)
+    if child.limit == "memory":  # the run's memory cgroup (sandbox.py, grader/cgroup.py)
+        return Failure(stage, f"the submission used more than the memory limit of "
+                              f"{lim['memory_mb']} MB (all its processes together, shared memory "
+                              f"included) during {where}; the kernel killed it",
+                       "predict in batches and free what you do not need; the limit is the "
+                       "profile's [limits] memory_mb", tail)
     if child.limit == "disk":
         return Failure(stage, f"the submission wrote more than {lim['disk_mb']} MB into its "
                               f"folders during {where}; the sandbox stopped it",

@@ -34,21 +34,27 @@ descendants that escaped the session swept up as orphans (subkit is their subrea
 bubblewrap.
 
 Limits (``Limits``, from the profile's ``[limits]``): processes (RLIMIT_NPROC, counted in
-the sandbox's own user namespace), memory (RLIMIT_DATA per process: TensorFlow reserves
-gigabytes of address space it never touches, so RLIMIT_AS would refuse it while the
-private writable memory RLIMIT_DATA counts stays near its real use; its processes come
-first for the OOM killer), file size
-(RLIMIT_FSIZE), total bytes and files written into the writable folders (watched while it
-runs: statvfs every tick, a scan to confirm), ``/tmp`` and ``/dev/shm`` (tmpfs sizes), and
-the time limit on the monotonic clock: the loop kills the sandbox at the limit, a
-``timeout`` process outside the sandbox kills it even while subkit itself is stopped, and a
-child that ended while subkit was stopped past the limit fails as on the grader.
+the sandbox's own user namespace), memory (the whole run, shared memory and memfd included,
+in a memory cgroup of its own: ``grader/cgroup.py``; and RLIMIT_DATA per process, which
+gives a plain MemoryError for the common case: TensorFlow reserves gigabytes of address
+space it never touches, so RLIMIT_AS would refuse it while the private writable memory
+RLIMIT_DATA counts stays near its real use), file size (RLIMIT_FSIZE), total bytes and
+files written into the writable folders (a tmpfs of the run's own under overlays, refused
+by the kernel past its size: ``grader/diskcap.py``), ``/tmp`` and ``/dev/shm`` (tmpfs
+sizes), and the time limit on the monotonic clock: the loop kills the sandbox at the limit,
+a ``timeout`` process outside the sandbox kills it even while subkit itself is stopped, and
+a child that ended while subkit was stopped past the limit fails as on the grader.
+
+Where the machine offers no cgroup or no mount (not root and nothing delegated, no
+bubblewrap for the disk cap, ``SUBKIT_KERNEL_CAPS=off``), the per-process limits hold and
+the folders are polled as before (``untrusted.DiskWatch``: statvfs every tick, a scan to
+confirm), and ``caps()`` (in ``describe()``, run.json and the summary) says what the kernel
+does not enforce and why. What this machine offers is probed in ``grader/host.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import re
@@ -57,7 +63,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -65,7 +70,20 @@ from pathlib import Path
 from typing import Any
 
 from subkit.errors import SubkitError, UsageError
-from subkit.grader import untrusted
+from subkit.grader import cgroup, diskcap, untrusted
+from subkit.grader.host import (
+    bwrap_executable,
+    network_isolation_prefix,
+    physical_memory_mb,
+    python_layout,
+    python_links,
+)
+from subkit.grader.host import bwrap_features as _bwrap_features
+from subkit.grader.host import gpu_devices as _gpu_devices
+from subkit.grader.host import narrow as _narrow
+from subkit.grader.host import root_mode as _root_mode
+from subkit.grader.host import setpriv_keeps_pdeathsig as _setpriv_keeps_pdeathsig
+from subkit.grader.host import under as _under
 from subkit.grader.untrusted import MiB
 
 SANDBOX_ENV = "SUBKIT_SANDBOX"  # auto | bwrap | none
@@ -126,13 +144,6 @@ class Limits:
         return d
 
 
-def physical_memory_mb() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MiB
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-        return 8192
-
-
 # -- the environment -------------------------------------------------------------------------
 def child_env(home: str, extra: dict[str, str] | None = None,
               path_first: str | None = None) -> dict[str, str]:
@@ -151,121 +162,8 @@ def child_env(home: str, extra: dict[str, str] | None = None,
     return env
 
 
-# -- what an interpreter needs --------------------------------------------------------------------
-_PROBE = ("import json, os, site, sys\n"
-          "u = site.getusersitepackages() if site.ENABLE_USER_SITE else None\n"
-          "print(json.dumps({'prefixes': [sys.prefix, sys.base_prefix, sys.exec_prefix,"
-          " sys.base_exec_prefix], 'executable': sys.executable,"
-          " 'usersite': u if u and os.path.isdir(u) else None, 'userbase': site.getuserbase()}))")
-
-
-@functools.lru_cache(maxsize=8)
-def python_layout(python: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    """(folders the interpreter needs, read-only; environment it needs) for ``python``: its
-    prefix and base prefix (a venv and the interpreter its python links to) and the user's
-    site-packages when it has one. A prefix that holds the home folder (``--prefix ~``) is
-    narrowed to the interpreter's parts (``_narrow``)."""
-    info: dict[str, Any]
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
-        import site
-
-        usersite = site.getusersitepackages() if site.ENABLE_USER_SITE else None
-        info = {"prefixes": [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix],
-                "executable": sys.executable,
-                "usersite": usersite if usersite and os.path.isdir(usersite) else None,
-                "userbase": site.getuserbase()}
-    else:
-        try:
-            out = subprocess.run([python, "-E", "-c", _PROBE], capture_output=True, text=True,
-                                 timeout=60, env=child_env(os.path.expanduser("~")))
-            info = json.loads(out.stdout.strip().splitlines()[-1])
-        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-            info = {"prefixes": [], "executable": python, "usersite": None}
-    exe = os.path.realpath(info.get("executable") or python)
-    # the prefix of the path as given too: a venv-like folder whose python is a bare link
-    # (no pyvenv.cfg) reports the linked interpreter's prefixes only
-    candidates = list(info["prefixes"]) + [
-        os.path.dirname(os.path.dirname(exe)),
-        os.path.dirname(os.path.dirname(os.path.abspath(python)))]
-    home = os.path.realpath(os.path.expanduser("~"))
-    folders: set[str] = set()
-    for p in candidates:
-        for q in {os.path.abspath(p), os.path.realpath(p)}:
-            if q == "/" or _under(q, "/usr"):
-                continue
-            if _under(home, q):  # the prefix holds the home folder: never bind it whole
-                folders.update(_narrow(q))
-            elif os.path.isdir(q):
-                folders.add(q)
-    env: list[tuple[str, str]] = []
-    if info.get("usersite"):
-        folders.add(info["usersite"])
-        env.append(("PYTHONUSERBASE", info["userbase"]))
-    kept = sorted(f for f in folders if not any(f != g and _under(f, g) for g in folders))
-    return tuple(kept), tuple(env)
-
-
-def python_links(python: str) -> list[tuple[str, str]]:
-    """(target, link) of each symbolic link on the way from ``python`` to the interpreter
-    (a venv's bin/python -> python3.10 -> /elsewhere/bin/python3.10): the sandbox makes the
-    same links, so that the path the command names exists and leads where it does here."""
-    links, path = [], os.path.abspath(python)
-    for _ in range(40):
-        if not os.path.islink(path):
-            break
-        target = os.readlink(path)
-        links.append((target, path))
-        path = os.path.normpath(os.path.join(os.path.dirname(path), target))
-    return links
-
-
-def _gpu_devices() -> list[str]:
-    import glob
-
-    return sorted(glob.glob("/dev/nvidia*"))
-
-
-def _narrow(prefix: str) -> list[str]:
-    """What of a prefix an interpreter needs, for a prefix that also holds other things (the
-    home folder, a workspace with a venv at its root)."""
-    return [p for n in ("bin", "lib", "lib64", "pyvenv.cfg")
-            if os.path.exists(p := os.path.join(prefix, n))]
-
-
-def _under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
 # -- bubblewrap ----------------------------------------------------------------------------------
 _BWRAP_STATE: tuple[bool, str] | None = None
-
-
-def bwrap_executable() -> str | None:
-    return shutil.which("bwrap")
-
-
-@functools.lru_cache(maxsize=1)
-def _bwrap_features() -> frozenset[str]:
-    exe = bwrap_executable()
-    try:
-        text = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError, TypeError):
-        return frozenset()
-    return frozenset(f for f in ("--disable-userns", "--size", "--ro-bind-data", "--perms",
-                                 "--userns-block-fd") if f in text)
-
-
-def _setpriv_keeps_pdeathsig() -> bool:
-    exe = shutil.which("setpriv")
-    try:
-        return bool(exe) and "--pdeathsig" in subprocess.run(
-            [exe, "--help"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-def _root_mode() -> bool:
-    return os.geteuid() == 0
 
 
 def bwrap_available() -> tuple[bool, str]:
@@ -315,29 +213,6 @@ def choose_mode(requested: str | None = None) -> tuple[str, str]:
     return "none", why
 
 
-# -- network cut without bubblewrap ---------------------------------------------------------------
-_NET_PREFIX: list[str] | None = None
-
-
-def network_isolation_prefix() -> list[str]:
-    """``unshare --net --map-root-user`` where this machine allows it, else []: a new user
-    namespace too, so that the child has no capability to setns() back."""
-    global _NET_PREFIX
-    if _NET_PREFIX is None:
-        _NET_PREFIX = []
-        exe = shutil.which("unshare")
-        if exe:
-            prefix = [exe, "--net", "--map-root-user", "--"]
-            try:
-                ok = subprocess.run(prefix + ["true"], capture_output=True,
-                                    timeout=10).returncode == 0
-            except (OSError, subprocess.TimeoutExpired):
-                ok = False
-            if ok:
-                _NET_PREFIX = prefix
-    return list(_NET_PREFIX)
-
-
 # -- the child's result ----------------------------------------------------------------------------
 @dataclass
 class ChildResult:
@@ -352,7 +227,7 @@ class ChildResult:
     stderr_bytes: int = 0
     network_isolated: bool = False
     command: list[str] = field(default_factory=list)
-    limit: str | None = None  # "time" | "disk" | "files": the limit the sandbox enforced
+    limit: str | None = None  # "time" | "memory" | "disk" | "files": the limit enforced
     paused_s: float = 0.0  # how long subkit itself was stopped during the run
     written_mb: float = 0.0
     sandbox: dict = field(default_factory=dict)
@@ -394,6 +269,12 @@ class Sandbox:
         self.binds: list[Bind] = []
         self.scratch: Path | None = None
         self._scratch_cm: contextlib.AbstractContextManager[Path] | None = None
+        self._caps: list[cgroup.MemoryCap] = []  # the memory cgroup of each spawn
+        self.memory_cap, self.memory_why = cgroup.available()
+        self.disk_cap, self.disk_why = diskcap.available() if self.isolated else (
+            False, "without bubblewrap the child writes into the host's folders themselves")
+        self._disk: diskcap.Claim | None = None  # run(): the writable folders' tmpfs
+        self._given = False  # root mode: the writable binds already belong to the sandbox
 
     @property
     def isolated(self) -> bool:
@@ -426,6 +307,30 @@ class Sandbox:
         return [pat.sub(lambda m: self.path(m.group(1)), a) for a in args]
 
     # -- what the record says ----------------------------------------------------------------------
+    def caps(self) -> dict:
+        """Which limits the kernel enforces for the whole run, and why not where it does not
+        (then the per-process rlimits and the polling of the disk hold, as before)."""
+        mb = self.limits.memory_bytes // MiB
+        out: dict[str, Any] = {"memory_capped": bool(self.memory_cap)}
+        if self.memory_cap:
+            out["memory"] = (f"all the run's processes together, shared memory and memfd "
+                             f"included, under {mb} MB (a {self.memory_why} memory cgroup)")
+        else:
+            out["memory"] = (f"{mb} MB a process (RLIMIT_DATA); shared memory, /dev/shm and "
+                             f"memfd are not counted: no memory cgroup ({self.memory_why})")
+        disk = self.limits.disk_mb
+        out["disk_capped"] = bool(self.disk_cap)
+        if self.disk_cap:
+            out["disk"] = (f"what it writes into its folders, under {disk} MB: a tmpfs of the "
+                           "run's own below them, the kernel refuses more")
+        else:
+            out["disk"] = (f"{disk} MB into its folders, watched every {TICK_S * 1000:.0f} ms, "
+                           f"not enforced by the kernel ({self.disk_why})")
+        missing = [] if self.memory_cap else [f"memory (no cgroup: {self.memory_why})"]
+        missing += [] if self.disk_cap else [f"disk ({self.disk_why})"]
+        out["not_capped"] = "; ".join(missing)
+        return out
+
     def describe(self) -> dict:
         limits = self.limits.to_dict()
         if self.isolated:
@@ -439,7 +344,7 @@ class Sandbox:
                     "user": f"unprivileged (uid {INSIDE_UID} inside"
                             + (f", {ROOT_MODE_UID} outside)" if _root_mode() else ")"),
                     "sees": sees, "limits": limits,
-                    "processes_limited": bool(shutil.which("prlimit"))}
+                    "processes_limited": bool(shutil.which("prlimit")), **self.caps()}
         return {"isolated": False, "mode": "none", "why": self.why,
                 "network_cut": bool(not self.network and network_isolation_prefix()),
                 "could_reach": "everything your user can: your home folder and its credentials "
@@ -447,7 +352,7 @@ class Sandbox:
                                "and other zips, the test labels, UNIX sockets on disk, and your "
                                "other processes",
                 "install": INSTALL_HINT, "limits": limits,
-                "processes_limited": os.geteuid() != 0}
+                "processes_limited": os.geteuid() != 0, **self.caps()}
 
     # -- running -----------------------------------------------------------------------------------
     def _home(self) -> str:
@@ -473,6 +378,11 @@ class Sandbox:
         """Start ``cmd`` (paths as the child sees them; ``cwd`` a host path inside a bind) in
         the sandbox; a Popen whose kill() ends every process of it."""
         full_env = self.env(env)
+        cap = cgroup.MemoryCap.create(self.limits.memory_bytes) if self.memory_cap else None
+        if self.memory_cap and cap is None:
+            self.memory_cap, self.memory_why = False, "the memory cgroup could not be made"
+        if cap is not None:
+            self._caps.append(cap)
         timeout = shutil.which("timeout")
         pre = [timeout, "--signal=KILL", f"{time_limit + KILL_GRACE_S:.1f}s"] \
             if time_limit and timeout else []
@@ -488,7 +398,11 @@ class Sandbox:
         # in its own user namespace (unshare) the child's processes are counted alone
         nproc = limits.processes + (0 if net else untrusted.tasks_of_user())
 
+        cap = self._caps[-1] if self._caps else None
+
         def preexec() -> None:
+            if cap is not None:
+                cap.enter()
             untrusted.die_with_parent()
             for res, value in ((resource.RLIMIT_NPROC, nproc),
                                (resource.RLIMIT_FSIZE, limits.file_size_mb * MiB),
@@ -504,10 +418,8 @@ class Sandbox:
 
     def _spawn_bwrap(self, pre, cmd, cwd, env, popen) -> subprocess.Popen:
         root = _root_mode()
-        if root:
-            for b in self.binds:
-                if b.writable:
-                    _give(b.host, ROOT_MODE_UID)
+        if root and not self._given:
+            self._give()
         fds: list[int] = []
         passwd = _data_fd("root:x:0:0::/:/usr/sbin/nologin\n"
                           f"sandbox:x:{INSIDE_UID}:{INSIDE_UID}:sandbox:/tmp:/bin/sh\n"
@@ -547,9 +459,16 @@ class Sandbox:
         if prlimit:  # applied inside: the processes are counted in the sandbox's user namespace
             args += [prlimit, f"--nproc={lim.processes}", f"--fsize={lim.file_size_mb * MiB}",
                      f"--data={lim.memory_bytes}", "--core=0", "--"]
+        cap = self._caps[-1] if self._caps else None
+
+        def preexec() -> None:
+            if cap is not None:
+                cap.enter()  # bwrap, and all the sandbox will hold, in the run's cgroup
+            untrusted.die_with_parent()
+
         try:
             proc = subprocess.Popen(pre + args + list(cmd), env=env, start_new_session=True,
-                                    preexec_fn=untrusted.die_with_parent, pass_fds=fds, **popen)
+                                    preexec_fn=preexec, pass_fds=fds, **popen)
         except BaseException:
             os.close(info_r)
             if root:
@@ -616,7 +535,8 @@ class Sandbox:
             writable.append(Path(self._home()))
             untrusted.make_subreaper()
             untrusted.set_dumpable(False)
-        watch = untrusted.DiskWatch(writable, self.limits.disk_mb * MiB)
+        disk = self._cap_disk(writable)
+        watch = untrusted.DiskWatch(writable, self.limits.disk_mb * MiB) if disk is None else None
         t0 = time.monotonic()
         try:
             proc = self.spawn(cmd, cwd=cwd, env=env, time_limit=time_limit,
@@ -644,7 +564,8 @@ class Sandbox:
                         limit = "time"
                     break
                 seen_alive = now
-                limit = "time" if now - t0 > time_limit else watch.exceeded()
+                limit = "time" if now - t0 > time_limit else (
+                    self._oom() or (disk or watch).exceeded())
                 if limit:
                     untrusted.kill_group(proc.pid)
                     _, status, rusage = os.wait4(proc.pid, 0)
@@ -666,10 +587,14 @@ class Sandbox:
         proc.returncode = 0  # reaped here; keep Popen from waiting again
         untrusted.kill_group(proc.pid)
         _end(getattr(proc, "sandbox_init", None))
+        for cap in self._caps:  # what the pid namespace did not take (no bubblewrap)
+            cap.kill()
         for r in readers:
             r.join(timeout=10)
+        oom = self._oom()
+        memory_peak = self._caps[-1].peak_mb() if self._caps else None
         wrote, passed = self._after(writable, watch)
-        limit = limit or passed
+        limit = limit or oom or passed
         rc, sig = self._exit_status(status, limit)
         return ChildResult(returncode=rc, signal=sig, timed_out=limit == "time", elapsed_s=elapsed,
                            peak_rss_mb=rusage.ru_maxrss / 1024.0 if rusage is not None else None,
@@ -677,7 +602,8 @@ class Sandbox:
                            stdout_bytes=readers[0].total, stderr_bytes=readers[1].total,
                            network_isolated=self.isolated and not self.network,
                            command=list(cmd), limit=limit, paused_s=round(paused, 1),
-                           written_mb=round(wrote / MiB, 1), sandbox=self.describe())
+                           written_mb=round(wrote / MiB, 1),
+                           sandbox={**self.describe(), "memory_peak_mb": memory_peak})
 
     def _exit_status(self, status: int | None, limit: str | None) -> tuple[int | None, int | None]:
         """(exit code, signal) of the child. bwrap and `timeout` report a child killed by a
@@ -694,15 +620,52 @@ class Sandbox:
     def _after(self, writable: list[Path],
                watch: untrusted.DiskWatch | None = None) -> tuple[int, str | None]:
         """The child is gone (with bubblewrap its whole pid namespace died with it; without,
-        the orphans are swept up); measure and seal the writable folders."""
+        the orphans are swept up); measure and seal the writable folders. With the disk cap,
+        what the child wrote reaches the host folders now, unless it passed the limit."""
         if not self.isolated:
             untrusted.kill_orphans()
             untrusted.set_dumpable(True)
-        wrote, passed = watch.written() if watch is not None else (0, None)
+        self._release()
+        disk, self._disk = self._disk, None
+        if disk is not None:
+            passed = disk.exceeded()
+            disk.finish(apply=passed != "disk")
+            wrote = disk.peak_bytes
+        else:
+            wrote, passed = watch.written() if watch is not None else (0, None)
         untrusted.seal(writable)
+        self._given = False  # subkit may add files before a next run: given again then
         return wrote, passed
 
+    def _give(self) -> None:
+        for b in self.binds:
+            if b.writable:
+                _give(b.host, ROOT_MODE_UID)
+        self._given = True
+
+    def _cap_disk(self, writable: list[Path]) -> diskcap.Claim | None:
+        """The writable folders on a tmpfs of disk_mb (diskcap.py), where it can be had."""
+        if not (self.isolated and self.disk_cap):
+            return None
+        if _root_mode():
+            self._give()  # before the overlays: their upper folders take the owner
+        self._disk = diskcap.claim(writable, self.limits.disk_mb * MiB, untrusted.MAX_FILES)
+        if self._disk is None:
+            self.disk_cap, self.disk_why = False, "the disk cap's tmpfs could not be mounted"
+        return self._disk
+
+    def _oom(self) -> str | None:
+        """"memory" once the kernel killed a process of the run at the cgroup's cap: then
+        the whole run is over (v2's memory.oom.group; v1 has none, subkit does it)."""
+        return "memory" if self._caps and self._caps[-1].oom_kills() else None
+
+    def _release(self) -> None:
+        """Every memory cgroup of this sandbox: its processes killed, the cgroup removed."""
+        while self._caps:
+            self._caps.pop().close()
+
     def close(self) -> None:
+        self._release()
         if self._scratch_cm is not None:
             self._scratch_cm.__exit__(None, None, None)
             self._scratch_cm = self.scratch = None
