@@ -13,6 +13,8 @@ moved or deleted keeps its history. Record kinds (``record["kind"]``)::
     submit       zip_sha256, platform, competition, phase, submission_id, status
     leaderboard  zip_sha256, leaderboard_score, phase, source ("manual"|"codabench"|"kaggle")
     note         zip_sha256, text
+    tta-tune     zip_sha256, tta_run_dir, tta_views, tta_merge, tta_shifted_score (report half),
+                 tta_cost (forward passes per image), tta_metric
 
 ``append`` adds ``time`` (ISO 8601, UTC), ``id`` (unique) and ``subkit_version``. Fields a
 kind does not list are kept as they are: the ledger never drops what a caller wrote.
@@ -135,6 +137,17 @@ def leaderboard_record(*, zip: str, zip_sha256: str, leaderboard_score: float | 
         raise ValueError(f"leaderboard source {source!r}: one of {LEADERBOARD_SOURCES}")
     return {"kind": "leaderboard", "zip": zip, "zip_sha256": zip_sha256,
             "leaderboard_score": leaderboard_score, "phase": phase, "source": source, **extra}
+
+
+def tta_tune_record(*, zip: str, zip_sha256: str, run_dir: str, metric: str, views: list,
+                    merge: str, shifted_score: float | None, cost: int, **extra: Any) -> dict:
+    """``subkit tta tune``: the chosen views and merge, the shifted score on the report half,
+    the cost in forward passes per image. Its fields are prefixed (``tta_``) so that the
+    history row's own scores stay those of score-local."""
+    return {"kind": "tta-tune", "zip": zip, "zip_sha256": zip_sha256, "tta_run_dir": run_dir,
+            "tta_metric": metric, "tta_views": list(views), "tta_merge": merge,
+            "tta_shifted_score": shifted_score, "tta_cost": cost,
+            **{k if k.startswith("tta_") else f"tta_{k}": v for k, v in extra.items()}}
 
 
 def note_record(*, zip: str | None, zip_sha256: str, text: str) -> dict:

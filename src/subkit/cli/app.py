@@ -284,7 +284,8 @@ from subkit.cli.env import env as _env_group  # noqa: E402
 from subkit.cli.ledger import history as _history_group  # noqa: E402
 from subkit.cli.ledger import submit as _submit_command  # noqa: E402
 from subkit.cli.report import report as _report_command  # noqa: E402
+from subkit.cli.tta import tta as _tta_group  # noqa: E402
 
 for _command in (_data_group, _history_group, _submit_command, _bundle_group, _report_command,
-                 _env_group):
+                 _env_group, _tta_group):
     main.add_command(_command)
