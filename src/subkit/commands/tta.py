@@ -367,7 +367,8 @@ def _search(probs: np.ndarray, labels: list[np.ndarray], half: np.ndarray, views
     preds = [search.labels_of(probs, p["views"], p["merge"]) for p in fr]
     boot = scorer.bootstrap(preds, seed)
     chosen, best, noise = search.choose(fr, boot, hib)
-    front = [_point(p, views, noise[i]) for i, p in enumerate(fr)]
+    sd = boot.std(0)
+    front = [{**_point(p, views, noise[i]), "sd": float(sd[i])} for i, p in enumerate(fr)]
     index = {p["views"] + (p["merge"],): p for p in points}
 
     def ref(names: list[str], merge: str) -> dict | None:

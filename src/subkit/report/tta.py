@@ -24,7 +24,7 @@ def chart(record: dict, width: int = 640, height: int = 300) -> str:
         return ""
     refs = record.get("references") or {}
     values = [p["report"][k] for p in front for k in ("shifted", "clean")]
-    values += [p["report"]["shifted"] + s * p.get("noise", 0.0) for p in front for s in (1, -1)]
+    values += [p["report"]["shifted"] + s * p.get("sd", 0.0) for p in front for s in (1, -1)]
     d = refs.get("template_default")
     if d:
         values += [d["report"]["shifted"], d["report"]["clean"]]
@@ -52,9 +52,9 @@ def chart(record: dict, width: int = 640, height: int = 300) -> str:
                  f"text-anchor='middle' fill='#6b7380'>{k}</text>")
     P.append(f"<text x='{(L + width - R) / 2:.0f}' y='{height - 4}' font-size='12' "
              "text-anchor='middle' fill='#39414d'>views (forward passes per image)</text>")
-    band = ([f"{x(p['n_views']):.1f},{y(p['report']['shifted'] + p.get('noise', 0)):.1f}"
+    band = ([f"{x(p['n_views']):.1f},{y(p['report']['shifted'] + p.get('sd', 0)):.1f}"
              for p in front] +
-            [f"{x(p['n_views']):.1f},{y(p['report']['shifted'] - p.get('noise', 0)):.1f}"
+            [f"{x(p['n_views']):.1f},{y(p['report']['shifted'] - p.get('sd', 0)):.1f}"
              for p in reversed(front)])
     P.append(f"<polygon points='{' '.join(band)}' fill='#3558d622' stroke='none'/>")
     for key, colour, dash in (("clean", "#9aa3ae", "4 3"), ("shifted", "#3558d6", "")):
@@ -78,8 +78,9 @@ def chart(record: dict, width: int = 640, height: int = 300) -> str:
     P.append("</svg>")
     P.append("<p class='muted'>Blue: shifted score of the best subset for each number of views "
              "(chosen on the choose half, scored on the report half), its band one bootstrap "
-             "standard deviation; grey dashed: clean score; green ring: the chosen point; red "
-             "cross: the template's default five views (mean).</p>")
+             "standard deviation of the score (the table's noise is that of the difference "
+             "to the best point, which decides the choice); grey dashed: clean score; green "
+             "ring: the chosen point; red cross: the template's default five views (mean).</p>")
     return "".join(P)
 
 
