@@ -60,7 +60,7 @@ def train(kind: str, X, y, seed: int):
     m = keras.Model(inp, out)
     m.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
               metrics=["accuracy"])
-    m.fit(X, y, epochs=6 if kind == "A" else 8, batch_size=64, verbose=0)
+    m.fit(X, y, epochs=8 if kind == "A" else 10, batch_size=64, verbose=0)
     return m
 
 
@@ -160,7 +160,7 @@ def main() -> None:
             table.append(
                 f"| {kind} | {one:.1f} | {tuned:.1f} | {wall_r:.2f}x | {pred_r:.2f}x | "
                 f"{'+'.join(c['views'])} ({c['merge']}, {c['n_views']}) | "
-                f"{c['report']['shifted']:.4f} ± {c.get('noise', 0):.4f} | "
+                f"{c['report']['shifted']:.4f} ± {c.get('sd', 0):.4f} | "
                 f"{dflt['report']['shifted']:.4f} | {no['report']['shifted']:.4f} |")
             print(table[-1], flush=True)
             front = " / ".join(f"{p['n_views']}: {p['report']['shifted']:.4f}"
