@@ -62,6 +62,7 @@ VIEWS = {
     "zoom": _zoom,
     "contrast": _contrast,
 }
+TF_VIEWS = ("zoom", "contrast")
 
 
 class TuneModel:
@@ -97,8 +98,10 @@ class TuneModel:
         for name in self.views:
             parts = []
             for start in range(0, len(X), CHUNK):
-                x = X[start:start + CHUNK].astype(np.float32)
-                v = np.ascontiguousarray(VIEWS[name](x))
+                x = X[start:start + CHUNK]
+                if name in TF_VIEWS:  # computed in float32, as the template does
+                    x = x.astype(np.float32)
+                v = np.ascontiguousarray(VIEWS[name](x))  # geometric: the input's dtype
                 parts.append(self._one(v[..., 0] if squeeze else v))
             per_view.append(np.concatenate(parts))
         return np.stack(per_view).astype(np.float32)  # (views, n, classes)
