@@ -159,6 +159,7 @@ def tune(opts: TuneOptions, prof) -> dict:
     from subkit.recovery import recover
 
     _refuse_kind(prof)
+    parse_views(opts.views, True)  # the names first: a typo is told before anything else
     zip_path = safezip.require_zip(zip_or_newest(prof, opts.zip))
     suite = opts.shift or _default_suite(prof)
     try:
