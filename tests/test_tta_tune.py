@@ -97,6 +97,10 @@ def test_choose_takes_more_views_only_beyond_noise():
     noisy = np.column_stack([np.full(50, 0.5) + np.random.default_rng(1).normal(0, 0.2, 50),
                              np.full(50, 0.6)])
     assert search.choose(fr, noisy)[0] == 0
+    # decided on the choose half only: a report half that favours two views changes nothing
+    flattering = [{"views": (0,), "shifted": (0.6, 0.50)}, {"views": (0, 1),
+                                                            "shifted": (0.5, 0.70)}]
+    assert search.choose(flattering, boot)[:2] == (0, 0)
 
 
 @pytest.mark.parametrize("merge", search.MERGES)

@@ -96,7 +96,7 @@ def render(record: dict) -> str:
     lines.append(click.style(
         f"chosen (*): {' + '.join(c['views'])}, merge {c['merge']}: {c['n_views']} forward "
         f"pass(es) per image, shifted {m} {_f(c['report']['shifted'])} on the report half "
-        f"(the fewest views within noise of the best)", bold=True))
+        f"(the fewest views within noise of the best on the choose half)", bold=True))
     if t.get("per_view_s") is not None:
         lines.append(f"cost: {t['per_view_s']:.1f} s of predict per view over the suite; "
                      f"one view on the clean set {t.get('one_view_clean_s') or 0:.1f} s of the "

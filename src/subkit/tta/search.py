@@ -8,10 +8,11 @@ clean labels); every row of every set belongs to the half of its image.
 - ``front``: for each number of views k, the (subset, merge) with the best shifted score on
   the choose half (the mean of the metric over the shifted sets, as ``score-local --shift``
   computes it), then scored on the report half, clean score beside it;
-- ``choose``: the chosen point is the fewest views whose report-half shifted score is within
+- ``choose``: the chosen point is the fewest views whose choose-half shifted score is within
   noise of the best front point's: noise is the standard deviation, over a bootstrap of the
   report half's images (the same resample for every set and every point: paired), of the
-  difference between the best point's score and this point's.
+  difference between the best point's score and this point's. Nothing is chosen on the
+  report half: it only reports (picking the best of the front there would flatter it).
 
 The metrics are computed from confusion matrices of all the groups (set x half) at once;
 ``metric_from_cm`` equals ``grader.scoring.metrics`` (tests/test_tta_tune.py checks it).
@@ -178,14 +179,17 @@ def front(points: list[dict], higher_is_better: bool = True) -> list[dict]:
 
 def choose(front_points: list[dict], boot: np.ndarray, higher_is_better: bool = True
            ) -> tuple[int, int, list[float]]:
-    """(index of the chosen point, index of the best, noise of each point): the fewest
-    views whose report-half shifted score is within one bootstrap standard deviation of
-    the paired difference to the best point's."""
+    """(index of the chosen point, index of the best, noise of each point), all decided on
+    the choose half: the best is the front point with the best choose-half shifted score,
+    and the chosen one the fewest views whose choose-half score is within noise of it. The
+    noise of a point is the standard deviation, over the bootstrap of the report half
+    (``boot``: the same resamples for every point), of the paired difference between the
+    best point's score and its own. The report half only reports."""
     sign = 1.0 if higher_is_better else -1.0
-    report = [sign * p["shifted"][1] for p in front_points]
-    best = int(np.argmax(report))
-    noise = [float(np.std(sign * (boot[:, best] - boot[:, j]))) for j in range(len(report))]
-    for j in range(len(report)):  # the front is ordered by number of views
-        if report[j] >= report[best] - noise[j] - 1e-12:
+    chosen_on = [sign * p["shifted"][0] for p in front_points]
+    best = int(np.argmax(chosen_on))
+    noise = [float(np.std(sign * (boot[:, best] - boot[:, j]))) for j in range(len(chosen_on))]
+    for j in range(len(chosen_on)):  # the front is ordered by number of views
+        if chosen_on[j] >= chosen_on[best] - noise[j] - 1e-12:
             return j, best, noise
     return best, best, noise
