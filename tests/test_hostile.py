@@ -325,7 +325,8 @@ def _walks(run_dir: Path) -> list[dict]:
 
 
 FIND_MODES = {"clean": (), "proba": ("--proba",), "shift": ("--shift", "blur:1,noise:1"),
-              "shift+tta-compare": ("--shift", "blur:1", "--tta-compare")}
+              "shift+tta-compare": ("--shift", "blur:1", "--tta-compare"),
+              "tta-tune": ("--shift", "blur:1", "--views", "identity,flip_lr")}
 
 
 @needs_bwrap
@@ -337,6 +338,8 @@ def test_nothing_of_the_answer_is_in_reach_of_the_child(arena, mode):
     names the workspace, the runs folder or the home. The shifted sets' labels, the plan and
     the generator's log live outside every folder bound into the sandbox."""
     args = FIND_MODES[mode]
+    if mode == "tta-tune":
+        return _tta_tune_finds_nothing(arena, args)
     code, res, err = arena.score_local(arena.zip("find_answers"), *args, timeout=400)
     assert code == 0 and res["ok"], (res.get("failure"), err[-2000:])
     walks = _walks(Path(res["run_dir"]))
@@ -358,6 +361,34 @@ def test_nothing_of_the_answer_is_in_reach_of_the_child(arena, mode):
     rows = [json.loads(x) for x in arena.ledger.read_text().splitlines()]
     assert rows[-1]["clean_score"] == pytest.approx(arena.baseline)
     assert not (Path(res["run_dir"]) / "shift_work").exists()  # the labels' copy is gone
+
+
+def _tta_tune_finds_nothing(arena, args) -> None:
+    """`subkit tta tune`: subkit's wrapper calls the model once per view on each set (this
+    model has no predict_proba, so each call is its predict, which walks the sandbox)."""
+    z = arena.zip("find_answers", name="find_tta")
+    with zipfile.ZipFile(z) as zf:
+        files = {n: zf.read(n).decode() for n in zf.namelist()}
+    files["model.py"] = files["model.py"].split("    def predict_proba")[0]
+    z = _zip(arena.root / "find_tta.zip", files)
+    r = subkit_process("tta", "tune", str(z), "--json", *args, cwd=arena.ws, env=arena.env,
+                       timeout=400)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    res = json.loads(r.stdout)
+    walks = _walks(Path(res["run_dir"]))
+    assert len(walks) == 2 * 2, walks  # 2 views x (clean + blur-1)
+    for w in walks:
+        assert w["files_seen"] > 50, w
+        assert w["cwd"] == "/app/ingested_program"
+        assert w["labels"] == [] and w["host_paths"] == [], w
+    assert "labels_from" not in loot(res)
+    # every view of every point predicted class 0: the baseline's accuracy on each half
+    scores = {p["report"]["clean"] for p in res["front"]} | \
+        {p["report"]["shifted"] for p in res["front"]}
+    assert len(scores) == 1 and scores.pop() < 0.5
+    rows = [json.loads(x) for x in arena.ledger.read_text().splitlines()]
+    assert rows[-1]["kind"] == "tta-tune"
+    assert not (Path(res["run_dir"]) / "shift_work").exists()
 
 
 @needs_bwrap

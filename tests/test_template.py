@@ -22,7 +22,16 @@ VIEWS = {
     "rot180": lambda x: np.rot90(x, 2, axes=(1, 2)),
     "rot270": lambda x: np.rot90(x, 3, axes=(1, 2)),
     "transpose": lambda x: np.transpose(x, (0, 2, 1, 3)),
+    "zoom": lambda x: _tf().image.resize(_tf().image.central_crop(
+        x.astype("float32"), 0.875), x.shape[1:3]).numpy(),
+    "contrast": lambda x: _tf().image.adjust_contrast(x.astype("float32"), 1.25).numpy(),
 }
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
 
 
 def load_template(folder, weights, **settings):
@@ -72,6 +81,18 @@ def test_stacked_tta_equals_one_predict_per_view(tmp_path, keras_weights, images
     assert got.shape == (150,) and got.dtype == np.int64
     np.testing.assert_array_equal(got, ref.argmax(-1))
     np.testing.assert_allclose(m.predict_proba(images), ref, atol=1e-5)
+
+
+def test_the_scale_and_photometric_views_equal_one_predict_per_view(tmp_path, keras_weights,
+                                                                     images):
+    import keras
+
+    views = ["identity", "zoom", "contrast"]
+    mod = load_template(tmp_path, keras_weights, TTA_MERGE="gmean", TTA_VIEWS=views)
+    ref = reference(keras.models.load_model(keras_weights, compile=False), images, views,
+                    "gmean")
+    np.testing.assert_array_equal(mod.Model().predict(images), ref.argmax(-1))
+    np.testing.assert_allclose(mod.Model().predict_proba(images), ref, atol=1e-5)
 
 
 def test_no_tta_float_input_and_small_batches(tmp_path, keras_weights, images):

@@ -16,6 +16,8 @@ moved or deleted keeps its history. Record kinds (``record["kind"]``)::
     platform-time  zip_sha256, platform_s, phase, source ("manual"|"codabench"): the
                  platform's elapsed time of the zip's run (subkit.clock pairs it with the
                  zip's local runtime_s)
+    tta-tune     zip_sha256, tta_run_dir, tta_views, tta_merge, tta_shifted_score (report half),
+                 tta_cost (forward passes per image), tta_metric
 
 ``append`` adds ``time`` (ISO 8601, UTC), ``id`` (unique) and ``subkit_version``. Fields a
 kind does not list are kept as they are: the ledger never drops what a caller wrote.
@@ -145,6 +147,17 @@ def platform_time_record(*, zip: str | None, zip_sha256: str, platform_s: float,
     """The platform's elapsed time of one zip's run (``submit --wait``, or by hand)."""
     return {"kind": "platform-time", "zip": zip, "zip_sha256": zip_sha256,
             "platform_s": float(platform_s), "phase": phase, "source": source, **extra}
+
+
+def tta_tune_record(*, zip: str, zip_sha256: str, run_dir: str, metric: str, views: list,
+                    merge: str, shifted_score: float | None, cost: int, **extra: Any) -> dict:
+    """``subkit tta tune``: the chosen views and merge, the shifted score on the report half,
+    the cost in forward passes per image. Its fields are prefixed (``tta_``) so that the
+    history row's own scores stay those of score-local."""
+    return {"kind": "tta-tune", "zip": zip, "zip_sha256": zip_sha256, "tta_run_dir": run_dir,
+            "tta_metric": metric, "tta_views": list(views), "tta_merge": merge,
+            "tta_shifted_score": shifted_score, "tta_cost": cost,
+            **{k if k.startswith("tta_") else f"tta_{k}": v for k, v in extra.items()}}
 
 
 def note_record(*, zip: str | None, zip_sha256: str, text: str) -> dict:

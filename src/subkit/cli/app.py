@@ -309,8 +309,9 @@ from subkit.cli.ledger import submit as _submit_command  # noqa: E402
 from subkit.cli.probe import history_time as _history_time  # noqa: E402
 from subkit.cli.probe import probe as _probe_group  # noqa: E402
 from subkit.cli.report import report as _report_command  # noqa: E402
+from subkit.cli.tta import tta as _tta_group  # noqa: E402
 
 for _command in (_data_group, _history_group, _submit_command, _bundle_group, _report_command,
-                 _env_group, _probe_group):
+                 _env_group, _probe_group, _tta_group):
     main.add_command(_command)
 _history_group.add_command(_history_time)

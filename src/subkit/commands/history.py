@@ -74,6 +74,10 @@ def rows_with_predictions(records: list[dict]) -> list[dict]:
     predicted = calibration.for_history(records)
     for r in rows:
         r.pop("shift_scores", None)  # per-set scores: the run's report has them
+        if r.get("tta_views"):  # `subkit tta tune`: its choice, in the note column too
+            r["tta"] = (f"TTA {'+'.join(map(str, r['tta_views']))} {r.get('tta_merge')} "
+                        f"{r.get('tta_shifted_score') or 0:.3f}")
+            r["note"] = "; ".join(x for x in (r.get("note"), r["tta"]) if x)
         p = predicted.get(r["zip_sha256"])
         r["predicted_leaderboard"] = None if p is None else {
             k: p[k] for k in ("score", "low", "high", "calibrated_on", "loo_error", "phase")}

@@ -58,6 +58,9 @@ class Kind:
     one_label: bool = False  # one class label per sample (the classification data tools)
     named_cells: bool = False  # a CSV cell may hold a class name (labels, not pixels)
     exportable: bool = False  # `subkit bundle export` writes a Codabench bundle for it
+    # test-time augmentation of the kind's template: "views" (subkit tta tune chooses them),
+    # "untuned" (the template has views, the tuner does not tune them yet), "none"
+    tta: str = "none"
     shift_families: dict[str, Any] = {}
     shift_titles: dict[str, str] = {}
     shift_example: str = "noise:3"
@@ -120,6 +123,19 @@ class Kind:
     def csv_header(self) -> bool:
         """A Kaggle CSV layout describes this kind's predictions."""
         return self.csv
+
+    def refuse_tta_tune(self, prof: Profile) -> None:
+        """``subkit tta tune`` of a kind whose views it cannot tune."""
+        from subkit.errors import SubkitError
+
+        if self.tta == "none":
+            raise SubkitError(f"{prof.name} is {prof.kind}: its template has no test-time "
+                              "augmentation, so there is nothing to tune",
+                              hint="tta tune is for image classification (the template's views)")
+        if self.tta != "views":
+            raise SubkitError(f"tta tune does not tune {prof.kind} yet ({prof.name})",
+                              hint="set TTA_VIEWS in model.py by hand and compare with "
+                                   "`subkit score-local --shift default`")
 
     def refuse_csv(self, prof: Profile) -> None:
         """``subkit predict`` writes no CSV for a kind whose competition takes the zip."""

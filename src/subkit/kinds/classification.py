@@ -18,6 +18,7 @@ class ImageClassification(LabelsKind):
     image_tools = True
     folders = True
     exportable = True
+    tta = "views"
 
     def report_sections(self, run: dict, arrays: ReportArrays) -> list[str]:
         from subkit.kinds.report import classes, gallery

@@ -34,6 +34,7 @@ TITLES = {"brightness_contrast": "brightness and contrast", "blur": "Gaussian bl
 class Segmentation(Kind):
     name = "segmentation"
     title = "segmentation"
+    tta = "untuned"  # the template flips views and their masks back; tta tune: not yet
     task = "segmentation"
     metrics = ("mean_iou", "pixel_accuracy")
     noun = "images"

@@ -30,7 +30,9 @@ import numpy as np
 WEIGHTS = ["weights.keras"]
 
 # Test-time augmentation on/off, the views, and how their probabilities are merged.
-# Views: identity, flip_lr, flip_ud, rot90, rot180, rot270, transpose, transverse.
+# Views: identity, flip_lr, flip_ud, rot90, rot180, rot270, transpose, transverse, zoom
+# (the central 87.5% scaled back up), contrast (x1.25 about each image's mean).
+# `subkit tta tune` measures which of them earn their forward pass; --apply sets these.
 TTA = True
 TTA_VIEWS = ["identity", "flip_lr", "flip_ud", "rot90", "rot270"]
 # Merge: "mean" (of probabilities), "gmean" (geometric mean), "max", "tsharpen" (mean of
@@ -68,7 +70,10 @@ _VIEWS = {
     "rot270": lambda x, tf: tf.image.rot90(x, k=3),
     "transpose": lambda x, tf: tf.transpose(x, [0, 2, 1, 3]),
     "transverse": lambda x, tf: tf.image.rot90(tf.transpose(x, [0, 2, 1, 3]), k=2),
+    "zoom": lambda x, tf: tf.image.resize(tf.image.central_crop(x, 0.875), tf.shape(x)[1:3]),
+    "contrast": lambda x, tf: tf.image.adjust_contrast(x, 1.25),
 }
+_SHAPE_CHANGING = ("rot90", "rot270", "transpose", "transverse")
 
 
 class Model:
@@ -101,7 +106,7 @@ class Model:
             if isinstance(shape, tuple) and len(shape) == 4 and shape[1] != shape[2]:
                 square = False
         if not square:  # rotations by 90 degrees change a non-square image's shape
-            self.views = [v for v in self.views if v in ("identity", "flip_lr", "flip_ud")]
+            self.views = [v for v in self.views if v not in _SHAPE_CHANGING] or ["identity"]
         self._forward = tf.function(self._forward_impl, reduce_retracing=True)
 
     # -- the compiled forward pass: all views of a batch in one call ---------------------
