@@ -79,7 +79,7 @@ CORPUS = {
     "bytes_not_utf8": (_model("return np.array([b'\\xff\\xfe'] * len(X))"), {},
                        "predictions are byte strings that are not UTF-8 text", "save"),
     "str_raises": (_model("raise type('Odd', (Exception,), {'__str__': lambda s: 1 / 0})()"),
-                   {}, "raised Odd: <Odd whose str() failed>", "predict"),
+                   {}, "raised Odd at model.py:7: <Odd whose str() failed>", "predict"),
     "ragged": (_model("return [np.zeros(2), np.zeros(3)]"), {}, "not an array", "save"),
     "predictions_folder": (_model(f"{_OUT}; os.mkdir(out + '/predictions.npy'); return X"),
                            {}, "the submission wrote a folder where predictions.npy goes", "save"),

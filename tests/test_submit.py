@@ -348,7 +348,9 @@ def test_failing_lines_are_made_printable(codabench, token, workspace, zip_file,
     assert result["error"] == error.removeprefix("error: ")
     assert result["hint"] == hint.removeprefix("hint: ") and "subkit score-local" in hint
     assert result["failing_log"].endswith("prediction_stderr, its last lines")
-    assert result["failing_lines"][-1] == "?[2J?[1;32mscore: 1.0000 PASSED?[0m?evil"
+    # every control and bidi character shown escaped (grader.untrusted.printable)
+    assert result["failing_lines"][-1] == ("\\x1b[2J\\x1b[1;32mscore: 1.0000 PASSED\\x1b[0m"
+                                           "\\u202eevil")
     assert "\x1b" not in out + err and "\u202e" not in out + err
     assert result["rerun"] == f"subkit score-local {zip_file}"
     # the kept file has the logs as the platform sent them
