@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_hostile import _walks
 
 from subkit import profile
 from subkit.data import io, synthetic
@@ -60,15 +61,6 @@ def _truths(prof, data: dict) -> set[str]:
             if prof.kind == "forecasting":  # the phase's horizon of the targets
                 got |= _forms(y[:, : prof.horizon(None)])
     return got
-
-
-def _walks(run_dir: Path) -> list[dict]:
-    out = []
-    for log in sorted(run_dir.rglob("stdout.txt")):
-        for line in log.read_text("utf-8", errors="replace").splitlines():
-            if line.startswith('LOOT {"walk '):
-                out.extend(json.loads(line[5:]).values())
-    return out
 
 
 def _out_spec(prof) -> dict:

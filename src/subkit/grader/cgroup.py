@@ -104,7 +104,9 @@ def available() -> tuple[bool, str]:
     return True, f"cgroup v{version}"
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user's counts: the kernel refused to
+    signal it, so it is there). The owners of stale cgroups and disk caps are checked so."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -128,7 +130,7 @@ def sweep(parent: Path) -> int:
             pid = int(e.name.split("-")[1])
         except (IndexError, ValueError):
             continue
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             try:
                 os.rmdir(e.path)
                 removed += 1

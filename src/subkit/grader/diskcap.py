@@ -48,7 +48,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from subkit.grader.cgroup import CAPS_ENV
+from subkit.grader.cgroup import CAPS_ENV, pid_alive
 
 MiB = 1024**2
 PREFIX = "subkit-disk-"
@@ -133,26 +133,16 @@ def sweep() -> int:
     for entry in sorted(_mounted(base), key=lambda e: ("\0" not in e, -len(e))):
         where, _, point = entry.partition("\0")
         owner = _owner(where, base)
-        if owner and owner[1] != os.getpid() and not _alive(owner[1]):
+        if owner and owner[1] != os.getpid() and not pid_alive(owner[1]):
             _umount(point or where)
             stale += 1
     mounted = set(_mounted())
     for e in os.scandir(base):
         owner = _owner(e.path, base)
         if owner and e.path not in mounted and owner[1] != os.getpid() \
-                and not _alive(owner[1]) and e.is_dir(follow_symlinks=False):
+                and not pid_alive(owner[1]) and e.is_dir(follow_symlinks=False):
             shutil.rmtree(e.path, ignore_errors=True)
     return stale
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class DiskCap:
