@@ -344,6 +344,12 @@ def read_fingerprint(path: Path) -> Fingerprint:
 
 
 # -- what the fingerprint means for subkit.toml ------------------------------------------------
+def _section(d: dict, key: str) -> dict:
+    """d[key] when it is a table (a dict), else an empty one: a fingerprint is untrusted."""
+    value = d.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _xy(version: str) -> str:
     return ".".join(str(version).split(".")[:2])
 
@@ -351,8 +357,8 @@ def _xy(version: str) -> str:
 def measured(fp: Fingerprint, prof) -> dict:
     """What import writes: pins, extras, network, machine; and notes on what it left."""
     d = fp.data
-    dists = d.get("distributions") if isinstance(d.get("distributions"), dict) else {}
-    fw = d.get("frameworks") if isinstance(d.get("frameworks"), dict) else {}
+    dists = _section(d, "distributions")
+    fw = _section(d, "frameworks")
     notes: list[str] = []
     grader: dict[str, Any] = {"python": _xy(d["python"]["version"])}
     for name in MAIN:
@@ -375,17 +381,19 @@ def measured(fp: Fingerprint, prof) -> dict:
         elif name in (prof.grader.get("extras") or {}):
             notes.append(f"{name} (in [grader] extras) is not installed on the grader: dropped")
     grader["extras"] = extras
-    net = d.get("network") if isinstance(d.get("network"), dict) else {}
+    net = _section(d, "network")
     network = "on" if net.get("answers") else "off"
-    cpu = d.get("cpu") if isinstance(d.get("cpu"), dict) else {}
-    mem = d.get("memory") if isinstance(d.get("memory"), dict) else {}
-    gpus = fw.get("gpus") if isinstance(fw.get("gpus"), list) else []
-    smi = (d.get("gpus") or {}).get("nvidia_smi") if isinstance(d.get("gpus"), dict) else None
-    disk = d.get("disk_free_mb") if isinstance(d.get("disk_free_mb"), dict) else {}
+    cpu = _section(d, "cpu")
+    mem = _section(d, "memory")
+    listed = fw.get("gpus")
+    gpus = listed if isinstance(listed, list) else []
+    smi = _section(d, "gpus").get("nvidia_smi")
+    disk = _section(d, "disk_free_mb")
+    limit = mem.get("cgroup_limit_mb")
     machine = {"python": str(d["python"]["version"]), "cpu": str(cpu.get("model") or "?"),
                "cpus": int(cpu.get("usable") or cpu.get("count") or 0),
-               "memory_mb": int(mem.get("cgroup_limit_mb") if isinstance(
-                   mem.get("cgroup_limit_mb"), int) else mem.get("memtotal_mb") or 0),
+               "memory_mb": int(limit if isinstance(limit, int) else
+                                mem.get("memtotal_mb") or 0),
                "gpus": [str(g) for g in (smi if isinstance(smi, list) and smi else gpus)],
                "cuda": str(fw.get("cuda") or ""), "cudnn": str(fw.get("cudnn") or ""),
                "disk_free_mb": int(max([v for v in disk.values() if isinstance(v, int)],
@@ -576,10 +584,10 @@ def _last_import(prof) -> tuple[dict, str]:
 
 def _flat(fp: dict) -> dict[str, Any]:
     """The values worth comparing, by a name a user reads."""
-    fw = fp.get("frameworks") if isinstance(fp.get("frameworks"), dict) else {}
-    cpu = fp.get("cpu") if isinstance(fp.get("cpu"), dict) else {}
-    mem = fp.get("memory") if isinstance(fp.get("memory"), dict) else {}
-    net = fp.get("network") if isinstance(fp.get("network"), dict) else {}
+    fw = _section(fp, "frameworks")
+    cpu = _section(fp, "cpu")
+    mem = _section(fp, "memory")
+    net = _section(fp, "network")
     out: dict[str, Any] = {
         "python": (fp.get("python") or {}).get("version"),
         "tensorflow": fw.get("tensorflow"), "keras": fw.get("keras"), "numpy": fw.get("numpy"),
@@ -605,8 +613,8 @@ def probe_diff(opts: DiffOptions, prof) -> dict:
     for key in a:
         if a[key] != b.get(key):
             changes.append({"what": key, "before": a[key], "after": b.get(key)})
-    da = old.get("distributions") if isinstance(old.get("distributions"), dict) else {}
-    db = new.data.get("distributions") if isinstance(new.data.get("distributions"), dict) else {}
+    da = _section(old, "distributions")
+    db = _section(new.data, "distributions")
     for name in sorted(set(da) | set(db)):
         if da.get(name) != db.get(name) and name not in MAIN:
             changes.append({"what": f"distribution {name}", "before": da.get(name),
