@@ -136,6 +136,7 @@ def run_train(directory: Path, seed: int, epochs: int | None) -> None:
     proc = subprocess.Popen(cmd, cwd=directory, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     tail: list[str] = []
+    assert proc.stdout is not None  # stdout=PIPE
     for line in proc.stdout:  # stream the epochs as they finish
         tail = (tail + [line])[-60:]
         if line.startswith(("train ", "Epoch", "{", "note")) or " - accuracy" in line \
@@ -152,6 +153,7 @@ def clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: in
     from subkit.data import io as data_io
 
     ds = data_io.load(raw, prof)
+    assert ds.labels is not None  # io.load(require_labels=True) refuses a set without labels
     images, labels = ds.images, ds.labels
     groups = duplicates.exact_groups(images)
     drop = {int(i) for g in groups for i in g}

@@ -29,6 +29,7 @@ little because imagehash resizes with a Lanczos filter and rounds PIL's luminanc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -303,7 +304,7 @@ def near_groups(hashes: np.ndarray, max_distance: int = DEFAULT_NEAR, *,
         for a, b in candidate_pairs(node_hash, int(max_distance)):
             close = hamming(node_hash[a], node_hash[b]) <= max_distance
             a, b = a[close], b[close]
-            if node_rep is not None and len(a):
+            if node_rep is not None and features is not None and len(a):  # one with the other
                 ok = similarity(features, node_rep[a], node_rep[b]) >= min_similarity
                 a, b = a[ok], b[ok]
             if len(a):
@@ -438,6 +439,7 @@ def dedupe_file(path, profile, *, out, drop: str = "keep-one", near: int | None 
 
         raise UsageError(f"--drop {drop!r} is not a policy", hint=f"one of: {', '.join(POLICIES)}")
     ds = io.load(path, profile)
+    assert ds.labels is not None  # io.load(require_labels=True) refuses a set without labels
     check_outputs(path, [out, record], force, ["--out", "--record"])
     dups = find(ds.images, near=near, min_similarity=min_similarity)
     groups = dups.groups()
@@ -456,7 +458,7 @@ def dedupe_file(path, profile, *, out, drop: str = "keep-one", near: int | None 
         raise InputError(f"--drop {drop} would remove all {n} images of {path}", hint=hint)
     names = profile.class_names
     arrays, skipped = read_arrays(ds, profile)
-    summary = {
+    summary: dict[str, Any] = {
         "input": str(path), "output": str(out), "record": str(record),
         "subkit_version": __version__,
         "match": ("exact bytes" if near is None else
