@@ -146,12 +146,13 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
     for a in prof.init_args:
         cmd += ["--init-arg", str(a)]
     written = [x_path]
+    given = inputs or {}
     for name in prof.extra_inputs:
-        if name not in (inputs or {}):
+        if name not in given:
             raise InputError(f"predict({', '.join(['X', *prof.extra_inputs])}) needs {name!r} "
                              "and none was given", hint=f"store {name} in the test set's .npz")
         written.append(input_dir / f"{name}.npy")
-        np.save(written[-1], np.asarray(inputs[name]), allow_pickle=False)
+        np.save(written[-1], np.asarray(given[name]), allow_pickle=False)
         cmd += ["--predict-input", f"{name}={box.path(written[-1])}"]
     extra_args = list(extra_args or [])  # --proba / --extra-input NAME=PATH (shift suite)
     for i, folder in enumerate(_extra_folders(extra_args, input_dir)):
@@ -177,6 +178,7 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
             path.unlink(missing_ok=True)
     # the sandbox is gone: read what it left, trusting nothing of it
     status = untrusted.sane_status(untrusted.read_untrusted_json(status_path))
+    clean_s: float | None
     preds, bad, clean_s = None, None, child.elapsed_s
     if clean is not None and clean.done:  # the verdict of the moment it said the clean set was done
         preds, bad, clean_s = clean.preds, clean.bad, clean.clean_s
@@ -374,7 +376,7 @@ def env_line(env_desc: dict) -> str:
     from subkit.grader.environment import versions_text
 
     where = {"grader": "the grader's versions", "current": "the current versions"}.get(
-        env_desc.get("name"), "the given interpreter")
+        env_desc.get("name") or "", "the given interpreter")
     if env_desc.get("name") == "current" and env_desc.get("matches_grader"):
         where = "the current versions, which are the grader's"
     return f"ran in {where}: {versions_text(env_desc)}"

@@ -564,8 +564,10 @@ class Sandbox:
                         limit = "time"
                     break
                 seen_alive = now
+                guard = disk or watch
+                assert guard is not None  # a DiskWatch is made whenever there is no disk cap
                 limit = "time" if now - t0 > time_limit else (
-                    self._oom() or (disk or watch).exceeded())
+                    self._oom() or guard.exceeded())
                 if limit:
                     untrusted.kill_group(proc.pid)
                     _, status, rusage = os.wait4(proc.pid, 0)

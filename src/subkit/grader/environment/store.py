@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from subkit import ui
 from subkit.errors import SubkitError
@@ -142,7 +143,7 @@ def create_env(pin_set: dict, folder: Path, interpreter: dict, *,
         installer(str(python), reqs, log_path, progress)
         ui.progress("  checking that the new environment imports tensorflow, keras and numpy...")
         found = check(str(python), pin_set)
-        marker = {
+        marker: dict[str, Any] = {
             "status": "ok",
             "pins": pin_set,
             "key": folder.name,
