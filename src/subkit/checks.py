@@ -398,7 +398,8 @@ def check_csv(path: Path, prof, *, data: Path | None = None) -> CheckReport:
                 "the test set's order), or fix what the message names")
     if not problems:
         rep.add("csv", "ok", f"{rows} rows in the {prof.csv.layout} layout"
-                + (f", ids in the order of {Path(data).name}" if ids is not None else ""))
+                + (f", ids in the order of {Path(data).name}"
+                   if ids is not None and data is not None else ""))  # ids come from data
         if ids is None and not prof.csv.rows:
             rep.add("rows", "warning", "the number of rows and the order of ids were not checked",
                     "pass --data TEST.npz (the test set the CSV predicts)")
@@ -429,5 +430,6 @@ def stop_if_failed(rep: CheckReport) -> None:
     error and its hint."""
     if rep.status == "FAILED":
         f = rep.first_failure()
+        assert f is not None  # FAILED: some check has the status "failed"
         say_checks(rep, skip=f)
         raise CheckFailed(f"{f['name']}: {f['message']}", hint=f["hint"] or "see the checks above")

@@ -142,6 +142,7 @@ def prepare_weights(src: Path, name: str, info: WeightsInfo, stage: Path, *,
     strip = info.kind == "keras" and info.has_optimizer and not keep_optimizer
     code = code if info.custom_classes else None
     key = None
+    rt: dict | None  # the retarget report; None: the file was not retargeted
     if target and info.kind == "keras":
         key = f"{_sha256(src)[:32]}-{'stripped' if strip else 'as-is'}-keras{target}"
         if code is not None:

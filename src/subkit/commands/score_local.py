@@ -281,12 +281,14 @@ def _predict_leaderboard(result: RunResult, prof, X: np.ndarray, y: np.ndarray) 
     from subkit import calibration
     from subkit.ledger import Ledger
 
-    result.shift["data_sha256"] = calibration.test_set_id(X, y)
+    shift = result.shift
+    assert shift is not None  # called only for a run with a shift result
+    shift["data_sha256"] = calibration.test_set_id(X, y)
     try:
         records = Ledger(prof.submissions_dir, on_warning=result.warnings.append).records()
     except OSError as exc:
         return {"score": None, "message": f"the ledger could not be read: {exc}"}
-    return calibration.for_run(records, result.shift, result.shift["data_sha256"],
+    return calibration.for_run(records, shift, shift["data_sha256"],
                                result.zip_sha256)
 
 

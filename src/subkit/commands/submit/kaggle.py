@@ -128,6 +128,8 @@ def submit_kaggle(opts: SubmitOptions, profile: Any, ledger: Any) -> dict:
     _kaggle_prechecks(client, slug, comp, kernel is not None, opts.force)
 
     if kernel:
+        # kernel was parsed from --kernel, and --version was required with it above
+        assert opts.kernel is not None and opts.version is not None
         name = opts.file.name if opts.file else None
         ref_text = _kernel_ref(opts.kernel.strip("/"), opts.version)
         ui.progress(f"submitting notebook {ref_text} to Kaggle competition {slug!r}")
@@ -136,6 +138,7 @@ def submit_kaggle(opts: SubmitOptions, profile: Any, ledger: Any) -> dict:
         what, sha, size = ref_text, hashlib.sha256(f"kaggle-kernel:{ref_text}".encode()
                                                    ).hexdigest(), None
     else:
+        assert path is not None  # no --kernel: existing_file gave the file to upload
         size, sha = path.stat().st_size, sha256_file(path)
         ui.progress(f"uploading {path.name} ({format_size(size)}) to Kaggle competition "
                     f"{slug!r}")
