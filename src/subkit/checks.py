@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from subkit.modelcheck import (
     savedmodel_dirs,
 )
 from subkit.weights import WeightsInfo, inspect, is_weights_name, version_tuple
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 SMOKE_BATCH = 4
 
@@ -377,7 +380,7 @@ def check_zip(zip_path: Path, prof, *, smoke: bool = True, env: str | None = Non
     return rep
 
 
-def check_csv(path: Path, prof, *, data: Path | None = None) -> CheckReport:
+def check_csv(path: Path, prof: Profile, *, data: Path | None = None) -> CheckReport:
     """A Kaggle CSV read back against the profile's layout (and the test set's ids)."""
     from subkit import kaggle_csv
     from subkit.data import io as data_io

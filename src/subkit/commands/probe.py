@@ -38,9 +38,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subkit.errors import InputError, ProfileError, SubkitError, UsageError
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 BEGIN = "=====SUBKIT-PROBE-BEGIN====="
 END = "=====SUBKIT-PROBE-END====="
@@ -354,7 +357,7 @@ def _xy(version: str) -> str:
     return ".".join(str(version).split(".")[:2])
 
 
-def measured(fp: Fingerprint, prof) -> dict:
+def measured(fp: Fingerprint, prof: Profile) -> dict:
     """What import writes: pins, extras, network, machine; and notes on what it left."""
     d = fp.data
     dists = _section(d, "distributions")
@@ -602,7 +605,7 @@ def _flat(fp: dict) -> dict[str, Any]:
     return out
 
 
-def probe_diff(opts: DiffOptions, prof) -> dict:
+def probe_diff(opts: DiffOptions, prof: Profile) -> dict:
     """What changed between the last imported fingerprint and FILE's."""
     _require_workspace(prof)
     old, date = _last_import(prof)

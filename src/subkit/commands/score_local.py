@@ -29,6 +29,7 @@ from subkit.ledger import score_local_record
 
 if TYPE_CHECKING:
     from subkit.grader.codabench.runner import BundleRunResult
+    from subkit.profile import Profile
 
 PROFILE_SUITE = ""  # `--shift` without a name: the suite of the profile's hypothesis
 
@@ -275,7 +276,7 @@ def _run_and_score(run: lifecycle.Run, ds, X, warns: list[str], ask: _Ask) -> Ru
     return result
 
 
-def _predict_leaderboard(result: RunResult, prof, X: np.ndarray, y: np.ndarray) -> dict:
+def _predict_leaderboard(result: RunResult, prof: Profile, X: np.ndarray, y: np.ndarray) -> dict:
     """The shift dict gets the test set's content sha256; the ledger's other zips with a
     leaderboard score and a run of the same suite, seed and test set predict this one's."""
     from subkit import calibration

@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from subkit.grader.diagnose import (
     read_predictions,
     wanted,
 )
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 INGESTION = Path(__file__).with_name("ingestion.py")
 
@@ -120,7 +123,7 @@ def prepare_input(X: np.ndarray, prof) -> tuple[np.ndarray, list[str]]:
 
 
 # -- running the child -----------------------------------------------------------------------
-def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
+def run_submission(submission_dir: Path, X: np.ndarray, prof: Profile, *, run_dir: Path,
                    time_limit: float, python: str | None = None, isolate_network: bool = True,
                    progress: bool = False, extra_env: dict | None = None,
                    label: str = "running the submission",
