@@ -83,7 +83,7 @@ class DiffOptions:
 
 
 # -- building the probe ------------------------------------------------------------------------
-def probe_text(prof, phase: str | None = None, probe_id: str = "") -> str:
+def probe_text(prof: Profile, phase: str | None = None, probe_id: str = "") -> str:
     """The probe's model.py for this profile: its class name, its constructor, and the
     output its dummy predictions have."""
     from subkit.profile import SUBMISSION_PLACEHOLDER
@@ -103,7 +103,7 @@ def probe_text(prof, phase: str | None = None, probe_id: str = "") -> str:
     return text
 
 
-def build_probe(opts: ProbeOptions, prof) -> dict:
+def build_probe(opts: ProbeOptions, prof: Profile) -> dict:
     """The probe zip (Codabench, CodaLab) with its ledger row, or a script and a notebook
     for a Kaggle notebook (a Kaggle CSV competition runs no code of the participant's)."""
     out = Path(opts.out_dir) if opts.out_dir else prof.submissions_dir
@@ -120,7 +120,7 @@ def build_probe(opts: ProbeOptions, prof) -> dict:
     return _zip_probe(prof, out, stamp, probe_id, text)
 
 
-def _zip_probe(prof, out: Path, stamp: str, probe_id: str, text: str) -> dict:
+def _zip_probe(prof: Profile, out: Path, stamp: str, probe_id: str, text: str) -> dict:
     from subkit import publish
     from subkit.ledger import build_record, sha256_file
 
@@ -143,7 +143,7 @@ def _zip_probe(prof, out: Path, stamp: str, probe_id: str, text: str) -> dict:
             "profile": prof.name, "platform": prof.platform, "members": sorted(members)}
 
 
-def _kaggle_probe(prof, out: Path, stamp: str, probe_id: str, text: str) -> dict:
+def _kaggle_probe(prof: Profile, out: Path, stamp: str, probe_id: str, text: str) -> dict:
     """A script (and the same as a one-cell notebook) that prints the fingerprint of the
     Kaggle notebook it runs in and writes a dummy submission.csv there."""
     from subkit import kaggle_csv
@@ -406,7 +406,7 @@ def measured(fp: Fingerprint, prof: Profile) -> dict:
     return {"grader": grader, "network": network, "machine": machine, "notes": notes}
 
 
-def _require_workspace(prof) -> Path:
+def _require_workspace(prof: Profile) -> Path:
     if prof.workspace is None:
         raise UsageError("no workspace: no subkit.toml here or above, so there is nothing to "
                          "import into", hint="cd into your workspace (or `subkit init DIR`), "
@@ -414,7 +414,7 @@ def _require_workspace(prof) -> Path:
     return Path(prof.workspace)
 
 
-def _require_same_profile(fp: Fingerprint, prof) -> None:
+def _require_same_profile(fp: Fingerprint, prof: Profile) -> None:
     if fp.profile != prof.name:
         raise InputError(
             f"the fingerprint in {fp.source} is of profile {fp.profile!r}, this workspace's "
@@ -444,7 +444,7 @@ def _check_index(grader: dict) -> None:
                               "machine like the grader's") from None
 
 
-def probe_import(opts: ImportOptions, prof) -> dict:
+def probe_import(opts: ImportOptions, prof: Profile) -> dict:
     """Write the fingerprint's pins, network and machine into subkit.toml."""
     ws = _require_workspace(prof)
     fp = read_fingerprint(opts.file)
@@ -474,7 +474,7 @@ def probe_import(opts: ImportOptions, prof) -> dict:
             "fingerprint_file": str(saved), "notes": m["notes"], "date": now}
 
 
-def _fingerprint_path(prof, fp: Fingerprint) -> Path:
+def _fingerprint_path(prof: Profile, fp: Fingerprint) -> Path:
     stamp = re.sub(r"[^0-9]", "", str(fp.data.get("started_utc") or ""))[:14] or "unknown"
     return prof.submissions_dir / PROBES_DIR / f"{stamp}-{fp.sha256[:12]}.json"
 
@@ -567,7 +567,7 @@ def _write_workspace(ws: Path, grader: dict, network: str, probe_table: dict,
 
 
 # -- diff --------------------------------------------------------------------------------------
-def _last_import(prof) -> tuple[dict, str]:
+def _last_import(prof: Profile) -> tuple[dict, str]:
     """The fingerprint of the last import (subkit.toml's [probe] file) and its date."""
     table = prof.data.get("probe") or {}
     rel = table.get("file")

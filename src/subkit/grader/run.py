@@ -101,7 +101,7 @@ class RunResult:
         return d
 
 
-def prepare_input(X: np.ndarray, prof) -> tuple[np.ndarray, list[str]]:
+def prepare_input(X: np.ndarray, prof: Profile) -> tuple[np.ndarray, list[str]]:
     """X exactly as the profile says the grader passes it."""
     warns = []
     want = np.dtype(prof.input_dtype)
@@ -316,7 +316,7 @@ class TimeBar:
 
 
 # -- score-local -------------------------------------------------------------------------------
-def python_for(prof, env: str | None = None, *,
+def python_for(prof: Profile, env: str | None = None, *,
                progress: bool | None = None) -> tuple[str, dict]:
     """The python that runs the submission's child and its description (``--env``:
     auto, grader or current; see ``environment.select_env``)."""
@@ -331,7 +331,7 @@ def env_warnings(env_desc: dict) -> list[str]:
     return [env_desc["warning"]] if env_desc.get("warning") else []
 
 
-def finish_run(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall,
+def finish_run(cr: ChildRun, ds, prof: Profile, zip_path, data_path, run_dir, limit, env_desc, wall,
                warns, phase: str | None = None) -> RunResult:
     """Score what the child returned and describe the run (the lifecycle writes it to
     run.json when the run ends)."""
