@@ -14,10 +14,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subkit import ui
 from subkit.errors import SubkitError
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 
 def _step(n: int, text: str) -> None:
@@ -147,7 +150,7 @@ def run_train(directory: Path, seed: int, epochs: int | None) -> None:
         raise SubkitError("training failed", hint="see the output above")
 
 
-def clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: int) -> None:
+def clean_and_split(raw: Path, train_path: Path, test_path: Path, prof: Profile, seed: int) -> None:
     """Drop every copy of a duplicated image, then a stratified group-aware split."""
     from subkit.data import duplicates
     from subkit.data import io as data_io

@@ -351,7 +351,7 @@ def _point(p: dict, views: list[str], noise: float | None = None) -> dict:
 
 
 def _search(probs: np.ndarray, labels: list[np.ndarray], half: np.ndarray, views: list[str],
-            prof, seed: int, current: dict | None) -> dict:
+            prof: Profile, seed: int, current: dict | None) -> dict:
     n = len(half)
     y = np.concatenate(labels)
     sets = len(labels)

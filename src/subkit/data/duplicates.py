@@ -29,9 +29,12 @@ little because imagehash resizes with a Lanczos filter and rounds PIL's luminanc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 HASH_BITS = 64
 HASH_SIZE = 8  # 8x8 low-frequency DCT coefficients
@@ -410,7 +413,7 @@ def removal_plan(groups: list[np.ndarray], labels: np.ndarray | None, policy: st
     return np.array([r["index"] for r in removed], np.int64), removed
 
 
-def dedupe_file(path, profile, *, out, drop: str = "keep-one", near: int | None = None,
+def dedupe_file(path, profile: Profile, *, out, drop: str = "keep-one", near: int | None = None,
                 min_similarity: float = DEFAULT_SIMILARITY, force: bool = False,
                 record=None) -> dict:
     """Write a copy of the data set without duplicates, and the record of what was removed.
