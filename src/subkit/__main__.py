@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 
-def _fail(message: str, hint: str, code: int, as_json: bool) -> int:
+def _fail(message: str, hint: str | None, code: int, as_json: bool) -> int:
     """One ``error:`` line and one ``hint:`` line on stderr; with ``--json`` the same as one
     JSON object on stdout too (``{"ok": false, "error": ..., "hint": ..., "exit_code": ...}``),
     so a script that reads stdout learns why."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from subkit.modelcheck import (
     savedmodel_dirs,
 )
 from subkit.weights import WeightsInfo, inspect, is_weights_name, version_tuple
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 SMOKE_BATCH = 4
 
@@ -59,7 +62,7 @@ class CheckReport:
 
 
 # -- the checks of a zip ----------------------------------------------------------------------
-def static_checks(root: Path, files: list[str], prof, rep: CheckReport) -> None:
+def static_checks(root: Path, files: list[str], prof: Profile, rep: CheckReport) -> None:
     """Check 1: model.py and the weights files it names."""
     entry = prof.entry_file
     if entry not in files:
@@ -109,7 +112,7 @@ def static_checks(root: Path, files: list[str], prof, rep: CheckReport) -> None:
                     "or pass custom_objects to load_model")
 
 
-def _savedmodel_versions(rep: CheckReport, prof) -> None:
+def _savedmodel_versions(rep: CheckReport, prof: Profile) -> None:
     """A SavedModel folder is Keras 2's format: a Keras 3 grader's load_model refuses it
     (keras.saving: "File format not supported"); model.py may still read it another way
     (tf.saved_model.load, TFSMLayer), so the smoke test decides."""
@@ -144,7 +147,7 @@ def reconcile_with_smoke(rep: CheckReport) -> None:
                              "passed, so the run's verdict stands)")
 
 
-def _required_files(files: list[str], prof, rep: CheckReport) -> None:
+def _required_files(files: list[str], prof: Profile, rep: CheckReport) -> None:
     """Files the platform needs besides the entry file (CodaLab's ``metadata``)."""
     for name, text in prof.required_files.items():
         if name in files:
@@ -168,7 +171,7 @@ def newer_keras(saved: str | None, grader: str | None) -> bool | None:
     return v[:1] != gv[:1] or v > gv
 
 
-def keras_versions(infos: list[WeightsInfo], prof, rep: CheckReport, *,
+def keras_versions(infos: list[WeightsInfo], prof: Profile, rep: CheckReport, *,
                    names: list[str] | None = None, zip_hint: str = "ZIP") -> None:
     """Check 3, after the smoke test: the Keras that saved each weights file against the
     grader's. The verdict on loading comes from loading (the smoke test in the grader's
@@ -209,7 +212,7 @@ def keras_versions(infos: list[WeightsInfo], prof, rep: CheckReport, *,
                     f"`subkit check {zip_hint} --env grader` loads it in keras {grader}")
 
 
-def smoke_test(zip_path: Path, prof, rep: CheckReport, *, env: str | None = None,
+def smoke_test(zip_path: Path, prof: Profile, rep: CheckReport, *, env: str | None = None,
                time_limit: float | None = None,
                env_choice: tuple[str, dict] | None = None, phase: str | None = None) -> None:
     """Check 4: Model() and predict on a small batch, in the sandbox, working directory a
@@ -277,11 +280,11 @@ def smoke_test(zip_path: Path, prof, rep: CheckReport, *, env: str | None = None
                 f"tensorflow {env_desc.get('tensorflow')}")
 
 
-def _output_words(prof, values: np.ndarray, phase: str | None) -> str:
+def _output_words(prof: Profile, values: np.ndarray, phase: str | None) -> str:
     return prof.kind_spec.output_words(values, prof, phase)
 
 
-def smoke_inputs(prof) -> dict[str, np.ndarray]:
+def smoke_inputs(prof: Profile) -> dict[str, np.ndarray]:
     """predict's other inputs for the smoke batch: the profile's values in turn."""
     out = {}
     for name in prof.extra_inputs:
@@ -290,7 +293,7 @@ def smoke_inputs(prof) -> dict[str, np.ndarray]:
     return out
 
 
-def smoke_batch(prof) -> np.ndarray:
+def smoke_batch(prof: Profile) -> np.ndarray:
     rng = np.random.default_rng(0)
     lo, hi = prof.input_range
     shape = (SMOKE_BATCH,) + prof.input_shape
@@ -318,7 +321,7 @@ def is_junk(name: str) -> bool:
     return name.startswith("__MACOSX/") or base == ".DS_Store" or base.startswith("._")
 
 
-def check_zip(zip_path: Path, prof, *, smoke: bool = True, env: str | None = None,
+def check_zip(zip_path: Path, prof: Profile, *, smoke: bool = True, env: str | None = None,
               phase: str | None = None) -> CheckReport:
     """Checks 1, 3 and 4 on any zip: PASSED / PASSED with warnings / FAILED.
 
@@ -377,7 +380,7 @@ def check_zip(zip_path: Path, prof, *, smoke: bool = True, env: str | None = Non
     return rep
 
 
-def check_csv(path: Path, prof, *, data: Path | None = None) -> CheckReport:
+def check_csv(path: Path, prof: Profile, *, data: Path | None = None) -> CheckReport:
     """A Kaggle CSV read back against the profile's layout (and the test set's ids)."""
     from subkit import kaggle_csv
     from subkit.data import io as data_io
@@ -398,7 +401,8 @@ def check_csv(path: Path, prof, *, data: Path | None = None) -> CheckReport:
                 "the test set's order), or fix what the message names")
     if not problems:
         rep.add("csv", "ok", f"{rows} rows in the {prof.csv.layout} layout"
-                + (f", ids in the order of {Path(data).name}" if ids is not None else ""))
+                + (f", ids in the order of {Path(data).name}"
+                   if ids is not None and data is not None else ""))  # ids come from data
         if ids is None and not prof.csv.rows:
             rep.add("rows", "warning", "the number of rows and the order of ids were not checked",
                     "pass --data TEST.npz (the test set the CSV predicts)")
@@ -429,5 +433,6 @@ def stop_if_failed(rep: CheckReport) -> None:
     error and its hint."""
     if rep.status == "FAILED":
         f = rep.first_failure()
+        assert f is not None  # FAILED: some check has the status "failed"
         say_checks(rep, skip=f)
         raise CheckFailed(f"{f['name']}: {f['message']}", hint=f["hint"] or "see the checks above")

@@ -29,7 +29,10 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 WARN_FRACTION = 0.8
 # the range is an 80% prediction interval of the log ratio: Student's t (0.9 quantile) by
@@ -99,7 +102,7 @@ def _t90(df: int) -> float:
     return _T90[max(d for d in _T90 if d <= df)] if df <= 30 else 1.282
 
 
-def cap(prof) -> tuple[float, str]:
+def cap(prof: Profile) -> tuple[float, str]:
     """The seconds a run gets on the platform and the word for it."""
     limit = float(prof.time_limit_s)
     platform_cap = prof.data["evaluation"].get("time_cap_s")
@@ -157,7 +160,7 @@ def estimate(ps: list[Pair], local_s: float, cap_s: float, cap_word: str = "limi
                     cap_word=cap_word, other_sizes=not same and n is not None)
 
 
-def for_run(prof, result) -> Estimate | None:
+def for_run(prof: Profile, result) -> Estimate | None:
     """The estimate for a score-local result (``RunResult``), from the workspace's ledger;
     None when the run failed or the ledger has no pair."""
     from subkit.ledger import Ledger
@@ -173,7 +176,7 @@ def for_run(prof, result) -> Estimate | None:
     return estimate(pairs(records), local_s, seconds, word, n=getattr(result, "n", None))
 
 
-def run_line(prof, result) -> str | None:
+def run_line(prof: Profile, result) -> str | None:
     """The line score-local's summary shows (None: nothing to say)."""
     est = for_run(prof, result)
     return est.line if est is not None else None
@@ -197,7 +200,7 @@ class TimeOptions:
     phase: str | None = None
 
 
-def record_platform_time(opts: TimeOptions, prof, ledger) -> tuple[dict, str | None]:
+def record_platform_time(opts: TimeOptions, prof: Profile, ledger) -> tuple[dict, str | None]:
     """The platform-time record appended, and what the clock now says of that zip."""
     from subkit.errors import UsageError
     from subkit.ledger import platform_time_record, resolve_zip

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from subkit.errors import InputError
 from subkit.fsutil import atomic_open
 
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
-def header(prof) -> list[str]:
+
+def header(prof: Profile) -> list[str]:
     lay = prof.csv
     if lay.layout == "pixels":
         h, w = prof.input_shape[:2]
@@ -33,7 +37,7 @@ def header(prof) -> list[str]:
     return [lay.id_column, lay.label_column]
 
 
-def test_ids(data_path: Path, prof, n: int) -> list[str]:
+def test_ids(data_path: Path, prof: Profile, n: int) -> list[str]:
     """The test set's ids: its array named like the id column, else 0..n-1 (padded)."""
     key = prof.csv.id_column
     p = Path(data_path)
@@ -49,7 +53,7 @@ def test_ids(data_path: Path, prof, n: int) -> list[str]:
     return [f"{i:0{width}d}" for i in range(n)]
 
 
-def _label_cells(values: np.ndarray, prof) -> list[str]:
+def _label_cells(values: np.ndarray, prof: Profile) -> list[str]:
     if prof.csv.label_values == "names":
         names = prof.class_names
         return [names[int(v)] for v in values]
@@ -66,7 +70,7 @@ def _pixel_rows(masks: np.ndarray) -> list[bytes]:
     return [",".join(map(str, row)).encode() for row in flat.tolist()]
 
 
-def write(path: Path, values: np.ndarray, ids: list[str], prof) -> int:
+def write(path: Path, values: np.ndarray, ids: list[str], prof: Profile) -> int:
     """Write the CSV atomically (a temp file in the same folder, then rename); rows."""
     path = Path(path)
     with atomic_open(path, "wb") as fh:

@@ -118,7 +118,7 @@ def build_record(*, zip: str, zip_sha256: str, tag: str, weights: list, profile:
             "weights": weights, "profile": profile, "size": size, **extra}
 
 
-def score_local_record(*, zip: str, zip_sha256: str, run_dir: str, metric: str,
+def score_local_record(*, zip: str, zip_sha256: str, run_dir: str, metric: str | None,
                        clean_score: float | None, runtime_s: float | None, env: str | None,
                        ok: bool, **extra: Any) -> dict:
     return {"kind": "score-local", "zip": zip, "zip_sha256": zip_sha256, "run_dir": run_dir,
@@ -134,7 +134,7 @@ def submit_record(*, zip: str, zip_sha256: str, platform: str, competition: Any,
             "status": status, **extra}
 
 
-def leaderboard_record(*, zip: str, zip_sha256: str, leaderboard_score: float | None,
+def leaderboard_record(*, zip: str | None, zip_sha256: str, leaderboard_score: float | None,
                        phase: str | None, source: str, **extra: Any) -> dict:
     if source not in LEADERBOARD_SOURCES:
         raise ValueError(f"leaderboard source {source!r}: one of {LEADERBOARD_SOURCES}")

@@ -17,8 +17,12 @@ import ast
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from subkit.weights import is_weights_name, version_tuple
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 GRADER_PACKAGES = {"numpy", "tensorflow", "keras", "tf_keras", "h5py", "google", "absl"}
 
@@ -51,7 +55,8 @@ class ModelPyReport:
         return [f for f in self.findings if f.level == "error"]
 
 
-def check_source(source: str, prof, *, files: list[str], extra_modules: set[str] | None = None,
+def check_source(source: str, prof: Profile, *, files: list[str],
+                 extra_modules: set[str] | None = None,
                  filename: str = "model.py") -> ModelPyReport:
     """``files``: the names at the submission's root (to check weights names against)."""
     rep = ModelPyReport()
@@ -95,7 +100,7 @@ def _required_positional(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str
     return [a.arg for a in required]
 
 
-def _check_class(cls: ast.ClassDef, prof, rep: ModelPyReport, filename: str) -> None:
+def _check_class(cls: ast.ClassDef, prof: Profile, rep: ModelPyReport, filename: str) -> None:
     name = cls.name
     init = _method(cls, "__init__")
     n_init = len(prof.init_args)
@@ -141,7 +146,7 @@ def _check_class(cls: ast.ClassDef, prof, rep: ModelPyReport, filename: str) -> 
 PATH_NAMES = ("path", "folder", "dir", "directory", "model_path", "submission_dir", "root")
 
 
-def init_call(prof) -> str:
+def init_call(prof: Profile) -> str:
     """How the grader makes the model, in words: ``Model()``, ``model(path)``."""
     from subkit.profile import SUBMISSION_PLACEHOLDER
 
@@ -149,12 +154,12 @@ def init_call(prof) -> str:
     return f"{prof.class_name}({', '.join(args)})"
 
 
-def predict_call(prof) -> str:
+def predict_call(prof: Profile) -> str:
     """How the grader calls predict, in words: ``predict(X)``, ``predict(X, categories)``."""
     return f"{prof.predict_method}({', '.join(['X', *prof.extra_inputs])})"
 
 
-def _init_needs_more(name: str, missing: list[str], prof, rep: ModelPyReport) -> None:
+def _init_needs_more(name: str, missing: list[str], prof: Profile, rep: ModelPyReport) -> None:
     """__init__ wants arguments the grader does not pass (a CodaLab model(path) on Codabench)."""
     call = init_call(prof)
     if not prof.init_args and len(missing) == 1 and missing[0].lower() in PATH_NAMES:
@@ -350,7 +355,8 @@ def keras_major(version: str | None) -> int | None:
     return v[0] if v else None
 
 
-def cause_hints(text: str, prof, *, savedmodels: list[str], h5_models: dict[str, str | None],
+def cause_hints(text: str, prof: Profile, *, savedmodels: list[str],
+                h5_models: dict[str, str | None],
                 network_cut: bool, source: str = "") -> list[tuple[str, str]]:
     """What a failed run's traceback (``text``) says the cause was, as (message, hint) pairs
     naming it: a SavedModel folder or a Keras 2 .h5 in front of a Keras 3 grader (which
@@ -416,7 +422,7 @@ _DIST_OF = {"sklearn": "scikit-learn", "cv2": "opencv-python", "PIL": "pillow",
             "skimage": "scikit-image", "yaml": "pyyaml"}
 
 
-def name_the_cause(failure, submission_dir, prof, network_cut: bool):
+def name_the_cause(failure, submission_dir, prof: Profile, network_cut: bool):
     """A run's Failure (subkit.grader.run) with the cause its traceback shows named in its
     message and hint (``cause_hints``); the submission's SavedModel folders and Keras 2 .h5
     models are read from ``submission_dir`` (what the child left there is untrusted: no

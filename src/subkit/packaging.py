@@ -13,7 +13,7 @@ import json
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subkit import ui
 from subkit.checks import CheckReport, keras_versions, newer_keras
@@ -23,9 +23,12 @@ from subkit.ledger import sha256_file as _sha256
 from subkit.modelcheck import check_source
 from subkit.weights import WeightsInfo, is_weights_name, strip_optimizer, version_tuple
 
+if TYPE_CHECKING:
+    from subkit.profile import Profile
+
 
 # -- model.py and the names in the zip ------------------------------------------------------
-def resolve_model_py(model_py: Path | None, weights: list[Path], prof) -> tuple[str, str]:
+def resolve_model_py(model_py: Path | None, weights: list[Path], prof: Profile) -> tuple[str, str]:
     """(source text, where it came from). Without --model: ./model.py, else the template."""
     from subkit.workspace import model_template
 
@@ -52,7 +55,7 @@ def resolve_model_py(model_py: Path | None, weights: list[Path], prof) -> tuple[
     return text, "subkit template"
 
 
-def zip_names(source: str, weights: list[Path], prof, files: list[str]) -> list[str]:
+def zip_names(source: str, weights: list[Path], prof: Profile, files: list[str]) -> list[str]:
     """The names the weights get in the zip: their own, except that a single weights file
     whose name model.py does not load is stored under the one weights name model.py surely
     loads, when both are the same kind of file (``subkit build --weights model.keras`` with
@@ -84,7 +87,7 @@ def needs_load_proof(info: WeightsInfo, target: str | None, explicit: bool) -> b
                                                                            target)))
 
 
-def existing_grader_python(prof) -> str | None:
+def existing_grader_python(prof: Profile) -> str | None:
     from subkit.grader import environment
 
     try:
@@ -94,7 +97,7 @@ def existing_grader_python(prof) -> str | None:
 
 
 # -- the weights, prepared for the grader -----------------------------------------------------
-def submission_code(stage: Path, prof, includes: list[Path],
+def submission_code(stage: Path, prof: Profile, includes: list[Path],
                     model_py: str | None = None) -> SubmissionCode:
     """The submission's code for the Keras workers of a rewrite, when its weights need
     custom classes: the staged entry file, the profile's required files and every
@@ -142,6 +145,7 @@ def prepare_weights(src: Path, name: str, info: WeightsInfo, stage: Path, *,
     strip = info.kind == "keras" and info.has_optimizer and not keep_optimizer
     code = code if info.custom_classes else None
     key = None
+    rt: dict | None  # the retarget report; None: the file was not retargeted
     if target and info.kind == "keras":
         key = f"{_sha256(src)[:32]}-{'stripped' if strip else 'as-is'}-keras{target}"
         if code is not None:
@@ -253,7 +257,7 @@ def _retarget(path: Path, stage: Path, info: WeightsInfo, target: str, explicit:
     return rep
 
 
-def weights_verdict(manifest: list[dict], infos: list[WeightsInfo], names: list[str], prof,
+def weights_verdict(manifest: list[dict], infos: list[WeightsInfo], names: list[str], prof: Profile,
                      rep: CheckReport, zip_hint: str) -> None:
     """Check 3 for build: a rewrite proven by loading in the grader's Keras is the verdict;
     otherwise the smoke test's (keras_versions)."""
@@ -307,7 +311,7 @@ def members(zip_path: Path) -> list[dict]:
 
 
 # -- the zip -------------------------------------------------------------------------------------
-def write_zip(path: Path, stage: Path, prof, required: list[str], weights: dict[str, Path],
+def write_zip(path: Path, stage: Path, prof: Profile, required: list[str], weights: dict[str, Path],
               includes: list[Path]) -> None:
     """The zip, every file at its root: the entry file and the profile's ``required`` files
     (written in ``stage``), the prepared ``weights`` (name in the zip -> file), the

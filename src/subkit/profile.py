@@ -399,7 +399,9 @@ class Profile:
 
     @property
     def submissions_dir(self) -> Path:
-        return self.workspace_path("submissions", "submissions")
+        p = self.workspace_path("submissions", "submissions")
+        assert p is not None  # it has a default, and a TOML value is never None
+        return p
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self.data)
@@ -628,9 +630,10 @@ def load(name: str | None = None, workspace: Path | None | bool = None) -> Profi
     if ws is not None:
         path = ws / WORKSPACE_FILE
         ws_data = _read_toml(path.read_text("utf-8"), str(path))
+    ws_file = None if ws is None else ws / WORKSPACE_FILE  # ws_data is read from it, or empty
     workspace_settings = ws_data.pop("workspace", {}) if ws_data else {}
     if not isinstance(workspace_settings, dict):
-        raise ProfileError(f"{ws / WORKSPACE_FILE}: workspace must be a table",
+        raise ProfileError(f"{ws_file}: workspace must be a table",
                            hint='write it as [workspace] with keys like local_test = "..."')
     base_name = name or ws_data.pop("profile", None) or DEFAULT_PROFILE
     ws_data.pop("profile", None)
@@ -645,10 +648,10 @@ def load(name: str | None = None, workspace: Path | None | bool = None) -> Profi
         base = load_builtin(base_name)
         source = f"built-in {base_name}"
     merged = _merge(base, ws_data) if ws_data else base
-    where = f"{ws / WORKSPACE_FILE}" if ws_data else source
+    where = f"{ws_file}" if ws_data else source
     validate(merged, where)
     if ws_data:
-        source += f" + overrides from {ws / WORKSPACE_FILE}"
+        source += f" + overrides from {ws_file}"
     return Profile(data=merged, source=source, workspace=ws,
                    workspace_settings=workspace_settings)
 

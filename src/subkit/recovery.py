@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from subkit.fsutil import sweep
 
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
-def recover(prof, out_dir: Path | None = None) -> list[str]:
+
+def recover(prof: Profile, out_dir: Path | None = None) -> list[str]:
     """What was finished or cleaned, in words (empty when nothing was left)."""
     from subkit.grader import cgroup, diskcap
     from subkit.grader.runfolder import recover_runs

@@ -6,9 +6,13 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from subkit.errors import InputError, SubkitError
 from subkit.fsutil import write_text_atomic
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 
 def template_text(name: str) -> str:
@@ -16,7 +20,7 @@ def template_text(name: str) -> str:
     return (resources.files("subkit") / "templates" / name).read_text("utf-8")
 
 
-def model_template(prof) -> str:
+def model_template(prof: Profile) -> str:
     """The template model.py of the profile's kind, written for its grader: the class
     name (``model`` on CodaLab), ``__init__(self, path)`` where the grader passes the
     submission's folder, the first phase's forecast horizon."""
@@ -30,7 +34,7 @@ def model_template(prof) -> str:
     return kind.edit_model_template(text, prof)
 
 
-def train_template(prof) -> str:
+def train_template(prof: Profile) -> str:
     """The reference train.py of the profile's kind, its DATA line set from the profile."""
     kind = prof.kind_spec
     data = {"images_key": prof.images_key, "labels_key": prof.labels_key,
@@ -83,7 +87,7 @@ submissions = "submissions"
 '''
 
 
-def newest_zip(prof) -> Path:
+def newest_zip(prof: Profile) -> Path:
     folder = prof.submissions_dir
     zips = sorted(folder.glob("*.zip"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     if not zips:

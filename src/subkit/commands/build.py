@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from subkit import __version__, ui
 from subkit.checks import (
@@ -46,6 +47,9 @@ from subkit.packaging import (
     zip_names,
 )
 from subkit.weights import WeightsInfo, inspect, version_tuple
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def _reporting(quiet: bool):
     return ui.quiet() if quiet else contextlib.nullcontext()
 
 
-def check(opts: CheckOptions, prof) -> CheckReport:
+def check(opts: CheckOptions, prof: Profile) -> CheckReport:
     """Check a zip (or a Kaggle CSV); returns the CheckReport (PASSED / FAILED)."""
     with _reporting(opts.quiet):
         if opts.path.name.lower().endswith(".csv"):
@@ -85,7 +89,7 @@ def check(opts: CheckOptions, prof) -> CheckReport:
         return check_zip(opts.path, prof, smoke=opts.smoke, env=opts.env, phase=opts.phase)
 
 
-def build(opts: BuildOptions, prof) -> dict:
+def build(opts: BuildOptions, prof: Profile) -> dict:
     """Build the zip; returns its manifest. ``opts.env`` picks the versions of the smoke
     test and where rewritten weights are proven to load."""
     with _reporting(opts.quiet):
@@ -93,7 +97,7 @@ def build(opts: BuildOptions, prof) -> dict:
 
 
 # -- before anything is written ------------------------------------------------------------
-def _inputs(opts: BuildOptions, prof) -> tuple[list[WeightsInfo], str, str, list[str]]:
+def _inputs(opts: BuildOptions, prof: Profile) -> tuple[list[WeightsInfo], str, str, list[str]]:
     """The weights' infos, model.py's text and where it came from, the weights' names in
     the zip; every bad argument refused here."""
     if not re.fullmatch(r"[A-Za-z0-9._+-]{1,80}", opts.tag):
@@ -127,7 +131,7 @@ def savedmodel_info(folder: Path) -> WeightsInfo:
     return WeightsInfo(path=folder, kind="savedmodel", size=size, keras_version=version)
 
 
-def _inspect_weights(w: Path, prof) -> WeightsInfo:
+def _inspect_weights(w: Path, prof: Profile) -> WeightsInfo:
     """``inspect``, and a SavedModel folder where the grader runs Keras 2 (tf.keras loads
     it); in front of a Keras 3 grader such a folder is refused with the versions that load
     it."""
@@ -144,7 +148,7 @@ def _inspect_weights(w: Path, prof) -> WeightsInfo:
     return inspect(w)
 
 
-def _out_dir(opts: BuildOptions, prof) -> Path:
+def _out_dir(opts: BuildOptions, prof: Profile) -> Path:
     out = Path(opts.out_dir) if opts.out_dir else prof.submissions_dir
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -169,7 +173,7 @@ def _member_names(weights: list[Path], znames: list[str]) -> list[str]:
     return out
 
 
-def _refuse_oversized(infos: list[WeightsInfo], prof, keep_optimizer: bool) -> None:
+def _refuse_oversized(infos: list[WeightsInfo], prof: Profile, keep_optimizer: bool) -> None:
     limit = prof.zip_size_limit_mb
     for info in infos:
         if limit and (info.size / 1e6
@@ -180,7 +184,7 @@ def _refuse_oversized(infos: list[WeightsInfo], prof, keep_optimizer: bool) -> N
 
 
 # -- the build ---------------------------------------------------------------------------------
-def _build(opts: BuildOptions, prof) -> dict:
+def _build(opts: BuildOptions, prof: Profile) -> dict:
     from subkit import publish
     from subkit.grader.run import env_line, python_for
     from subkit.recovery import recover
@@ -261,8 +265,8 @@ def _build(opts: BuildOptions, prof) -> dict:
     return manifest
 
 
-def _manifest(opts: BuildOptions, prof, rep: CheckReport, cand: Path, zip_path: Path, size: int,
-              source_from: str, weights: list[dict]) -> dict:
+def _manifest(opts: BuildOptions, prof: Profile, rep: CheckReport, cand: Path, zip_path: Path,
+              size: int, source_from: str, weights: list[dict]) -> dict:
     """The manifest next to the zip: what is in it, where it came from, what the checks
     said, and the versions that checked it."""
     return {

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class SplitOptions:
     force: bool = False
 
 
-def _load_classification(file: Path, prof, require_labels: bool = True):
+def _load_classification(file: Path, prof: Profile, require_labels: bool = True):
     from subkit.data import io
     from subkit.data.subsets import check_classification
 
@@ -53,7 +56,7 @@ def _load_classification(file: Path, prof, require_labels: bool = True):
     return io.load(file, prof, require_labels=require_labels)
 
 
-def inspect(opts: InspectOptions, prof) -> dict:
+def inspect(opts: InspectOptions, prof: Profile) -> dict:
     """The inspection report (with ``html``: the page's path); a segmentation set's is the
     kinds' report (``"kind"`` in it)."""
     from subkit.data import inspect as insp
@@ -82,7 +85,7 @@ def inspect(opts: InspectOptions, prof) -> dict:
     return report
 
 
-def dedupe(opts: DedupeOptions, prof) -> dict:
+def dedupe(opts: DedupeOptions, prof: Profile) -> dict:
     """Write the copy without duplicates and its record; their summary."""
     kwargs: dict[str, Any] = dict(out=opts.out, drop=opts.drop, near=opts.near,
                   min_similarity=opts.similarity, force=opts.force, record=opts.record)
@@ -90,7 +93,7 @@ def dedupe(opts: DedupeOptions, prof) -> dict:
                                  **kwargs)
 
 
-def split(opts: SplitOptions, prof) -> dict:
+def split(opts: SplitOptions, prof: Profile) -> dict:
     """Write the train and test sets; the split's report (``"kind"`` in it for series and
     masks)."""
     return prof.kind_spec.split(opts.file, prof, test_size=opts.test_size,
@@ -100,7 +103,7 @@ def split(opts: SplitOptions, prof) -> dict:
                       set_default=opts.set_default)
 
 
-def weights(file: Path, prof) -> dict:
+def weights(file: Path, prof: Profile) -> dict:
     """Class weights of a labelled set: Keras' class_weight dict and the focal alpha list."""
     from subkit.data import weights as w
 

@@ -14,10 +14,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subkit import ui
 from subkit.errors import SubkitError
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 
 def _step(n: int, text: str) -> None:
@@ -136,6 +139,7 @@ def run_train(directory: Path, seed: int, epochs: int | None) -> None:
     proc = subprocess.Popen(cmd, cwd=directory, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     tail: list[str] = []
+    assert proc.stdout is not None  # stdout=PIPE
     for line in proc.stdout:  # stream the epochs as they finish
         tail = (tail + [line])[-60:]
         if line.startswith(("train ", "Epoch", "{", "note")) or " - accuracy" in line \
@@ -146,12 +150,13 @@ def run_train(directory: Path, seed: int, epochs: int | None) -> None:
         raise SubkitError("training failed", hint="see the output above")
 
 
-def clean_and_split(raw: Path, train_path: Path, test_path: Path, prof, seed: int) -> None:
+def clean_and_split(raw: Path, train_path: Path, test_path: Path, prof: Profile, seed: int) -> None:
     """Drop every copy of a duplicated image, then a stratified group-aware split."""
     from subkit.data import duplicates
     from subkit.data import io as data_io
 
     ds = data_io.load(raw, prof)
+    assert ds.labels is not None  # io.load(require_labels=True) refuses a set without labels
     images, labels = ds.images, ds.labels
     groups = duplicates.exact_groups(images)
     drop = {int(i) for g in groups for i in g}

@@ -4,6 +4,10 @@ environment`` does the work; its progress goes through ``subkit.ui``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 
 @dataclass(frozen=True)
@@ -11,7 +15,7 @@ class EnvCreateOptions:
     force: bool = False  # rebuild it even when it is ready
 
 
-def create(opts: EnvCreateOptions, prof) -> dict:
+def create(opts: EnvCreateOptions, prof: Profile) -> dict:
     """The environment's status (``environment.env_status``) after creating it;
     ``created_now`` is False when it was ready already."""
     from subkit.grader import environment

@@ -7,11 +7,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subkit import ui
 from subkit.errors import SubkitError, UsageError
 from subkit.ledger import Ledger, leaderboard_record, note_record, resolve_zip
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ COLUMNS: dict[str, tuple[Callable[[dict], Any], bool]] = {
 }
 
 
-def history(opts: HistoryOptions, prof, ledger: Ledger) -> list[dict]:
+def history(opts: HistoryOptions, prof: Profile, ledger: Ledger) -> list[dict]:
     """The rows of the history table, in the order asked for."""
     from subkit.recovery import recover
 
@@ -126,7 +129,7 @@ def note(opts: NoteOptions, ledger: Ledger) -> tuple[dict, str | None]:
     return ledger.append(note_record(zip_sha256=sha, zip=path, text=opts.text)), path
 
 
-def score_range(prof) -> tuple[float, float]:
+def score_range(prof: Profile) -> tuple[float, float]:
     """The values the profile's metric can take: the scores that rise (accuracy, F1, mean
     IoU) are fractions in [0, 1]; the errors that fall (MSE, MAE, RMSE) are >= 0."""
     return (0.0, 1.0) if prof.higher_is_better else (0.0, math.inf)
@@ -136,7 +139,7 @@ def _range_words(low: float, high: float) -> str:
     return f"{low:g} to {high:g}" if math.isfinite(high) else f"{low:g} or more"
 
 
-def score(opts: ScoreOptions, prof, ledger: Ledger) -> tuple[dict, str | None]:
+def score(opts: ScoreOptions, prof: Profile, ledger: Ledger) -> tuple[dict, str | None]:
     """The leaderboard record appended (a score entered by hand), and the zip's path."""
     if not math.isfinite(opts.score):
         raise UsageError(f"--leaderboard must be a number, got {opts.score}", hint="e.g. 0.76")

@@ -38,9 +38,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subkit.errors import InputError, ProfileError, SubkitError, UsageError
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 BEGIN = "=====SUBKIT-PROBE-BEGIN====="
 END = "=====SUBKIT-PROBE-END====="
@@ -80,7 +83,7 @@ class DiffOptions:
 
 
 # -- building the probe ------------------------------------------------------------------------
-def probe_text(prof, phase: str | None = None, probe_id: str = "") -> str:
+def probe_text(prof: Profile, phase: str | None = None, probe_id: str = "") -> str:
     """The probe's model.py for this profile: its class name, its constructor, and the
     output its dummy predictions have."""
     from subkit.profile import SUBMISSION_PLACEHOLDER
@@ -100,7 +103,7 @@ def probe_text(prof, phase: str | None = None, probe_id: str = "") -> str:
     return text
 
 
-def build_probe(opts: ProbeOptions, prof) -> dict:
+def build_probe(opts: ProbeOptions, prof: Profile) -> dict:
     """The probe zip (Codabench, CodaLab) with its ledger row, or a script and a notebook
     for a Kaggle notebook (a Kaggle CSV competition runs no code of the participant's)."""
     out = Path(opts.out_dir) if opts.out_dir else prof.submissions_dir
@@ -117,7 +120,7 @@ def build_probe(opts: ProbeOptions, prof) -> dict:
     return _zip_probe(prof, out, stamp, probe_id, text)
 
 
-def _zip_probe(prof, out: Path, stamp: str, probe_id: str, text: str) -> dict:
+def _zip_probe(prof: Profile, out: Path, stamp: str, probe_id: str, text: str) -> dict:
     from subkit import publish
     from subkit.ledger import build_record, sha256_file
 
@@ -140,7 +143,7 @@ def _zip_probe(prof, out: Path, stamp: str, probe_id: str, text: str) -> dict:
             "profile": prof.name, "platform": prof.platform, "members": sorted(members)}
 
 
-def _kaggle_probe(prof, out: Path, stamp: str, probe_id: str, text: str) -> dict:
+def _kaggle_probe(prof: Profile, out: Path, stamp: str, probe_id: str, text: str) -> dict:
     """A script (and the same as a one-cell notebook) that prints the fingerprint of the
     Kaggle notebook it runs in and writes a dummy submission.csv there."""
     from subkit import kaggle_csv
@@ -344,15 +347,21 @@ def read_fingerprint(path: Path) -> Fingerprint:
 
 
 # -- what the fingerprint means for subkit.toml ------------------------------------------------
+def _section(d: dict, key: str) -> dict:
+    """d[key] when it is a table (a dict), else an empty one: a fingerprint is untrusted."""
+    value = d.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _xy(version: str) -> str:
     return ".".join(str(version).split(".")[:2])
 
 
-def measured(fp: Fingerprint, prof) -> dict:
+def measured(fp: Fingerprint, prof: Profile) -> dict:
     """What import writes: pins, extras, network, machine; and notes on what it left."""
     d = fp.data
-    dists = d.get("distributions") if isinstance(d.get("distributions"), dict) else {}
-    fw = d.get("frameworks") if isinstance(d.get("frameworks"), dict) else {}
+    dists = _section(d, "distributions")
+    fw = _section(d, "frameworks")
     notes: list[str] = []
     grader: dict[str, Any] = {"python": _xy(d["python"]["version"])}
     for name in MAIN:
@@ -375,17 +384,19 @@ def measured(fp: Fingerprint, prof) -> dict:
         elif name in (prof.grader.get("extras") or {}):
             notes.append(f"{name} (in [grader] extras) is not installed on the grader: dropped")
     grader["extras"] = extras
-    net = d.get("network") if isinstance(d.get("network"), dict) else {}
+    net = _section(d, "network")
     network = "on" if net.get("answers") else "off"
-    cpu = d.get("cpu") if isinstance(d.get("cpu"), dict) else {}
-    mem = d.get("memory") if isinstance(d.get("memory"), dict) else {}
-    gpus = fw.get("gpus") if isinstance(fw.get("gpus"), list) else []
-    smi = (d.get("gpus") or {}).get("nvidia_smi") if isinstance(d.get("gpus"), dict) else None
-    disk = d.get("disk_free_mb") if isinstance(d.get("disk_free_mb"), dict) else {}
+    cpu = _section(d, "cpu")
+    mem = _section(d, "memory")
+    listed = fw.get("gpus")
+    gpus = listed if isinstance(listed, list) else []
+    smi = _section(d, "gpus").get("nvidia_smi")
+    disk = _section(d, "disk_free_mb")
+    limit = mem.get("cgroup_limit_mb")
     machine = {"python": str(d["python"]["version"]), "cpu": str(cpu.get("model") or "?"),
                "cpus": int(cpu.get("usable") or cpu.get("count") or 0),
-               "memory_mb": int(mem.get("cgroup_limit_mb") if isinstance(
-                   mem.get("cgroup_limit_mb"), int) else mem.get("memtotal_mb") or 0),
+               "memory_mb": int(limit if isinstance(limit, int) else
+                                mem.get("memtotal_mb") or 0),
                "gpus": [str(g) for g in (smi if isinstance(smi, list) and smi else gpus)],
                "cuda": str(fw.get("cuda") or ""), "cudnn": str(fw.get("cudnn") or ""),
                "disk_free_mb": int(max([v for v in disk.values() if isinstance(v, int)],
@@ -395,7 +406,7 @@ def measured(fp: Fingerprint, prof) -> dict:
     return {"grader": grader, "network": network, "machine": machine, "notes": notes}
 
 
-def _require_workspace(prof) -> Path:
+def _require_workspace(prof: Profile) -> Path:
     if prof.workspace is None:
         raise UsageError("no workspace: no subkit.toml here or above, so there is nothing to "
                          "import into", hint="cd into your workspace (or `subkit init DIR`), "
@@ -403,7 +414,7 @@ def _require_workspace(prof) -> Path:
     return Path(prof.workspace)
 
 
-def _require_same_profile(fp: Fingerprint, prof) -> None:
+def _require_same_profile(fp: Fingerprint, prof: Profile) -> None:
     if fp.profile != prof.name:
         raise InputError(
             f"the fingerprint in {fp.source} is of profile {fp.profile!r}, this workspace's "
@@ -433,7 +444,7 @@ def _check_index(grader: dict) -> None:
                               "machine like the grader's") from None
 
 
-def probe_import(opts: ImportOptions, prof) -> dict:
+def probe_import(opts: ImportOptions, prof: Profile) -> dict:
     """Write the fingerprint's pins, network and machine into subkit.toml."""
     ws = _require_workspace(prof)
     fp = read_fingerprint(opts.file)
@@ -463,7 +474,7 @@ def probe_import(opts: ImportOptions, prof) -> dict:
             "fingerprint_file": str(saved), "notes": m["notes"], "date": now}
 
 
-def _fingerprint_path(prof, fp: Fingerprint) -> Path:
+def _fingerprint_path(prof: Profile, fp: Fingerprint) -> Path:
     stamp = re.sub(r"[^0-9]", "", str(fp.data.get("started_utc") or ""))[:14] or "unknown"
     return prof.submissions_dir / PROBES_DIR / f"{stamp}-{fp.sha256[:12]}.json"
 
@@ -556,7 +567,7 @@ def _write_workspace(ws: Path, grader: dict, network: str, probe_table: dict,
 
 
 # -- diff --------------------------------------------------------------------------------------
-def _last_import(prof) -> tuple[dict, str]:
+def _last_import(prof: Profile) -> tuple[dict, str]:
     """The fingerprint of the last import (subkit.toml's [probe] file) and its date."""
     table = prof.data.get("probe") or {}
     rel = table.get("file")
@@ -576,10 +587,10 @@ def _last_import(prof) -> tuple[dict, str]:
 
 def _flat(fp: dict) -> dict[str, Any]:
     """The values worth comparing, by a name a user reads."""
-    fw = fp.get("frameworks") if isinstance(fp.get("frameworks"), dict) else {}
-    cpu = fp.get("cpu") if isinstance(fp.get("cpu"), dict) else {}
-    mem = fp.get("memory") if isinstance(fp.get("memory"), dict) else {}
-    net = fp.get("network") if isinstance(fp.get("network"), dict) else {}
+    fw = _section(fp, "frameworks")
+    cpu = _section(fp, "cpu")
+    mem = _section(fp, "memory")
+    net = _section(fp, "network")
     out: dict[str, Any] = {
         "python": (fp.get("python") or {}).get("version"),
         "tensorflow": fw.get("tensorflow"), "keras": fw.get("keras"), "numpy": fw.get("numpy"),
@@ -594,7 +605,7 @@ def _flat(fp: dict) -> dict[str, Any]:
     return out
 
 
-def probe_diff(opts: DiffOptions, prof) -> dict:
+def probe_diff(opts: DiffOptions, prof: Profile) -> dict:
     """What changed between the last imported fingerprint and FILE's."""
     _require_workspace(prof)
     old, date = _last_import(prof)
@@ -605,8 +616,8 @@ def probe_diff(opts: DiffOptions, prof) -> dict:
     for key in a:
         if a[key] != b.get(key):
             changes.append({"what": key, "before": a[key], "after": b.get(key)})
-    da = old.get("distributions") if isinstance(old.get("distributions"), dict) else {}
-    db = new.data.get("distributions") if isinstance(new.data.get("distributions"), dict) else {}
+    da = _section(old, "distributions")
+    db = _section(new.data, "distributions")
     for name in sorted(set(da) | set(db)):
         if da.get(name) != db.get(name) and name not in MAIN:
             changes.append({"what": f"distribution {name}", "before": da.get(name),

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from subkit.errors import InputError
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 
 @dataclass(frozen=True)
@@ -14,7 +18,7 @@ class ReportOptions:
     run_dir: Path | None = None  # None: the newest finished run under submissions/runs/
 
 
-def report(opts: ReportOptions, prof) -> Path:
+def report(opts: ReportOptions, prof: Profile) -> Path:
     """The path of the report written."""
     from subkit.report.html import write_report
 
@@ -28,7 +32,7 @@ def report(opts: ReportOptions, prof) -> Path:
     return write_report(folder, prof)
 
 
-def newest_run(prof) -> Path:
+def newest_run(prof: Profile) -> Path:
     runs = prof.submissions_dir / "runs"
     found = [p.parent for p in runs.glob("*/run.json")] if runs.is_dir() else []
     found = [p for p in found if _status(p) == "complete"]

@@ -29,6 +29,7 @@ from subkit.ledger import score_local_record
 
 if TYPE_CHECKING:
     from subkit.grader.codabench.runner import BundleRunResult
+    from subkit.profile import Profile
 
 PROFILE_SUITE = ""  # `--shift` without a name: the suite of the profile's hypothesis
 
@@ -62,13 +63,13 @@ class PredictOptions:
     progress: bool = True
 
 
-def zip_or_newest(prof, zip_path: Path | None) -> Path:
+def zip_or_newest(prof: Profile, zip_path: Path | None) -> Path:
     from subkit.workspace import newest_zip
 
     return Path(zip_path) if zip_path else newest_zip(prof)
 
 
-def local_test(prof, data_path: Path | None) -> Path:
+def local_test(prof: Profile, data_path: Path | None) -> Path:
     if data_path:
         return Path(data_path)
     p = prof.workspace_path("local_test")
@@ -78,7 +79,7 @@ def local_test(prof, data_path: Path | None) -> Path:
     return p
 
 
-def score_local(opts: ScoreLocalOptions, prof):
+def score_local(opts: ScoreLocalOptions, prof: Profile):
     """The run's result: a RunResult, or a BundleRunResult with a bundle."""
     if opts.bundle or opts.task is not None:
         return _with_bundle(opts, prof)
@@ -103,7 +104,7 @@ def score_local(opts: ScoreLocalOptions, prof):
                      phase=opts.phase)
 
 
-def _with_bundle(opts: ScoreLocalOptions, prof):
+def _with_bundle(opts: ScoreLocalOptions, prof: Profile):
     from subkit.grader.codabench.runner import score_with_bundle
 
     if opts.shift is not None or opts.tta_compare:
@@ -133,7 +134,7 @@ def _bundle_ledger_row(res: BundleRunResult) -> dict:
         scores=res.scores, isolated=bool(res.isolation.get("isolated")))
 
 
-def predict(opts: PredictOptions, prof) -> dict:
+def predict(opts: PredictOptions, prof: Profile) -> dict:
     """Predict unlabelled data and write the profile's CSV; returns what was written."""
     return predict_csv(zip_or_newest(prof, opts.zip), opts.data, opts.out, prof,
                        force=opts.force, time_limit=opts.time_limit, progress=opts.progress,
@@ -155,7 +156,7 @@ class _Ask:
     other_kind: bool
 
 
-def score_zip(zip_path: Path, data_path: Path, prof, *, time_limit: float | None = None,
+def score_zip(zip_path: Path, data_path: Path, prof: Profile, *, time_limit: float | None = None,
                 isolate_network: bool = True, progress: bool = False, env: str | None = None,
                 record: bool = True, keep_input: bool = False, shift: str | None = None,
                 seed: int = 0, tta_compare: bool = False, proba: bool = False,
@@ -275,22 +276,24 @@ def _run_and_score(run: lifecycle.Run, ds, X, warns: list[str], ask: _Ask) -> Ru
     return result
 
 
-def _predict_leaderboard(result: RunResult, prof, X: np.ndarray, y: np.ndarray) -> dict:
+def _predict_leaderboard(result: RunResult, prof: Profile, X: np.ndarray, y: np.ndarray) -> dict:
     """The shift dict gets the test set's content sha256; the ledger's other zips with a
     leaderboard score and a run of the same suite, seed and test set predict this one's."""
     from subkit import calibration
     from subkit.ledger import Ledger
 
-    result.shift["data_sha256"] = calibration.test_set_id(X, y)
+    shift = result.shift
+    assert shift is not None  # called only for a run with a shift result
+    shift["data_sha256"] = calibration.test_set_id(X, y)
     try:
         records = Ledger(prof.submissions_dir, on_warning=result.warnings.append).records()
     except OSError as exc:
         return {"score": None, "message": f"the ledger could not be read: {exc}"}
-    return calibration.for_run(records, result.shift, result.shift["data_sha256"],
+    return calibration.for_run(records, shift, shift["data_sha256"],
                                result.zip_sha256)
 
 
-def _collect_image_shift(result: RunResult, plan, cr, ds, prof, run_dir: Path) -> None:
+def _collect_image_shift(result: RunResult, plan, cr, ds, prof: Profile, run_dir: Path) -> None:
     """The shift suite's scores of an image classifier's run, and its sample images."""
     from subkit import shift as shiftmod
 
@@ -320,7 +323,7 @@ def _ledger_row(result: RunResult) -> dict:
 
 
 # -- predict ------------------------------------------------------------------------------
-def predict_csv(zip_path: Path, data_path: Path, out: Path, prof, *, force: bool = False,
+def predict_csv(zip_path: Path, data_path: Path, out: Path, prof: Profile, *, force: bool = False,
                 time_limit: float | None = None, progress: bool = False, env: str | None = None,
                 isolate_network: bool = True, phase: str | None = None) -> dict:
     """Run the zip on unlabelled data and write the profile's Kaggle CSV exactly."""

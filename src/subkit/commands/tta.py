@@ -19,7 +19,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from subkit.errors import InputError, SubkitError, UsageError
 from subkit.grader import lifecycle, safezip
 from subkit.grader.lifecycle import RunSpec
 from subkit.tta import search, settings
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 WRAPPER = "_subkit_tta_views.py"
 WRAPPER_CLASS = "TuneModel"
@@ -62,7 +65,7 @@ class TuneRecord:
         return dict(self.data)
 
 
-def _refuse_kind(prof) -> None:
+def _refuse_kind(prof: Profile) -> None:
     prof.kind_spec.refuse_tta_tune(prof)
 
 
@@ -92,15 +95,16 @@ def parse_views(views: tuple[str, ...] | None, square: bool) -> tuple[list[str],
     return names, notes
 
 
-def _default_suite(prof) -> str:
-    sh = prof.data.get("shift") if isinstance(prof.data.get("shift"), dict) else {}
+def _default_suite(prof: Profile) -> str:
+    value = prof.data.get("shift")
+    sh = value if isinstance(value, dict) else {}
     for key in ("default_suite", "suite", "default"):
         if isinstance(sh.get(key), str) and sh[key]:
             return sh[key]
     return "default"
 
 
-def _wrapped(prof):
+def _wrapped(prof: Profile):
     """The profile with subkit's wrapper as the entry (everything else the profile's)."""
     sub = {**prof.data["submission"], "entry_file": WRAPPER, "class_name": WRAPPER_CLASS,
            "init_args": [], "predict_method": "predict"}
@@ -108,7 +112,7 @@ def _wrapped(prof):
     return dataclasses.replace(prof, data={**prof.data, "submission": sub})
 
 
-def _wrapper_env(prof, views: list[str]) -> dict[str, str]:
+def _wrapper_env(prof: Profile, views: list[str]) -> dict[str, str]:
     cfg = {"module": Path(prof.entry_file).stem, "class_name": prof.class_name,
            "init_args": prof.init_args, "method": prof.predict_method, "views": views,
            "n_classes": prof.n_classes}
@@ -143,7 +147,7 @@ def _check_probs(p: Any, n_views: int, n: int, n_classes: int, what: str) -> np.
     return p
 
 
-def tune(opts: TuneOptions, prof) -> dict:
+def tune(opts: TuneOptions, prof: Profile) -> dict:
     """Tune; returns the record (run.json's), with ``applied`` when ``--apply`` was asked."""
     from subkit import shift as shiftmod
     from subkit.commands.score_local import local_test, zip_or_newest
@@ -207,7 +211,7 @@ def tune(opts: TuneOptions, prof) -> dict:
     return record
 
 
-def _apply(model_py: Path, record: dict, zip_path: Path, prof) -> dict:
+def _apply(model_py: Path, record: dict, zip_path: Path, prof: Profile) -> dict:
     """--apply: the chosen views and merge into the workspace's model.py, or why not (the
     CLI turns a refusal into the error, after the table)."""
     point = record["chosen"]
@@ -236,7 +240,7 @@ def _zip_model_text(zip_path: Path, name: str) -> str | None:
         return None
 
 
-def _run(run: lifecycle.Run, prof, X: np.ndarray, y: np.ndarray, half: np.ndarray,
+def _run(run: lifecycle.Run, prof: Profile, X: np.ndarray, y: np.ndarray, half: np.ndarray,
          views: list[str], suite: str, seed: int, limit: float, warns: list[str]) -> dict:
     """The child, its probabilities, the search: the record."""
     from subkit import shift as shiftmod
@@ -347,7 +351,7 @@ def _point(p: dict, views: list[str], noise: float | None = None) -> dict:
 
 
 def _search(probs: np.ndarray, labels: list[np.ndarray], half: np.ndarray, views: list[str],
-            prof, seed: int, current: dict | None) -> dict:
+            prof: Profile, seed: int, current: dict | None) -> dict:
     n = len(half)
     y = np.concatenate(labels)
     sets = len(labels)

@@ -29,8 +29,12 @@ little because imagehash resizes with a Lanczos filter and rounds PIL's luminanc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 HASH_BITS = 64
 HASH_SIZE = 8  # 8x8 low-frequency DCT coefficients
@@ -303,7 +307,7 @@ def near_groups(hashes: np.ndarray, max_distance: int = DEFAULT_NEAR, *,
         for a, b in candidate_pairs(node_hash, int(max_distance)):
             close = hamming(node_hash[a], node_hash[b]) <= max_distance
             a, b = a[close], b[close]
-            if node_rep is not None and len(a):
+            if node_rep is not None and features is not None and len(a):  # one with the other
                 ok = similarity(features, node_rep[a], node_rep[b]) >= min_similarity
                 a, b = a[ok], b[ok]
             if len(a):
@@ -409,7 +413,7 @@ def removal_plan(groups: list[np.ndarray], labels: np.ndarray | None, policy: st
     return np.array([r["index"] for r in removed], np.int64), removed
 
 
-def dedupe_file(path, profile, *, out, drop: str = "keep-one", near: int | None = None,
+def dedupe_file(path, profile: Profile, *, out, drop: str = "keep-one", near: int | None = None,
                 min_similarity: float = DEFAULT_SIMILARITY, force: bool = False,
                 record=None) -> dict:
     """Write a copy of the data set without duplicates, and the record of what was removed.
@@ -438,6 +442,7 @@ def dedupe_file(path, profile, *, out, drop: str = "keep-one", near: int | None 
 
         raise UsageError(f"--drop {drop!r} is not a policy", hint=f"one of: {', '.join(POLICIES)}")
     ds = io.load(path, profile)
+    assert ds.labels is not None  # io.load(require_labels=True) refuses a set without labels
     check_outputs(path, [out, record], force, ["--out", "--record"])
     dups = find(ds.images, near=near, min_similarity=min_similarity)
     groups = dups.groups()
@@ -456,7 +461,7 @@ def dedupe_file(path, profile, *, out, drop: str = "keep-one", near: int | None 
         raise InputError(f"--drop {drop} would remove all {n} images of {path}", hint=hint)
     names = profile.class_names
     arrays, skipped = read_arrays(ds, profile)
-    summary = {
+    summary: dict[str, Any] = {
         "input": str(path), "output": str(out), "record": str(record),
         "subkit_version": __version__,
         "match": ("exact bytes" if near is None else

@@ -14,11 +14,14 @@ the list is for looking, not for deleting.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from subkit.data import duplicates, weights
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 DEFAULT_Z = 3.5
 
@@ -100,7 +103,7 @@ def _groups_summary(groups: list[np.ndarray], labels, names) -> dict[str, Any]:
     }
 
 
-def inspect(ds, profile, *, near: int = duplicates.DEFAULT_NEAR,
+def inspect(ds, profile: Profile, *, near: int = duplicates.DEFAULT_NEAR,
             min_similarity: float = duplicates.DEFAULT_SIMILARITY,
             z_threshold: float = DEFAULT_Z, labels_dtype: str | None = None,
             keep_arrays: bool = False) -> dict[str, Any]:
@@ -273,7 +276,7 @@ def to_text(report: dict[str, Any], max_items: int = 10) -> str:
     return "\n".join(L)
 
 
-def labels_dtype(path: Path, profile) -> str | None:
+def labels_dtype(path: Path, profile: Profile) -> str | None:
     """The stored dtype of the labels array (io.load normalises it to int64)."""
     import zipfile
 

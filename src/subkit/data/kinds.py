@@ -131,7 +131,7 @@ def mask_ids(masks: np.ndarray) -> np.ndarray:
     return ids
 
 
-def inspect(ds, profile: Profile, *, near: int = duplicates.DEFAULT_NEAR,
+def inspect(ds, profile: Profile, *, near: int | None = duplicates.DEFAULT_NEAR,
             min_similarity: float = duplicates.DEFAULT_SIMILARITY) -> dict[str, Any]:
     masks, names = ds.labels, profile.class_names
     counts = (np.bincount(masks.reshape(-1), minlength=profile.n_classes)
@@ -185,6 +185,7 @@ def dedupe_file(path: Path, profile: Profile, *, out: Path, drop: str = "keep-on
     path, out = Path(path), Path(out)
     record = Path(record) if record else out.with_name(out.name + ".removed.json")
     ds = io.load(path, profile)
+    assert ds.labels is not None  # io.load(require_labels=True) refuses a set without labels
     check_outputs(path, [out, record], force, ["--out", "--record"])
     dups = duplicates.find(ds.images, near=near, min_similarity=min_similarity)
     ids = mask_ids(ds.labels)

@@ -122,6 +122,7 @@ def split_file(path: Path, profile: Profile, *, test_size: float, out_train: Pat
                          hint="run `subkit init` first (or set SUBKIT_WORKSPACE), or drop "
                               "--set-default")
     ds = io.load(path, profile)
+    assert ds.labels is not None  # io.load(require_labels=True) refuses a set without labels
     check_outputs(Path(path), [out_train, out_test], force, ["--out-train", "--out-test"])
     dups = duplicates.find(ds.images, near=near, min_similarity=min_similarity)
     groups = dups.groups()

@@ -8,15 +8,18 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from subkit.errors import InputError, UsageError
 from subkit.fsutil import temp_sibling
 
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
-def check_classification(profile) -> None:
+
+def check_classification(profile: Profile) -> None:
     if not profile.kind_spec.one_label:
         raise UsageError(
             f"profile {profile.name} is a {profile.task} competition; this data tool handles "
@@ -25,7 +28,7 @@ def check_classification(profile) -> None:
                  "`dedupe` segmentation sets too; see docs/competitions.md")
 
 
-def read_arrays(ds, profile) -> tuple[dict[str, np.ndarray], list[str]]:
+def read_arrays(ds, profile: Profile) -> tuple[dict[str, np.ndarray], list[str]]:
     """All arrays of the data set as stored (labels keep their shape and dtype).
 
     Returns ``(arrays, skipped)``: ``skipped`` names arrays that cannot be copied (pickled

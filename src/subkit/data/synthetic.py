@@ -14,7 +14,12 @@ with a strong colour cast.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 # per-class counts of the reference training set (AN2DL 2024-25 Homework 1)
 REFERENCE_COUNTS = np.array([1052, 2381, 1285, 2226, 1049, 1393, 2530, 1843])
@@ -400,13 +405,13 @@ def multivariate(n: int = 600, *, seed: int = 0, steps: int = 36, features: int 
     return {"X": X[idx], "labels": labels[idx].astype(np.int64)}
 
 
-def for_profile(prof, n: int, *, seed: int = 0, **kwargs) -> dict[str, np.ndarray]:
+def for_profile(prof: Profile, n: int, *, seed: int = 0, **kwargs) -> dict[str, np.ndarray]:
     """A synthetic set shaped as ``prof`` says, under the profile's own keys (plus the
     generator's markers: ``series``, ``is_duplicate``, ``is_outlier``)."""
     return prof.kind_spec.synthetic(prof, n, seed=seed, **kwargs)
 
 
-def images_for_profile(prof, n: int, *, seed: int = 0, **kwargs) -> dict[str, np.ndarray]:
+def images_for_profile(prof: Profile, n: int, *, seed: int = 0, **kwargs) -> dict[str, np.ndarray]:
     """An image classification set (the plants' or the blood cells' look)."""
     if prof.class_names == PLANT_CLASSES:
         d = plants(n, seed=seed, **kwargs)

@@ -14,8 +14,12 @@ import signal as _signal
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from subkit.grader import sandbox, untrusted
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 # how much of each field a Failure keeps: (characters, one line)
 _FIELDS = {"stage": (60, True), "message": (3000, True), "hint": (2000, True),
@@ -51,7 +55,8 @@ _STAGE_WORDS = {"start": "starting", "load_input": "loading the input",
                 "save": "saving the predictions", "done": "finishing"}
 
 
-def diagnose(child: sandbox.ChildResult, status: dict, prof, time_limit: float) -> Failure | None:
+def diagnose(child: sandbox.ChildResult, status: dict, prof: Profile,
+             time_limit: float) -> Failure | None:
     """Turn what the child did into the message and hint a participant needs."""
     from subkit.modelcheck import init_call, predict_call
 
@@ -265,7 +270,7 @@ class BadOutput(Exception):
         self.message, self.hint, self.found = message, hint, found
 
 
-def wanted(prof) -> str:
+def wanted(prof: Profile) -> str:
     """What the grader wants back, in the profile's words: "labels as a numpy int array of
     shape (n,)"."""
     out = prof.data.get("output", {}) if isinstance(getattr(prof, "data", None), dict) else {}

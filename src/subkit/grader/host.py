@@ -125,6 +125,8 @@ def bwrap_executable() -> str | None:
 @functools.lru_cache(maxsize=1)
 def bwrap_features() -> frozenset[str]:
     exe = bwrap_executable()
+    if exe is None:  # not installed
+        return frozenset()
     try:
         text = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError, TypeError):
@@ -135,8 +137,10 @@ def bwrap_features() -> frozenset[str]:
 
 def setpriv_keeps_pdeathsig() -> bool:
     exe = shutil.which("setpriv")
+    if not exe:
+        return False
     try:
-        return bool(exe) and "--pdeathsig" in subprocess.run(
+        return "--pdeathsig" in subprocess.run(
             [exe, "--help"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return False

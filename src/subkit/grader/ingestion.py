@@ -38,6 +38,7 @@ import os
 import sys
 import time
 import traceback
+from typing import Any
 
 
 def _peak_rss_mb():
@@ -53,8 +54,9 @@ def _peak_rss_mb():
 class Status:
     def __init__(self, path):
         self.path = path
-        self.data = {"stage": "start", "ok": False, "timings": {}, "python": sys.version.split()[0],
-                     "executable": sys.executable, "pid": os.getpid()}
+        self.data: dict[str, Any] = {"stage": "start", "ok": False, "timings": {},
+                                     "python": sys.version.split()[0],
+                                     "executable": sys.executable, "pid": os.getpid()}
         self.write()
 
     def write(self):
@@ -97,7 +99,7 @@ SUBMISSION_PLACEHOLDER = "{submission}"
 
 def describe_output(y, np):
     """What predict returned, in words the parent can turn into a hint."""
-    info = {"python_type": type(y).__module__ + "." + type(y).__name__}
+    info: dict[str, Any] = {"python_type": type(y).__module__ + "." + type(y).__name__}
     to_numpy = getattr(y, "numpy", None)
     if not isinstance(y, np.ndarray) and callable(to_numpy):  # a TF/Keras tensor
         try:
@@ -263,7 +265,8 @@ def _after_main(a, extras, model, X, more, status, np):
     del X
     if not extras:
         return
-    done = status.data["extra"] = {}
+    done: dict[str, dict[str, Any]] = {}
+    status.data["extra"] = done
     t_extra = time.time()
     parent = status.data.get("ppid")
     for name, path in extras:
@@ -272,7 +275,8 @@ def _after_main(a, extras, model, X, more, status, np):
             break
         status.data["extra_current"] = name
         status.stage("extra:" + name)
-        info = done[name] = {"ok": False}
+        info: dict[str, Any] = {"ok": False}
+        done[name] = info
         t = time.time()
         if not _wait_for(path, a.extra_wait, parent):
             info["error_type"] = "MissingInput"

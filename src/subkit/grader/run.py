@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from subkit.grader.diagnose import (
     read_predictions,
     wanted,
 )
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 INGESTION = Path(__file__).with_name("ingestion.py")
 
@@ -98,7 +101,7 @@ class RunResult:
         return d
 
 
-def prepare_input(X: np.ndarray, prof) -> tuple[np.ndarray, list[str]]:
+def prepare_input(X: np.ndarray, prof: Profile) -> tuple[np.ndarray, list[str]]:
     """X exactly as the profile says the grader passes it."""
     warns = []
     want = np.dtype(prof.input_dtype)
@@ -120,7 +123,7 @@ def prepare_input(X: np.ndarray, prof) -> tuple[np.ndarray, list[str]]:
 
 
 # -- running the child -----------------------------------------------------------------------
-def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
+def run_submission(submission_dir: Path, X: np.ndarray, prof: Profile, *, run_dir: Path,
                    time_limit: float, python: str | None = None, isolate_network: bool = True,
                    progress: bool = False, extra_env: dict | None = None,
                    label: str = "running the submission",
@@ -146,12 +149,13 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
     for a in prof.init_args:
         cmd += ["--init-arg", str(a)]
     written = [x_path]
+    given = inputs or {}
     for name in prof.extra_inputs:
-        if name not in (inputs or {}):
+        if name not in given:
             raise InputError(f"predict({', '.join(['X', *prof.extra_inputs])}) needs {name!r} "
                              "and none was given", hint=f"store {name} in the test set's .npz")
         written.append(input_dir / f"{name}.npy")
-        np.save(written[-1], np.asarray(inputs[name]), allow_pickle=False)
+        np.save(written[-1], np.asarray(given[name]), allow_pickle=False)
         cmd += ["--predict-input", f"{name}={box.path(written[-1])}"]
     extra_args = list(extra_args or [])  # --proba / --extra-input NAME=PATH (shift suite)
     for i, folder in enumerate(_extra_folders(extra_args, input_dir)):
@@ -177,6 +181,7 @@ def run_submission(submission_dir: Path, X: np.ndarray, prof, *, run_dir: Path,
             path.unlink(missing_ok=True)
     # the sandbox is gone: read what it left, trusting nothing of it
     status = untrusted.sane_status(untrusted.read_untrusted_json(status_path))
+    clean_s: float | None
     preds, bad, clean_s = None, None, child.elapsed_s
     if clean is not None and clean.done:  # the verdict of the moment it said the clean set was done
         preds, bad, clean_s = clean.preds, clean.bad, clean.clean_s
@@ -311,7 +316,7 @@ class TimeBar:
 
 
 # -- score-local -------------------------------------------------------------------------------
-def python_for(prof, env: str | None = None, *,
+def python_for(prof: Profile, env: str | None = None, *,
                progress: bool | None = None) -> tuple[str, dict]:
     """The python that runs the submission's child and its description (``--env``:
     auto, grader or current; see ``environment.select_env``)."""
@@ -326,7 +331,7 @@ def env_warnings(env_desc: dict) -> list[str]:
     return [env_desc["warning"]] if env_desc.get("warning") else []
 
 
-def finish_run(cr: ChildRun, ds, prof, zip_path, data_path, run_dir, limit, env_desc, wall,
+def finish_run(cr: ChildRun, ds, prof: Profile, zip_path, data_path, run_dir, limit, env_desc, wall,
                warns, phase: str | None = None) -> RunResult:
     """Score what the child returned and describe the run (the lifecycle writes it to
     run.json when the run ends)."""
@@ -374,7 +379,7 @@ def env_line(env_desc: dict) -> str:
     from subkit.grader.environment import versions_text
 
     where = {"grader": "the grader's versions", "current": "the current versions"}.get(
-        env_desc.get("name"), "the given interpreter")
+        env_desc.get("name") or "", "the given interpreter")
     if env_desc.get("name") == "current" and env_desc.get("matches_grader"):
         where = "the current versions, which are the grader's"
     return f"ran in {where}: {versions_text(env_desc)}"

@@ -27,8 +27,12 @@ import shutil
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from subkit.errors import CheckFailed, InputError
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 MiB = 1024**2
 DEFAULT_MAX_MB = 4096  # without a known zip size limit: well past any real submission
@@ -51,7 +55,7 @@ def require_zip(path: str | Path) -> Path:
     return path
 
 
-def bounds(prof) -> tuple[int, int]:
+def bounds(prof: Profile) -> tuple[int, int]:
     """(max uncompressed bytes, max members) of a submission zip, from the profile's
     ``[limits]``: ``unzipped_mb`` (0: four times the zip size limit, or 4096 MB when the
     competition's limit is unknown) and ``zip_members``."""

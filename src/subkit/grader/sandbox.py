@@ -67,7 +67,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subkit.errors import SubkitError, UsageError
 from subkit.grader import cgroup, diskcap, untrusted
@@ -85,6 +85,9 @@ from subkit.grader.host import root_mode as _root_mode
 from subkit.grader.host import setpriv_keeps_pdeathsig as _setpriv_keeps_pdeathsig
 from subkit.grader.host import under as _under
 from subkit.grader.untrusted import MiB
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 SANDBOX_ENV = "SUBKIT_SANDBOX"  # auto | bwrap | none
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf "
@@ -130,7 +133,7 @@ class Limits:
     tmp_mb: int = 512  # the private /tmp and /dev/shm (memory-backed), each
 
     @classmethod
-    def of(cls, prof) -> Limits:
+    def of(cls, prof: Profile | None) -> Limits:
         raw = prof.limits if prof is not None else {}
         return cls(**{k: int(raw[k]) for k in cls.__dataclass_fields__ if k in raw})
 
@@ -564,8 +567,10 @@ class Sandbox:
                         limit = "time"
                     break
                 seen_alive = now
+                guard = disk or watch
+                assert guard is not None  # a DiskWatch is made whenever there is no disk cap
                 limit = "time" if now - t0 > time_limit else (
-                    self._oom() or (disk or watch).exceeded())
+                    self._oom() or guard.exceeded())
                 if limit:
                     untrusted.kill_group(proc.pid)
                     _, status, rusage = os.wait4(proc.pid, 0)

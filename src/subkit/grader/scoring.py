@@ -301,6 +301,8 @@ def segmentation_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: li
 def validate(spec: TaskSpec, pred, n: int) -> tuple[np.ndarray, list[str]]:
     """The validator of the task's output kind: (values, warnings) or PredictionError."""
     if spec.kind == "forecasts":
+        # a forecasting profile without [output] horizon is refused when it is loaded
+        assert spec.horizon is not None
         return validate_forecasts(pred, n, int(spec.horizon), spec.phase)
     if spec.kind == "masks":
         return validate_masks(pred, n, spec.mask_shape, len(spec.class_names))

@@ -9,11 +9,14 @@ from __future__ import annotations
 import functools
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from subkit import ui
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 Array = np.ndarray
 
@@ -59,7 +62,7 @@ class SetProgress:
         self.bar.close()
 
 
-def run_with_plan(submission_dir: Path, X: Array, labels: Array | None, prof,
+def run_with_plan(submission_dir: Path, X: Array, labels: Array | None, prof: Profile,
                   plan: ExtraSets | None, *, run_dir: Path, time_limit: float,
                   python: str | None = None, isolate_network: bool = True,
                   progress: bool = False, extra_env: dict | None = None, proba: bool = False,

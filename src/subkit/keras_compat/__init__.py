@@ -208,6 +208,8 @@ def retarget(src: Path, dst: Path, target_version: str, *, env_python: str | Non
             report["skipped_reason"] = ("no grader environment: the rewrite used a cached "
                                         f"probe of keras {target_version} and was not loaded "
                                         "there")
+        # the target worker's probe, or (no environment) the cached one, refused above if none
+        assert target is not None
         new_config, changed, unchecked, trials = plan_rewrite(config, target, source,
                                                               target_version, fix=fix)
         report["changed_keys"] = changed
@@ -314,6 +316,8 @@ def verify_load(src: Path, target_version: str, *, env_python: str,
             f"{BATCH_SIZE} fixed inputs...")
     source_worker, target_worker = start_workers(env_python, source_python, code=code)
     work = source_worker.work
+    # start_workers gives each worker the work folder, and env_python (a str) a grader worker
+    assert work is not None and target_worker is not None
     try:
         for w in (source_worker, target_worker):  # custom: the registered names it needs
             register_names(w, custom or [])

@@ -12,7 +12,7 @@ import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from subkit.errors import InputError
 
@@ -30,12 +30,12 @@ def version_tuple(version: str | None) -> tuple[int, ...]:
 
 
 # -- reading a .keras file --------------------------------------------------------------------
-def is_serialized(node: Any) -> bool:
+def is_serialized(node: Any) -> TypeGuard[dict]:
     return (isinstance(node, dict) and isinstance(node.get("class_name"), str)
             and "config" in node)
 
 
-def is_keras_module(module: Any) -> bool:
+def is_keras_module(module: Any) -> TypeGuard[str]:
     return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
 
 

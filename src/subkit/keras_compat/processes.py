@@ -79,7 +79,7 @@ class WorkFolder:
 
     def __init__(self, prefix: str = "subkit-retarget-"):
         self.root = Path(tempfile.mkdtemp(prefix=prefix))
-        self._lock = hold_lock(self.root)
+        self._lock: int | None = hold_lock(self.root)  # None once closed
         self.in_, self.out = self.root / "in", self.root / "out"
         self.in_.mkdir()
         self.out.mkdir()
@@ -277,7 +277,7 @@ def start_workers(env_python: str | None, source_python: str | None = None, *,
     classes it defines; each worker imports it first (op "register"), from a working copy,
     with its limits, and loads every model with those classes. A file that needs a Lambda's
     Python code is refused here, before anything starts."""
-    config = None
+    config: dict | None = None
     if reference is not None and target_version is not None:
         config, metadata, _names = read_keras_zip(Path(reference))
         saved = metadata.get("keras_version")
@@ -294,6 +294,7 @@ def start_workers(env_python: str | None, source_python: str | None = None, *,
         work.close()
         raise
     if config is not None:
+        assert reference is not None  # config is only read from it
         ask(workers, Path(reference), config)
     return workers
 

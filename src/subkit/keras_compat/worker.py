@@ -14,6 +14,7 @@ import tempfile
 import time
 import traceback
 import warnings
+from typing import Any
 
 TAG = "@@SUBKIT@@"
 _out = sys.stdout
@@ -192,7 +193,7 @@ class _Defs(ast.NodeVisitor):
 
 def _definitions(root):
     """name -> [{"file", "line", "kind", "inside"}] over the submission's .py files."""
-    out = {}
+    out: dict[str, list[dict[str, Any]]] = {}
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
         for f in sorted(files):
@@ -229,7 +230,7 @@ def op_register(req):
     at the top level of its files, by name. Reports what it could not make available."""
     root = os.path.realpath(req["folder"])
     entry = req["entry"]
-    out = {"classes": [], "problems": []}
+    out: dict[str, list[Any]] = {"classes": [], "problems": []}
     os.chdir(root)
     sys.path.insert(0, root)
     try:
@@ -251,7 +252,8 @@ def op_register(req):
         return out
     mine = [m for m in list(sys.modules.values())
             if _under(getattr(m, "__file__", None), root)]
-    top = {}  # name -> objects defined at the top level of the submission's imported files
+    # name -> objects defined at the top level of the submission's imported files, by id
+    top: dict[str, dict[int, Any]] = {}
     for m in mine:
         for name, value in list(vars(m).items()):
             if getattr(value, "__module__", None) != m.__name__:

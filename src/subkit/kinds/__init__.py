@@ -40,7 +40,7 @@ def for_profile_data(task: str, input_kind: str) -> Kind | None:
     kind takes that input; None: no kind has the task)."""
     ks = [k for k in all_kinds().values() if k.task == task]
     exact = [k for k in ks if k.input_kind == input_kind]
-    return (exact or ks or [None])[0]
+    return exact[0] if exact else ks[0] if ks else None
 
 
 def tasks() -> dict[str, list[Kind]]:

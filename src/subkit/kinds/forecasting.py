@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from subkit.profile import Profile
 
 
+
+def _steps(prof: Profile) -> int:
+    """The longest forecast horizon over the profile's phases (its only one without phases)."""
+    phases: list[str | None] = [*prof.phases] or [None]
+    return max(prof.horizon(p) or 0 for p in phases)
+
+
 class Forecasting(Kind):
     name = "forecasting"
     title = "forecasting"
@@ -89,14 +96,14 @@ class Forecasting(Kind):
                   **kwargs: Any) -> dict[str, np.ndarray]:
         from subkit.data import synthetic
 
-        steps = max(prof.horizon(p) or 0 for p in prof.phases or [None])
+        steps = _steps(prof)
         d = synthetic.forecasting(max(1, n // kwargs.pop("windows", 4)), seed=seed,
                                   history=prof.input_shape[0], horizon=steps, **kwargs)
         return {prof.images_key: d["X"], prof.labels_key: d["y"], "categories": d["categories"],
                 "series": d["series"]}
 
     def template_data(self, prof: Profile) -> dict[str, Any]:
-        return {"steps": max(prof.horizon(p) or 0 for p in prof.phases or [None]),
+        return {"steps": _steps(prof),
                 "categories": prof.extra_input_values("categories") or []}
 
     def edit_model_template(self, text: str, prof: Profile) -> str:

@@ -323,8 +323,9 @@ def scores_of(sub: dict) -> dict[str, float]:
         if not isinstance(s, dict):
             continue
         key = str(s.get("column_key") or s.get("index") or len(out))
+        score: Any = s.get("score")  # the server's JSON: float(None) is a TypeError, skipped
         try:
-            out[key] = float(s.get("score"))
+            out[key] = float(score)
         except (TypeError, ValueError):
             continue
     return out
@@ -362,8 +363,9 @@ def primary_score(sub: dict, board: dict | None,
                        if str(s.get("column_key", "")).lower() == metric.lower()), None)
     if chosen is None:
         chosen = min(entries, key=lambda s: (s.get("index") is None, s.get("index") or 0))
+    score: Any = chosen.get("score")  # the server's JSON: float(None) is a TypeError
     try:
-        return str(chosen.get("column_key")), float(chosen.get("score"))
+        return str(chosen.get("column_key")), float(score)
     except (TypeError, ValueError):
         return str(chosen.get("column_key")), None
 
@@ -423,7 +425,7 @@ def failed_children(client: CodabenchClient, sub: dict) -> list[dict]:
         return []
     out = []
     for child in sub.get("children") or []:
-        child_id = child.get("id") if isinstance(child, dict) else child
+        child_id: Any = child.get("id") if isinstance(child, dict) else child  # the server's
         detail = client.submission(child_id)
         if detail.get("status") in ("Failed", "Cancelled"):
             out.append(detail)

@@ -93,6 +93,8 @@ def apply(X: Array, name: str, severity: int, *, seed: int = 0,
         xb = _to_canonical(X[start:stop], lo, hi)
         ctx = ops.Ctx(_rng(seed, name, bi), side)
         if fam.mixes:
+            # labels and n_classes: refused above unless given; new_labels: made above
+            assert labels is not None and n_classes is not None and new_labels is not None
             own = np.eye(n_classes, dtype=np.float32)[np.asarray(labels[start:stop]).ravel()]
             yb, mixed = fam.op(xb, own, ctx, **params)
             new_labels[start:stop] = np.argmax(mixed + 1e-6 * own, axis=1)  # tie: its own

@@ -314,8 +314,11 @@ def pixelate(x, ctx, factor):
 
     def px(im, _):
         w, h = im.size
-        small = im.resize((max(1, int(w * factor)), max(1, int(h * factor))), Image.BOX)
-        return small.resize((w, h), Image.BOX)
+        # Image.Resampling.BOX is Image.BOX (Pillow >= 9.1; the module-level alias is made
+        # at import time, so type checkers do not see it)
+        box = Image.Resampling.BOX
+        small = im.resize((max(1, int(w * factor)), max(1, int(h * factor))), box)
+        return small.resize((w, h), box)
 
     return _pil_map(x, px)
 

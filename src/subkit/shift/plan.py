@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from subkit.fsutil import atomic_open
 from subkit.shift.families import FAMILIES, SuiteError, describe, hypothesis, key, parse_suite
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 SAMPLES = 3  # images per shifted set kept for the report
 Array = np.ndarray
@@ -232,7 +235,7 @@ def prepare(X: Array, labels: Array | None, spec: str | None, seed: int, folder:
     return plan
 
 
-def collect(plan: Plan, status: dict, output_dir: Path, y_true: Array, prof,
+def collect(plan: Plan, status: dict, output_dir: Path, y_true: Array, prof: Profile,
             clean_score: float | None) -> dict:
     """The shift dict of a run: metric per (family, severity), mean, drop, timings."""
     from subkit.grader import scoring
@@ -293,7 +296,7 @@ def collect(plan: Plan, status: dict, output_dir: Path, y_true: Array, prof,
     }
 
 
-def tta_available(submission_dir: Path, prof) -> tuple[bool, str]:
+def tta_available(submission_dir: Path, prof: Profile) -> tuple[bool, str]:
     """Whether the submission's model.py has the template's SUBKIT_TTA switch, TTA on."""
     p = Path(submission_dir) / prof.entry_file
     try:
@@ -309,7 +312,7 @@ def tta_available(submission_dir: Path, prof) -> tuple[bool, str]:
     return True, ""
 
 
-def tta_compare(submission_dir: Path, y_true: Array, prof, plan: Plan | None, *,
+def tta_compare(submission_dir: Path, y_true: Array, prof: Profile, plan: Plan | None, *,
                 with_tta: dict, run_child: Callable[[], Any], output_dir: Path) -> dict:
     """Run the submission again with SUBKIT_TTA=0 and compare with the run ``with_tta``.
 
@@ -333,11 +336,12 @@ def tta_compare(submission_dir: Path, y_true: Array, prof, plan: Plan | None, *,
         return {"available": True, "ok": False,
                 "reason": f"the run without TTA failed: {exc.message}"}
     clean_off = float(scoring.metrics(y_true, labels, prof.class_names)[prof.metric])
-    out = {"available": True, "ok": True, "metric": prof.metric,
-           "clean": {"tta": with_tta.get("clean"), "no_tta": clean_off},
-           "predict_s": {"tta": with_tta.get("predict_s"),
-                         "no_tta": (cr.status.get("timings") or {}).get("predict_s")},
-           "shifted": None, "shifts": []}
+    out: dict[str, Any] = {
+        "available": True, "ok": True, "metric": prof.metric,
+        "clean": {"tta": with_tta.get("clean"), "no_tta": clean_off},
+        "predict_s": {"tta": with_tta.get("predict_s"),
+                      "no_tta": (cr.status.get("timings") or {}).get("predict_s")},
+        "shifted": None, "shifts": []}
     if plan is not None and with_tta.get("shift"):
         off = collect(plan, cr.status, Path(output_dir), y_true, prof, clean_off)
         on = with_tta["shift"]

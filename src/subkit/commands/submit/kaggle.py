@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from subkit import credentials, ui
 from subkit.commands.submit.common import (
@@ -24,6 +24,9 @@ from subkit.ledger import leaderboard_record, submit_record
 from subkit.remote import kaggle as kg
 from subkit.remote.http import Http, format_size
 from subkit.submission_csv import check_csv
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 
 def _check_kaggle_file(path: Path, profile: Any, force: bool, notes: Notes) -> str | None:
@@ -97,7 +100,7 @@ def _kernel_ref(kernel: str, version: int | None) -> str:
     return f"{kernel}@v{version}"
 
 
-def submit_kaggle(opts: SubmitOptions, profile: Any, ledger: Any) -> dict:
+def submit_kaggle(opts: SubmitOptions, profile: Profile, ledger: Any) -> dict:
     import hashlib
 
     from subkit.ledger import sha256_file
@@ -128,6 +131,8 @@ def submit_kaggle(opts: SubmitOptions, profile: Any, ledger: Any) -> dict:
     _kaggle_prechecks(client, slug, comp, kernel is not None, opts.force)
 
     if kernel:
+        # kernel was parsed from --kernel, and --version was required with it above
+        assert opts.kernel is not None and opts.version is not None
         name = opts.file.name if opts.file else None
         ref_text = _kernel_ref(opts.kernel.strip("/"), opts.version)
         ui.progress(f"submitting notebook {ref_text} to Kaggle competition {slug!r}")
@@ -136,6 +141,7 @@ def submit_kaggle(opts: SubmitOptions, profile: Any, ledger: Any) -> dict:
         what, sha, size = ref_text, hashlib.sha256(f"kaggle-kernel:{ref_text}".encode()
                                                    ).hexdigest(), None
     else:
+        assert path is not None  # no --kernel: existing_file gave the file to upload
         size, sha = path.stat().st_size, sha256_file(path)
         ui.progress(f"uploading {path.name} ({format_size(size)}) to Kaggle competition "
                     f"{slug!r}")

@@ -77,7 +77,7 @@ def fetch(client: cb.CodabenchClient, sub: dict, http: Http) -> PlatformLogs:
     log that cannot be read: the submission is over, its ledger row must still be
     written."""
     out = PlatformLogs()
-    ids = [sub.get("id")]
+    ids: list[Any] = [sub.get("id")]  # the server's JSON, as it sent them
     if sub.get("has_children"):
         ids += [c.get("id") if isinstance(c, dict) else c for c in sub.get("children") or []]
     try:

@@ -217,8 +217,10 @@ def _resolve_task(bundle: Bundle, t: dict) -> Task:
                              hint=f"files at the bundle's root: {here}")
         return p
 
+    scoring = part("scoring_program")
+    assert scoring is not None  # a task without one was refused above
     return Task(index=t["index"], name=str(t.get("name", "")),
-                scoring_program=part("scoring_program"),
+                scoring_program=scoring,
                 ingestion_program=part("ingestion_program"), input_data=part("input_data"),
                 reference_data=part("reference_data"),
                 iods=bool(t.get("ingestion_only_during_scoring", False)))

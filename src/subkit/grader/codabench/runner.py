@@ -466,10 +466,10 @@ def _prediction_run(runner: _Runner, bundle: Bundle, tk: Task, ingestion_cmd: st
     for d in ("program", "output"):  # the submission is unzipped in program/ already
         (root / d).mkdir(parents=True, exist_ok=True)
     has_input = tk.input_data is not None
-    if has_input:
+    if tk.input_data is not None:
         _place(tk.input_data, root / "input_data", link=bundle.extracted)
     run_ingestion = tk.ingestion_program is not None and not tk.iods
-    if run_ingestion:
+    if tk.ingestion_program is not None and not tk.iods:
         _place(tk.ingestion_program, root / "ingestion_program", link=bundle.extracted)
     jobs = []
     program = ingestion = None
@@ -488,6 +488,7 @@ def _prediction_run(runner: _Runner, bundle: Bundle, tk: Task, ingestion_cmd: st
                      container_mounts("program", False, tk.iods, root, has_input)))
         res.prediction["submission"] = "ran its own command"
     if run_ingestion:
+        assert ingestion_cmd is not None  # _plan reads the command of every ingestion program
         ingestion = runner.container("ingestion", "prediction", ingestion_cmd, root,
                                      is_scoring=False, iods=tk.iods, has_input_data=has_input)
         jobs.append((ingestion, root / "ingestion_program",
@@ -556,7 +557,7 @@ def _scoring_run(runner: _Runner, bundle: Bundle, tk: Task, scoring_cmd: str,
         _place(tk.reference_data, root / "input" / "ref", link=bundle.extracted)
     shutil.copytree(pred / "output", root / "input" / "res", dirs_exist_ok=True)
     has_input = tk.iods and tk.input_data is not None
-    if has_input:
+    if tk.iods and tk.input_data is not None:
         _place(tk.input_data, root / "input_data", link=bundle.extracted)
     jobs = []
     program = runner.container("program", "scoring", scoring_cmd, root, is_scoring=True,
@@ -566,6 +567,7 @@ def _scoring_run(runner: _Runner, bundle: Bundle, tk: Task, scoring_cmd: str,
     ingestion = None
     if tk.iods and tk.ingestion_program is not None:
         _place(tk.ingestion_program, root / "ingestion_program", link=bundle.extracted)
+        assert ingestion_cmd is not None  # _plan reads the command of every ingestion program
         ingestion = runner.container("ingestion", "scoring", ingestion_cmd, root, is_scoring=True,
                                      iods=True, has_input_data=has_input)
         jobs.append((ingestion, root / "ingestion_program",

@@ -9,10 +9,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from subkit.errors import SubkitError, UsageError
 from subkit.grader.environment import store
 from subkit.grader.environment.pinset import pins
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 ENV_NAMES = ("current", "grader")
 ENV_CHOICES = ("auto", "grader", "current")
@@ -44,7 +48,7 @@ def current_description() -> dict:
     }
 
 
-def resolve_python(profile, env: str, *,
+def resolve_python(profile: Profile, env: str, *,
                    create: bool = True, progress: bool | None = None) -> tuple[str, dict]:
     """The python to run a submission's child with, and a description for the run record.
 
@@ -114,12 +118,12 @@ def versions_text(desc: dict) -> str:
         ("numpy", "numpy")))
 
 
-def _failed_marker(profile) -> Path:
+def _failed_marker(profile: Profile) -> Path:
     folder = store.env_dir(profile)
     return folder.parent / f"{folder.name}.failed.json"
 
 
-def _recent_failure(profile) -> dict | None:
+def _recent_failure(profile: Profile) -> dict | None:
     """The reason an automatic creation failed less than FAILED_RETRY_S ago, if one did."""
     try:
         info = json.loads(_failed_marker(profile).read_text("utf-8"))
@@ -130,19 +134,19 @@ def _recent_failure(profile) -> dict | None:
     return None
 
 
-def _note_failure(profile, message: str) -> None:
+def _note_failure(profile: Profile, message: str) -> None:
     path = _failed_marker(profile)
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"time": time.time(), "reason": message}), "utf-8")
 
 
-def clear_failure(profile) -> None:
+def clear_failure(profile: Profile) -> None:
     with contextlib.suppress(OSError):
         _failed_marker(profile).unlink()
 
 
-def select_env(profile, env: str | None = None, *,
+def select_env(profile: Profile, env: str | None = None, *,
                progress: bool | None = None, create: bool = True) -> tuple[str, dict]:
     """The python that runs a submission, and the description every summary shows.
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from subkit.errors import SubkitError
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 MAIN_PACKAGES = ("tensorflow", "keras", "numpy")
 
 
-def pins(profile) -> dict:
+def pins(profile: Profile) -> dict:
     """The grader's pinned versions of a profile: python, tensorflow, keras, numpy, extras.
 
     ``{"python": "3.10", "tensorflow": "2.17.0", "keras": "3.4.1", "numpy": "1.26.4", ...}``;

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from subkit import ui
 from subkit.errors import SubkitError
@@ -27,6 +28,9 @@ from subkit.grader.environment.installers import (
     venv_python,
 )
 from subkit.grader.environment.pinset import pins, requirements
+
+if TYPE_CHECKING:
+    from subkit.profile import Profile
 
 MARKER = "subkit-env.json"
 
@@ -50,7 +54,7 @@ def env_key(pin_set: dict, interpreter_version: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def env_dir(profile) -> Path:
+def env_dir(profile: Profile) -> Path:
     """Where the profile's grader environment lives (whether or not it exists yet)."""
     p = pins(profile)
     return envs_root() / env_key(p, interpreters.find_interpreter(p["python"])["version"])
@@ -142,7 +146,7 @@ def create_env(pin_set: dict, folder: Path, interpreter: dict, *,
         installer(str(python), reqs, log_path, progress)
         ui.progress("  checking that the new environment imports tensorflow, keras and numpy...")
         found = check(str(python), pin_set)
-        marker = {
+        marker: dict[str, Any] = {
             "status": "ok",
             "pins": pin_set,
             "key": folder.name,
@@ -164,7 +168,7 @@ def create_env(pin_set: dict, folder: Path, interpreter: dict, *,
     return marker
 
 
-def ensure_env(profile, *, create: bool = True,
+def ensure_env(profile: Profile, *, create: bool = True,
                progress: bool | None = None, force: bool = False,
                installer: Installer | None = None,
                check: Callable[[str, dict], dict] | None = None,
@@ -205,7 +209,7 @@ def ensure_env(profile, *, create: bool = True,
     return Path(marker["python"])
 
 
-def remove_env(profile) -> Path | None:
+def remove_env(profile: Profile) -> Path | None:
     """Remove the profile's grader environment (and its install log); the folder removed,
     or None when there was none."""
     folder = env_dir(profile)
@@ -219,7 +223,7 @@ def remove_env(profile) -> Path | None:
     return folder if existed else None
 
 
-def env_status(profile) -> dict:
+def env_status(profile: Profile) -> dict:
     """What `subkit env show` prints: pins, folder, state (ready/missing/broken), versions."""
     p = pins(profile)
     interpreter = interpreters.find_interpreter(p["python"])
