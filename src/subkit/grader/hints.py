@@ -213,16 +213,7 @@ def load_failure(etype: str, err: str, tb: str, cls: str, keras: str | None
     m = _CLASS_REPR.search(text)
     if m and not (m.group(1) == "keras" or m.group(1).startswith("keras.")):
         name, cause = m.group(2), _cause(text)
-        lc = cause.lower()
-        if "unexpected keyword" in lc or "unrecognized keyword" in lc:
-            fix = (f"{name}.__init__ must accept every key its get_config() returns: add those "
-                   "parameters (or take **kwargs and pass them to super().__init__(**kwargs))")
-        elif "required" in lc and "argument" in lc:
-            fix = (f"{name}.get_config() must return every argument of its __init__ and the "
-                   "model be saved again; or give those arguments defaults (the values it was "
-                   "trained with)")
-        else:
-            fix = f"make {name}.from_config({name}(...).get_config()) work"
+        fix = config_fix(name, cause) or f"make {name}.from_config({name}(...).get_config()) work"
         return (f"{cls}() could not load the weights: custom class {name} (module "
                 f"{m.group(1)}) does not rebuild from the config saved with them: {cause}",
                 f"{fix}; this is the class's own code, which `subkit build` does not rewrite")
@@ -233,4 +224,19 @@ def load_failure(etype: str, err: str, tb: str, cls: str, keras: str | None
                 f"train with {k}, or save an inference model without that layer (an "
                 "augmentation layer is an identity at inference); `subkit build` cannot "
                 "rewrite a layer the grader's Keras lacks")
+    return None
+
+
+def config_fix(cls: str, error: str) -> str | None:
+    """What to change when the participant's class ``cls`` does not rebuild from the config
+    saved with the weights, read from Keras' ``error``; None when the error says neither."""
+    low = error.lower()
+    if "unexpected keyword" in low or "unrecognized keyword" in low:
+        return (f"{cls}.__init__ must accept every key its get_config() returns: add those "
+                "parameters (or take **kwargs and pass them to super().__init__(**kwargs))")
+    if "required" in low and "argument" in low:
+        return (f"{cls}.get_config() must return every argument of its __init__ "
+                "({**super().get_config(), 'name_of_arg': self.name_of_arg}) and the model be "
+                "saved again; or give those arguments defaults (the values it was trained "
+                "with)")
     return None

@@ -478,18 +478,11 @@ def custom_failure(p: dict, code: SubmissionCode | None, env: str,
     # "construct": the class does not rebuild from the config it saved
     where_ = f"{p.get('file')}:{p.get('line')}" if p.get("file") else entry
     err = p.get("error", "")
-    low = err.lower()
-    if "unexpected keyword" in low or "unrecognized keyword" in low:
-        hint = (f"{cls}.__init__ must accept every key its get_config() returns: add those "
-                "parameters (or take **kwargs and pass them to super().__init__(**kwargs))")
-    elif "required" in low and "argument" in low:
-        hint = (f"{cls}.get_config() must return every argument of its __init__ "
-                "({**super().get_config(), 'name_of_arg': self.name_of_arg}) and the model be "
-                "saved again; or give those arguments defaults (the values it was trained "
-                "with)")
-    else:
-        hint = (f"make {cls}.from_config({cls}(...).get_config()) work in {entry}: its "
-                "__init__ runs again on the saved config when the weights load")
+    from subkit.grader.hints import config_fix
+
+    hint = config_fix(str(cls), err) or (
+        f"make {cls}.from_config({cls}(...).get_config()) work in {entry}: its __init__ "
+        "runs again on the saved config when the weights load")
     at = _at(p.get("frame"))
     return CustomClassError(
         f"custom class {cls} ({where_}) fails to construct from the config saved with the "
